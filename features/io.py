@@ -1,0 +1,52 @@
+"""Atomic writes: a file is written to a temporary name beside it, then renamed over the target,
+so a reader sees the old file or the new one, never a partial one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result over ``target``."""
+    with atomic_path(target) as tmp:
+        writer(tmp)
+    return Path(target)
+
+
+def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
+    """Write ``frame`` to Parquet atomically."""
+    return write_atomic(target, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_csv(frame: pd.DataFrame, target: Path) -> Path:
+    """Write ``frame`` to UTF-8 CSV atomically."""
+    return write_atomic(target, lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8"))
+
+
+def write_json(payload: Any, target: Path) -> Path:
+    """Write ``payload`` as indented UTF-8 JSON atomically."""
+    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+    return write_atomic(target, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))

@@ -1,0 +1,1 @@
+"""Estimators with the scikit-learn API, baselines, calibration, metrics and the served model."""

@@ -1,0 +1,1 @@
+"""Jobs behind the ``beltcast`` command line: one module per verb."""

@@ -1,0 +1,73 @@
+"""The ``beltcast`` command line: thin, one verb per job, every verb with ``--help``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from features.errors import BeltcastError
+from pipelines.config import Settings, load_settings
+
+app = typer.Typer(
+    help="Forecast which Chinese counties become e-commerce industrial belts, and their mode.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Raw data: sync and verify.", no_args_is_help=True)
+features_app = typer.Typer(help="County indicators: master, panel.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+console = Console()
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file; defaults apply to what it omits."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except BeltcastError as err:
+        _fail(err)
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[red]error:[/red] {err}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+@data_app.command("sync")
+def data_sync(
+    config: ConfigOption = None,
+    mirror: Annotated[
+        Path | None,
+        typer.Option(help="Copy from this mirror folder instead of downloading from upstream."),
+    ] = None,
+) -> None:
+    """Copy or download every raw file of the manifest into the cache, sha256-verified."""
+    from pipelines import sync
+
+    try:
+        sync.run(_settings(config), mirror, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@features_app.command("master")
+def features_master(config: ConfigOption = None) -> None:
+    """Build the county master (units per year, crosswalk to the target vintage); summarise it."""
+    from pipelines import master
+
+    try:
+        master.run(_settings(config), console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

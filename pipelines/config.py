@@ -1,0 +1,133 @@
+"""The one validated configuration object, loaded from a TOML file.
+
+Config flows one way: file -> :class:`Settings` -> job. Every section forbids unknown keys and
+is frozen, so a typo in a key is an error rather than a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from features.errors import ConfigError
+
+Year = Annotated[int, Field(ge=1981, le=2100)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSettings(_Section):
+    """Where raw files come from and where derived tables go.
+
+    Attributes
+    ----------
+    cache_dir : Path
+        Local cache of the verified raw files (``beltcast data sync`` fills it).
+    mirror_dir : Path or None
+        A local mirror of the raw files; ``None`` tries ``BELTCAST_DATA_MIRROR``, then
+        ``../shared/data/raw``, then the upstream URLs.
+    features_dir : Path
+        Where ``features build`` writes the county panel and its quality summary.
+    """
+
+    cache_dir: Path = Path("data/raw")
+    mirror_dir: Path | None = None
+    features_dir: Path = Path("data/features")
+
+
+class CodesSettings(_Section):
+    """County code harmonisation.
+
+    Attributes
+    ----------
+    target_vintage : int
+        Every source is mapped to the county codes of this year before joining.
+    first_year, last_year : int
+        The years of the county master (the code lists read from ``areacodes``).
+    """
+
+    target_vintage: Year = 2020
+    first_year: Year = 2009
+    last_year: Year = 2024
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> CodesSettings:
+        if not self.first_year <= self.target_vintage <= self.last_year:
+            raise ValueError(
+                f"target_vintage must lie within first_year..last_year "
+                f"({self.first_year}..{self.last_year}); got {self.target_vintage}"
+            )
+        return self
+
+
+class PanelSettings(_Section):
+    """The as-of years of the county panel."""
+
+    first_year: Year = 2013
+    last_year: Year = 2020
+
+    @model_validator(mode="after")
+    def _years_in_order(self) -> PanelSettings:
+        if self.first_year > self.last_year:
+            raise ValueError(
+                f"first_year must be <= last_year; got {self.first_year} > {self.last_year}"
+            )
+        return self
+
+
+class MlflowSettings(_Section):
+    """Experiment tracking and the model registry."""
+
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    experiment: str = "beltcast"
+    registered_model: str = "county-belt"
+
+
+class Settings(_Section):
+    """Every setting of beltcast, with documented defaults."""
+
+    data: DataSettings = DataSettings()
+    codes: CodesSettings = CodesSettings()
+    panel: PanelSettings = PanelSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read and validate a TOML config file; ``None`` gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not valid TOML, or a key is unknown or of the wrong type;
+        the message names the key, what was expected and what came in.
+    """
+    if path is None:
+        return Settings()
+    raw = _read_toml(Path(path))
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, path)) from err
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+
+
+def _describe(err: ValidationError, path: Path) -> str:
+    lines = [f"config file {path} has {err.error_count()} invalid setting(s):"]
+    for problem in err.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        got = problem.get("input")
+        lines.append(f"  {key}: {problem['msg']}; got {got!r}")
+    return "\n".join(lines)
