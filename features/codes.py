@@ -36,8 +36,17 @@ import pandas as pd
 from features.errors import CountyCodeError, SourceFormatError
 
 OPEN_END = 10_000
-RESULT_COLUMNS = ("代码", "一级行政区", "二级行政区", "名称", "级别", "状态", "启用时间",
-                  "变更/弃用时间", "新代码")  # fmt: skip
+RESULT_COLUMNS = (
+    "代码",
+    "一级行政区",
+    "二级行政区",
+    "名称",
+    "级别",
+    "状态",
+    "启用时间",
+    "变更/弃用时间",
+    "新代码",
+)
 
 
 def is_county_level(code: str) -> bool:
@@ -185,8 +194,9 @@ class CodeHistory:
         total = forward.groupby("to_code")["share"].transform("sum")
         backward = forward.assign(share=forward["share"] / total)
         backward = backward.rename(columns={"from_code": "to_code", "to_code": "from_code"})
-        carved = self._carved_out(set(self._codes_of(source_year)) - set(backward["from_code"]),
-                                  target, source_year)  # fmt: skip
+        carved = self._carved_out(
+            set(self._codes_of(source_year)) - set(backward["from_code"]), target, source_year
+        )
         table = pd.concat([backward, carved], ignore_index=True)
         return table[["from_code", "to_code", "share"]]
 
