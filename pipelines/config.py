@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -80,6 +80,39 @@ class PanelSettings(_Section):
         return self
 
 
+class ConditionSettings(_Section):
+    """One condition of the belt rule: ``metric op threshold``."""
+
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    op: Literal[">=", ">", "<=", "<"] = ">="
+    threshold: float
+
+
+class LabelSettings(_Section):
+    """The belt rule ("at least ``min_met`` of ``conditions``") and the emergence horizon.
+
+    The public-data default: a county is a belt in a year when it has at least one Taobao
+    village that year. Stricter variants: ``taobao_villages >= 3``, or ``taobao_towns >= 1``.
+    """
+
+    conditions: tuple[ConditionSettings, ...] = (
+        ConditionSettings(metric="taobao_villages", op=">=", threshold=1),
+    )
+    min_met: int = Field(default=1, ge=1)
+    horizon: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> LabelSettings:
+        if not self.conditions:
+            raise ValueError("conditions must hold at least one condition; got none")
+        if self.min_met > len(self.conditions):
+            raise ValueError(
+                f"min_met must be <= the number of conditions ({len(self.conditions)}); "
+                f"got {self.min_met}"
+            )
+        return self
+
+
 class MlflowSettings(_Section):
     """Experiment tracking and the model registry."""
 
@@ -94,6 +127,7 @@ class Settings(_Section):
     data: DataSettings = DataSettings()
     codes: CodesSettings = CodesSettings()
     panel: PanelSettings = PanelSettings()
+    labels: LabelSettings = LabelSettings()
     mlflow: MlflowSettings = MlflowSettings()
 
 

@@ -1,0 +1,266 @@
+"""The point-in-time county panel: one row per (county, as-of year).
+
+First invariant: a feature of as-of year ``t`` uses only data dated ``<= t``. Every source is
+joined as of ``t`` (its newest value dated on or before ``t``), with a ``staleness_<source>``
+column giving how many years old that value is; static geography (terrain, centroids, area) is
+the only exception, and is declared as such. Spatial features use the belts known at ``t`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from features.errors import SourceFormatError
+from features.labels import BeltRule, emergence_target
+from features.sources.base import SourceTable
+from features.spatial import NeighbourIndex, haversine_to, seat_locations
+
+ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
+              "prefecture_code", "as_of"]  # fmt: skip
+LABEL_COLUMNS = ["is_belt", "last_label_year", "is_belt_known", "emerged", "mode"]
+GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
+LOG_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    """How to build the panel.
+
+    Attributes
+    ----------
+    years : sequence of int
+        As-of years.
+    rule : BeltRule
+        The belt rule over the label metrics.
+    label_source : str
+        The source whose variables the rule reads (``taobao`` for the public data).
+    horizon : int
+        Emergence horizon in years.
+    static_sources : tuple of str
+        Sources whose values do not change over time (joined to every as-of year).
+    radii_km : tuple of int
+        Radii of the neighbour counts.
+    """
+
+    years: Sequence[int]
+    rule: BeltRule
+    label_source: str = "taobao"
+    horizon: int = 1
+    static_sources: tuple[str, ...] = ("terrain", "centroids")
+    radii_km: tuple[int, ...] = (50, 100, 200)
+
+
+def build_panel(
+    sources: Sequence[SourceTable],
+    units: pd.DataFrame,
+    spec: PanelSpec,
+    modes: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Join every source as of each year, add growth, spatial and label columns.
+
+    Parameters
+    ----------
+    sources : sequence of SourceTable
+        Harmonised long tables, one per source.
+    units : DataFrame
+        The target-vintage county universe (``CodeHistory.county_units(target)``).
+    spec : PanelSpec
+    modes : DataFrame, optional
+        ``county_code``, ``mode``: a belt's development mode where known.
+
+    Returns
+    -------
+    DataFrame
+        One row per county and as-of year: ids, features, staleness, labels.
+    """
+    by_name = {source.name: source for source in sources}
+    if spec.label_source not in by_name:
+        raise SourceFormatError(
+            f"panel needs the label source {spec.label_source!r}; got sources {sorted(by_name)}"
+        )
+    long = with_growth(
+        pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True)
+    )
+    status = spec.rule.apply(_label_metrics(by_name[spec.label_source].long, spec.rule), "year")
+    frame = _skeleton(units, spec.years)
+    frame = frame.merge(_as_of_values(long, spec), on=["county_code", "as_of"], how="left")
+    frame = frame.merge(_label_columns(status, spec), on=["county_code", "as_of"], how="left")
+    frame = frame.merge(
+        _spatial(long, status, units, spec), on=["county_code", "as_of"], how="left"
+    )
+    frame = frame.merge(_geography(long, units), on="county_code", how="left")
+    if modes is not None:
+        frame = frame.merge(modes[["county_code", "mode"]], on="county_code", how="left")
+    else:
+        frame["mode"] = pd.NA
+    return validate_panel(_order(frame))
+
+
+def with_growth(long: pd.DataFrame) -> pd.DataFrame:
+    """Add log growth over 1 and 2 years for the series in :data:`GROWTH`, dated at the end."""
+    parts = [long]
+    for variable, lags in GROWTH.items():
+        series = long[long["variable"] == variable]
+        if series.empty:
+            continue
+        wide = series.pivot_table(index="county_code", columns="year", values="value")
+        logged = np.log(wide.clip(lower=0) + LOG_EPS)
+        for lag in lags:
+            growth = (logged - logged.shift(lag, axis=1)).stack().rename("value").reset_index()
+            name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y"
+            parts.append(growth.assign(variable=name, source=series["source"].iloc[0]))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _label_metrics(label_long: pd.DataFrame, rule: BeltRule) -> pd.DataFrame:
+    metrics = label_long[label_long["variable"].isin(rule.metrics)]
+    wide = metrics.pivot_table(index=["county_code", "year"], columns="variable", values="value")
+    wide = wide.reindex(columns=rule.metrics).reset_index()
+    wide.columns.name = None
+    return wide
+
+
+def _skeleton(units: pd.DataFrame, years: Sequence[int]) -> pd.DataFrame:
+    base = units[ID_COLUMNS[:-1]].drop_duplicates("county_code")
+    return base.merge(pd.DataFrame({"as_of": list(years)}), how="cross")
+
+
+def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
+    """Newest value dated <= t per county and variable, plus staleness per source."""
+    static = long["source"].isin(spec.static_sources)
+    parts = []
+    for as_of in spec.years:
+        known = long[~static & (long["year"] <= as_of)].sort_values("year")
+        newest = known.groupby(["county_code", "variable"], sort=False).tail(1)
+        values = newest.pivot(index="county_code", columns="variable", values="value")
+        age = as_of - newest.groupby(["county_code", "source"])["year"].max().unstack()
+        age.columns = [f"staleness_{source}" for source in age.columns]
+        parts.append(values.join(age, how="outer").assign(as_of=as_of))
+    dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
+    return dynamic.drop(
+        columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")]
+    )
+
+
+def _label_columns(status: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
+    labelled = sorted(status["year"].unique())
+    target = emergence_target(status, spec.horizon, "year")
+    rows = []
+    for as_of in spec.years:
+        known_years = [y for y in labelled if y <= as_of]
+        last = known_years[-1] if known_years else None
+        frame = pd.DataFrame({"county_code": status["county_code"].unique(), "as_of": as_of})
+        frame["last_label_year"] = last
+        rows.append(frame)
+    frame = pd.concat(rows, ignore_index=True)
+    now = status.rename(columns={"year": "as_of"})[["county_code", "as_of", "is_belt"]]
+    known = status.rename(columns={"year": "last_label_year", "is_belt": "is_belt_known"})
+    frame = frame.merge(now, on=["county_code", "as_of"], how="left")
+    frame = frame.merge(known[["county_code", "last_label_year", "is_belt_known"]],
+                        on=["county_code", "last_label_year"], how="left")  # fmt: skip
+    emerged = target.rename(columns={"year": "as_of"})[["county_code", "as_of", "emerged"]]
+    frame = frame.merge(emerged, on=["county_code", "as_of"], how="left")
+    frame["is_belt"] = frame["is_belt"].astype("boolean")
+    frame["is_belt_known"] = frame["is_belt_known"].astype("boolean")
+    frame["last_label_year"] = frame["last_label_year"].astype("Int64")
+    frame["emerged"] = frame["emerged"].astype("Int64")
+    return frame
+
+
+def _spatial(
+    long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec: PanelSpec
+) -> pd.DataFrame:
+    """Neighbour counts and distances from the belts and villages known at each as-of year."""
+    centroids = _centroids(long)
+    if centroids.empty:
+        return pd.DataFrame(columns=["county_code", "as_of"])
+    index = NeighbourIndex(centroids, spec.radii_km)
+    villages = long[long["variable"] == "taobao_villages"]
+    labelled = sorted(status["year"].unique())
+    parts = []
+    for as_of in spec.years:
+        known = [y for y in labelled if y <= as_of]
+        if not known:
+            continue
+        belt = status[status["year"] == known[-1]].set_index("county_code")["is_belt"].astype(int)
+        count = villages[villages["year"] == known[-1]].set_index("county_code")["value"]
+        features = index.features(belt, count).reset_index()
+        features = features.merge(_same_area_belts(belt, units), on="county_code", how="left")
+        parts.append(features.assign(as_of=as_of))
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["county_code", "as_of"])
+    )
+
+
+def _same_area_belts(belt: pd.Series, units: pd.DataFrame) -> pd.DataFrame:
+    frame = units[["county_code", "prefecture_code", "province_code"]].copy()
+    frame["b"] = frame["county_code"].map(belt).fillna(0)
+    for level, name in (
+        ("prefecture_code", "belts_same_prefecture"),
+        ("province_code", "belts_same_province"),
+    ):
+        frame[name] = frame.groupby(level)["b"].transform("sum") - frame["b"]
+    return frame[["county_code", "belts_same_prefecture", "belts_same_province"]]
+
+
+def _centroids(long: pd.DataFrame) -> pd.DataFrame:
+    wanted = {"centroid_lon": "lon", "centroid_lat": "lat", "area_km2": "area_km2"}
+    rows = long[long["variable"].isin(wanted)]
+    if rows.empty:
+        return pd.DataFrame(columns=["county_code", "lon", "lat", "area_km2"])
+    wide = rows.pivot_table(index="county_code", columns="variable", values="value").rename(
+        columns=wanted
+    )
+    return wide.dropna(subset=["lon", "lat"]).reset_index()
+
+
+def _geography(long: pd.DataFrame, units: pd.DataFrame) -> pd.DataFrame:
+    """Distance to the prefecture seat and to the provincial capital (static)."""
+    centroids = _centroids(long)
+    if centroids.empty:
+        return pd.DataFrame(columns=["county_code"])
+    seats = seat_locations(centroids, units).merge(centroids, on="county_code", how="inner")
+    return pd.DataFrame(
+        {
+            "county_code": seats["county_code"],
+            "dist_prefecture_seat_km": haversine_to(seats["lon"], seats["lat"],
+                                                    seats["pref_seat_lon"], seats["pref_seat_lat"]),
+            "dist_capital_km": haversine_to(seats["lon"], seats["lat"],
+                                            seats["capital_lon"], seats["capital_lat"]),
+        }
+    )  # fmt: skip
+
+
+def _order(frame: pd.DataFrame) -> pd.DataFrame:
+    labels = [c for c in LABEL_COLUMNS if c in frame]
+    features = sorted(c for c in frame if c not in ID_COLUMNS and c not in labels)
+    ordered = frame[ID_COLUMNS + features + labels]
+    return ordered.sort_values(["as_of", "county_code"]).reset_index(drop=True)
+
+
+def feature_columns(panel: pd.DataFrame) -> list[str]:
+    """The model's feature columns: everything that is neither an id nor a label."""
+    return [c for c in panel.columns if c not in ID_COLUMNS and c not in LABEL_COLUMNS]
+
+
+def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
+    """Check the panel before it is written: keys unique, codes well formed, features numeric."""
+    schema = pa.DataFrameSchema(
+        {
+            "county_code": pa.Column(str, pa.Check.str_matches(r"^\d{6}$")),
+            "as_of": pa.Column(int),
+            **{c: pa.Column(float, nullable=True, coerce=True) for c in feature_columns(panel)},
+        },
+        unique=["county_code", "as_of"],
+    )
+    try:
+        return schema.validate(panel)
+    except (pa.errors.SchemaError, pa.errors.SchemaErrors) as err:
+        raise SourceFormatError(f"county panel fails validation before writing: {err}") from err
