@@ -1,0 +1,225 @@
+"""Rolling-origin backtest: one fold spec, one function (the same folds serve backtest, tune and
+promote).
+
+Temporal folds: for each labelled target period ``T`` with earlier transitions, train on the
+transitions whose target period is before ``T`` and test on those whose target period is ``T``.
+Spatial folds: whole provinces held out (grouped K-fold) within the training periods of the
+newest temporal fold, so a model is also judged on places it has not seen. Nothing is fitted
+outside a fold's training rows; the inputs are never modified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
+
+from models.metrics import emergence_metrics, mode_metrics
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One train/test split, described by periods (and held-out groups for spatial folds)."""
+
+    name: str
+    kind: str
+    train_periods: tuple[int, ...]
+    test_periods: tuple[int, ...]
+    test_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoldSpec:
+    """How folds are cut.
+
+    Attributes
+    ----------
+    horizon : int
+        Periods between features (as of ``t``) and target (``t + horizon``).
+    n_spatial : int
+        Number of province groups held out in turn.
+    group_column : str
+        Column naming the group held out by spatial folds.
+    seed : int
+        Seed of the spatial grouping.
+    """
+
+    horizon: int = 1
+    n_spatial: int = 5
+    group_column: str = "province_code"
+    seed: int = 0
+
+    def temporal(self, periods: np.ndarray) -> list[Fold]:
+        """One fold per target period that has earlier transitions to learn from."""
+        origins = sorted(int(p) for p in np.unique(periods))
+        folds = []
+        for test in origins[1:]:
+            train = tuple(p for p in origins if p + self.horizon <= test)
+            if train:
+                folds.append(Fold(f"temporal_{test + self.horizon}", "temporal", train, (test,)))
+        return folds
+
+    def spatial(self, periods: np.ndarray, groups: np.ndarray, y: np.ndarray) -> list[Fold]:
+        """Provinces held out in turn, within the training periods of the newest temporal fold."""
+        temporal = self.temporal(periods)
+        train_periods = (
+            temporal[-1].train_periods if temporal else tuple(sorted(np.unique(periods)))
+        )
+        mask = np.isin(periods, train_periods)
+        splitter = _group_splitter(self.n_spatial, self.seed, y[mask])
+        folds = []
+        for i, (_, test) in enumerate(splitter.split(groups[mask], y[mask], groups[mask])):
+            held = tuple(sorted(set(groups[mask][test])))
+            folds.append(Fold(f"spatial_{i}", "spatial", train_periods, train_periods, held))
+        return folds
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _group_splitter(n: int, seed: int, y: np.ndarray):
+    if y.sum() >= n:
+        return StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
+    return GroupKFold(n_splits=n)
+
+
+@dataclass
+class BacktestResult:
+    """Metrics per model and fold, and the out-of-sample predictions."""
+
+    folds: list[dict] = field(default_factory=list)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def metrics(self, kind: str = "temporal", fold: str | None = None) -> dict[str, dict]:
+        """Metrics per model for ``fold`` (default: the newest fold of ``kind``)."""
+        candidates = [f for f in self.folds if f["kind"] == kind]
+        chosen = next(f for f in candidates if f["name"] == fold) if fold else candidates[-1]
+        return chosen["models"]
+
+
+def backtest_emergence(
+    models: Mapping[str, BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    periods: np.ndarray,
+    groups: np.ndarray,
+    spec: FoldSpec,
+    n_boot: int = 1000,
+) -> BacktestResult:
+    """Fit clones of every model on each fold's training rows, score its test rows.
+
+    Parameters
+    ----------
+    models : mapping of name to estimator
+        Unfitted estimators (cloned per fold).
+    X : DataFrame
+        Features, one row per transition (county, origin period).
+    y : array of 0/1
+        Whether the county became a belt at ``period + horizon``.
+    periods : array of int
+        Origin period of each row.
+    groups : array of str
+        Province (or other group) of each row, for the spatial folds.
+    spec : FoldSpec
+    n_boot : int
+        Bootstrap resamples of the AP interval.
+
+    Returns
+    -------
+    BacktestResult
+        ``folds`` [{name, kind, train_periods, test_periods, test_groups, models: {name: metrics}}]
+        (spatial metrics are pooled over the held-out provinces, in one entry ``spatial``), and
+        ``predictions`` (fold, model, row, y, p).
+    """
+    y, periods, groups = np.asarray(y, dtype=int), np.asarray(periods), np.asarray(groups)
+    result = BacktestResult()
+    prediction_parts = []
+    for fold in spec.temporal(periods):
+        train, test = np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
+        scores = {name: _fit_predict(model, X, y, train, test) for name, model in models.items()}
+        result.folds.append(_fold_entry(fold, y[test], scores, n_boot))
+        prediction_parts += [
+            _predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()
+        ]
+    spatial = spec.spatial(periods, groups, y)
+    if spatial:
+        pooled, held = _pooled_spatial(models, X, y, periods, groups, spatial)
+        result.folds.append(_spatial_entry(spatial, y[held], pooled, n_boot))
+        prediction_parts += [
+            _predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()
+        ]
+    result.predictions = (
+        pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
+    )
+    return result
+
+
+def _fit_predict(
+    model: BaseEstimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray
+):
+    fitted = clone(model).fit(X[train], y[train])
+    return fitted.predict_proba(X[test])[:, 1]
+
+
+def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int) -> dict:
+    entry = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fold).items()}
+    entry["models"] = {
+        name: emergence_metrics(y_test, p, n_boot=n_boot) for name, p in scores.items()
+    }
+    return entry
+
+
+def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: int) -> dict:
+    return {
+        "name": "spatial",
+        "kind": "spatial",
+        "train_periods": list(folds[0].train_periods),
+        "test_periods": list(folds[0].test_periods),
+        "test_groups": [list(f.test_groups) for f in folds],
+        "models": {name: emergence_metrics(y_held, p, n_boot=n_boot) for name, p in pooled.items()},
+    }
+
+
+def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
+    """Out-of-fold predictions of every model over the held-out provinces, pooled."""
+    in_years = np.isin(periods, folds[0].train_periods)
+    held_rows, pooled = [], {name: [] for name in models}
+    for fold in folds:
+        test = in_years & np.isin(groups, fold.test_groups)
+        train = in_years & ~np.isin(groups, fold.test_groups)
+        held_rows.append(np.flatnonzero(test))
+        for name, model in models.items():
+            pooled[name].append(_fit_predict(model, X, y, train, test))
+    order = np.concatenate(held_rows)
+    return {name: np.concatenate(parts) for name, parts in pooled.items()}, order
+
+
+def _predictions(
+    fold: str, model: str, index: pd.Index, y: np.ndarray, p: np.ndarray
+) -> pd.DataFrame:
+    return pd.DataFrame({"fold": fold, "model": model, "row": index, "y": y, "p": p})
+
+
+def backtest_mode(
+    models: Mapping[str, BaseEstimator],
+    X: pd.DataFrame,
+    y: np.ndarray,
+    groups: np.ndarray,
+    n_splits: int = 5,
+) -> dict[str, dict]:
+    """Grouped cross-validation of mode models (provinces held out): pooled metrics per model."""
+    from models.estimators import MODES
+
+    y = np.asarray(y, dtype=object)
+    splits = list(GroupKFold(n_splits=min(n_splits, len(np.unique(groups)))).split(X, y, groups))
+    results = {}
+    for name, model in models.items():
+        proba = np.zeros((len(y), len(MODES)))
+        for train, test in splits:
+            proba[test] = clone(model).fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])
+        results[name] = mode_metrics(y, proba, MODES)
+    return results

@@ -1,0 +1,329 @@
+"""Estimators with the scikit-learn API: the LightGBM emergence and mode models, and baselines.
+
+Every estimator takes a DataFrame of panel features (it records ``feature_names_in_`` at fit and
+selects those columns at predict), stores only hyper-parameters in ``__init__``, learns in
+``fit`` and checks it is fitted before predicting, so ``clone``, ``set_params`` and Optuna work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
+
+from features.errors import BeltcastError
+
+MODES = ("national_brand", "cultural_heritage", "industrial_transformation", "local_specialty")
+
+
+class ModelInputError(BeltcastError, ValueError):
+    """A model got input of the wrong shape, columns or values."""
+
+
+class _FrameEstimator(ClassifierMixin, BaseEstimator):
+    """Shared input handling: a DataFrame in, columns remembered at fit, checked at predict."""
+
+    def _fit_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise ModelInputError(f"X must be a pandas DataFrame; got {type(X).__name__}")
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        return self._numeric(X)
+
+    def _predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self)
+        if not isinstance(X, pd.DataFrame):
+            raise ModelInputError(f"X must be a pandas DataFrame; got {type(X).__name__}")
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ModelInputError(f"X lacks feature column(s) {missing[:10]} seen at fit")
+        return self._numeric(X[list(self.feature_names_in_)])
+
+    @staticmethod
+    def _numeric(X: pd.DataFrame) -> pd.DataFrame:
+        bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+        if bad:
+            raise ModelInputError(
+                f"feature column(s) {bad[:10]} must be numeric; got {X[bad].dtypes.tolist()}"
+            )
+        return X.astype(float)
+
+
+def _binary_target(y: Sequence) -> np.ndarray:
+    y = np.asarray(y)
+    values = set(np.unique(y).tolist())
+    if not values <= {0, 1}:
+        raise ModelInputError(f"y must be 0/1; got values {sorted(values)[:10]}")
+    return y.astype(int)
+
+
+class LGBMEmergence(_FrameEstimator):
+    """LightGBM binary classifier of belt emergence, with sigmoid calibration cross-fitted
+    inside the training data.
+
+    Parameters
+    ----------
+    n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
+    reg_lambda, scale_pos_weight : LightGBM hyper-parameters.
+    calibration : {"sigmoid", None}
+        ``"sigmoid"``: Platt scaling fitted on out-of-fold predictions of the training data
+        (``CalibratedClassifierCV(ensemble=False)``); the booster is refitted on all of it.
+    calibration_folds : int
+        Folds of the cross-fitting.
+    random_state : int
+        Seed of LightGBM and of the calibration folds; the same seed gives the same scores.
+    n_jobs : int
+        LightGBM threads (results are deterministic for a fixed value).
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 20,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        scale_pos_weight: float = 1.0,
+        calibration: str | None = "sigmoid",
+        calibration_folds: int = 3,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.scale_pos_weight = scale_pos_weight
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _booster(self) -> lgb.LGBMClassifier:
+        return lgb.LGBMClassifier(
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            subsample=self.subsample,
+            subsample_freq=1,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            scale_pos_weight=self.scale_pos_weight,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
+
+    def fit(self, X: pd.DataFrame, y: Sequence) -> LGBMEmergence:
+        """Fit the booster (and the calibration) on ``X``, ``y``."""
+        if self.calibration not in ("sigmoid", None):
+            raise ModelInputError(
+                f"calibration must be 'sigmoid' or None; got {self.calibration!r}"
+            )
+        features, target = self._fit_frame(X), _binary_target(y)
+        self.classes_ = np.array([0, 1])
+        if self.calibration is None:
+            self.calibrated_ = None
+            self.booster_ = self._booster().fit(features, target)
+            return self
+        folds = StratifiedKFold(
+            self.calibration_folds, shuffle=True, random_state=self.random_state
+        )
+        calibrated = CalibratedClassifierCV(
+            self._booster(), method="sigmoid", cv=folds, ensemble=False
+        )
+        self.calibrated_ = calibrated.fit(features, target)
+        self.booster_ = calibrated.calibrated_classifiers_[0].estimator
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities, columns ``[not belt, belt]``."""
+        features = self._predict_frame(X)
+        model = self.calibrated_ if self.calibrated_ is not None else self.booster_
+        return model.predict_proba(features)
+
+    def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
+        """The booster's own probability of becoming a belt, before calibration."""
+        return self.booster_.predict_proba(self._predict_frame(X))[:, 1]
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per-row SHAP contributions (log-odds) of each feature, from LightGBM ``pred_contrib``."""
+        features = self._predict_frame(X)
+        raw = self.booster_.predict(features, pred_contrib=True)
+        return pd.DataFrame(raw[:, :-1], columns=list(self.feature_names_in_), index=X.index)
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, largest first."""
+        check_is_fitted(self)
+        gain = self.booster_.booster_.feature_importance(importance_type="gain")
+        return pd.Series(gain, index=list(self.feature_names_in_)).sort_values(ascending=False)
+
+
+class LGBMMode(_FrameEstimator):
+    """LightGBM multiclass model of a belt's development mode over :data:`MODES`.
+
+    Probabilities always have the four modes as columns, in :data:`MODES` order; a mode absent
+    from the training data gets probability 0.
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        learning_rate: float = 0.05,
+        num_leaves: int = 7,
+        min_child_samples: int = 5,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X: pd.DataFrame, y: Sequence[str]) -> LGBMMode:
+        """Fit on belts with a known mode."""
+        features = self._fit_frame(X)
+        labels = np.asarray(y, dtype=object)
+        unknown = sorted(set(labels) - set(MODES))
+        if unknown:
+            raise ModelInputError(f"mode labels must be among {list(MODES)}; got {unknown}")
+        self.classes_ = np.array(MODES, dtype=object)
+        self.seen_ = np.array([m for m in MODES if m in set(labels)], dtype=object)
+        self.model_ = lgb.LGBMClassifier(
+            objective="multiclass" if len(self.seen_) > 2 else "binary",
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            class_weight="balanced",
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            deterministic=True,
+            force_row_wise=True,
+            verbose=-1,
+        )
+        self.model_.fit(features, labels)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of the four modes, in :data:`MODES` order."""
+        features = self._predict_frame(X)
+        proba = pd.DataFrame(self.model_.predict_proba(features), columns=self.model_.classes_)
+        return proba.reindex(columns=list(MODES), fill_value=0.0).to_numpy()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class LogisticBaseline(_FrameEstimator):
+    """Standardised logistic regression on the same features (the econometric probit analogue);
+    missing values are median-imputed with missingness indicators."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 5000):
+        self.C = C
+        self.max_iter = max_iter
+
+    def fit(self, X: pd.DataFrame, y: Sequence) -> LogisticBaseline:
+        features, target = self._fit_frame(X), _binary_target(y)
+        self.classes_ = np.array([0, 1])
+        self.pipeline_ = make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            LogisticRegression(C=self.C, max_iter=self.max_iter),
+        ).fit(features, target)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        features = self._predict_frame(X)
+        return self.pipeline_.predict_proba(features)
+
+
+class SpatialNeighborsBaseline(_FrameEstimator):
+    """Rank by the belts within ``radius_km``, ties by distance to the nearest belt; the score is
+    turned into a probability by a one-feature logistic fit on the training data."""
+
+    def __init__(self, radius_km: int = 100):
+        self.radius_km = radius_km
+
+    def _score(self, X: pd.DataFrame) -> np.ndarray:
+        count = X[f"belts_within_{self.radius_km}km"].fillna(0).to_numpy()
+        distance = X["dist_nearest_belt_km"].fillna(5000.0).clip(upper=5000.0).to_numpy()
+        return count + (1.0 - distance / 5000.0) * 0.999
+
+    def fit(self, X: pd.DataFrame, y: Sequence) -> SpatialNeighborsBaseline:
+        self._fit_frame(X)
+        self._check_columns(X)
+        self.classes_ = np.array([0, 1])
+        score = self._score(X).reshape(-1, 1)
+        self.link_ = LogisticRegression(max_iter=1000).fit(score, _binary_target(y))
+        return self
+
+    def _check_columns(self, X: pd.DataFrame) -> None:
+        needed = [f"belts_within_{self.radius_km}km", "dist_nearest_belt_km"]
+        missing = [c for c in needed if c not in X.columns]
+        if missing:
+            raise ModelInputError(f"spatial_neighbors needs column(s) {missing}")
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        features = self._predict_frame(X)
+        return self.link_.predict_proba(self._score(features).reshape(-1, 1))
+
+
+class PriorBaseline(_FrameEstimator):
+    """Every county gets the training base rate."""
+
+    def fit(self, X: pd.DataFrame, y: Sequence) -> PriorBaseline:
+        self._fit_frame(X)
+        self.classes_ = np.array([0, 1])
+        self.rate_ = float(_binary_target(y).mean())
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        features = self._predict_frame(X)
+        return np.column_stack(
+            [np.full(len(features), 1 - self.rate_), np.full(len(features), self.rate_)]
+        )
+
+
+class MajorityMode(_FrameEstimator):
+    """Every county gets the training frequencies of the modes; predicts the most frequent."""
+
+    def fit(self, X: pd.DataFrame, y: Sequence[str]) -> MajorityMode:
+        self._fit_frame(X)
+        self.classes_ = np.array(MODES, dtype=object)
+        counts = pd.Series(np.asarray(y, dtype=object)).value_counts()
+        self.frequencies_ = counts.reindex(list(MODES), fill_value=0).to_numpy() / counts.sum()
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        features = self._predict_frame(X)
+        return np.tile(self.frequencies_, (len(features), 1))
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

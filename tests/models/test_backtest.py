@@ -1,0 +1,51 @@
+"""The fold spec and the backtest function (synthetic fixtures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.backtest import FoldSpec, backtest_emergence
+from models.estimators import LGBMEmergence, PriorBaseline
+
+
+def test_temporal_folds_train_only_on_earlier_targets():
+    folds = FoldSpec(horizon=1).temporal(np.array([2014, 2015, 2016, 2016]))
+    assert [(f.name, f.train_periods, f.test_periods) for f in folds] == [
+        ("temporal_2016", (2014,), (2015,)),
+        ("temporal_2017", (2014, 2015), (2016,)),
+    ]
+    assert FoldSpec(horizon=2).temporal(np.array([2014, 2015, 2016]))[-1].train_periods == (2014,)
+
+
+def test_spatial_folds_hold_out_whole_provinces(synthetic_transitions):
+    _, y, periods, groups = synthetic_transitions
+    folds = FoldSpec(n_spatial=3).spatial(periods, groups, y)
+    held = [g for f in folds for g in f.test_groups]
+    assert sorted(held) == [f"p{i}" for i in range(6)]
+    assert all(f.train_periods == (2014, 2015) for f in folds)
+
+
+def test_backtest_returns_metrics_and_leaves_inputs_alone(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    before = X.copy()
+    models = {"lightgbm": LGBMEmergence(n_estimators=30), "prior": PriorBaseline()}
+    result = backtest_emergence(models, X, y, periods, groups, FoldSpec(n_spatial=3), n_boot=50)
+    pd.testing.assert_frame_equal(X, before)
+    newest = result.metrics("temporal")
+    assert set(newest) == {"lightgbm", "prior"}
+    assert newest["lightgbm"]["average_precision"] > newest["prior"]["average_precision"]
+    assert result.metrics("spatial")["lightgbm"]["n"] == 1200
+    assert set(result.predictions["fold"]) == {"temporal_2016", "temporal_2017", "spatial"}
+
+
+def test_shuffling_test_year_labels_does_not_change_the_model(synthetic_transitions):
+    X, y, periods, _groups = synthetic_transitions
+    fold = FoldSpec().temporal(periods)[-1]
+    train = np.isin(periods, fold.train_periods)
+    shuffled = y.copy()
+    test = np.isin(periods, fold.test_periods)
+    shuffled[test] = np.random.default_rng(0).permutation(y[test])
+    first = LGBMEmergence(n_estimators=30).fit(X[train], y[train]).predict_proba(X[test])
+    second = LGBMEmergence(n_estimators=30).fit(X[train], shuffled[train]).predict_proba(X[test])
+    np.testing.assert_array_equal(first, second)
