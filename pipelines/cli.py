@@ -69,5 +69,45 @@ def features_master(config: ConfigOption = None) -> None:
         _fail(err)
 
 
+@features_app.command("build")
+def features_build(config: ConfigOption = None) -> None:
+    """Build the point-in-time county panel and print its data-quality summary."""
+    from pipelines import build
+
+    try:
+        build.run(_settings(config), console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@app.command("backtest")
+def backtest(
+    config: ConfigOption = None,
+    out: Annotated[Path | None, typer.Option(help="JSON file of the results.")] = None,
+) -> None:
+    """Rolling-origin backtest of every model and baseline: JSON, table, PR and calibration PNGs."""
+    from pipelines import backtest as job
+
+    try:
+        job.run(_settings(config), out, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@app.command("tune")
+def tune(
+    config: ConfigOption = None,
+    trials: Annotated[int | None, typer.Option(min=1, help="Trials to add to the study.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (resumed if it exists).")] = None,
+) -> None:
+    """Optuna study of the LightGBM emergence model on inner folds; saves the best parameters."""
+    from pipelines import tune as job
+
+    try:
+        job.run(_settings(config), trials, study, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -113,6 +113,31 @@ class LabelSettings(_Section):
         return self
 
 
+class ModelSettings(_Section):
+    """Seeds, folds and where tuned parameters live."""
+
+    seed: int = 0
+    spatial_folds: int = Field(default=5, ge=2)
+    bootstrap: int = Field(default=1000, ge=0)
+    mode_year: Year = 2014
+    params_file: Path = Path("mlruns/tuned_params.json")
+
+
+class TuneSettings(_Section):
+    """The Optuna study: resumable storage, name, trials per call, sampler seed."""
+
+    storage: str = "sqlite:///mlruns/optuna.db"
+    study: str = "emergence"
+    trials: int = Field(default=30, ge=1)
+    inner_folds: int = Field(default=4, ge=2)
+
+
+class OutputSettings(_Section):
+    """Where backtest reports, scores and the HTML report are written."""
+
+    dir: Path = Path("outputs")
+
+
 class MlflowSettings(_Section):
     """Experiment tracking and the model registry."""
 
@@ -128,6 +153,9 @@ class Settings(_Section):
     codes: CodesSettings = CodesSettings()
     panel: PanelSettings = PanelSettings()
     labels: LabelSettings = LabelSettings()
+    model: ModelSettings = ModelSettings()
+    tune: TuneSettings = TuneSettings()
+    outputs: OutputSettings = OutputSettings()
     mlflow: MlflowSettings = MlflowSettings()
 
 

@@ -1,0 +1,66 @@
+"""Static PNG figures of a backtest: precision-recall and calibration curves, importance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import precision_recall_curve
+
+from features.io import atomic_path
+
+
+def _figure(width: float, height: float) -> tuple[Figure, object]:
+    """A figure outside pyplot (no global backend state), and its one axis."""
+    figure = Figure(figsize=(width, height))
+    return figure, figure.add_subplot()
+
+
+def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
+    """Precision-recall curve of every model on one fold."""
+    figure, axis = _figure(6, 4.5)
+    rows = predictions[predictions["fold"] == fold]
+    for model, group in rows.groupby("model", sort=True):
+        precision, recall, _ = precision_recall_curve(group["y"], group["p"])
+        axis.step(recall, precision, where="post", label=model)
+    base = rows.groupby("model")["y"].mean().iloc[0] if len(rows) else 0
+    axis.axhline(base, color="grey", linestyle=":", label=f"base rate {base:.3f}")
+    axis.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, {fold}", ylim=(0, 1.02))
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: int = 10) -> Path:
+    """Reliability diagram (quantile bins) of every model on one fold."""
+    figure, axis = _figure(6, 4.5)
+    rows = predictions[predictions["fold"] == fold]
+    for model, group in rows.groupby("model", sort=True):
+        observed, predicted = calibration_curve(
+            group["y"], group["p"], n_bins=bins, strategy="quantile"
+        )
+        axis.plot(predicted, observed, marker="o", label=model)
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set(
+        xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration, {fold}"
+    )
+    axis.set_xscale("symlog", linthresh=0.01)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def importance_bars(importance: pd.Series, path: Path, top: int = 20) -> Path:
+    """Horizontal bars of the ``top`` features by gain."""
+    head = importance.head(top)[::-1]
+    figure, axis = _figure(6, 0.3 * len(head) + 1)
+    axis.barh(head.index, head.to_numpy())
+    axis.set(xlabel="total gain", title="Feature importance (LightGBM gain)")
+    return _save(figure, path)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    return Path(path)

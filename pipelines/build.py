@@ -1,0 +1,159 @@
+"""``beltcast features build``: synced cache -> ``data/features/panel.parquet`` + quality summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from features.codes import CodeHistory
+from features.io import write_csv, write_json, write_parquet
+from features.labels import BeltRule, Condition
+from features.panel import PanelSpec, build_panel
+from features.quality import coverage_table, quality_summary
+from features.sources import (
+    census,
+    centroids,
+    co2,
+    poverty,
+    prefecture,
+    taobao,
+    terrain,
+    viirs,
+)
+from features.sources.base import SourceTable
+from features.taxonomy import county_modes, load_taxonomy, mode_counts
+from pipelines.config import LabelSettings, Settings
+from pipelines.master import load_history
+
+Reader = Callable[[Path, CodeHistory, int], SourceTable]
+
+READERS: tuple[Reader, ...] = (
+    taobao.read_taobao,
+    census.read_census,
+    census.read_tudigong,
+    viirs.read_viirs,
+    co2.read_co2,
+    poverty.read_poverty,
+    terrain.read_terrain,
+    centroids.read_centroids,
+    prefecture.read_prefecture,
+)
+MODE_ROSTER_YEAR = 2014
+
+
+@dataclass(frozen=True)
+class BuildOutputs:
+    """Paths written by one build."""
+
+    panel: Path
+    quality: Path
+    unmatched: Path
+
+
+def run(settings: Settings, console: Console) -> BuildOutputs:
+    """Read every source, build the point-in-time panel, write it with its quality summary."""
+    target = settings.codes.target_vintage
+    history = load_history(settings)
+    units = history.county_units(target)
+    sources = read_sources(Path(settings.data.cache_dir), history, target)
+    modes = mode_labels(Path(settings.data.cache_dir), history, target)
+    panel = build_panel(sources, units, panel_spec(settings), modes)
+    summary = quality_summary(sources, panel, units)
+    summary["modes"] = mode_counts(modes)
+    summary["belt_rule"] = belt_rule(settings.labels).describe()
+    outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
+    report(console, panel, summary, sources, outputs)
+    return outputs
+
+
+def read_sources(raw_dir: Path, history: CodeHistory, target: int) -> list[SourceTable]:
+    """Every public source, harmonised to the target vintage."""
+    return [reader(raw_dir, history, target) for reader in READERS]
+
+
+def mode_labels(raw_dir: Path, history: CodeHistory, target: int) -> pd.DataFrame:
+    """Each belt's development mode, from the main products of its 2014 Taobao villages."""
+    villages = taobao.read_taobao_villages(raw_dir, history, target)
+    with_products = villages[villages["year"] == MODE_ROSTER_YEAR]
+    return county_modes(with_products, load_taxonomy())
+
+
+def belt_rule(labels: LabelSettings) -> BeltRule:
+    """The configured belt rule as a :class:`BeltRule`."""
+    conditions = tuple(Condition(c.metric, c.op, c.threshold) for c in labels.conditions)
+    return BeltRule(conditions, labels.min_met)
+
+
+def panel_spec(settings: Settings) -> PanelSpec:
+    """As-of years, belt rule and horizon from the config."""
+    years = range(settings.panel.first_year, settings.panel.last_year + 1)
+    return PanelSpec(years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon)
+
+
+def write_outputs(
+    features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]
+) -> BuildOutputs:
+    """Write the panel, the quality JSON and the unmatched rows, each atomically."""
+    unmatched = pd.concat(
+        [s.unmatched.astype(str).assign(source=s.name) for s in sources if len(s.unmatched)],
+        ignore_index=True,
+    )
+    return BuildOutputs(
+        panel=write_parquet(panel, features_dir / "panel.parquet"),
+        quality=write_json(summary, features_dir / "quality.json"),
+        unmatched=write_csv(unmatched, features_dir / "unmatched.csv"),
+    )
+
+
+def report(
+    console: Console,
+    panel: pd.DataFrame,
+    summary: dict,
+    sources: list[SourceTable],
+    outputs: BuildOutputs,
+) -> None:
+    """Print coverage, unmatched rows, labels and mode class counts."""
+    console.print(_coverage(summary))
+    for source in sources:
+        for row in source.unmatched.astype(str).to_dict(orient="records"):
+            console.print(f"  unmatched {source.name}: {row}", highlight=False)
+    console.print(_labels(panel))
+    console.print(f"belt rule: {summary['belt_rule']}")
+    console.print(f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}")
+    console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
+    console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
+
+
+def _coverage(summary: dict) -> Table:
+    coverage = coverage_table(summary)
+    table = Table(title=f"Counties covered per source and year (universe {summary['universe']})")
+    table.add_column("source")
+    for column in coverage.columns:
+        table.add_column(str(column), justify="right")
+    for name, row in coverage.iterrows():
+        cells = ["" if pd.isna(v) else str(int(v)) for v in row]
+        table.add_row(str(name), *cells)
+    return table
+
+
+def _labels(panel: pd.DataFrame) -> Table:
+    table = Table(title="Labels per as-of year")
+    for column in ("as_of", "belts", "non-belts", "emerged", "transitions"):
+        table.add_column(column, justify="right")
+    for as_of, rows in panel.groupby("as_of"):
+        labelled = rows["is_belt"].notna()
+        belts = int(rows.loc[labelled, "is_belt"].sum())
+        emerged = rows["emerged"].dropna()
+        table.add_row(
+            str(as_of),
+            str(belts) if labelled.any() else "-",
+            str(int(labelled.sum()) - belts) if labelled.any() else "-",
+            str(int(emerged.sum())) if len(emerged) else "-",
+            str(len(emerged)) if len(emerged) else "-",
+        )
+    return table
