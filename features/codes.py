@@ -369,9 +369,9 @@ def _aggregate(
 ) -> pd.DataFrame:
     group = ["to_code", *keys]
     merged = merged.copy()
+    base = merged["share"] * (merged[weight] if weight else 1.0)
     for column in counts:
         merged[column] = merged[column] * merged["share"]
-    base = merged["share"] * (merged[weight] if weight else 1.0)
     parts = [merged.groupby(group, dropna=False)[counts].sum(min_count=1)] if counts else []
     for column in intensive:
         w = base.where(merged[column].notna(), 0.0)

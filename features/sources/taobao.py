@@ -1,0 +1,434 @@
+"""AliResearch Taobao-village rosters 2014-2016: villages and towns per county.
+
+The rosters name villages by province, prefecture, county, town and village **names**. Each
+roster is matched to the code list of its own year, then harmonised to the target vintage by
+:func:`features.codes.harmonise`.
+
+Files (``taobao_villages/``)
+----------------------------
+* 2014 ``taobao-village-list-2014.xlsx`` sheet ``Table 1``: 213 rows = 212 villages and one
+  blank row (province only, a page-break artefact; counted in ``notes``, not a village).
+  Columns 省, 市, 区/县, 镇/乡/街道, 村, 主营产品 (main products).
+* 2015 ``taobao-village-list-2015.xlsx`` sheet ``Sheet1``: 780 villages (``Sheet2`` and
+  ``Sheet3`` are empty). Provinces sometimes lack their suffix (``北京``, ``天津``).
+* 2016 ``taobaovillage_list_2016.xlsx`` sheet ``Table 1``: title on the first row, header on
+  the second, an empty ``Unnamed: 3`` column (merged cells), 1,311 villages: the total
+  AliResearch published for 2016. ``taobao_village_list_2016.csv`` holds the same 1,311 rows
+  in the same order plus one appended row, ``贵州省 贵阳市 西峰镇 西峰镇 立碑村``, whose county
+  column holds a town: it is not in the published list, so the workbook is used and the csv
+  is not read. Sheet ``Table 2``: the 135 Taobao towns with their village counts.
+
+Values ``-`` mean "not given" and become missing.
+
+Matching policy (:func:`match_county_names`)
+--------------------------------------------
+Names are compared after stripping surrounding whitespace. Against the county-level units of
+one code list (``CodeHistory.county_units``), a roster row is matched by the first rule that
+finds exactly one unit:
+
+1. ``exact``: same county name within the row's prefecture;
+2. ``suffix``: same name once the county suffix (县, 市, 区, 旗, 自治县, ...) is removed from
+   both, within the prefecture: 增城市 -> 增城区 (2014), 永年县 -> 永年区 (2016);
+3. ``autonomous``: the row's name without suffix starts an 自治县/自治旗 name within the
+   prefecture (长阳县 -> 长阳土家族自治县).
+
+A rule that finds several units does not match (the name is ambiguous). The province is
+compared without its suffix (省, 市, 自治区 and their ethnic forms: ``北京`` = ``北京市``); the
+prefecture without 市, 地区, 盟, 州 or 自治州, and a short form matches the long one
+(``大理州`` = ``大理白族自治州``). The prefecture is ignored in the four municipalities (the 2014
+roster writes ``市辖区`` for 天津) and for units governed directly by their province.
+
+The rules run on the code list of the roster's own year first. The code lists hold the codes of
+31 December, while a roster is compiled during its year, so a row still unmatched is tried on
+the lists of the ``lookback`` (3) years before (``stale:YYYY``): 郫县 and 许昌县 in the 2016
+roster (renamed 郫都区 and 建安区 late in 2016) match the 2015 list, and their codes are
+harmonised from 2015. No typos were found in the county or prefecture columns of the three
+rosters, so there is no table of corrections.
+
+A village cannot be divided: when :func:`~features.codes.harmonise` splits a roster code among
+several successors in the target vintage, the village goes to the successor that carries the
+old name on (``+successor_name``): 永年县 130429 (2014, 2015) -> 永年区 130408, not 丛台区.
+
+Rows that match nothing go to ``unmatched`` with a reason, never dropped: development zones
+(白沟新城, 泉州 台商投资区, 洛阳 伊滨区, 菏泽 高新区), whose towns belong to counties the roster
+does not name, and rows without a county. Attributing a zone to a host county is left to a
+reviewed decision, not guessed here.
+
+Effect on the counties with at least one village (2020 codes): 79 (2014), 180 (2015),
+217 (2016). Without the look-back, 许昌县 and 郫县 stay unmatched in 2016 and it is 215.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.codes import CodeHistory, harmonise
+from features.errors import CountyCodeError, SourceFormatError
+from features.sources.base import SourceTable, read_excel_sheet, require_columns, validate_long
+
+NAME = "taobao"
+FOLDER = "taobao_villages"
+NAME_COLUMNS = ["province", "prefecture", "county"]
+VILLAGE_COLUMNS = ["year", "province", "prefecture", "county", "town", "village", "product"]
+UNMATCHED_COLUMNS = ["table", "year", "province", "prefecture", "county", "town", "village",
+                     "reason"]  # fmt: skip
+MISSING_MARKERS = ("-", "—", "")
+PROVINCE_SUFFIXES = ("维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市")
+PREFECTURE_SUFFIXES = ("自治州", "地区", "州", "盟", "市")
+COUNTY_SUFFIXES = ("自治县", "自治旗", "林区", "特区", "县", "市", "区", "旗")
+AUTONOMOUS_SUFFIXES = ("自治县", "自治旗")
+MUNICIPALITIES = ("北京", "天津", "上海", "重庆")
+ZONE_MARKERS = ("新城", "投资区", "开发区", "高新区", "工业园", "试验区", "管理区", "伊滨区")
+LOOKBACK = 3
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Where one roster sheet lives and how its columns map to the standard names."""
+
+    year: int
+    file: str
+    sheet: str
+    header: int
+    columns: dict[str, str]
+    empty_columns: tuple[str, ...] = ()
+
+
+VILLAGE_ROSTERS = (
+    Roster(2014, "taobao-village-list-2014.xlsx", "Table 1", 0,
+           {"省": "province", "市": "prefecture", "区/县": "county", "镇/乡/街道": "town",
+            "村": "village", "主营产品": "product"}),
+    Roster(2015, "taobao-village-list-2015.xlsx", "Sheet1", 0,
+           {"省": "province", "市": "prefecture", "县": "county", "镇/街道": "town",
+            "村": "village"}),
+    Roster(2016, "taobaovillage_list_2016.xlsx", "Table 1", 1,
+           {"省(市、区)": "province", "市（州）": "prefecture", "县（市、区）": "county",
+            "乡镇(街道)": "town", "村": "village"}, empty_columns=("Unnamed: 3",)),
+)  # fmt: skip
+TOWN_ROSTER = Roster(2016, "taobaovillage_list_2016.xlsx", "Table 2", 1,
+                     {"省(市、区)": "province", "市（州）": "prefecture", "县（市、区）": "county",
+                      "乡镇(街道)": "town", "淘宝村数量": "n_villages"},
+                     empty_columns=("Unnamed: 3",))  # fmt: skip
+VILLAGE_YEARS = [roster.year for roster in VILLAGE_ROSTERS]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A county-level unit of one code list, with the keys names are compared on."""
+
+    code: str
+    name: str
+    prefecture_key: str | None
+    stem: str
+    autonomous: bool
+
+
+def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> SourceTable:
+    """Taobao villages (2014-2016) and Taobao towns (2016) per county of the target vintage.
+
+    Parameters
+    ----------
+    raw_dir : Path
+        The synced raw-data folder (holds ``taobao_villages/``).
+    history : CodeHistory
+        Code history covering the roster years, the three years before them, and ``target``.
+    target : int, default 2020
+        The code vintage of the output.
+
+    Returns
+    -------
+    SourceTable
+        ``long`` holds ``taobao_villages`` for 2014, 2015 and 2016 and ``taobao_towns`` for 2016,
+        with an explicit 0 for every county of the target vintage that has none (each roster is
+        complete for its year). ``unmatched`` holds the roster rows that match no county, with
+        a ``reason``. ``notes`` holds rows read, blank rows skipped and matches per rule.
+    """
+    villages, notes = _read_villages(raw_dir, history, target)
+    towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target)
+    universe = history.county_units(target)["county_code"]
+    long = pd.concat(
+        [
+            _count_long(villages, "taobao_villages", universe, VILLAGE_YEARS),
+            _count_long(towns, "taobao_towns", universe, [TOWN_ROSTER.year]),
+        ],
+        ignore_index=True,
+    )
+    unmatched = pd.concat(
+        [_unmatched(villages, "villages"), _unmatched(towns, "towns")], ignore_index=True
+    )
+    notes = {**notes, "towns_read": len(towns), "town_rules": _rule_counts(towns)}
+    return SourceTable(NAME, validate_long(long, NAME), unmatched, notes)
+
+
+def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020) -> pd.DataFrame:
+    """Every village of the 2014-2016 rosters with its county code of the target vintage.
+
+    Parameters
+    ----------
+    raw_dir : Path
+        The synced raw-data folder (holds ``taobao_villages/``).
+    history : CodeHistory
+        Code history covering the roster years, the three years before them, and ``target``.
+    target : int, default 2020
+        The code vintage of ``county_code``.
+
+    Returns
+    -------
+    DataFrame
+        ``year, province, prefecture, county, town, village, product`` as written in the roster
+        (``product`` only in 2014, missing otherwise; ``-`` read as missing), ``county_code``
+        of ``target`` (missing for the rows in :func:`read_taobao`'s ``unmatched``) and
+        ``match_rule`` (``exact``, ``suffix``, ``autonomous`` or ``stale:YYYY``, with
+        ``+successor_name`` when a split was resolved by name; missing when unmatched).
+    """
+    villages, _ = _read_villages(raw_dir, history, target)
+    return villages[[*VILLAGE_COLUMNS, "county_code", "match_rule"]]
+
+
+def match_county_names(
+    names: pd.DataFrame, history: CodeHistory, year: int, lookback: int = LOOKBACK
+) -> pd.DataFrame:
+    """Match province, prefecture and county names to county codes of ``year`` or shortly before.
+
+    Parameters
+    ----------
+    names : DataFrame
+        Columns ``province``, ``prefecture``, ``county`` (strings; missing allowed).
+    history : CodeHistory
+        Holds the code list of ``year``; those of the ``lookback`` years before it are used
+        when present.
+    year : int
+        The year the names refer to; its code list is tried first.
+    lookback : int, default 3
+        How many earlier code lists to try for names changed during or shortly before ``year``.
+
+    Returns
+    -------
+    DataFrame
+        Indexed like ``names``: ``roster_code`` (a code of ``code_year``; missing when
+        unmatched), ``code_year``, ``match_rule`` and ``reason`` (why a row is unmatched).
+    """
+    require_columns(names, NAME_COLUMNS, Path("<names>"))
+    if year not in history.yearly:
+        raise CountyCodeError(f"year must be one of the code lists {history.years}; got {year}")
+    years = [y for y in range(year, year - lookback - 1, -1) if y in history.yearly]
+    lists = {y: _units_by_province(history.county_units(y)) for y in years}
+    keys = names[NAME_COLUMNS].drop_duplicates()
+    found = pd.DataFrame([_match_one(row, lists, year) for row in keys.itertuples(index=False)])
+    table = pd.concat([keys.reset_index(drop=True), found], axis=1)
+    merged = names[NAME_COLUMNS].merge(table, on=NAME_COLUMNS, how="left")
+    return merged.drop(columns=NAME_COLUMNS).set_axis(names.index)
+
+
+def _read_villages(raw_dir: Path, history: CodeHistory, target: int) -> tuple[pd.DataFrame, dict]:
+    raws = [_read_roster(raw_dir, roster) for roster in VILLAGE_ROSTERS]  # format errors first
+    frames, notes = [], {}
+    for roster, raw in zip(VILLAGE_ROSTERS, raws, strict=True):
+        blank = raw["village"].isna() & raw["county"].isna()
+        notes[f"villages_read_{roster.year}"] = int((~blank).sum())
+        notes[f"blank_rows_skipped_{roster.year}"] = int(blank.sum())
+        frames.append(_match_rows(raw[~blank], history, target))
+    villages = pd.concat(frames, ignore_index=True)
+    notes["village_rules"] = _rule_counts(villages)
+    return villages, notes
+
+
+def _read_roster(raw_dir: Path, roster: Roster) -> pd.DataFrame:
+    path = Path(raw_dir) / FOLDER / roster.file
+    raw = read_excel_sheet(path, roster.sheet, header=roster.header, dtype=str)
+    require_columns(raw, [*roster.columns, *roster.empty_columns], path, roster.sheet)
+    _check_empty(raw, roster, path)
+    if raw.empty:
+        raise SourceFormatError(f"{path} (sheet {roster.sheet!r}): must hold rows; got none")
+    frame = raw[list(roster.columns)].rename(columns=roster.columns).apply(_clean_names)
+    if "product" not in frame:
+        frame["product"] = pd.Series(pd.NA, index=frame.index, dtype="str")
+    return frame.assign(year=roster.year)
+
+
+def _check_empty(raw: pd.DataFrame, roster: Roster, path: Path) -> None:
+    for column in roster.empty_columns:
+        filled = raw[column].dropna()
+        if not filled.empty:
+            raise SourceFormatError(
+                f"{path} (sheet {roster.sheet!r}): column {column!r} must be empty; "
+                f"got {filled.iloc[0]!r} in row {filled.index[0] + roster.header + 2}"
+            )
+
+
+def _clean_names(column: pd.Series) -> pd.Series:
+    text = column.astype("str").str.strip()
+    return text.mask(text.isin(MISSING_MARKERS))
+
+
+def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int) -> pd.DataFrame:
+    """Attach ``roster_code, code_year, match_rule, reason`` and the target ``county_code``."""
+    year = int(rows["year"].iloc[0])
+    matched = pd.concat([rows, match_county_names(rows, history, year)], axis=1)
+    matched["county_code"] = pd.Series(pd.NA, index=matched.index, dtype="str")
+    for code_year, part in matched.dropna(subset=["roster_code"]).groupby("code_year"):
+        codes, by_name = _target_codes(part, history, int(code_year), target)
+        matched.loc[codes.index, "county_code"] = codes
+        matched.loc[by_name, "match_rule"] += "+successor_name"
+    return _add_reasons(matched, target).reset_index(drop=True)
+
+
+def _add_reasons(matched: pd.DataFrame, target: int) -> pd.DataFrame:
+    """Reasons for rows without a county, and for codes with no single successor."""
+    no_county = matched["county"].isna()
+    matched.loc[no_county, "reason"] = [
+        _missing_county_reason(*names)
+        for names in matched.loc[no_county, ["province", "prefecture", "town"]].itertuples(False)
+    ]
+    lost = matched["roster_code"].notna() & matched["county_code"].isna()
+    matched.loc[lost, "reason"] = [
+        f"code {code} of {code_year} has no single successor in the {target} code list"
+        for code, code_year in matched.loc[lost, ["roster_code", "code_year"]].itertuples(False)
+    ]
+    matched.loc[lost, "match_rule"] = pd.NA
+    return matched
+
+
+def _target_codes(
+    part: pd.DataFrame, history: CodeHistory, vintage: int, target: int
+) -> tuple[pd.Series, list]:
+    """Target code per row (index of ``part``), and the rows placed by successor name.
+
+    :func:`harmonise` maps each row's code; a village cannot be divided, so when a code was
+    split among several successors the row goes to the one that carries the old name on
+    (永年县 -> 永年区, not 丛台区); when none does, the row gets no code.
+    """
+    frame = pd.DataFrame({"county_code": part["roster_code"], "row": part.index, "n": 1.0})
+    table = harmonise(frame, history, vintage=vintage, target=target, counts=["n"], keys=["row"])
+    mapped = table.table
+    whole = mapped[np.isclose(mapped["n"], 1.0)].set_index("row")["county_code"]
+    split = mapped[~mapped["row"].isin(whole.index)]
+    names = history.county_units(target).set_index("county_code")["county_name"]
+    by_name = {
+        row: code
+        for row, group in split.groupby("row")
+        if (code := _successor_by_name(group["county_code"], part.loc[row], history, names))
+    }
+    return pd.concat([whole, pd.Series(by_name, dtype="str")]), list(by_name)
+
+
+def _successor_by_name(
+    successors: pd.Series, row: pd.Series, history: CodeHistory, names: pd.Series
+) -> str | None:
+    record = history.record_at(row["roster_code"], int(row["code_year"]))
+    stem = _county_stem(record.name if record else row["county"])
+    same = [code for code in successors if _county_stem(names.get(code, "")) == stem]
+    return same[0] if len(same) == 1 else None
+
+
+def _units_by_province(units: pd.DataFrame) -> dict[str, list[Unit]]:
+    by_province: dict[str, list[Unit]] = {}
+    for row in units.itertuples(index=False):
+        province = _province_key(row.province)
+        direct = row.prefecture_code == row.province_code or province in MUNICIPALITIES
+        unit = Unit(
+            code=row.county_code,
+            name=row.county_name,
+            prefecture_key=None if direct else _prefecture_key(row.prefecture),
+            stem=_county_stem(row.county_name),
+            autonomous=row.county_name.endswith(AUTONOMOUS_SUFFIXES),
+        )
+        by_province.setdefault(province, []).append(unit)
+    return by_province
+
+
+def _strip_suffix(name: str, suffixes: tuple[str, ...]) -> str:
+    for suffix in suffixes:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _province_key(name: str) -> str:
+    return _strip_suffix(name, PROVINCE_SUFFIXES)
+
+
+def _prefecture_key(name: str) -> str:
+    return _strip_suffix(name, PREFECTURE_SUFFIXES)
+
+
+def _county_stem(name: str) -> str:
+    return _strip_suffix(name, COUNTY_SUFFIXES)
+
+
+def _match_one(row: tuple, lists: dict[int, dict[str, list[Unit]]], year: int) -> dict:
+    province, prefecture, county = row
+    if pd.isna(county) or pd.isna(province):
+        return _no_match(f"{province} {prefecture}: county name missing")
+    for code_year, by_province in lists.items():
+        candidates = _in_prefecture(by_province.get(_province_key(province), []), prefecture)
+        for rule, hits in _rules(candidates, county):
+            if len(hits) == 1:
+                label = rule if code_year == year else f"stale:{code_year}"
+                return {"roster_code": hits[0].code, "code_year": code_year,
+                        "match_rule": label, "reason": pd.NA}  # fmt: skip
+    return _no_match(_unmatched_reason(province, prefecture, county, sorted(lists)))
+
+
+def _in_prefecture(units: list[Unit], prefecture: object) -> list[Unit]:
+    """Units of the prefecture; units with no prefecture (municipalities, 省直辖) always."""
+    key = "" if pd.isna(prefecture) else _prefecture_key(prefecture)
+    return [
+        unit
+        for unit in units
+        if unit.prefecture_key is None or (key and unit.prefecture_key.startswith(key))
+    ]
+
+
+def _rules(candidates: list[Unit], county: str) -> Iterator[tuple[str, list[Unit]]]:
+    stem = _county_stem(county)
+    yield "exact", [unit for unit in candidates if unit.name == county]
+    yield "suffix", [unit for unit in candidates if unit.stem == stem]
+    yield "autonomous", [u for u in candidates if u.autonomous and u.name.startswith(stem)]
+
+
+def _no_match(reason: str) -> dict:
+    return {"roster_code": pd.NA, "code_year": pd.NA, "match_rule": pd.NA, "reason": reason}
+
+
+def _is_zone(name: object) -> bool:
+    return isinstance(name, str) and any(marker in name for marker in ZONE_MARKERS)
+
+
+def _missing_county_reason(province: object, prefecture: object, town: object) -> str:
+    reason = f"{province} {prefecture}: county name missing"
+    if _is_zone(town):
+        reason += f"; the town column names {town}, a development zone, not a county-level unit"
+    return reason
+
+
+def _unmatched_reason(province: str, prefecture: str, county: str, years: list[int]) -> str:
+    where = f"{province} {prefecture} {county}"
+    if _is_zone(county):
+        return f"{where}: a development zone, not a county-level unit; not attributed to a county"
+    return f"{where}: no single county-level unit of that name in the code lists of {years}"
+
+
+def _count_long(
+    rows: pd.DataFrame, variable: str, universe: pd.Series, years: list[int]
+) -> pd.DataFrame:
+    """Rows per county and year, with an explicit 0 for every county of ``universe``."""
+    counts = rows.dropna(subset=["county_code"]).groupby(["county_code", "year"]).size()
+    index = pd.MultiIndex.from_product([universe, years], names=["county_code", "year"])
+    long = counts.reindex(index, fill_value=0).rename("value").reset_index()
+    return long.assign(variable=variable, value=long["value"].astype(float))
+
+
+def _unmatched(rows: pd.DataFrame, table: str) -> pd.DataFrame:
+    lost = rows[rows["county_code"].isna()].assign(table=table)
+    return lost.reindex(columns=UNMATCHED_COLUMNS).reset_index(drop=True)
+
+
+def _rule_counts(rows: pd.DataFrame) -> dict[str, int]:
+    rules = rows["match_rule"].fillna("unmatched").value_counts()
+    return {str(rule): int(n) for rule, n in rules.items()}
