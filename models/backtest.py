@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
+from features.taxonomy import MODES
 from models.metrics import emergence_metrics, mode_metrics
 
 
@@ -212,8 +213,6 @@ def backtest_mode(
     n_splits: int = 5,
 ) -> dict[str, dict]:
     """Grouped cross-validation of mode models (provinces held out): pooled metrics per model."""
-    from models.estimators import MODES
-
     y = np.asarray(y, dtype=object)
     splits = list(GroupKFold(n_splits=min(n_splits, len(np.unique(groups)))).split(X, y, groups))
     results = {}

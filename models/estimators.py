@@ -22,8 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from features.errors import BeltcastError
-
-MODES = ("national_brand", "cultural_heritage", "industrial_transformation", "local_specialty")
+from features.taxonomy import MODES
 
 
 class ModelInputError(BeltcastError, ValueError):
