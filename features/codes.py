@@ -93,6 +93,7 @@ class CodeHistory:
         self.records = tuple(records)
         self.yearly = dict(yearly)
         self._crosswalks: dict[tuple[int, int], pd.DataFrame] = {}
+        self._backward_index: dict[tuple[int, int], dict[str, dict[str, float]]] = {}
         self._by_code: dict[str, list[CodeRecord]] = {}
         for record in sorted(self.records, key=lambda r: r.start):
             self._by_code.setdefault(record.code, []).append(record)
@@ -173,9 +174,14 @@ class CodeHistory:
         """Target code -> share for one ``code`` valid in ``year`` (either direction)."""
         if year <= target:
             return self.forward(code, year, target)
-        table = self.crosswalk(year, target)
-        rows = table[table["from_code"] == code]
-        return dict(zip(rows["to_code"], rows["share"], strict=True))
+        key = (year, target)
+        if key not in self._backward_index:
+            table = self.crosswalk(year, target)
+            self._backward_index[key] = {
+                code: dict(zip(rows["to_code"], rows["share"], strict=True))
+                for code, rows in table.groupby("from_code")
+            }
+        return self._backward_index[key].get(code, {})
 
     def _codes_of(self, year: int) -> list[str]:
         table = self._year_table(year)

@@ -1,4 +1,4 @@
-"""``beltcast features build``: synced cache -> ``data/features/panel.parquet`` + quality summary."""
+"""``beltcast features build``: the synced cache -> the county panel + quality summary."""
 
 from __future__ import annotations
 
@@ -92,7 +92,9 @@ def belt_rule(labels: LabelSettings) -> BeltRule:
 def panel_spec(settings: Settings) -> PanelSpec:
     """As-of years, belt rule and horizon from the config."""
     years = range(settings.panel.first_year, settings.panel.last_year + 1)
-    return PanelSpec(years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon)
+    return PanelSpec(
+        years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon
+    )
 
 
 def write_outputs(

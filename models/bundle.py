@@ -1,0 +1,251 @@
+"""The one inference object that is saved, logged and served: feature lookup in a snapshot of the
+county panel, the calibrated emergence booster, the mode booster and the drivers.
+
+It is stored without pickles: boosters in LightGBM's text format, the sigmoid calibration as two
+numbers in JSON, the panel snapshot as Parquet, everything else as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from features.taxonomy import MODES
+from models.drivers import top_drivers
+from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
+
+SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
+SNAPSHOT_STATUS = ["is_belt_known", "last_label_year"]
+REQUEST_KEYS = ("county_code", "as_of")
+OUTPUT_COLUMNS = [
+    "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
+]  # fmt: skip
+
+
+@dataclass
+class ForecastBundle:
+    """Everything needed to forecast a county from its code (and optional what-if values).
+
+    Attributes
+    ----------
+    emergence : lgb.Booster
+        The emergence booster (its raw probability before calibration).
+    calibration : tuple of float or None
+        Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the booster's probability ``f``.
+    mode : lgb.Booster
+        The mode booster.
+    mode_classes : list of str
+        The modes the mode booster knows, in its output order.
+    features : list of str
+        Feature columns, in the boosters' order.
+    snapshot : DataFrame
+        The panel's ids, status and features for every county and as-of year.
+    meta : dict
+        Default as-of year, horizon, target vintage, and anything for lineage.
+    """
+
+    emergence: lgb.Booster
+    calibration: tuple[float, float] | None
+    mode: lgb.Booster
+    mode_classes: list[str]
+    features: list[str]
+    snapshot: pd.DataFrame
+    meta: dict
+
+    @classmethod
+    def from_models(
+        cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict
+    ) -> ForecastBundle:
+        """Take the fitted boosters and calibration out of the estimators."""
+        features = list(emergence.feature_names_in_)
+        if list(mode.feature_names_in_) != features:
+            raise ModelInputError("the emergence and mode models must share their feature columns")
+        snapshot = panel[SNAPSHOT_IDS + SNAPSHOT_STATUS + features].reset_index(drop=True)
+        return cls(
+            emergence=emergence.booster_.booster_,
+            calibration=_sigmoid_of(emergence),
+            mode=mode.model_.booster_,
+            mode_classes=[str(c) for c in mode.model_.classes_],
+            features=features,
+            snapshot=snapshot,
+            meta=dict(meta),
+        )
+
+    def save(self, folder: Path) -> Path:
+        """Write the bundle's files into ``folder`` (created)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.emergence.save_model(str(folder / "emergence.txt"))
+        self.mode.save_model(str(folder / "mode.txt"))
+        self.snapshot.to_parquet(folder / "panel_snapshot.parquet", index=False)
+        spec = {
+            "calibration": self.calibration,
+            "mode_classes": self.mode_classes,
+            "features": self.features,
+            "meta": self.meta,
+        }
+        (folder / "bundle.json").write_text(
+            json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ForecastBundle:
+        """Read a bundle written by :meth:`save`."""
+        folder = Path(folder)
+        spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+        calibration = tuple(spec["calibration"]) if spec["calibration"] else None
+        return cls(
+            emergence=lgb.Booster(model_file=str(folder / "emergence.txt")),
+            calibration=calibration,
+            mode=lgb.Booster(model_file=str(folder / "mode.txt")),
+            mode_classes=spec["mode_classes"],
+            features=spec["features"],
+            snapshot=pd.read_parquet(folder / "panel_snapshot.parquet"),
+            meta=spec["meta"],
+        )
+
+    @property
+    def default_as_of(self) -> int:
+        return int(self.snapshot["as_of"].max())
+
+    def forecast(self, request: pd.DataFrame, drivers: bool = True) -> pd.DataFrame:
+        """Forecast every row of ``request``.
+
+        Parameters
+        ----------
+        request : DataFrame
+            ``county_code`` (6 digits), optional ``as_of`` (a year of the snapshot; default the
+            newest), and optional feature columns whose non-missing values replace the panel's
+            (a what-if forecast).
+        drivers : bool
+            Compute ``top_drivers`` (the slower part).
+
+        Returns
+        -------
+        DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order.
+        """
+        keys = self._request_keys(request)
+        rows = self._lookup(keys)
+        X, what_if = self._apply_overrides(rows, request)
+        p_belt = self.p_belt(X)
+        modes = self.mode_proba(X)
+        out = rows[SNAPSHOT_IDS].copy()
+        out["p_belt"] = p_belt
+        out["is_belt"] = rows["is_belt_known"].astype("boolean")
+        out["mode"] = np.asarray(MODES, dtype=object)[modes.argmax(axis=1)]
+        for i, mode in enumerate(MODES):
+            out[f"p_{mode}"] = modes[:, i]
+        out["top_drivers"] = self.drivers(X) if drivers else ""
+        out["what_if"] = what_if
+        return out[OUTPUT_COLUMNS].reset_index(drop=True)
+
+    def p_belt(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of becoming a belt within the horizon."""
+        raw = self.emergence.predict(X[self.features].to_numpy(dtype=float))
+        if self.calibration is None:
+            return raw
+        a, b = self.calibration
+        return expit(-(a * raw + b))
+
+    def mode_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of the four modes, in :data:`MODES` order."""
+        raw = self.mode.predict(X[self.features].to_numpy(dtype=float))
+        if raw.ndim == 1:
+            raw = np.column_stack([1 - raw, raw])
+        known = pd.DataFrame(raw, columns=self.mode_classes)
+        return known.reindex(columns=list(MODES), fill_value=0.0).to_numpy()
+
+    def drivers(self, X: pd.DataFrame) -> list[str]:
+        """The three indicators that push each row's ``p_belt`` up most, in words."""
+        contrib = self.emergence.predict(X[self.features].to_numpy(dtype=float), pred_contrib=True)
+        frame = pd.DataFrame(contrib[:, :-1], columns=self.features)
+        return top_drivers(frame, X[self.features].reset_index(drop=True))
+
+    def _request_keys(self, request: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(request, pd.DataFrame):
+            raise ModelInputError(f"request must be a DataFrame; got {type(request).__name__}")
+        if "county_code" not in request.columns:
+            raise ModelInputError(
+                f"request must have a county_code column; got columns {list(request.columns)}"
+            )
+        unknown = [c for c in request.columns if c not in REQUEST_KEYS and c not in self.features]
+        if unknown:
+            raise ModelInputError(
+                f"request has unknown column(s) {unknown}; expected county_code, as_of or features"
+            )
+        codes = [_code(value, i) for i, value in enumerate(request["county_code"])]
+        years = self._years(request)
+        return pd.DataFrame({"county_code": codes, "as_of": years})
+
+    def _years(self, request: pd.DataFrame) -> list[int]:
+        if "as_of" not in request.columns:
+            return [self.default_as_of] * len(request)
+        return [self._year(value, i) for i, value in enumerate(request["as_of"])]
+
+    def _year(self, value: object, row: int) -> int:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return self.default_as_of
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
+            raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
+        if float(value) != int(value):
+            raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
+        return int(value)
+
+    def _lookup(self, keys: pd.DataFrame) -> pd.DataFrame:
+        rows = keys.merge(self.snapshot, on=["county_code", "as_of"], how="left", indicator=True)
+        missing = np.flatnonzero(rows["_merge"] != "both")
+        if len(missing):
+            self._raise_missing(keys, int(missing[0]))
+        return rows.drop(columns="_merge")
+
+    def _raise_missing(self, keys: pd.DataFrame, row: int) -> None:
+        code, year = keys.loc[row, "county_code"], keys.loc[row, "as_of"]
+        years = sorted(self.snapshot["as_of"].unique())
+        if year not in years:
+            raise ModelInputError(
+                f"row {row}: as_of must be one of {years[0]}..{years[-1]}; got {year}"
+            )
+        raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
+
+    def _apply_overrides(
+        self, rows: pd.DataFrame, request: pd.DataFrame
+    ) -> tuple[pd.DataFrame, list[str]]:
+        X = rows[self.features].astype(float).reset_index(drop=True)
+        given = [c for c in request.columns if c in self.features]
+        applied = [[] for _ in range(len(X))]
+        for column in given:
+            values = pd.to_numeric(request[column].reset_index(drop=True), errors="coerce")
+            bad = request[column].reset_index(drop=True).notna() & values.isna()
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ModelInputError(
+                    f"row {row}: {column} must be a number; got {request[column].iloc[row]!r}"
+                )
+            X[column] = values.where(values.notna(), X[column])
+            for row in np.flatnonzero(values.notna()):
+                applied[row].append(column)
+        return X, [", ".join(names) for names in applied]
+
+
+def _code(value: object, row: int) -> str:
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if len(text) != 6 or not text.isdigit():
+        raise ModelInputError(f"row {row}: county_code must be 6 digits; got {value!r}")
+    return text
+
+
+def _sigmoid_of(model: LGBMEmergence) -> tuple[float, float] | None:
+    if model.calibrated_ is None:
+        return None
+    calibrator = model.calibrated_.calibrated_classifiers_[0].calibrators[0]
+    return float(calibrator.a_), float(calibrator.b_)

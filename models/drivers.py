@@ -1,0 +1,83 @@
+"""Indicators in words a strategist reads: "12 belts within 100 km", "manufacturing jobs 31 %".
+
+``top_drivers`` names, per county, the three features that push ``p_belt`` up most (largest
+positive LightGBM ``pred_contrib``), each written with its value.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+PERCENT = re.compile(r"_(share|urban_share)$")
+
+TEMPLATES = {
+    "dist_nearest_belt_km": "nearest belt {value:.0f} km away",
+    "dist_prefecture_seat_km": "{value:.0f} km from the prefecture seat",
+    "dist_capital_km": "{value:.0f} km from the provincial capital",
+    "belts_same_prefecture": "{value:.0f} belts in the same prefecture",
+    "belts_same_province": "{value:.0f} belts in the same province",
+    "taobao_villages": "{value:.0f} Taobao villages",
+    "taobao_towns": "{value:.0f} Taobao towns",
+    "viirs_mean": "night-light radiance {value:.2f}",
+    "viirs_growth_1y": "night lights {signed_pct} in 1 year",
+    "viirs_growth_2y": "night lights {signed_pct} in 2 years",
+    "co2_mt": "CO2 emissions {value:.2f} Mt",
+    "co2_growth_1y": "CO2 emissions {signed_pct} in 1 year",
+    "co2_growth_2y": "CO2 emissions {signed_pct} in 2 years",
+    "poverty_county": "{poverty}",
+    "terrain_relief": "terrain relief {value:.2f}",
+    "area_km2": "area {value:,.0f} km²",
+    "census_population": "population {value:,.0f}",
+    "census_education_years": "{value:.1f} years of schooling on average",
+    "tudigong_education_years": "{value:.1f} years of schooling on average (2020)",
+    "census_household_size": "{value:.2f} persons per household",
+    "pref_gdp": "prefecture GDP {value:,.0f} 100M yuan",
+    "pref_gdp_per_capita": "prefecture GDP per head {value:,.0f} yuan",
+    "pref_population": "prefecture population {value:,.0f} 10k",
+    "pref_gdp_growth": "prefecture GDP {signed_pct} in 1 year",
+    "tudigong_ghsl_density": "{value:,.0f} persons per km² (GHSL)",
+}
+WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km$")
+STALENESS = re.compile(r"^staleness_(\w+)$")
+
+
+def describe(feature: str, value: float) -> str:
+    """One indicator and its value in plain words."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"{_label(feature)} unknown"
+    if match := WITHIN.match(feature):
+        noun = "belts" if match.group(1) == "belts" else "Taobao villages"
+        return f"{value:.0f} {noun} within {match.group(2)} km"
+    if match := STALENESS.match(feature):
+        return f"{match.group(1)} data {value:.0f} years old"
+    if feature in TEMPLATES:
+        signed_pct = f"{np.expm1(value) * 100:+.0f} %"
+        poverty = "national poverty county" if value >= 0.5 else "not a poverty county"
+        return TEMPLATES[feature].format(value=value, signed_pct=signed_pct, poverty=poverty)
+    if feature.endswith("_share"):
+        return f"{_label(feature)} {value * 100:.0f} %"
+    return f"{_label(feature)} {value:.3g}"
+
+
+def _label(feature: str) -> str:
+    words = feature.removeprefix("census_").removeprefix("tudigong_").removesuffix("_share")
+    words = words.replace("_", " ")
+    return {"manufacturing": "manufacturing jobs", "wholesale retail": "retail jobs"}.get(
+        words, words
+    )
+
+
+def top_drivers(contributions: pd.DataFrame, values: pd.DataFrame, k: int = 3) -> list[str]:
+    """Per row, the ``k`` features with the largest positive contribution, described; joined by
+    ``"; "``. A row with fewer positive contributions lists only those."""
+    contrib = contributions.to_numpy()
+    order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
+    names = np.asarray(contributions.columns)
+    out = []
+    for i, top in enumerate(order):
+        positive = [j for j in top if contrib[i, j] > 0]
+        out.append("; ".join(describe(names[j], values.iloc[i][names[j]]) for j in positive))
+    return out

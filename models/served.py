@@ -1,0 +1,67 @@
+"""The MLflow pyfunc model: a thin wrapper around :class:`~models.bundle.ForecastBundle`.
+
+Bad input raises ``MlflowException(INVALID_PARAMETER_VALUE)``, which the MLflow scoring server
+answers with HTTP 400 and the message (naming the row and the field).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types.schema import ColSpec, Schema
+
+from features.taxonomy import MODES
+from models.bundle import ForecastBundle
+from models.estimators import ModelInputError
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+class CountyBeltModel(mlflow.pyfunc.PythonModel):
+    """Forecast counties by code: ``p_belt``, ``is_belt``, ``mode``, mode probabilities,
+    ``top_drivers``; indicator columns in the request make it a what-if forecast."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.bundle = ForecastBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict | None = None,
+    ) -> pd.DataFrame:
+        try:
+            return self.bundle.forecast(model_input)
+        except ModelInputError as err:
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+
+
+def signature(features: list[str]) -> ModelSignature:
+    """Input: ``county_code`` (required), ``as_of`` and every feature (optional); output: the
+    forecast columns."""
+    inputs = [ColSpec("string", "county_code"), ColSpec("long", "as_of", required=False)]
+    inputs += [ColSpec("double", name, required=False) for name in features]
+    outputs = [
+        ColSpec("string", "county_code"),
+        ColSpec("string", "county_name"),
+        ColSpec("string", "province"),
+        ColSpec("string", "prefecture"),
+        ColSpec("long", "as_of"),
+        ColSpec("double", "p_belt"),
+        ColSpec("boolean", "is_belt"),
+        ColSpec("string", "mode"),
+        *(ColSpec("double", f"p_{mode}") for mode in MODES),
+        ColSpec("string", "top_drivers"),
+        ColSpec("string", "what_if"),
+    ]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def input_example() -> pd.DataFrame:
+    """曹县 as of 2016."""
+    return pd.DataFrame({"county_code": ["371721"], "as_of": [2016]})

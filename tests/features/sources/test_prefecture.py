@@ -1,0 +1,185 @@
+"""Tests of the prefecture panel readers on the real files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.codes import CodeHistory
+from features.errors import SourceFormatError
+from features.sources.base import SourceTable, read_excel_sheet
+from features.sources.prefecture import (
+    GDP_PATH,
+    GDP_SHEET,
+    POPULATION_PATH,
+    POPULATION_SHEET,
+    REVENUE_PATH,
+    read_prefecture,
+    read_prefecture_revenue,
+)
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def prefecture(raw_dir: Path, code_history: CodeHistory) -> SourceTable:
+    return read_prefecture(raw_dir, code_history)
+
+
+@pytest.fixture(scope="module")
+def revenue(raw_dir: Path, code_history: CodeHistory) -> SourceTable:
+    return read_prefecture_revenue(raw_dir, code_history)
+
+
+def value(table: SourceTable, code: str, year: int, variable: str) -> float:
+    long = table.long
+    rows = long[(long["county_code"] == code) & (long["year"] == year)]
+    return rows.loc[rows["variable"] == variable, "value"].item()
+
+
+def write_sheet(frame: pd.DataFrame, path: Path, sheet: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_excel(path, sheet_name=sheet, index=False)
+
+
+def test_heze_values_for_caoxian(prefecture: SourceTable) -> None:
+    # 菏泽 371700 in 2020: GDP 3483.11 亿元, 879.90 万 residents, 2019 GDP 3409.98
+    assert value(prefecture, "371721", 2020, "pref_gdp") == pytest.approx(3483.11)
+    assert value(prefecture, "371721", 2020, "pref_population") == pytest.approx(879.90)
+    assert value(prefecture, "371721", 2020, "pref_gdp_per_capita") == pytest.approx(
+        3483.11 / 879.90 * 1e4
+    )
+    assert value(prefecture, "371721", 2020, "pref_secondary_share") == pytest.approx(
+        0.401833, abs=1e-6
+    )
+    assert value(prefecture, "371721", 2020, "pref_tertiary_share") == pytest.approx(
+        0.498833, abs=1e-6
+    )
+    assert value(prefecture, "371721", 2020, "pref_gdp_growth") == pytest.approx(
+        3483.11 / 3409.98 - 1
+    )
+
+
+def test_variables_and_years(prefecture: SourceTable) -> None:
+    years = prefecture.long.groupby("variable")["year"].agg(["min", "max"])
+    assert years.to_dict("index") == {
+        "pref_gdp": {"min": 2000, "max": 2023},
+        "pref_gdp_growth": {"min": 2001, "max": 2023},
+        "pref_gdp_per_capita": {"min": 2000, "max": 2023},
+        "pref_population": {"min": 1998, "max": 2024},
+        "pref_secondary_share": {"min": 2000, "max": 2023},
+        "pref_tertiary_share": {"min": 2000, "max": 2023},
+    }
+    assert prefecture.long["value"].notna().all()
+
+
+def test_municipality_joins_by_province_code(prefecture: SourceTable) -> None:
+    assert value(prefecture, "110105", 2020, "pref_gdp") == pytest.approx(36102.6)  # 北京
+
+
+def test_province_governed_counties_get_no_values(prefecture: SourceTable) -> None:
+    assert prefecture.notes["counties_without_prefecture"] == 30
+    assert not prefecture.long["county_code"].isin(["429004", "469001", "659001"]).any()
+
+
+def test_coverage_of_2020_counties(prefecture: SourceTable) -> None:
+    assert prefecture.notes["target_counties"] == 2844
+    assert prefecture.notes["target_counties_covered"] == 2814
+
+
+def test_renamed_prefecture_codes_are_followed(prefecture: SourceTable) -> None:
+    assert prefecture.notes["prefecture_codes_followed"] == {
+        "542400": "540600", "652100": "650400", "652200": "650500",
+    }  # fmt: skip
+    assert value(prefecture, "650402", 2010, "pref_gdp") == pytest.approx(182.7866)  # 吐鲁番地区
+
+
+def test_prefecture_years_not_joined(prefecture: SourceTable) -> None:
+    assert prefecture.notes["gdp_prefecture_years_not_joined"] == 111
+    assert prefecture.notes["population_prefecture_years_not_joined"] == 108
+    gdp = prefecture.unmatched[prefecture.unmatched["table"] == "gdp"]
+    counts = gdp.groupby("prefecture_code").size().to_dict()
+    assert counts == {
+        "341400": 11, "371200": 18, "441900": 24, "442000": 24,
+        "469003": 9, "620200": 24, "654100": 1,
+    }  # fmt: skip
+    laiwu = gdp.loc[gdp["prefecture_code"] == "371200", "reason"].unique().tolist()
+    assert laiwu == ["absorbed by 370100, which has its own row"]
+
+
+def test_laiwu_counties_take_jinan_values(prefecture: SourceTable) -> None:
+    assert value(prefecture, "370116", 2018, "pref_gdp") == pytest.approx(7856.56)  # 济南 2018
+
+
+def test_footer_rows_are_dropped_and_counted(prefecture: SourceTable) -> None:
+    assert prefecture.notes["gdp_rows_dropped"] == {"blank": 15, "footer_text": 2}
+    assert prefecture.notes["population_rows_dropped"] == {"blank": 7, "footer_text": 2}
+    assert prefecture.notes["gdp_prefecture_years_read"] == 7974
+    assert prefecture.notes["population_prefecture_years_read"] == 8046
+
+
+def test_renamed_gdp_column_fails_naming_file_and_columns(
+    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
+) -> None:
+    head = read_excel_sheet(raw_dir / GDP_PATH, GDP_SHEET).head(30)
+    write_sheet(head.rename(columns={"城市代码": "代码"}), tmp_path / GDP_PATH, GDP_SHEET)
+    with pytest.raises(
+        SourceFormatError,
+        match=r"prefecture_gdp_sectors_2000_2023\.xlsx \(sheet '面板数据2000-2023'\): missing "
+        r"column\(s\) \['城市代码'\]; found columns \['年度标识', '城市名称', '代码',",
+    ):
+        read_prefecture(tmp_path, code_history)
+
+
+def test_renamed_population_sheet_fails(
+    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
+) -> None:
+    (tmp_path / GDP_PATH).parent.mkdir(parents=True)
+    shutil.copy(raw_dir / GDP_PATH, tmp_path / GDP_PATH)
+    head = read_excel_sheet(raw_dir / POPULATION_PATH, POPULATION_SHEET).head(30)
+    write_sheet(head, tmp_path / POPULATION_PATH, "Sheet1")
+    with pytest.raises(
+        SourceFormatError, match=r"missing sheet '面板数据'; found sheets \['Sheet1'\]"
+    ):
+        read_prefecture(tmp_path, code_history)
+
+
+def test_row_without_code_fails(raw_dir: Path, tmp_path: Path, code_history: CodeHistory) -> None:
+    head = read_excel_sheet(raw_dir / GDP_PATH, GDP_SHEET).head(30)
+    head.loc[7, "城市代码"] = None
+    write_sheet(head, tmp_path / GDP_PATH, GDP_SHEET)
+    with pytest.raises(SourceFormatError, match="row 9: year and prefecture code must be whole"):
+        read_prefecture(tmp_path, code_history)
+
+
+def test_revenue_for_caoxian_in_yi_yuan(revenue: SourceTable) -> None:
+    # 菏泽: 15.9653 in 2003 (given in 亿元), 172,245 in 2004 (given in 万元)
+    assert value(revenue, "371721", 2003, "pref_fiscal_revenue") == pytest.approx(15.9653)
+    assert value(revenue, "371721", 2004, "pref_fiscal_revenue") == pytest.approx(17.2245)
+    assert value(revenue, "371721", 2017, "pref_fiscal_revenue") == pytest.approx(186.5512)
+
+
+def test_revenue_units_and_coverage(revenue: SourceTable) -> None:
+    assert revenue.name == "prefecture_revenue"
+    assert sorted(set(revenue.long["year"])) == list(range(1997, 2018))
+    assert revenue.notes["rows_revenue_wan_converted_to_yi"] == 5634
+    assert revenue.notes["rows_revenue_yi_as_given"] == 946
+    assert revenue.notes["rows_revenue_unit_unknown"] == 30
+    assert revenue.notes["prefecture_years_not_joined"] == 111
+    assert revenue.notes["target_counties_covered"] == 2726  # no municipality in the file
+
+
+def test_revenue_renamed_column_fails(
+    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
+) -> None:
+    head = pd.read_stata(raw_dir / REVENUE_PATH).head(20)[["year", "prefcode", "prefecture", "gdp"]]
+    path = tmp_path / REVENUE_PATH
+    path.parent.mkdir(parents=True)
+    head.assign(fiscal=1.0).to_stata(path, write_index=False, version=118)
+    with pytest.raises(
+        SourceFormatError, match=r"prefecture\.dta: missing column\(s\) \['revenue'\]; found"
+    ):
+        read_prefecture_revenue(tmp_path, code_history)
