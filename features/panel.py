@@ -93,6 +93,7 @@ def build_panel(
     frame = frame.merge(
         _spatial(long, status, units, spec), on=["county_code", "as_of"], how="left"
     )
+    frame = frame.merge(_static_values(long, spec), on="county_code", how="left")
     frame = frame.merge(_geography(long, units), on="county_code", how="left")
     if modes is not None:
         frame = frame.merge(modes[["county_code", "mode"]], on="county_code", how="left")
@@ -145,6 +146,14 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     return dynamic.drop(
         columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")]
     )
+
+
+def _static_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
+    """Time-invariant geography (terrain, centroid, area), the same at every as-of year."""
+    static = long[long["source"].isin(spec.static_sources)].sort_values("year")
+    newest = static.groupby(["county_code", "variable"], sort=False).tail(1)
+    wide = newest.pivot(index="county_code", columns="variable", values="value")
+    return wide.rename_axis(columns=None).reset_index()
 
 
 def _label_columns(status: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:

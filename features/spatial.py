@@ -70,7 +70,9 @@ class NeighbourIndex:
         Returns
         -------
         DataFrame indexed by county code: ``belts_within_{r}km``, ``villages_within_{r}km`` for
-        each radius (other counties only), ``dist_nearest_belt_km`` (another county).
+        each radius (other counties only), the same as shares of the national totals known at the
+        period (``…_share``: comparable across years as belts multiply), and
+        ``dist_nearest_belt_km`` (another county).
         """
         b = belt.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
         v = villages.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
@@ -78,6 +80,10 @@ class NeighbourIndex:
         for r in self.radii_km:
             columns[f"belts_within_{r}km"] = self._within[r] @ b
             columns[f"villages_within_{r}km"] = self._within[r] @ v
+            columns[f"belts_within_{r}km_share"] = columns[f"belts_within_{r}km"] / max(b.sum(), 1)
+            columns[f"villages_within_{r}km_share"] = columns[f"villages_within_{r}km"] / max(
+                v.sum(), 1
+            )
         masked = np.where(b[None, :] > 0, self.distance, np.inf)
         nearest = masked.min(axis=1)
         columns["dist_nearest_belt_km"] = np.where(np.isfinite(nearest), nearest, np.nan)

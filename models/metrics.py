@@ -96,11 +96,12 @@ def mode_metrics(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> di
     predicted = np.asarray(classes)[np.argmax(proba, axis=1)]
     clipped = np.clip(proba, 1e-9, 1.0)
     clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    order = np.argsort(np.asarray(classes))  # log_loss reads columns in sorted label order
     return {
         "n": len(y),
         "accuracy": float(accuracy_score(y, predicted)),
         "macro_f1": float(
             f1_score(y, predicted, labels=list(classes), average="macro", zero_division=0)
         ),
-        "log_loss": float(log_loss(y, clipped, labels=list(classes))),
+        "log_loss": float(log_loss(y, clipped[:, order], labels=sorted(classes))),
     }

@@ -64,7 +64,7 @@ def run(settings: Settings, console: Console) -> BuildOutputs:
     modes = mode_labels(Path(settings.data.cache_dir), history, target)
     panel = build_panel(sources, units, panel_spec(settings), modes)
     summary = quality_summary(sources, panel, units)
-    summary["modes"] = mode_counts(modes)
+    summary["modes"] = {str(k): int(v) for k, v in mode_counts(modes).items()}
     summary["belt_rule"] = belt_rule(settings.labels).describe()
     outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
     report(console, panel, summary, sources, outputs)
@@ -120,20 +120,38 @@ def report(
     outputs: BuildOutputs,
 ) -> None:
     """Print coverage, unmatched rows, labels and mode class counts."""
-    console.print(_coverage(summary))
-    for source in sources:
-        for row in source.unmatched.astype(str).to_dict(orient="records"):
-            console.print(f"  unmatched {source.name}: {row}", highlight=False)
+    years = sorted(panel["as_of"].unique())
+    console.print(_coverage(summary, range(years[0] - 3, years[-1] + 1)))
+    _print_unmatched(console, sources)
     console.print(_labels(panel))
     console.print(f"belt rule: {summary['belt_rule']}")
-    console.print(f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}")
+    console.print(
+        f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}", highlight=False
+    )
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
     console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
 
 
-def _coverage(summary: dict) -> Table:
+def _print_unmatched(console: Console, sources: list[SourceTable]) -> None:
+    """Every unmatched roster row in full; for other sources, counts by reason."""
+    for source in sources:
+        if source.unmatched.empty:
+            continue
+        if source.name == "taobao":
+            for row in source.unmatched.astype(str).to_dict(orient="records"):
+                console.print(f"  unmatched {source.name}: {row}", highlight=False)
+            continue
+        reasons = source.unmatched["reason"].astype(str).str.split(":").str[-1].str.strip()
+        for reason, count in reasons.value_counts().items():
+            console.print(f"  unmatched {source.name}: {count} row(s): {reason}", highlight=False)
+
+
+def _coverage(summary: dict, years: range) -> Table:
     coverage = coverage_table(summary)
-    table = Table(title=f"Counties covered per source and year (universe {summary['universe']})")
+    shown = [c for c in coverage.columns if c in years or c == "unmatched"]
+    coverage = coverage[shown]
+    title = f"Counties covered per source and year {years[0]}-{years[-1]} (universe {summary['universe']})"
+    table = Table(title=title)
     table.add_column("source")
     for column in coverage.columns:
         table.add_column(str(column), justify="right")
