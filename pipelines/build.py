@@ -150,8 +150,8 @@ def _coverage(summary: dict, years: range) -> Table:
     coverage = coverage_table(summary)
     shown = [c for c in coverage.columns if c in years or c == "unmatched"]
     coverage = coverage[shown]
-    title = f"Counties covered per source and year {years[0]}-{years[-1]} (universe {summary['universe']})"
-    table = Table(title=title)
+    span = f"{years[0]}-{years[-1]}"
+    table = Table(title=f"Counties covered per source, {span} (universe {summary['universe']})")
     table.add_column("source")
     for column in coverage.columns:
         table.add_column(str(column), justify="right")
