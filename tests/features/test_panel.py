@@ -1,0 +1,107 @@
+"""The point-in-time county panel, on the real public data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.labels import BeltRule, Condition
+from features.panel import LABEL_COLUMNS, PanelSpec, build_panel, feature_columns
+from features.sources.base import SourceTable
+from pipelines.build import READERS, mode_labels
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+TARGET = 2020
+SPEC = PanelSpec(
+    years=tuple(range(2013, 2021)), rule=BeltRule((Condition("taobao_villages", ">=", 1),), 1)
+)
+
+
+@pytest.fixture(scope="module")
+def sources(raw_dir, code_history) -> list[SourceTable]:
+    return [reader(raw_dir, code_history, TARGET) for reader in READERS]
+
+
+@pytest.fixture(scope="module")
+def units(code_history) -> pd.DataFrame:
+    return code_history.county_units(TARGET)
+
+
+@pytest.fixture(scope="module")
+def panel(sources, units, raw_dir, code_history) -> pd.DataFrame:
+    return build_panel(sources, units, SPEC, mode_labels(raw_dir, code_history, TARGET))
+
+
+def _until(source: SourceTable, year: int) -> SourceTable:
+    if source.name in SPEC.static_sources:
+        return source
+    return SourceTable(
+        source.name, source.long[source.long["year"] <= year], source.unmatched, source.notes
+    )
+
+
+def test_one_row_per_county_and_year(panel, units):
+    assert len(panel) == len(units) * 8 == 2844 * 8
+    assert not panel.duplicated(["county_code", "as_of"]).any()
+
+
+def test_as_of_2014_rows_do_not_depend_on_later_data(sources, units, panel):
+    """Sources dated after 2014 (2015/2016 rosters, census 2020, night lights 2015+, ...) removed:
+    the as-of-2014 features and labels known at 2014 are identical."""
+    early = build_panel([_until(s, 2014) for s in sources], units, SPEC)
+    full = panel[panel["as_of"] == 2014].reset_index(drop=True)
+    cut = early[early["as_of"] == 2014].reset_index(drop=True)
+    shared = [c for c in cut.columns if c not in ("emerged", "mode")]
+    pd.testing.assert_frame_equal(full[shared], cut[shared])
+    only_later = sorted(set(full.columns) - set(cut.columns))
+    assert "tudigong_manufacturing_share" in only_later and "taobao_towns" in only_later
+    assert full[only_later].isna().all().all()  # columns of later sources are unknown at 2014
+
+
+def test_caoxian_is_a_belt_with_its_village_counts(panel):
+    caoxian = panel[panel["county_code"] == "371721"].set_index("as_of")
+    assert caoxian.loc[[2014, 2015, 2016], "taobao_villages"].tolist() == [7, 34, 48]
+    assert caoxian.loc[2014, "is_belt"]
+    assert caoxian.loc[2018, "taobao_villages"] == 48  # the 2016 roster, as of 2018
+    assert pd.isna(caoxian.loc[2018, "is_belt"])  # no roster in 2018: no label is invented
+    assert caoxian.loc[2018, "is_belt_known"]
+    assert caoxian.loc[2014, "mode"] == "industrial_transformation"
+
+
+def test_staleness_counts_years_since_the_newest_value(panel):
+    caoxian = panel[panel["county_code"] == "371721"].set_index("as_of")
+    assert caoxian.loc[2014, "staleness_census"] == 4  # census 2010 at t = 2014
+    assert caoxian.loc[2020, "staleness_census"] == 0
+    assert caoxian.loc[2019, "staleness_co2"] == 2  # CO2 ends in 2017
+    assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share"])
+
+
+def test_belt_counts_per_year(panel):
+    belts = panel.groupby("as_of")["is_belt"].sum()
+    assert belts.loc[[2014, 2015, 2016]].tolist() == [79, 180, 217]
+
+
+def test_emergence_targets(panel):
+    emerged = panel.groupby("as_of")["emerged"].agg(["sum", "count"])
+    assert emerged.loc[2014].tolist() == [101, 2765]
+    assert emerged.loc[2015].tolist() == [49, 2664]
+    assert panel.loc[panel["as_of"] >= 2016, "emerged"].isna().all()
+
+
+def test_spatial_features_use_belts_known_at_t(panel):
+    at_2013 = panel[panel["as_of"] == 2013]
+    assert at_2013["belts_within_100km"].isna().all()  # no roster before 2014
+    caoxian = panel[(panel["county_code"] == "371721") & (panel["as_of"] == 2015)].iloc[0]
+    assert caoxian["belts_same_prefecture"] == 1  # 单县
+    assert 0 < caoxian["dist_nearest_belt_km"] < 100
+
+
+def test_features_are_numeric_and_labels_separate(panel):
+    features = feature_columns(panel)
+    assert not set(features) & set(LABEL_COLUMNS)
+    assert all(pd.api.types.is_float_dtype(panel[c]) for c in features)
+    assert {"viirs_growth_1y", "co2_growth_2y", "dist_capital_km", "terrain_relief"} <= set(
+        features
+    )
