@@ -29,6 +29,8 @@ TEMPLATES = {
     "co2_growth_2y": "CO2 emissions {signed_pct} in 2 years",
     "poverty_county": "{poverty}",
     "terrain_relief": "terrain relief {value:.2f}",
+    "centroid_lon": "longitude {value:.1f}° E",
+    "centroid_lat": "latitude {value:.1f}° N",
     "area_km2": "area {value:,.0f} km²",
     "census_population": "population {value:,.0f}",
     "census_education_years": "{value:.1f} years of schooling on average",
@@ -54,7 +56,7 @@ def describe(feature: str, value: float) -> str:
     if match := STALENESS.match(feature):
         return f"{match.group(1)} data {value:.0f} years old"
     if feature in TEMPLATES:
-        signed_pct = f"{np.expm1(value) * 100:+.0f} %"
+        signed_pct = f"{np.expm1(np.clip(value, -10, 10)) * 100:+.0f} %"
         poverty = "national poverty county" if value >= 0.5 else "not a poverty county"
         return TEMPLATES[feature].format(value=value, signed_pct=signed_pct, poverty=poverty)
     if feature.endswith("_share"):

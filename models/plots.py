@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
@@ -64,3 +65,22 @@ def _save(figure: Figure, path: Path) -> Path:
     with atomic_path(Path(path)) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
     return Path(path)
+
+
+def shap_summary(
+    contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15
+) -> Path:
+    """A SHAP summary (beeswarm-style) of LightGBM ``pred_contrib``: per feature, each row's
+    contribution, coloured by the feature's value rank."""
+    order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
+    figure, axis = _figure(7, 0.35 * len(order) + 1.2)
+    for i, feature in enumerate(order):
+        contribution = contributions[feature].to_numpy()
+        colour = values[feature].rank(pct=True).fillna(0.5).to_numpy()
+        jitter = (np.random.default_rng(i).random(len(contribution)) - 0.5) * 0.6
+        axis.scatter(contribution, i + jitter, c=colour, cmap="coolwarm", s=4, alpha=0.6)
+    axis.set_yticks(range(len(order)), labels=list(order), fontsize=8)
+    axis.axvline(0, color="grey", linewidth=0.8)
+    axis.set(xlabel="contribution to log-odds (SHAP, LightGBM pred_contrib)",
+             title="What drives p_belt (colour: low -> high feature value)")  # fmt: skip
+    return _save(figure, path)

@@ -109,5 +109,70 @@ def tune(
         _fail(err)
 
 
+@app.command("train")
+def train(config: ConfigOption = None) -> None:
+    """Fit the final models, log an MLflow run, register a version and alias it challenger."""
+    from pipelines import train as job
+
+    try:
+        job.run(_settings(config), console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@app.command("promote")
+def promote(
+    config: ConfigOption = None,
+    force: Annotated[bool, typer.Option(help="Promote even if the gate says no.")] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the gate is overridden (with --force).")
+    ] = None,
+) -> None:
+    """Compare challenger with champion on the same backtest; move champion only if better."""
+    from pipelines import promote as job
+
+    try:
+        job.run(_settings(config), force, reason, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@app.command("score")
+def score(
+    config: ConfigOption = None,
+    as_of: Annotated[
+        int | None, typer.Option(help="As-of year; default the newest in the model.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="CSV path (a Parquet file is written beside it).")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")
+    ] = "pandas",
+) -> None:
+    """Score every county with the champion; ranked CSV and Parquet."""
+    from pipelines import score as job
+
+    try:
+        job.run(_settings(config), as_of, out, engine, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
+@app.command("serve")
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; keep 127.0.0.1 unless it must be reachable.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,
+) -> None:
+    """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
+    from pipelines import serve as job
+
+    raise typer.Exit(code=job.run(_settings(config), host, port, workers, console))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -132,6 +132,12 @@ class TuneSettings(_Section):
     inner_folds: int = Field(default=4, ge=2)
 
 
+class PromoteSettings(_Section):
+    """The promotion gate: AP may be lower than the champion's by at most ``ap_tolerance``."""
+
+    ap_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
+
+
 class OutputSettings(_Section):
     """Where backtest reports, scores and the HTML report are written."""
 
@@ -155,6 +161,7 @@ class Settings(_Section):
     labels: LabelSettings = LabelSettings()
     model: ModelSettings = ModelSettings()
     tune: TuneSettings = TuneSettings()
+    promote: PromoteSettings = PromoteSettings()
     outputs: OutputSettings = OutputSettings()
     mlflow: MlflowSettings = MlflowSettings()
 

@@ -1,0 +1,153 @@
+"""``beltcast promote``: challenger vs champion on the same backtest; ``champion`` moves only when
+the gate says the challenger is not worse.
+
+The gate: the challenger's average precision is not lower than the champion's by more than
+``promote.ap_tolerance``, and its Brier score is not higher. Both figures come from the same fold
+spec on the same panel: stored version tags are compared when both versions were backtested on
+the current panel with the current folds; otherwise both configurations are backtested again now.
+The alias is moved in one registry call, so a crash never leaves the registry without a champion.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from features.errors import BeltcastError
+from models.backtest import backtest_emergence
+from models.catalog import emergence_models
+from models.datasets import emergence_transitions
+from pipelines.backtest import fold_spec, load_panel
+from pipelines.config import Settings
+from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, use_tracking, version_by_alias
+
+
+class PromotionError(BeltcastError):
+    """Promotion cannot proceed (no challenger, or a forced promotion without a reason)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of the gate, with the figures it compared."""
+
+    promoted: bool
+    reason: str
+    challenger: str
+    champion: str | None
+    figures: dict
+
+
+def run(settings: Settings, force: bool, reason: str | None, console: Console) -> Decision:
+    """Compare, decide, move the alias if warranted, record the decision as tags."""
+    if force and not reason:
+        raise PromotionError("--force needs --reason TEXT saying why the gate is overridden")
+    client = use_tracking(settings)
+    name = settings.mlflow.registered_model
+    challenger = version_by_alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise PromotionError(
+            f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`"
+        )
+    champion = version_by_alias(client, name, CHAMPION)
+    decision = decide(settings, challenger, champion, force, reason)
+    record(client, name, decision)
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, decision.challenger)
+    _print(console, name, decision)
+    return decision
+
+
+def decide(settings: Settings, challenger, champion, force: bool, reason: str | None) -> Decision:
+    """Apply the gate (or the forced override)."""
+    if champion is None:
+        return Decision(True, "first model: no champion yet", challenger.version, None, {})
+    if champion.version == challenger.version:
+        return Decision(
+            False, "challenger is already the champion", challenger.version, champion.version, {}
+        )
+    figures = compare(settings, challenger, champion)
+    if force:
+        return Decision(True, f"forced: {reason}", challenger.version, champion.version, figures)
+    tolerance = settings.promote.ap_tolerance
+    ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
+    brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
+    if ap_ok and brier_ok:
+        why = "AP within tolerance and Brier not worse"
+    else:
+        why = "; ".join(
+            part
+            for part, failed in (
+                (
+                    f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - tolerance {tolerance}",
+                    not ap_ok,
+                ),
+                (
+                    f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}",
+                    not brier_ok,
+                ),
+            )
+            if failed
+        )
+    return Decision(ap_ok and brier_ok, why, challenger.version, champion.version, figures)
+
+
+def compare(settings: Settings, challenger, champion) -> dict:
+    """AP and Brier of both versions on the same backtest."""
+    panel = load_panel(settings)
+    spec = fold_spec(settings)
+    current = {
+        "panel_sha256": frame_hash(panel),
+        "fold_spec": json.dumps(spec.to_dict(), sort_keys=True),
+    }
+    if all(_same_backtest(v, current) for v in (challenger, champion)):
+        return {
+            "challenger_ap": float(challenger.tags["average_precision"]),
+            "challenger_brier": float(challenger.tags["brier"]),
+            "champion_ap": float(champion.tags["average_precision"]),
+            "champion_brier": float(champion.tags["brier"]),
+            "source": "version tags (same panel, same folds)",
+        }
+    data = emergence_transitions(panel)
+    figures = {"source": "backtested again on the current panel"}
+    for role, version in (("challenger", challenger), ("champion", champion)):
+        params = json.loads(version.tags.get("params_json", "{}"))
+        model = {"lightgbm": emergence_models(params, settings.model.seed)["lightgbm"]}
+        result = backtest_emergence(
+            model, data.X, data.y, data.periods, data.groups, spec, n_boot=0
+        )
+        metrics = result.metrics("temporal")["lightgbm"]
+        figures[f"{role}_ap"], figures[f"{role}_brier"] = (
+            metrics["average_precision"],
+            metrics["brier"],
+        )
+    return figures
+
+
+def _same_backtest(version, current: dict) -> bool:
+    run_panel = version.tags.get("panel_sha256")
+    return (
+        run_panel == current["panel_sha256"]
+        and version.tags.get("fold_spec") == current["fold_spec"]
+    )
+
+
+def record(client: MlflowClient, name: str, decision: Decision) -> None:
+    """Store the decision and its figures as tags of the challenger version."""
+    tags = {
+        "promotion_decision": "promoted" if decision.promoted else "rejected",
+        "promotion_reason": decision.reason,
+        "promotion_compared_with": decision.champion or "none",
+        "promotion_figures": json.dumps(decision.figures, sort_keys=True),
+    }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, decision.challenger, key, value)
+
+
+def _print(console: Console, name: str, decision: Decision) -> None:
+    verdict = "promoted to champion" if decision.promoted else "NOT promoted; champion stays"
+    console.print(f"promote: {name} version {decision.challenger} {verdict} ({decision.reason})")
+    if decision.figures:
+        console.print(f"promote: figures {decision.figures}", highlight=False)

@@ -1,0 +1,142 @@
+"""``beltcast score``: the champion scores every county as of a year -> ranked CSV and Parquet.
+
+The alias is resolved to one version first, and that pinned version is loaded, so a scored file
+names exactly one model version even while ``train`` and ``promote`` move the aliases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import pandera.pandas as pa
+from rich.console import Console
+from rich.table import Table
+
+from features.errors import BeltcastError
+from features.io import write_csv, write_parquet
+from features.taxonomy import MODES
+from pipelines.config import Settings
+from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
+
+SCORE_COLUMNS = [
+    "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version",
+]  # fmt: skip
+
+SCORE_SCHEMA = pa.DataFrameSchema(
+    {
+        "county_code": pa.Column(str, pa.Check.str_matches(r"^\d{6}$"), unique=True),
+        "p_belt": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        "rank": pa.Column("Int64", pa.Check.ge(1), nullable=True),
+        **{f"p_{m}": pa.Column(float, pa.Check.in_range(0.0, 1.0)) for m in MODES},
+        "model_version": pa.Column(str),
+    },
+)
+
+
+class ScoreError(BeltcastError):
+    """Scoring cannot run (no champion, or an as-of year the model does not cover)."""
+
+
+@dataclass(frozen=True)
+class ScoreOutputs:
+    """The files written and the version that wrote them."""
+
+    csv: Path
+    parquet: Path
+    version: str
+    as_of: int
+
+
+def run(
+    settings: Settings, as_of: int | None, out: Path | None, engine: str, console: Console
+) -> ScoreOutputs:
+    """Resolve the champion, score every county, rank, validate, write atomically."""
+    client = use_tracking(settings)
+    name = settings.mlflow.registered_model
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is None:
+        raise ScoreError(
+            f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`"
+        )
+    uri = model_uri(name, champion.version)
+    model = mlflow.pyfunc.load_model(uri)
+    year = as_of or default_as_of(model)
+    scores = score(model, uri, year, str(champion.version), engine)
+    outputs = write(
+        scores, out or settings.outputs.dir / f"scores_{year}.csv", str(champion.version), year
+    )
+    console.print(top_table(scores, 10))
+    console.print(
+        f"score: {len(scores)} counties as of {year} by {name} v{champion.version} -> {outputs.csv}, {outputs.parquet}"
+    )
+    return outputs
+
+
+def default_as_of(model: mlflow.pyfunc.PyFuncModel) -> int:
+    """The newest year the model's panel snapshot covers."""
+    return model.unwrap_python_model().bundle.default_as_of
+
+
+def counties(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> pd.DataFrame:
+    """One request row per county of the snapshot as of ``as_of``."""
+    snapshot = model.unwrap_python_model().bundle.snapshot
+    years = sorted(snapshot["as_of"].unique())
+    if as_of not in years:
+        raise ScoreError(
+            f"as_of must be one of the model's years {years[0]}..{years[-1]}; got {as_of}"
+        )
+    codes = snapshot.loc[snapshot["as_of"] == as_of, "county_code"].sort_values()
+    return pd.DataFrame({"county_code": codes.to_numpy(), "as_of": as_of})
+
+
+def score(
+    model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str
+) -> pd.DataFrame:
+    """Forecast every county and rank the ones that are not belts yet."""
+    request = counties(model, as_of)
+    if engine == "spark":
+        from pipelines.spark_engine import predict_with_spark
+
+        forecast = predict_with_spark(uri, request)
+    elif engine == "pandas":
+        forecast = model.predict(request)
+    else:
+        raise ScoreError(f"engine must be 'pandas' or 'spark'; got {engine!r}")
+    return rank(forecast.assign(model_version=version))
+
+
+def rank(forecast: pd.DataFrame) -> pd.DataFrame:
+    """``rank`` 1 = the most likely new belt among counties not belts yet (ties: county code)."""
+    frame = forecast.sort_values(["p_belt", "county_code"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+    candidate = ~frame["is_belt"].fillna(False).astype(bool)
+    frame["rank"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    frame.loc[candidate, "rank"] = range(1, int(candidate.sum()) + 1)
+    return SCORE_SCHEMA.validate(frame[SCORE_COLUMNS])
+
+
+def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int) -> ScoreOutputs:
+    """CSV (UTF-8) and Parquet beside it, each written atomically."""
+    csv_path = Path(csv_path)
+    parquet_path = csv_path.with_suffix(".parquet")
+    write_parquet(scores, parquet_path)
+    write_csv(scores, csv_path)
+    return ScoreOutputs(csv_path, parquet_path, version, as_of)
+
+
+def top_table(scores: pd.DataFrame, n: int) -> Table:
+    """The top ``n`` candidate counties."""
+    table = Table(
+        title=f"Top {n} candidate counties (not belts yet), as of {scores['as_of'].iloc[0]}"
+    )
+    for column in ("rank", "county", "province", "p_belt", "mode", "top drivers"):
+        table.add_column(column)
+    for row in scores.dropna(subset=["rank"]).sort_values("rank").head(n).itertuples():
+        table.add_row(str(row.rank), f"{row.county_name} {row.county_code}", row.province,
+                      f"{row.p_belt:.3f}", row.mode, row.top_drivers)  # fmt: skip
+    return table

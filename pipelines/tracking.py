@@ -1,0 +1,92 @@
+"""MLflow plumbing shared by the jobs: tracking URI, experiment, lineage tags, registry look-ups.
+
+Nothing here runs at import time; every job calls :func:`use_tracking` with its settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipelines.config import Settings
+from pipelines.manifest import manifest_hash, read_manifest
+
+LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+def use_tracking(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured store and experiment; return a client."""
+    uri = settings.mlflow.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifact_root(uri))
+    mlflow.set_experiment(settings.mlflow.experiment)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def artifact_root(uri: str) -> str | None:
+    """For a local SQLite store, artifacts live beside the database (``mlruns/artifacts``)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return (database.parent.resolve() / "artifacts").as_uri()
+
+
+def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[str, str]:
+    """Git SHA, data manifest hash, panel hash, fold spec, seed and library versions."""
+    tags = {
+        "git_sha": git_sha(),
+        "data_manifest_sha256": manifest_hash(read_manifest()),
+        "panel_sha256": panel_hash,
+        "fold_spec": str(sorted(fold_spec.items())),
+        "seed": str(settings.model.seed),
+        "python": platform.python_version(),
+        "target_vintage": str(settings.codes.target_vintage),
+    }
+    for library in LIBRARIES:
+        tags[f"version.{library}"] = metadata.version(library)
+    return tags
+
+
+def git_sha() -> str:
+    """The checkout's commit, or ``unknown`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a DataFrame (values and column names), stable across runs."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version an alias points to, or None when the model or the alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def model_uri(name: str, version: str | int) -> str:
+    """``models:/NAME/VERSION``: a pinned version, so one job reads one model throughout."""
+    return f"models:/{name}/{version}"

@@ -1,0 +1,251 @@
+"""``beltcast train``: backtest, fit the final models, log one MLflow run with one servable pyfunc
+model, register a version of ``county-belt`` and point the alias ``challenger`` at it.
+
+Training the same inputs twice (panel content, parameters, seed, folds, code) registers no second
+version: the existing one is found by its fingerprint tag and made the challenger again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+import features
+import models
+from features.io import write_csv
+from models.backtest import FoldSpec
+from models.bundle import ForecastBundle
+from models.catalog import emergence_models, mode_models
+from models.datasets import emergence_transitions, mode_rows
+from models.plots import calibration_curves, importance_bars, pr_curves, shap_summary
+from models.served import BUNDLE_ARTIFACT, input_example, signature
+from pipelines.backtest import (
+    contract,
+    emergence_backtest,
+    fold_spec,
+    load_panel,
+    mode_backtest,
+    tuned_params,
+)
+from pipelines.config import Settings
+from pipelines.tracking import CHALLENGER, frame_hash, git_sha, lineage_tags, use_tracking
+
+VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What ``train`` produced: the registered version and whether it was reused."""
+
+    version: str
+    run_id: str
+    reused: bool
+    metrics: dict
+
+
+def run(settings: Settings, console: Console) -> TrainOutcome:
+    """Train (or reuse) the challenger; print what happened."""
+    client = use_tracking(settings)
+    panel = load_panel(settings)
+    params = tuned_params(settings) or {}
+    spec = fold_spec(settings)
+    fingerprint = training_fingerprint(panel, params, spec, settings)
+    existing = find_version(client, settings.mlflow.registered_model, fingerprint)
+    if existing is not None:
+        outcome = reuse(client, settings, existing)
+    else:
+        outcome = train_and_register(client, settings, panel, params, spec, fingerprint)
+    _print(console, settings, outcome)
+    return outcome
+
+
+def training_fingerprint(
+    panel: pd.DataFrame, params: dict, spec: FoldSpec, settings: Settings
+) -> str:
+    """A hash of everything that determines the model: data, parameters, seed, folds, code."""
+    payload = json.dumps(
+        {
+            "panel": frame_hash(panel),
+            "params": params,
+            "seed": settings.model.seed,
+            "folds": spec.to_dict(),
+            "mode_year": settings.model.mode_year,
+            "code": git_sha(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def find_version(client: MlflowClient, name: str, fingerprint: str):
+    """The registered version with this fingerprint, if any."""
+    found = client.search_model_versions(f"name = '{name}' and tag.fingerprint = '{fingerprint}'")
+    return found[0] if found else None
+
+
+def reuse(client: MlflowClient, settings: Settings, version) -> TrainOutcome:
+    """Make an existing version the challenger again."""
+    client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version.version)
+    metrics = {m: float(version.tags[m]) for m in VERSION_METRICS if m in version.tags}
+    return TrainOutcome(str(version.version), version.run_id, True, metrics)
+
+
+def train_and_register(
+    client: MlflowClient,
+    settings: Settings,
+    panel: pd.DataFrame,
+    params: dict,
+    spec: FoldSpec,
+    fingerprint: str,
+) -> TrainOutcome:
+    """Backtest, fit, log and register in one (possibly nested) MLflow run."""
+    lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
+    with mlflow.start_run(run_name="train", nested=mlflow.active_run() is not None) as active:
+        mlflow.set_tags(lineage)
+        mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
+        report = log_backtest(panel, settings, spec)
+        emergence, mode = fit_final(panel, params, settings)
+        with tempfile.TemporaryDirectory() as tmp:
+            log_explanations(emergence, panel, Path(tmp))
+            bundle = ForecastBundle.from_models(emergence, mode, panel, bundle_meta(settings, spec))
+            info = log_model(bundle, Path(tmp) / BUNDLE_ARTIFACT, settings.mlflow.registered_model)
+        version = str(info.registered_model_version)
+        metrics = report["emergence"]["models"]["lightgbm"]
+        tags = version_tags(metrics, report, params, spec, fingerprint, lineage)
+        for key, value in tags.items():
+            client.set_model_version_tag(settings.mlflow.registered_model, version, key, value)
+        client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version)
+    return TrainOutcome(
+        version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS}
+    )
+
+
+def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> dict:
+    """Run the backtest, log its metrics, JSON and curves; return the JSON contract."""
+    result = emergence_backtest(panel, settings, spec)
+    report = contract(result, mode_backtest(panel, settings), spec)
+    for fold, block in (
+        ("temporal", report["emergence"]["models"]),
+        ("spatial", report["emergence"]["spatial"]["models"]),
+    ):
+        for model, metrics in block.items():
+            mlflow.log_metrics(
+                {f"{fold}.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)}
+            )
+    for model, metrics in report["mode"]["models"].items():
+        mlflow.log_metrics(
+            {f"mode.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)}
+        )
+    mlflow.log_dict(report, "backtest/backtest.json")
+    newest = report["emergence"]["newest_fold"]
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(
+            str(pr_curves(result.predictions, newest, Path(tmp) / "pr_curve.png")), "backtest"
+        )
+        mlflow.log_artifact(
+            str(
+                calibration_curves(result.predictions, newest, Path(tmp) / "calibration_curve.png")
+            ),
+            "backtest",
+        )
+    quality = settings.data.features_dir / "quality.json"
+    if quality.is_file():
+        mlflow.log_artifact(str(quality), "data")
+    return report
+
+
+def fit_final(panel: pd.DataFrame, params: dict, settings: Settings):
+    """The emergence model on every labelled transition, the mode model on every belt with a mode."""
+    data = emergence_transitions(panel)
+    emergence = emergence_models(params, settings.model.seed)["lightgbm"].fit(data.X, data.y)
+    rows = mode_rows(panel, settings.model.mode_year)
+    mode = mode_models(settings.model.seed)["lightgbm"].fit(rows.X, rows.y)
+    return emergence, mode
+
+
+def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
+    """Feature importance (CSV + PNG) and a SHAP summary plot of the training rows."""
+    importance = emergence.feature_importance()
+    write_csv(
+        importance.rename("gain").rename_axis("feature").reset_index(),
+        folder / "feature_importance.csv",
+    )
+    data = emergence_transitions(panel)
+    contributions = emergence.contributions(data.X)
+    for path in (
+        folder / "feature_importance.csv",
+        importance_bars(importance, folder / "feature_importance.png"),
+        shap_summary(contributions, data.X, folder / "shap_summary.png"),
+    ):
+        mlflow.log_artifact(str(path), "explanations")
+
+
+def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
+    """What the served model should know about itself."""
+    return {
+        "target_vintage": settings.codes.target_vintage,
+        "horizon": spec.horizon,
+        "belt_rule": [c.model_dump() for c in settings.labels.conditions],
+        "min_met": settings.labels.min_met,
+    }
+
+
+def log_model(bundle: ForecastBundle, folder: Path, name: str):
+    """Log the bundle as a models-from-code pyfunc with a signature, and register it."""
+    bundle.save(folder)
+    package = Path(models.__file__).parent
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(package / "pyfunc_entry.py"),
+        artifacts={BUNDLE_ARTIFACT: str(folder)},
+        code_paths=[str(package), str(Path(features.__file__).parent)],
+        signature=signature(bundle.features),
+        input_example=input_example(),
+        pip_requirements=_requirements(),
+        registered_model_name=name,
+    )
+
+
+def _requirements() -> list[str]:
+    from importlib import metadata
+
+    return [
+        f"{lib}=={metadata.version(lib)}"
+        for lib in ("mlflow", "lightgbm", "pandas", "numpy", "scipy", "pyarrow", "scikit-learn")
+    ]
+
+
+def version_tags(
+    metrics: dict, report: dict, params: dict, spec: FoldSpec, fingerprint: str, lineage: dict
+) -> dict[str, str]:
+    """Backtest metrics, parameters and lineage: the tags of the registered version."""
+    tags = {m: f"{metrics[m]:.10g}" for m in VERSION_METRICS}
+    tags.update(
+        fingerprint=fingerprint,
+        params_json=json.dumps(params, sort_keys=True),
+        fold_spec=json.dumps(spec.to_dict(), sort_keys=True),
+        newest_fold=report["emergence"]["newest_fold"],
+        panel_sha256=lineage["panel_sha256"],
+        data_manifest_sha256=lineage["data_manifest_sha256"],
+        git_sha=lineage["git_sha"],
+        seed=lineage["seed"],
+    )
+    return tags
+
+
+def _print(console: Console, settings: Settings, outcome: TrainOutcome) -> None:
+    name = settings.mlflow.registered_model
+    verb = "reused (identical inputs)" if outcome.reused else "registered"
+    figures = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items())
+    console.print(
+        f"train: {name} version {outcome.version} {verb}; alias challenger -> {outcome.version}"
+    )
+    console.print(f"train: backtest (newest temporal fold): {figures}; run {outcome.run_id}")
