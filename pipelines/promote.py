@@ -63,14 +63,20 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
 def decide(settings: Settings, challenger, champion, force: bool, reason: str | None) -> Decision:
     """Apply the gate (or the forced override)."""
     if champion is None:
-        return Decision(True, "first model: no champion yet", challenger.version, None, {})
+        return Decision(True, "first model: no champion yet", str(challenger.version), None, {})
     if champion.version == challenger.version:
         return Decision(
-            False, "challenger is already the champion", challenger.version, champion.version, {}
+            False,
+            "challenger is already the champion",
+            str(challenger.version),
+            str(champion.version),
+            {},
         )
     figures = compare(settings, challenger, champion)
     if force:
-        return Decision(True, f"forced: {reason}", challenger.version, champion.version, figures)
+        return Decision(
+            True, f"forced: {reason}", str(challenger.version), str(champion.version), figures
+        )
     tolerance = settings.promote.ap_tolerance
     ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
     brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
@@ -91,7 +97,9 @@ def decide(settings: Settings, challenger, champion, force: bool, reason: str | 
             )
             if failed
         )
-    return Decision(ap_ok and brier_ok, why, challenger.version, champion.version, figures)
+    return Decision(
+        ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures
+    )
 
 
 def compare(settings: Settings, challenger, champion) -> dict:

@@ -30,3 +30,50 @@ def raw_dir() -> Path:
 def code_history(raw_dir: Path) -> CodeHistory:
     """Code lists 2009-2024 and every county-level code record."""
     return load_code_history(raw_dir / "areacodes", range(2009, 2025))
+
+
+QUICK_PARAMS = {"n_estimators": 60, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 20}
+
+
+@pytest.fixture(scope="session")
+def built_settings(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Settings whose features dir holds a panel built once per session from the real data,
+    whose MLflow store is a temporary SQLite file, and whose backtest is quick (2 spatial folds,
+    no bootstrap, 60 trees): the real pipeline, scaled down for tests."""
+    from rich.console import Console
+
+    from features.io import write_json
+    from pipelines import build
+    from pipelines.config import (
+        DataSettings,
+        MlflowSettings,
+        ModelSettings,
+        OutputSettings,
+        Settings,
+        TuneSettings,
+    )
+
+    root = tmp_path_factory.mktemp("beltcast")
+    params_file = root / "tuned_params.json"
+    write_json({"params": QUICK_PARAMS}, params_file)
+    settings = Settings(
+        data=DataSettings(cache_dir=raw_dir, features_dir=root / "features"),
+        model=ModelSettings(spatial_folds=2, bootstrap=0, params_file=params_file),
+        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", trials=3, inner_folds=2),
+        outputs=OutputSettings(dir=root / "outputs"),
+        mlflow=MlflowSettings(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
+    )
+    build.run(settings, Console(quiet=True))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def champion_settings(built_settings):
+    """``built_settings`` after one ``train`` and one ``promote``: version 1 is the champion."""
+    from rich.console import Console
+
+    from pipelines import promote, train
+
+    train.run(built_settings, Console(quiet=True))
+    promote.run(built_settings, False, None, Console(quiet=True))
+    return built_settings

@@ -1,0 +1,104 @@
+"""train -> promote -> score on the real panel, with MLflow in a temporary SQLite store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from pipelines import promote, score, train
+from pipelines.config import ModelSettings
+from pipelines.promote import PromotionError
+from pipelines.tracking import version_by_alias
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+QUIET = Console(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def client(champion_settings) -> MlflowClient:
+    uri = champion_settings.mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_model_becomes_champion_with_lineage(champion_settings, client):
+    champion = version_by_alias(client, "county-belt", "champion")
+    assert str(champion.version) == "1"
+    assert champion.tags["promotion_decision"] == "promoted"
+    assert champion.tags["promotion_reason"] == "first model: no champion yet"
+    run = client.get_run(champion.run_id)
+    for tag in (
+        "git_sha",
+        "data_manifest_sha256",
+        "panel_sha256",
+        "fold_spec",
+        "seed",
+        "version.lightgbm",
+    ):
+        assert tag in run.data.tags
+    assert "temporal.lightgbm.average_precision" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id, "backtest")}
+    assert {
+        "backtest/backtest.json",
+        "backtest/pr_curve.png",
+        "backtest/calibration_curve.png",
+    } <= artifacts
+    explanations = {a.path for a in client.list_artifacts(champion.run_id, "explanations")}
+    assert "explanations/shap_summary.png" in explanations
+
+
+def test_training_identical_inputs_registers_no_new_version(champion_settings, client):
+    outcome = train.run(champion_settings, QUIET)
+    assert outcome.reused
+    assert outcome.version == "1"
+    assert len(client.search_model_versions("name = 'county-belt'")) == 1
+
+
+def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, client, tmp_path):
+    worse_params = tmp_path / "worse.json"
+    worse_params.write_text(
+        json.dumps({"params": {"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01}})
+    )
+    model = ModelSettings(spatial_folds=2, bootstrap=0, params_file=worse_params)
+    worse = champion_settings.model_copy(update={"model": model})
+    outcome = train.run(worse, QUIET)
+    decision = promote.run(worse, False, None, QUIET)
+    assert not decision.promoted
+    assert "AP" in decision.reason or "Brier" in decision.reason
+    assert str(version_by_alias(client, "county-belt", "champion").version) == "1"
+    rejected = client.get_model_version("county-belt", outcome.version)
+    assert rejected.tags["promotion_decision"] == "rejected"
+    with pytest.raises(PromotionError, match="--force needs --reason"):
+        promote.run(worse, True, None, QUIET)
+    client.set_registered_model_alias("county-belt", "challenger", "1")
+
+
+def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
+    out = tmp_path / "scores.csv"
+    outputs = score.run(champion_settings, None, out, "pandas", QUIET)
+    scores = pd.read_csv(out, dtype={"county_code": str, "model_version": str})
+    assert len(scores) == 2844
+    assert scores["county_code"].is_unique
+    assert list(scores.columns) == score.SCORE_COLUMNS
+    caoxian = scores.set_index("county_code").loc["371721"]
+    assert bool(caoxian["is_belt"]) and pd.isna(caoxian["rank"])
+    candidates = scores.dropna(subset=["rank"]).sort_values("rank")
+    assert candidates["rank"].tolist() == list(range(1, len(candidates) + 1))
+    assert candidates["p_belt"].is_monotonic_decreasing
+    assert (scores["model_version"] == outputs.version).all()
+    assert outputs.as_of == 2020
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(outputs.parquet),
+        score.SCORE_SCHEMA.validate(pd.read_parquet(outputs.parquet)),
+    )
+
+
+def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
+    with pytest.raises(
+        score.ScoreError, match=r"as_of must be one of the model's years 2013\.\.2020; got 2031"
+    ):
+        score.run(champion_settings, 2031, tmp_path / "x.csv", "pandas", QUIET)
+    assert not (tmp_path / "x.csv").exists()
