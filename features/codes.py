@@ -128,15 +128,11 @@ class CodeHistory:
         counties["prefecture_code"] = prefecture.where(has_prefecture, counties["province_code"])
         counties["prefecture"] = counties["prefecture_code"].map(names)
         counties.insert(0, "year", year)
-        return counties.rename(columns={"code": "county_code", "name": "county_name"}).reset_index(
-            drop=True
-        )
+        return counties.rename(columns={"code": "county_code", "name": "county_name"}).reset_index(drop=True)
 
     def _year_table(self, year: int) -> pd.DataFrame:
         if year not in self.yearly:
-            raise CountyCodeError(
-                f"year must be one of the code lists {self.years[0]}..{self.years[-1]}; got {year}"
-            )
+            raise CountyCodeError(f"year must be one of the code lists {self.years[0]}..{self.years[-1]}; got {year}")
         return self.yearly[year]
 
     def forward(self, code: str, year: int, target: int) -> dict[str, float]:
@@ -200,9 +196,7 @@ class CodeHistory:
         total = forward.groupby("to_code")["share"].transform("sum")
         backward = forward.assign(share=forward["share"] / total)
         backward = backward.rename(columns={"from_code": "to_code", "to_code": "from_code"})
-        carved = self._carved_out(
-            set(self._codes_of(source_year)) - set(backward["from_code"]), target, source_year
-        )
+        carved = self._carved_out(set(self._codes_of(source_year)) - set(backward["from_code"]), target, source_year)
         table = pd.concat([backward, carved], ignore_index=True)
         return table[["from_code", "to_code", "share"]]
 
@@ -232,9 +226,7 @@ def _read_records(path: Path) -> list[CodeRecord]:
         reader = csv.DictReader(handle)
         missing = set(RESULT_COLUMNS) - set(reader.fieldnames or ())
         if missing:
-            raise SourceFormatError(
-                f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}"
-            )
+            raise SourceFormatError(f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}")
         return [_record(row) for row in reader if row["级别"] == "县级"]
 
 
@@ -263,9 +255,7 @@ def _read_year(path: Path) -> pd.DataFrame:
             continue
         code, _, name = line.strip().partition(" ")
         if len(code) != 6 or not code.isdigit() or not name:
-            raise SourceFormatError(
-                f"{path} line {number}: expected '<6-digit code> <name>'; got {line!r}"
-            )
+            raise SourceFormatError(f"{path} line {number}: expected '<6-digit code> <name>'; got {line!r}")
         rows.append((code, name.strip()))
     return pd.DataFrame(rows, columns=["code", "name"])
 
@@ -319,14 +309,10 @@ def harmonise(
         ``table`` keyed by target ``county_code`` and ``keys``; ``unmatched`` holds the input
         rows whose code is valid in no year of the history.
     """
-    _check_columns(
-        frame, ["county_code", *keys, *counts, *intensive, *([weight] if weight else [])]
-    )
+    _check_columns(frame, ["county_code", *keys, *counts, *intensive, *([weight] if weight else [])])
     mapping = _mapping(frame["county_code"].unique(), history, vintage, target, split_weights)
     merged = frame.merge(mapping, left_on="county_code", right_on="from_code", how="left")
-    unmatched = frame[
-        frame["county_code"].isin(set(frame["county_code"]) - set(mapping["from_code"]))
-    ]
+    unmatched = frame[frame["county_code"].isin(set(frame["county_code"]) - set(mapping["from_code"]))]
     merged = merged[merged["to_code"].notna()]
     table = _aggregate(merged, list(keys), list(counts), list(intensive), weight)
     return Harmonised(table=table, unmatched=unmatched.reset_index(drop=True))
@@ -349,9 +335,7 @@ def _mapping(
     for code in codes:
         year = history.nearest_year(code, vintage)
         if year is not None:
-            rows.extend(
-                (code, to, share) for to, share in history.shares(code, year, target).items()
-            )
+            rows.extend((code, to, share) for to, share in history.shares(code, year, target).items())
     mapping = pd.DataFrame(rows, columns=["from_code", "to_code", "share"])
     return _reweight(mapping, split_weights)
 

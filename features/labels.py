@@ -36,8 +36,7 @@ class Condition:
     def __post_init__(self) -> None:
         if self.op not in OPERATORS:
             raise LabelError(
-                f"condition op must be one of {sorted(OPERATORS)}; got {self.op!r} "
-                f"(metric {self.metric!r})"
+                f"condition op must be one of {sorted(OPERATORS)}; got {self.op!r} (metric {self.metric!r})"
             )
 
     def met(self, values: pd.Series) -> pd.Series:
@@ -67,8 +66,7 @@ class BeltRule:
             raise LabelError("belt rule needs at least one condition; got none")
         if not 1 <= self.min_met <= len(self.conditions):
             raise LabelError(
-                f"min_met must be between 1 and the number of conditions "
-                f"({len(self.conditions)}); got {self.min_met}"
+                f"min_met must be between 1 and the number of conditions ({len(self.conditions)}); got {self.min_met}"
             )
 
     @property
@@ -99,9 +97,7 @@ class BeltRule:
         observed = metrics[self.metrics].notna().any(axis=1)
         labelled_periods = set(metrics.loc[observed, period])
         frame = metrics[metrics[period].isin(labelled_periods)]
-        n_met = sum(
-            condition.met(frame[condition.metric]).astype(int) for condition in self.conditions
-        )
+        n_met = sum(condition.met(frame[condition.metric]).astype(int) for condition in self.conditions)
         status = frame[["county_code", period]].assign(n_met=n_met, is_belt=n_met >= self.min_met)
         return status.reset_index(drop=True)
 

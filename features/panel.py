@@ -80,19 +80,13 @@ def build_panel(
     """
     by_name = {source.name: source for source in sources}
     if spec.label_source not in by_name:
-        raise SourceFormatError(
-            f"panel needs the label source {spec.label_source!r}; got sources {sorted(by_name)}"
-        )
-    long = with_growth(
-        pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True)
-    )
+        raise SourceFormatError(f"panel needs the label source {spec.label_source!r}; got sources {sorted(by_name)}")
+    long = with_growth(pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True))
     status = spec.rule.apply(_label_metrics(by_name[spec.label_source].long, spec.rule), "year")
     frame = _skeleton(units, spec.years)
     frame = frame.merge(_as_of_values(long, spec), on=["county_code", "as_of"], how="left")
     frame = frame.merge(_label_columns(status, spec), on=["county_code", "as_of"], how="left")
-    frame = frame.merge(
-        _spatial(long, status, units, spec), on=["county_code", "as_of"], how="left"
-    )
+    frame = frame.merge(_spatial(long, status, units, spec), on=["county_code", "as_of"], how="left")
     frame = frame.merge(_static_values(long, spec), on="county_code", how="left")
     frame = frame.merge(_geography(long, units), on="county_code", how="left")
     if modes is not None:
@@ -143,9 +137,7 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
         age.columns = [f"staleness_{source}" for source in age.columns]
         parts.append(values.join(age, how="outer").assign(as_of=as_of))
     dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
-    return dynamic.drop(
-        columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")]
-    )
+    return dynamic.drop(columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")])
 
 
 def _static_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
@@ -181,9 +173,7 @@ def _label_columns(status: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     return frame
 
 
-def _spatial(
-    long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec: PanelSpec
-) -> pd.DataFrame:
+def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     """Neighbour counts and distances from the belts and villages known at each as-of year."""
     centroids = _centroids(long)
     if centroids.empty:
@@ -201,11 +191,7 @@ def _spatial(
         features = index.features(belt, count).reset_index()
         features = features.merge(_same_area_belts(belt, units), on="county_code", how="left")
         parts.append(features.assign(as_of=as_of))
-    return (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(columns=["county_code", "as_of"])
-    )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["county_code", "as_of"])
 
 
 def _same_area_belts(belt: pd.Series, units: pd.DataFrame) -> pd.DataFrame:
@@ -224,9 +210,7 @@ def _centroids(long: pd.DataFrame) -> pd.DataFrame:
     rows = long[long["variable"].isin(wanted)]
     if rows.empty:
         return pd.DataFrame(columns=["county_code", "lon", "lat", "area_km2"])
-    wide = rows.pivot_table(index="county_code", columns="variable", values="value").rename(
-        columns=wanted
-    )
+    wide = rows.pivot_table(index="county_code", columns="variable", values="value").rename(columns=wanted)
     return wide.dropna(subset=["lon", "lat"]).reset_index()
 
 
@@ -255,8 +239,20 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_columns(panel: pd.DataFrame) -> list[str]:
-    """The model's feature columns: everything that is neither an id nor a label."""
-    return [c for c in panel.columns if c not in ID_COLUMNS and c not in LABEL_COLUMNS]
+    """The model's feature columns: neither ids, labels nor staleness.
+
+    Staleness columns stay in the panel for transparency but are not model features: for sources
+    with fixed release years they only encode the as-of year (census 2010 is 4 years old exactly
+    in 2014), which would let a model learn the period rather than the county.
+    """
+    return [
+        c for c in panel.columns if c not in ID_COLUMNS and c not in LABEL_COLUMNS and not c.startswith("staleness_")
+    ]
+
+
+def staleness_columns(panel: pd.DataFrame) -> list[str]:
+    """Years since the newest value of each source, per row."""
+    return [c for c in panel.columns if c.startswith("staleness_")]
 
 
 def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
@@ -265,7 +261,10 @@ def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
         {
             "county_code": pa.Column(str, pa.Check.str_matches(r"^\d{6}$")),
             "as_of": pa.Column(int),
-            **{c: pa.Column(float, nullable=True, coerce=True) for c in feature_columns(panel)},
+            **{
+                c: pa.Column(float, nullable=True, coerce=True)
+                for c in feature_columns(panel) + staleness_columns(panel)
+            },
         },
         unique=["county_code", "as_of"],
     )

@@ -10,9 +10,7 @@ from features.panel import feature_columns
 from features.sources.base import SourceTable
 
 
-def quality_summary(
-    sources: Sequence[SourceTable], panel: pd.DataFrame, universe: pd.DataFrame
-) -> dict:
+def quality_summary(sources: Sequence[SourceTable], panel: pd.DataFrame, universe: pd.DataFrame) -> dict:
     """Per source and year: counties covered of the target universe; per feature and as-of year:
     the share missing; per source: unmatched rows and the reader's notes.
 

@@ -19,22 +19,14 @@ def haversine_matrix(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lon_r, lat_r = np.radians(lon), np.radians(lat)
     dlat = lat_r[:, None] - lat_r[None, :]
     dlon = lon_r[:, None] - lon_r[None, :]
-    a = (
-        np.sin(dlat / 2) ** 2
-        + np.cos(lat_r)[:, None] * np.cos(lat_r)[None, :] * np.sin(dlon / 2) ** 2
-    )
+    a = np.sin(dlat / 2) ** 2 + np.cos(lat_r)[:, None] * np.cos(lat_r)[None, :] * np.sin(dlon / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def haversine_to(
-    lon: np.ndarray, lat: np.ndarray, lon0: np.ndarray, lat0: np.ndarray
-) -> np.ndarray:
+def haversine_to(lon: np.ndarray, lat: np.ndarray, lon0: np.ndarray, lat0: np.ndarray) -> np.ndarray:
     """Great-circle distance (km) from each point to its own reference point."""
     lon_r, lat_r, lon0_r, lat0_r = map(np.radians, (lon, lat, lon0, lat0))
-    a = (
-        np.sin((lat_r - lat0_r) / 2) ** 2
-        + np.cos(lat_r) * np.cos(lat0_r) * np.sin((lon_r - lon0_r) / 2) ** 2
-    )
+    a = np.sin((lat_r - lat0_r) / 2) ** 2 + np.cos(lat_r) * np.cos(lat0_r) * np.sin((lon_r - lon0_r) / 2) ** 2
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
@@ -81,9 +73,7 @@ class NeighbourIndex:
             columns[f"belts_within_{r}km"] = self._within[r] @ b
             columns[f"villages_within_{r}km"] = self._within[r] @ v
             columns[f"belts_within_{r}km_share"] = columns[f"belts_within_{r}km"] / max(b.sum(), 1)
-            columns[f"villages_within_{r}km_share"] = columns[f"villages_within_{r}km"] / max(
-                v.sum(), 1
-            )
+            columns[f"villages_within_{r}km_share"] = columns[f"villages_within_{r}km"] / max(v.sum(), 1)
         masked = np.where(b[None, :] > 0, self.distance, np.inf)
         nearest = masked.min(axis=1)
         columns["dist_nearest_belt_km"] = np.where(np.isfinite(nearest), nearest, np.nan)

@@ -106,9 +106,7 @@ class ModeTaxonomy:
 
     def to_frame(self) -> pd.DataFrame:
         """The taxonomy as a ``keyword, mode, note`` table."""
-        return pd.DataFrame(
-            [(k.keyword, k.mode, k.note) for k in self.keywords], columns=TAXONOMY_COLUMNS
-        )
+        return pd.DataFrame([(k.keyword, k.mode, k.note) for k in self.keywords], columns=TAXONOMY_COLUMNS)
 
     def _best_in_item(self, item: str) -> Keyword | None:
         hits = [(k, item.find(k.keyword)) for k in self.keywords if k.keyword in item]
@@ -160,13 +158,10 @@ def _checked_row(row: tuple, where: str, seen: dict[str, int]) -> str:
         raise SourceFormatError(f"{where}: keyword must be non-empty; got {row.keyword!r}")
     if split_products(keyword) != [keyword]:
         raise SourceFormatError(
-            f"{where}: keyword must not contain a product separator "
-            f"({PRODUCT_SEPARATORS!r}); got {keyword!r}"
+            f"{where}: keyword must not contain a product separator ({PRODUCT_SEPARATORS!r}); got {keyword!r}"
         )
     if keyword in seen:
-        raise SourceFormatError(
-            f"{where}: keyword {keyword!r} must be unique; it is already on line {seen[keyword]}"
-        )
+        raise SourceFormatError(f"{where}: keyword {keyword!r} must be unique; it is already on line {seen[keyword]}")
     if row.mode.strip() not in MODES:
         raise SourceFormatError(f"{where}: mode must be one of {list(MODES)}; got {row.mode!r}")
     return keyword

@@ -67,9 +67,7 @@ class FoldSpec:
     def spatial(self, periods: np.ndarray, groups: np.ndarray, y: np.ndarray) -> list[Fold]:
         """Provinces held out in turn, within the training periods of the newest temporal fold."""
         temporal = self.temporal(periods)
-        train_periods = (
-            temporal[-1].train_periods if temporal else tuple(sorted(np.unique(periods)))
-        )
+        train_periods = temporal[-1].train_periods if temporal else tuple(sorted(np.unique(periods)))
         mask = np.isin(periods, train_periods)
         splitter = _group_splitter(self.n_spatial, self.seed, y[mask])
         folds = []
@@ -143,34 +141,24 @@ def backtest_emergence(
         train, test = np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
         scores = {name: _fit_predict(model, X, y, train, test) for name, model in models.items()}
         result.folds.append(_fold_entry(fold, y[test], scores, n_boot))
-        prediction_parts += [
-            _predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()
-        ]
+        prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
     if spatial:
         pooled, held = _pooled_spatial(models, X, y, periods, groups, spatial)
         result.folds.append(_spatial_entry(spatial, y[held], pooled, n_boot))
-        prediction_parts += [
-            _predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()
-        ]
-    result.predictions = (
-        pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
-    )
+        prediction_parts += [_predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()]
+    result.predictions = pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
     return result
 
 
-def _fit_predict(
-    model: BaseEstimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray
-):
+def _fit_predict(model: BaseEstimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray):
     fitted = clone(model).fit(X[train], y[train])
     return fitted.predict_proba(X[test])[:, 1]
 
 
 def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int) -> dict:
     entry = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fold).items()}
-    entry["models"] = {
-        name: emergence_metrics(y_test, p, n_boot=n_boot) for name, p in scores.items()
-    }
+    entry["models"] = {name: emergence_metrics(y_test, p, n_boot=n_boot) for name, p in scores.items()}
     return entry
 
 
@@ -199,9 +187,7 @@ def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
     return {name: np.concatenate(parts) for name, parts in pooled.items()}, order
 
 
-def _predictions(
-    fold: str, model: str, index: pd.Index, y: np.ndarray, p: np.ndarray
-) -> pd.DataFrame:
+def _predictions(fold: str, model: str, index: pd.Index, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"fold": fold, "model": model, "row": index, "y": y, "p": p})
 
 

@@ -38,7 +38,8 @@ class ForecastBundle:
     emergence : lgb.Booster
         The emergence booster (its raw probability before calibration).
     calibration : tuple of float or None
-        Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the booster's probability ``f``.
+        Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the booster's raw score ``f``
+        (its log-odds, which is what scikit-learn's calibration reads from LightGBM).
     mode : lgb.Booster
         The mode booster.
     mode_classes : list of str
@@ -60,9 +61,7 @@ class ForecastBundle:
     meta: dict
 
     @classmethod
-    def from_models(
-        cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict
-    ) -> ForecastBundle:
+    def from_models(cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict) -> ForecastBundle:
         """Take the fitted boosters and calibration out of the estimators."""
         features = list(emergence.feature_names_in_)
         if list(mode.feature_names_in_) != features:
@@ -91,9 +90,7 @@ class ForecastBundle:
             "features": self.features,
             "meta": self.meta,
         }
-        (folder / "bundle.json").write_text(
-            json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8"
-        )
+        (folder / "bundle.json").write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
         return folder
 
     @classmethod
@@ -149,11 +146,11 @@ class ForecastBundle:
 
     def p_belt(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of becoming a belt within the horizon."""
-        raw = self.emergence.predict(X[self.features].to_numpy(dtype=float))
+        values = X[self.features].to_numpy(dtype=float)
         if self.calibration is None:
-            return raw
+            return self.emergence.predict(values)
         a, b = self.calibration
-        return expit(-(a * raw + b))
+        return expit(-(a * self.emergence.predict(values, raw_score=True) + b))
 
     def mode_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order."""
@@ -173,14 +170,10 @@ class ForecastBundle:
         if not isinstance(request, pd.DataFrame):
             raise ModelInputError(f"request must be a DataFrame; got {type(request).__name__}")
         if "county_code" not in request.columns:
-            raise ModelInputError(
-                f"request must have a county_code column; got columns {list(request.columns)}"
-            )
+            raise ModelInputError(f"request must have a county_code column; got columns {list(request.columns)}")
         unknown = [c for c in request.columns if c not in REQUEST_KEYS and c not in self.features]
         if unknown:
-            raise ModelInputError(
-                f"request has unknown column(s) {unknown}; expected county_code, as_of or features"
-            )
+            raise ModelInputError(f"request has unknown column(s) {unknown}; expected county_code, as_of or features")
         codes = [_code(value, i) for i, value in enumerate(request["county_code"])]
         years = self._years(request)
         return pd.DataFrame({"county_code": codes, "as_of": years})
@@ -210,14 +203,10 @@ class ForecastBundle:
         code, year = keys.loc[row, "county_code"], keys.loc[row, "as_of"]
         years = sorted(self.snapshot["as_of"].unique())
         if year not in years:
-            raise ModelInputError(
-                f"row {row}: as_of must be one of {years[0]}..{years[-1]}; got {year}"
-            )
+            raise ModelInputError(f"row {row}: as_of must be one of {years[0]}..{years[-1]}; got {year}")
         raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
 
-    def _apply_overrides(
-        self, rows: pd.DataFrame, request: pd.DataFrame
-    ) -> tuple[pd.DataFrame, list[str]]:
+    def _apply_overrides(self, rows: pd.DataFrame, request: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         X = rows[self.features].astype(float).reset_index(drop=True)
         given = [c for c in request.columns if c in self.features]
         applied = [[] for _ in range(len(X))]
@@ -226,9 +215,7 @@ class ForecastBundle:
             bad = request[column].reset_index(drop=True).notna() & values.isna()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ModelInputError(
-                    f"row {row}: {column} must be a number; got {request[column].iloc[row]!r}"
-                )
+                raise ModelInputError(f"row {row}: {column} must be a number; got {request[column].iloc[row]!r}")
             X[column] = values.where(values.notna(), X[column])
             for row in np.flatnonzero(values.notna()):
                 applied[row].append(column)

@@ -67,9 +67,7 @@ def describe(feature: str, value: float) -> str:
 def _label(feature: str) -> str:
     words = feature.removeprefix("census_").removeprefix("tudigong_").removesuffix("_share")
     words = words.replace("_", " ")
-    return {"manufacturing": "manufacturing jobs", "wholesale retail": "retail jobs"}.get(
-        words, words
-    )
+    return {"manufacturing": "manufacturing jobs", "wholesale retail": "retail jobs"}.get(words, words)
 
 
 def top_drivers(contributions: pd.DataFrame, values: pd.DataFrame, k: int = 3) -> list[str]:

@@ -52,9 +52,7 @@ class _FrameEstimator(ClassifierMixin, BaseEstimator):
     def _numeric(X: pd.DataFrame) -> pd.DataFrame:
         bad = [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         if bad:
-            raise ModelInputError(
-                f"feature column(s) {bad[:10]} must be numeric; got {X[bad].dtypes.tolist()}"
-            )
+            raise ModelInputError(f"feature column(s) {bad[:10]} must be numeric; got {X[bad].dtypes.tolist()}")
         return X.astype(float)
 
 
@@ -134,21 +132,15 @@ class LGBMEmergence(_FrameEstimator):
     def fit(self, X: pd.DataFrame, y: Sequence) -> LGBMEmergence:
         """Fit the booster (and the calibration) on ``X``, ``y``."""
         if self.calibration not in ("sigmoid", None):
-            raise ModelInputError(
-                f"calibration must be 'sigmoid' or None; got {self.calibration!r}"
-            )
+            raise ModelInputError(f"calibration must be 'sigmoid' or None; got {self.calibration!r}")
         features, target = self._fit_frame(X), _binary_target(y)
         self.classes_ = np.array([0, 1])
         if self.calibration is None:
             self.calibrated_ = None
             self.booster_ = self._booster().fit(features, target)
             return self
-        folds = StratifiedKFold(
-            self.calibration_folds, shuffle=True, random_state=self.random_state
-        )
-        calibrated = CalibratedClassifierCV(
-            self._booster(), method="sigmoid", cv=folds, ensemble=False
-        )
+        folds = StratifiedKFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
+        calibrated = CalibratedClassifierCV(self._booster(), method="sigmoid", cv=folds, ensemble=False)
         self.calibrated_ = calibrated.fit(features, target)
         self.booster_ = calibrated.calibrated_classifiers_[0].estimator
         return self
@@ -305,9 +297,7 @@ class PriorBaseline(_FrameEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         features = self._predict_frame(X)
-        return np.column_stack(
-            [np.full(len(features), 1 - self.rate_), np.full(len(features), self.rate_)]
-        )
+        return np.column_stack([np.full(len(features), 1 - self.rate_), np.full(len(features), self.rate_)])
 
 
 class MajorityMode(_FrameEstimator):

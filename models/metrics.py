@@ -100,8 +100,6 @@ def mode_metrics(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> di
     return {
         "n": len(y),
         "accuracy": float(accuracy_score(y, predicted)),
-        "macro_f1": float(
-            f1_score(y, predicted, labels=list(classes), average="macro", zero_division=0)
-        ),
+        "macro_f1": float(f1_score(y, predicted, labels=list(classes), average="macro", zero_division=0)),
         "log_loss": float(log_loss(y, clipped[:, order], labels=sorted(classes))),
     }

@@ -38,14 +38,10 @@ def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: i
     figure, axis = _figure(6, 4.5)
     rows = predictions[predictions["fold"] == fold]
     for model, group in rows.groupby("model", sort=True):
-        observed, predicted = calibration_curve(
-            group["y"], group["p"], n_bins=bins, strategy="quantile"
-        )
+        observed, predicted = calibration_curve(group["y"], group["p"], n_bins=bins, strategy="quantile")
         axis.plot(predicted, observed, marker="o", label=model)
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axis.set(
-        xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration, {fold}"
-    )
+    axis.set(xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration, {fold}")
     axis.set_xscale("symlog", linthresh=0.01)
     axis.legend(fontsize=8)
     return _save(figure, path)
@@ -67,9 +63,7 @@ def _save(figure: Figure, path: Path) -> Path:
     return Path(path)
 
 
-def shap_summary(
-    contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15
-) -> Path:
+def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15) -> Path:
     """A SHAP summary (beeswarm-style) of LightGBM ``pred_contrib``: per feature, each row's
     contribution, coloured by the feature's value rank."""
     order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]

@@ -33,9 +33,7 @@ def search_space(trial: optuna.Trial) -> dict:
     }
 
 
-def inner_folds(
-    periods: np.ndarray, groups: np.ndarray, y: np.ndarray, spec: FoldSpec, n_inner: int
-) -> list[Fold]:
+def inner_folds(periods: np.ndarray, groups: np.ndarray, y: np.ndarray, spec: FoldSpec, n_inner: int) -> list[Fold]:
     """Folds within the training rows of the newest temporal fold."""
     outer = spec.temporal(periods)[-1]
     inside = np.isin(periods, outer.train_periods)
@@ -64,9 +62,7 @@ def make_objective(
         for step, fold in enumerate(folds):
             train, test = _rows(fold, periods, groups)
             p = _fit_predict(model, X, y, train, test)
-            scores.append(
-                average_precision_score(y[test], p) if 0 < y[test].sum() < test.sum() else 0.0
-            )
+            scores.append(average_precision_score(y[test], p) if 0 < y[test].sum() < test.sum() else 0.0)
             trial.report(float(np.mean(scores)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()

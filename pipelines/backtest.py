@@ -62,9 +62,7 @@ def emergence_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) 
     """Every emergence model (LightGBM with the tuned parameters) through the folds."""
     data = emergence_transitions(panel)
     models = emergence_models(tuned_params(settings), settings.model.seed)
-    return backtest_emergence(
-        models, data.X, data.y, data.periods, data.groups, spec, settings.model.bootstrap
-    )
+    return backtest_emergence(models, data.X, data.y, data.periods, data.groups, spec, settings.model.bootstrap)
 
 
 def mode_backtest(panel: pd.DataFrame, settings: Settings) -> dict:
@@ -100,9 +98,7 @@ def write_plots(result: BacktestResult, folder: Path) -> list[Path]:
 
 def comparison_table(report: dict) -> Table:
     """Models x metrics, newest temporal fold and province hold-out."""
-    table = Table(
-        title=f"Emergence backtest ({report['emergence']['newest_fold']} and province hold-out)"
-    )
+    table = Table(title=f"Emergence backtest ({report['emergence']['newest_fold']} and province hold-out)")
     table.add_column("model")
     table.add_column("fold")
     for metric in SHOWN:

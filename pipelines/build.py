@@ -92,14 +92,10 @@ def belt_rule(labels: LabelSettings) -> BeltRule:
 def panel_spec(settings: Settings) -> PanelSpec:
     """As-of years, belt rule and horizon from the config."""
     years = range(settings.panel.first_year, settings.panel.last_year + 1)
-    return PanelSpec(
-        years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon
-    )
+    return PanelSpec(years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon)
 
 
-def write_outputs(
-    features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]
-) -> BuildOutputs:
+def write_outputs(features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]) -> BuildOutputs:
     """Write the panel, the quality JSON and the unmatched rows, each atomically."""
     unmatched = pd.concat(
         [s.unmatched.astype(str).assign(source=s.name) for s in sources if len(s.unmatched)],
@@ -125,9 +121,7 @@ def report(
     _print_unmatched(console, sources)
     console.print(_labels(panel))
     console.print(f"belt rule: {summary['belt_rule']}")
-    console.print(
-        f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}", highlight=False
-    )
+    console.print(f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
     console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
 

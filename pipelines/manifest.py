@@ -58,22 +58,16 @@ def read_manifest(path: Path | None = None) -> list[ManifestEntry]:
         reader = csv.DictReader(handle)
         missing = set(MANIFEST_COLUMNS) - set(reader.fieldnames or ())
         if missing:
-            raise DataSyncError(
-                f"manifest {path} lacks column(s) {sorted(missing)}; found {reader.fieldnames}"
-            )
+            raise DataSyncError(f"manifest {path} lacks column(s) {sorted(missing)}; found {reader.fieldnames}")
         return [_entry(row, number, path) for number, row in enumerate(reader, start=2)]
 
 
 def _entry(row: dict[str, str], line: int, path: Path) -> ManifestEntry:
     sha = row["sha256"].strip().lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise DataSyncError(
-            f"manifest {path} line {line}: sha256 must be 64 hex digits; got {row['sha256']!r}"
-        )
+        raise DataSyncError(f"manifest {path} line {line}: sha256 must be 64 hex digits; got {row['sha256']!r}")
     if not row["bytes"].strip().isdigit():
-        raise DataSyncError(
-            f"manifest {path} line {line}: bytes must be a whole number; got {row['bytes']!r}"
-        )
+        raise DataSyncError(f"manifest {path} line {line}: bytes must be a whole number; got {row['bytes']!r}")
     return ManifestEntry(row["path"], int(row["bytes"]), sha, row["url"], row["license"])
 
 

@@ -48,9 +48,7 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
     name = settings.mlflow.registered_model
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:
-        raise PromotionError(
-            f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`"
-        )
+        raise PromotionError(f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`")
     champion = version_by_alias(client, name, CHAMPION)
     decision = decide(settings, challenger, champion, force, reason)
     record(client, name, decision)
@@ -74,32 +72,17 @@ def decide(settings: Settings, challenger, champion, force: bool, reason: str | 
         )
     figures = compare(settings, challenger, champion)
     if force:
-        return Decision(
-            True, f"forced: {reason}", str(challenger.version), str(champion.version), figures
-        )
+        return Decision(True, f"forced: {reason}", str(challenger.version), str(champion.version), figures)
     tolerance = settings.promote.ap_tolerance
     ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
     brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
-    if ap_ok and brier_ok:
-        why = "AP within tolerance and Brier not worse"
-    else:
-        why = "; ".join(
-            part
-            for part, failed in (
-                (
-                    f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - tolerance {tolerance}",
-                    not ap_ok,
-                ),
-                (
-                    f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}",
-                    not brier_ok,
-                ),
-            )
-            if failed
-        )
-    return Decision(
-        ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures
-    )
+    reasons = []
+    if not ap_ok:
+        reasons.append(f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - {tolerance}")
+    if not brier_ok:
+        reasons.append(f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}")
+    why = "; ".join(reasons) or "AP within tolerance and Brier not worse"
+    return Decision(ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures)
 
 
 def compare(settings: Settings, challenger, champion) -> dict:
@@ -123,9 +106,7 @@ def compare(settings: Settings, challenger, champion) -> dict:
     for role, version in (("challenger", challenger), ("champion", champion)):
         params = json.loads(version.tags.get("params_json", "{}"))
         model = {"lightgbm": emergence_models(params, settings.model.seed)["lightgbm"]}
-        result = backtest_emergence(
-            model, data.X, data.y, data.periods, data.groups, spec, n_boot=0
-        )
+        result = backtest_emergence(model, data.X, data.y, data.periods, data.groups, spec, n_boot=0)
         metrics = result.metrics("temporal")["lightgbm"]
         figures[f"{role}_ap"], figures[f"{role}_brier"] = (
             metrics["average_precision"],
@@ -136,10 +117,7 @@ def compare(settings: Settings, challenger, champion) -> dict:
 
 def _same_backtest(version, current: dict) -> bool:
     run_panel = version.tags.get("panel_sha256")
-    return (
-        run_panel == current["panel_sha256"]
-        and version.tags.get("fold_spec") == current["fold_spec"]
-    )
+    return run_panel == current["panel_sha256"] and version.tags.get("fold_spec") == current["fold_spec"]
 
 
 def record(client: MlflowClient, name: str, decision: Decision) -> None:

@@ -51,24 +51,18 @@ class ScoreOutputs:
     as_of: int
 
 
-def run(
-    settings: Settings, as_of: int | None, out: Path | None, engine: str, console: Console
-) -> ScoreOutputs:
+def run(settings: Settings, as_of: int | None, out: Path | None, engine: str, console: Console) -> ScoreOutputs:
     """Resolve the champion, score every county, rank, validate, write atomically."""
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
     champion = version_by_alias(client, name, CHAMPION)
     if champion is None:
-        raise ScoreError(
-            f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`"
-        )
+        raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
     uri = model_uri(name, champion.version)
     model = mlflow.pyfunc.load_model(uri)
     year = as_of or default_as_of(model)
     scores = score(model, uri, year, str(champion.version), engine)
-    outputs = write(
-        scores, out or settings.outputs.dir / f"scores_{year}.csv", str(champion.version), year
-    )
+    outputs = write(scores, out or settings.outputs.dir / f"scores_{year}.csv", str(champion.version), year)
     console.print(top_table(scores, 10))
     console.print(
         f"score: {len(scores)} counties as of {year} by {name} v{champion.version} -> {outputs.csv}, {outputs.parquet}"
@@ -86,16 +80,12 @@ def counties(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> pd.DataFrame:
     snapshot = model.unwrap_python_model().bundle.snapshot
     years = sorted(snapshot["as_of"].unique())
     if as_of not in years:
-        raise ScoreError(
-            f"as_of must be one of the model's years {years[0]}..{years[-1]}; got {as_of}"
-        )
+        raise ScoreError(f"as_of must be one of the model's years {years[0]}..{years[-1]}; got {as_of}")
     codes = snapshot.loc[snapshot["as_of"] == as_of, "county_code"].sort_values()
     return pd.DataFrame({"county_code": codes.to_numpy(), "as_of": as_of})
 
 
-def score(
-    model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str
-) -> pd.DataFrame:
+def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str) -> pd.DataFrame:
     """Forecast every county and rank the ones that are not belts yet."""
     request = counties(model, as_of)
     if engine == "spark":
@@ -111,9 +101,7 @@ def score(
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:
     """``rank`` 1 = the most likely new belt among counties not belts yet (ties: county code)."""
-    frame = forecast.sort_values(["p_belt", "county_code"], ascending=[False, True]).reset_index(
-        drop=True
-    )
+    frame = forecast.sort_values(["p_belt", "county_code"], ascending=[False, True]).reset_index(drop=True)
     candidate = ~frame["is_belt"].fillna(False).astype(bool)
     frame["rank"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
     frame.loc[candidate, "rank"] = range(1, int(candidate.sum()) + 1)
@@ -131,9 +119,7 @@ def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int) -> Sco
 
 def top_table(scores: pd.DataFrame, n: int) -> Table:
     """The top ``n`` candidate counties."""
-    table = Table(
-        title=f"Top {n} candidate counties (not belts yet), as of {scores['as_of'].iloc[0]}"
-    )
+    table = Table(title=f"Top {n} candidate counties (not belts yet), as of {scores['as_of'].iloc[0]}")
     for column in ("rank", "county", "province", "p_belt", "mode", "top drivers"):
         table.add_column(column)
     for row in scores.dropna(subset=["rank"]).sort_values("rank").head(n).itertuples():

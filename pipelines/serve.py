@@ -33,16 +33,12 @@ def environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start(
-    settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1
-) -> subprocess.Popen:
+def start(settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> subprocess.Popen:
     """Start the server in the background (for tests and benchmarks)."""
     return subprocess.Popen(command(settings, host, port, workers), env=environment(settings))
 
 
 def run(settings: Settings, host: str, port: int, workers: int, console: Console) -> int:
     """Serve in the foreground until interrupted."""
-    console.print(
-        f"serve: models:/{settings.mlflow.registered_model}@{CHAMPION} on http://{host}:{port}/invocations"
-    )
+    console.print(f"serve: models:/{settings.mlflow.registered_model}@{CHAMPION} on http://{host}:{port}/invocations")
     return subprocess.call(command(settings, host, port, workers), env=environment(settings))

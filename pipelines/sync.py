@@ -96,9 +96,7 @@ def sync(
     return report
 
 
-def _check_one(
-    entry: ManifestEntry, cache_dir: Path, mirror: Path | None, report: SyncReport
-) -> bool:
+def _check_one(entry: ManifestEntry, cache_dir: Path, mirror: Path | None, report: SyncReport) -> bool:
     """Verify the mirror copy and the cached copy; True when nothing is left to do."""
     if mirror is not None and (mirror / entry.path).is_file():
         got = sha256_of(mirror / entry.path)
@@ -115,14 +113,10 @@ def _check_one(
     return False
 
 
-def _fetch_one(
-    entry: ManifestEntry, cache_dir: Path, mirror: Path | None, report: SyncReport
-) -> None:
+def _fetch_one(entry: ManifestEntry, cache_dir: Path, mirror: Path | None, report: SyncReport) -> None:
     target = cache_dir / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(handle)
     tmp = Path(tmp_name)
     try:

@@ -63,9 +63,7 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
 def git_sha() -> str:
     """The checkout's commit, or ``unknown`` outside a git checkout."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"

@@ -67,9 +67,7 @@ def run(settings: Settings, console: Console) -> TrainOutcome:
     return outcome
 
 
-def training_fingerprint(
-    panel: pd.DataFrame, params: dict, spec: FoldSpec, settings: Settings
-) -> str:
+def training_fingerprint(panel: pd.DataFrame, params: dict, spec: FoldSpec, settings: Settings) -> str:
     """A hash of everything that determines the model: data, parameters, seed, folds, code."""
     payload = json.dumps(
         {
@@ -123,9 +121,7 @@ def train_and_register(
         for key, value in tags.items():
             client.set_model_version_tag(settings.mlflow.registered_model, version, key, value)
         client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version)
-    return TrainOutcome(
-        version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS}
-    )
+    return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
 def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> dict:
@@ -137,23 +133,15 @@ def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> dic
         ("spatial", report["emergence"]["spatial"]["models"]),
     ):
         for model, metrics in block.items():
-            mlflow.log_metrics(
-                {f"{fold}.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)}
-            )
+            mlflow.log_metrics({f"{fold}.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
     for model, metrics in report["mode"]["models"].items():
-        mlflow.log_metrics(
-            {f"mode.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)}
-        )
+        mlflow.log_metrics({f"mode.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
     mlflow.log_dict(report, "backtest/backtest.json")
     newest = report["emergence"]["newest_fold"]
     with tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_artifact(str(pr_curves(result.predictions, newest, Path(tmp) / "pr_curve.png")), "backtest")
         mlflow.log_artifact(
-            str(pr_curves(result.predictions, newest, Path(tmp) / "pr_curve.png")), "backtest"
-        )
-        mlflow.log_artifact(
-            str(
-                calibration_curves(result.predictions, newest, Path(tmp) / "calibration_curve.png")
-            ),
+            str(calibration_curves(result.predictions, newest, Path(tmp) / "calibration_curve.png")),
             "backtest",
         )
     quality = settings.data.features_dir / "quality.json"
@@ -245,7 +233,5 @@ def _print(console: Console, settings: Settings, outcome: TrainOutcome) -> None:
     name = settings.mlflow.registered_model
     verb = "reused (identical inputs)" if outcome.reused else "registered"
     figures = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items())
-    console.print(
-        f"train: {name} version {outcome.version} {verb}; alias challenger -> {outcome.version}"
-    )
+    console.print(f"train: {name} version {outcome.version} {verb}; alias challenger -> {outcome.version}")
     console.print(f"train: backtest (newest temporal fold): {figures}; run {outcome.run_id}")

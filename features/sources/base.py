@@ -53,16 +53,12 @@ class SourceTable:
 def validate_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Validate a reader's long table against :data:`LONG_SCHEMA`, naming the source on failure."""
     try:
-        return LONG_SCHEMA.validate(
-            frame[LONG_COLUMNS] if set(LONG_COLUMNS) <= set(frame) else frame
-        )
+        return LONG_SCHEMA.validate(frame[LONG_COLUMNS] if set(LONG_COLUMNS) <= set(frame) else frame)
     except (pa.errors.SchemaError, pa.errors.SchemaErrors) as err:
         raise SourceFormatError(f"source {source}: its long table fails validation: {err}") from err
 
 
-def require_columns(
-    frame: pd.DataFrame, columns: Iterable[str], path: Path, sheet: str | None = None
-) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: Path, sheet: str | None = None) -> None:
     """Raise naming the file (and sheet), the missing columns and the columns found."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
@@ -79,9 +75,7 @@ def read_excel_sheet(path: Path, sheet: str | int, **kwargs) -> pd.DataFrame:
     try:
         with pd.ExcelFile(path, engine="calamine") as book:
             if isinstance(sheet, str) and sheet not in book.sheet_names:
-                raise SourceFormatError(
-                    f"{path}: missing sheet {sheet!r}; found sheets {book.sheet_names}"
-                )
+                raise SourceFormatError(f"{path}: missing sheet {sheet!r}; found sheets {book.sheet_names}")
             return pd.read_excel(book, sheet_name=sheet, **kwargs)
     except SourceFormatError:
         raise
@@ -99,13 +93,9 @@ def read_csv_checked(path: Path, **kwargs) -> pd.DataFrame:
         raise SourceFormatError(f"{path}: cannot be read as CSV: {err}") from err
 
 
-def to_long(
-    frame: pd.DataFrame, variables: Iterable[str], year_column: str = "year"
-) -> pd.DataFrame:
+def to_long(frame: pd.DataFrame, variables: Iterable[str], year_column: str = "year") -> pd.DataFrame:
     """Melt wide value columns into the long ``county_code, year, variable, value`` form."""
-    long = frame.melt(
-        id_vars=["county_code", year_column], value_vars=list(variables), var_name="variable"
-    )
+    long = frame.melt(id_vars=["county_code", year_column], value_vars=list(variables), var_name="variable")
     long = long.rename(columns={year_column: "year"})
     long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
     return long[LONG_COLUMNS]

@@ -334,9 +334,7 @@ def _blank_counts_as_zero(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame, blanks
 
 
-def _coerce_numbers(
-    frame: pd.DataFrame, quantities: Sequence[str]
-) -> tuple[pd.DataFrame, list[dict]]:
+def _coerce_numbers(frame: pd.DataFrame, quantities: Sequence[str]) -> tuple[pd.DataFrame, list[dict]]:
     """Values as float; text, and counts that are negative or fractional, become missing."""
     frame = frame.copy()
     invalid: list[dict] = []
@@ -386,9 +384,7 @@ def _census_weights(wide: pd.DataFrame) -> dict[str, list[str]]:
 
 def _read_tudigong_frame(folder: Path) -> tuple[pd.DataFrame, int]:
     """The tudigong files joined on ``code``, and how many ``#DIV/0!`` cells they held."""
-    parts = [
-        _read_tudigong_file(folder / name, columns) for name, columns in TUDIGONG_FILES.items()
-    ]
+    parts = [_read_tudigong_file(folder / name, columns) for name, columns in TUDIGONG_FILES.items()]
     frame = parts[0][0]
     for part, _ in parts[1:]:
         frame = frame.merge(part.drop(columns="name"), on="code", how="outer")
@@ -422,9 +418,7 @@ def _column_to_numbers(column: pd.Series, path: Path) -> pd.Series:
     try:
         return pd.to_numeric(column).astype(float)
     except (ValueError, TypeError) as err:
-        raise SourceFormatError(
-            f"{path}: column {column.name!r} must hold numbers or {DIV0!r}; {err}"
-        ) from err
+        raise SourceFormatError(f"{path}: column {column.name!r} must hold numbers or {DIV0!r}; {err}") from err
 
 
 def _clear_placeholder_census_values(frame: pd.DataFrame) -> pd.DataFrame:

@@ -117,9 +117,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
     raw = read_csv_checked(path, dtype={"adcode": str})
     require_columns(raw, COLUMNS, path)
     try:
-        codes = [
-            check_code(code, f"row {row + 2} of {path}") for row, code in enumerate(raw["adcode"])
-        ]
+        codes = [check_code(code, f"row {row + 2} of {path}") for row, code in enumerate(raw["adcode"])]
     except CountyCodeError as err:
         raise SourceFormatError(str(err)) from err
     return raw.assign(county_code=codes).rename(columns={"approx_area_km2": "area_km2"})
@@ -129,8 +127,7 @@ def _split_non_counties(raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows of county-level units, and the other rows with the reason they were set aside."""
     reason = pd.Series(pd.NA, index=raw.index, dtype="object")
     reason[raw["county_code"].str.endswith("00")] = (
-        "not a county-level unit: map pseudo-unit, prefecture-level city without counties "
-        "or province (code ends in 00)"
+        "not a county-level unit: map pseudo-unit, prefecture-level city without counties or province (code ends in 00)"
     )
     for prefix, what in OUTSIDE_PREFIXES.items():
         reason[raw["county_code"].str.startswith(prefix)] = f"{what}: outside the county code lists"
@@ -158,9 +155,7 @@ def _combine_parts(counties: pd.DataFrame) -> pd.DataFrame:
         lon_area=counties["centroid_lon"] * counties["area_km2"],
         lat_area=counties["centroid_lat"] * counties["area_km2"],
     )
-    sums = weighted.groupby("county_code", as_index=False)[
-        ["area_km2", "lon_area", "lat_area"]
-    ].sum()
+    sums = weighted.groupby("county_code", as_index=False)[["area_km2", "lon_area", "lat_area"]].sum()
     return pd.DataFrame(
         {
             "county_code": sums["county_code"],

@@ -105,8 +105,7 @@ def _split_footer(raw: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, dict]:
     footer = {"empty": int(empty.sum()), "note": int(note.sum())}
     if footer["note"] != 1:
         raise SourceFormatError(
-            f"{path} (sheet {SHEET!r}): must end with one note row starting {NOTE_PREFIX!r}; "
-            f"got {footer['note']}"
+            f"{path} (sheet {SHEET!r}): must end with one note row starting {NOTE_PREFIX!r}; got {footer['note']}"
         )
     return raw[~empty & ~note].assign(**{CODE: code[~empty & ~note]}), footer
 
@@ -132,9 +131,7 @@ def _add_suffixed_parts(parsed: pd.DataFrame, path: Path) -> pd.DataFrame:
         raise SourceFormatError(f"{path} (sheet {SHEET!r}): {CODE} {code} occurs twice")
     orphans = set(parsed["county_code"]) - set(mains["county_code"])
     if orphans:
-        raise SourceFormatError(
-            f"{path} (sheet {SHEET!r}): suffixed code(s) {sorted(orphans)} must have a main row"
-        )
+        raise SourceFormatError(f"{path} (sheet {SHEET!r}): suffixed code(s) {sorted(orphans)} must have a main row")
     values = parsed.groupby("county_code")[YEAR_COLUMNS].sum(min_count=1)
     names = mains.set_index("county_code")[COUNTY_NAME]
     return values.assign(county_name=names).reset_index()

@@ -105,9 +105,7 @@ def _check_rows(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
     return listed.assign(**{EXIT_YEAR: exit_year.astype(int)})
 
 
-def _fix_prefecture_codes(
-    listed: pd.DataFrame, history: CodeHistory
-) -> tuple[pd.DataFrame, dict[str, str]]:
+def _fix_prefecture_codes(listed: pd.DataFrame, history: CodeHistory) -> tuple[pd.DataFrame, dict[str, str]]:
     """Replace a prefecture code (``xxxx00``) by the code of the county of the row's name under
     that prefecture, looked up in the code lists from the latest year back."""
     fixed = {}
@@ -133,16 +131,12 @@ def _flags(listed: pd.DataFrame) -> pd.DataFrame:
     """One row per listed code and year: 1.0 before the exit year, 0.0 from it on."""
     years = pd.DataFrame({"year": list(YEARS)})
     rows = listed[["county_code", EXIT_YEAR]].merge(years, how="cross")
-    return rows.assign(**{VARIABLE: (rows["year"] < rows[EXIT_YEAR]).astype(float)}).drop(
-        columns=EXIT_YEAR
-    )
+    return rows.assign(**{VARIABLE: (rows["year"] < rows[EXIT_YEAR]).astype(float)}).drop(columns=EXIT_YEAR)
 
 
 def _with_non_poor(table: pd.DataFrame, history: CodeHistory, target: int) -> pd.DataFrame:
     """Every county of ``target`` and year: the listed flag, or 0.0 for counties not listed."""
-    grid = history.county_units(target)[["county_code"]].merge(
-        pd.DataFrame({"year": list(YEARS)}), how="cross"
-    )
+    grid = history.county_units(target)[["county_code"]].merge(pd.DataFrame({"year": list(YEARS)}), how="cross")
     full = grid.merge(table, on=["county_code", "year"], how="left")
     return pd.DataFrame(
         {

@@ -103,12 +103,8 @@ def read_prefecture(raw_dir: Path, history: CodeHistory, target: int = 2020) -> 
         (nominal year-on-year GDP growth, a fraction, 2001-2023).
     """
     gdp, gdp_dropped = _read_panel(raw_dir / GDP_PATH, GDP_SHEET, GDP_COLUMNS)
-    population, population_dropped = _read_panel(
-        raw_dir / POPULATION_PATH, POPULATION_SHEET, POPULATION_COLUMNS
-    )
-    resolved = _resolve_prefectures(
-        set(gdp["prefecture_code"]) | set(population["prefecture_code"]), history, target
-    )
+    population, population_dropped = _read_panel(raw_dir / POPULATION_PATH, POPULATION_SHEET, POPULATION_COLUMNS)
+    resolved = _resolve_prefectures(set(gdp["prefecture_code"]) | set(population["prefecture_code"]), history, target)
     gdp, gdp_unjoined = _to_target(gdp, resolved)
     population, population_unjoined = _to_target(population, resolved)
     panel = _with_derived(gdp, population)
@@ -157,9 +153,7 @@ def read_prefecture_revenue(raw_dir: Path, history: CodeHistory, target: int = 2
     resolved = _resolve_prefectures(set(frame["prefecture_code"]), history, target)
     frame, unjoined = _to_target(frame, resolved)
     panel = frame.drop(columns="source_code").rename(columns={"revenue": "fiscal_revenue"})
-    long = _join_counties(
-        panel, ["fiscal_revenue"], history, target, {"fiscal_revenue": "pref_fiscal_revenue"}
-    )
+    long = _join_counties(panel, ["fiscal_revenue"], history, target, {"fiscal_revenue": "pref_fiscal_revenue"})
     notes = {
         **dropped,
         "prefecture_codes_followed": _followed(frame),
@@ -185,9 +179,7 @@ def _typed(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """Year as int, code as a 6-digit string, values as float; (code, year) must be unique."""
     year = pd.to_numeric(frame["year"], errors="coerce")
     code = pd.to_numeric(frame["prefecture_code"], errors="coerce")
-    bad = (
-        year.isna() | code.isna() | (year % 1 != 0) | (code % 1 != 0) | ~code.between(1e5, 1e6 - 1)
-    )
+    bad = year.isna() | code.isna() | (year % 1 != 0) | (code % 1 != 0) | ~code.between(1e5, 1e6 - 1)
     if bad.any():
         row = frame[bad].iloc[0]
         raise SourceFormatError(
@@ -206,8 +198,7 @@ def _check_unique(frame: pd.DataFrame, where: str) -> None:
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         raise SourceFormatError(
-            f"{where}: prefecture code and year must be unique; got {row['prefecture_code']} "
-            f"{row['year']} twice"
+            f"{where}: prefecture code and year must be unique; got {row['prefecture_code']} {row['year']} twice"
         )
 
 
@@ -250,9 +241,7 @@ def _revenue_in_wan(frame: pd.DataFrame) -> pd.Series:
     return in_wan.where(frame["year"] < REVENUE_UNIT_YEAR, True)
 
 
-def _resolve_prefectures(
-    codes: Iterable[str], history: CodeHistory, target: int
-) -> dict[str, tuple[str | None, str]]:
+def _resolve_prefectures(codes: Iterable[str], history: CodeHistory, target: int) -> dict[str, tuple[str | None, str]]:
     """Source prefecture code -> (target prefecture code or None, how it was resolved)."""
     counties = history.county_units(target)
     counties = counties[~_province_governed(counties)]
@@ -264,17 +253,13 @@ def _resolve_prefectures(
     }
 
 
-def _successor(
-    code: str, history: CodeHistory, target: int, home: pd.Series
-) -> tuple[str | None, str]:
+def _successor(code: str, history: CodeHistory, target: int, home: pd.Series) -> tuple[str | None, str]:
     """The one target prefecture holding every county ``code`` had in the latest list with it.
 
     ``home`` maps the counties of ``target`` that have a prefecture to it; a county that does not
     (province-governed) makes the code unresolved.
     """
-    year = next(
-        (y for y in reversed(history.years) if (history.yearly[y]["code"] == code).any()), None
-    )
+    year = next((y for y in reversed(history.years) if (history.yearly[y]["code"] == code).any()), None)
     if year is None:
         return None, f"prefecture code in no code list {history.years[0]}-{history.years[-1]}"
     units = history.county_units(year)
@@ -287,9 +272,7 @@ def _successor(
     return heirs.pop(), f"renamed or absorbed (counties of {year})"
 
 
-def _to_target(
-    frame: pd.DataFrame, resolved: dict[str, tuple[str | None, str]]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _to_target(frame: pd.DataFrame, resolved: dict[str, tuple[str | None, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows re-keyed to target prefecture codes (the code given kept as ``source_code``), and
     the rows that do not join, with a reason."""
     to = frame["prefecture_code"].map(lambda code: resolved[code][0])
@@ -308,14 +291,10 @@ def _to_target(
 def _with_derived(gdp: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:
     """GDP and population side by side, with GDP per capita and year-on-year GDP growth."""
     labels = ["prefecture_name", "source_code"]
-    panel = gdp.drop(columns=labels).merge(
-        population.drop(columns=labels), on=["prefecture_code", "year"], how="outer"
-    )
+    panel = gdp.drop(columns=labels).merge(population.drop(columns=labels), on=["prefecture_code", "year"], how="outer")
     panel["gdp_per_capita"] = panel["gdp"] / panel["population"] * YUAN_PER_YI_PER_WAN
     previous = panel[["prefecture_code", "year", "gdp"]].assign(year=panel["year"] + 1)
-    panel = panel.merge(
-        previous, on=["prefecture_code", "year"], how="left", suffixes=("", "_prev")
-    )
+    panel = panel.merge(previous, on=["prefecture_code", "year"], how="left", suffixes=("", "_prev"))
     panel["gdp_growth"] = panel["gdp"] / panel["gdp_prev"] - 1
     return panel.drop(columns="gdp_prev")
 

@@ -158,9 +158,7 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
         ],
         ignore_index=True,
     )
-    unmatched = pd.concat(
-        [_unmatched(villages, "villages"), _unmatched(towns, "towns")], ignore_index=True
-    )
+    unmatched = pd.concat([_unmatched(villages, "villages"), _unmatched(towns, "towns")], ignore_index=True)
     notes = {**notes, "towns_read": len(towns), "town_rules": _rule_counts(towns)}
     return SourceTable(NAME, validate_long(long, NAME), unmatched, notes)
 
@@ -190,9 +188,7 @@ def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020
     return villages[[*VILLAGE_COLUMNS, "county_code", "match_rule"]]
 
 
-def match_county_names(
-    names: pd.DataFrame, history: CodeHistory, year: int, lookback: int = LOOKBACK
-) -> pd.DataFrame:
+def match_county_names(names: pd.DataFrame, history: CodeHistory, year: int, lookback: int = LOOKBACK) -> pd.DataFrame:
     """Match province, prefecture and county names to county codes of ``year`` or shortly before.
 
     Parameters
@@ -294,9 +290,7 @@ def _add_reasons(matched: pd.DataFrame, target: int) -> pd.DataFrame:
     return matched
 
 
-def _target_codes(
-    part: pd.DataFrame, history: CodeHistory, vintage: int, target: int
-) -> tuple[pd.Series, list]:
+def _target_codes(part: pd.DataFrame, history: CodeHistory, vintage: int, target: int) -> tuple[pd.Series, list]:
     """Target code per row (index of ``part``), and the rows placed by successor name.
 
     :func:`harmonise` maps each row's code; a village cannot be divided, so when a code was
@@ -317,9 +311,7 @@ def _target_codes(
     return pd.concat([whole, pd.Series(by_name, dtype="str")]), list(by_name)
 
 
-def _successor_by_name(
-    successors: pd.Series, row: pd.Series, history: CodeHistory, names: pd.Series
-) -> str | None:
+def _successor_by_name(successors: pd.Series, row: pd.Series, history: CodeHistory, names: pd.Series) -> str | None:
     record = history.record_at(row["roster_code"], int(row["code_year"]))
     stem = _county_stem(record.name if record else row["county"])
     same = [code for code in successors if _county_stem(names.get(code, "")) == stem]
@@ -378,11 +370,7 @@ def _match_one(row: tuple, lists: dict[int, dict[str, list[Unit]]], year: int) -
 def _in_prefecture(units: list[Unit], prefecture: object) -> list[Unit]:
     """Units of the prefecture; units with no prefecture (municipalities, 省直辖) always."""
     key = "" if pd.isna(prefecture) else _prefecture_key(prefecture)
-    return [
-        unit
-        for unit in units
-        if unit.prefecture_key is None or (key and unit.prefecture_key.startswith(key))
-    ]
+    return [unit for unit in units if unit.prefecture_key is None or (key and unit.prefecture_key.startswith(key))]
 
 
 def _rules(candidates: list[Unit], county: str) -> Iterator[tuple[str, list[Unit]]]:
@@ -414,9 +402,7 @@ def _unmatched_reason(province: str, prefecture: str, county: str, years: list[i
     return f"{where}: no single county-level unit of that name in the code lists of {years}"
 
 
-def _count_long(
-    rows: pd.DataFrame, variable: str, universe: pd.Series, years: list[int]
-) -> pd.DataFrame:
+def _count_long(rows: pd.DataFrame, variable: str, universe: pd.Series, years: list[int]) -> pd.DataFrame:
     """Rows per county and year, with an explicit 0 for every county of ``universe``."""
     counts = rows.dropna(subset=["county_code"]).groupby(["county_code", "year"]).size()
     index = pd.MultiIndex.from_product([universe, years], names=["county_code", "year"])

@@ -134,9 +134,7 @@ def _unknown_reason(code: str, history: CodeHistory) -> str:
     return "no county-level unit of the target vintage holds its area"
 
 
-def _resolved_to_nearest_year(
-    frame: pd.DataFrame, reasons: pd.Series, history: CodeHistory
-) -> dict[str, int]:
+def _resolved_to_nearest_year(frame: pd.DataFrame, reasons: pd.Series, history: CodeHistory) -> dict[str, int]:
     codes = frame.loc[reasons.isna(), "county_code"]
     years = {code: history.nearest_year(code, VINTAGE) for code in codes}
     return {code: year for code, year in years.items() if year not in (None, VINTAGE)}

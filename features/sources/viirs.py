@@ -117,15 +117,12 @@ def _read_frame(path: Path) -> pd.DataFrame:
 def _check_frame(frame: pd.DataFrame, path: Path) -> None:
     bad = ~frame["county_code"].str.fullmatch(r"\d{6}")
     if bad.any():
-        raise SourceFormatError(
-            f"{path}: county_id must be 6 digits; got {frame.loc[bad, 'county_code'].iloc[0]!r}"
-        )
+        raise SourceFormatError(f"{path}: county_id must be 6 digits; got {frame.loc[bad, 'county_code'].iloc[0]!r}")
     duplicated = frame.duplicated(["county_code", "year"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
         raise SourceFormatError(
-            f"{path}: county_id and year must be unique; got {row['county_code']} "
-            f"{row['year']} twice"
+            f"{path}: county_id and year must be unique; got {row['county_code']} {row['year']} twice"
         )
 
 
@@ -157,10 +154,7 @@ def _source_area(codes: pd.Series, raw_dir: Path, history: CodeHistory, target: 
     area of the target-vintage units the code maps to, in proportion to its share of each."""
     known = county_area(raw_dir)
     target_area = county_area(raw_dir, history, target)
-    estimate = {
-        code: _mapped_area(code, history, target, target_area)
-        for code in set(codes) - set(known.index)
-    }
+    estimate = {code: _mapped_area(code, history, target, target_area) for code in set(codes) - set(known.index)}
     return codes.map(known).fillna(codes.map(estimate))
 
 

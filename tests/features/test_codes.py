@@ -55,17 +55,13 @@ def test_backward_crosswalk_maps_a_later_carve_out_to_its_donor(code_history):
 
 
 def test_county_units_of_a_missing_year_is_an_error(code_history):
-    with pytest.raises(
-        CountyCodeError, match=r"year must be one of the code lists 2009\.\.2024; got 1990"
-    ):
+    with pytest.raises(CountyCodeError, match=r"year must be one of the code lists 2009\.\.2024; got 1990"):
         code_history.county_units(1990)
 
 
 def test_check_code_names_the_row():
     assert check_code(371721.0, "row 3") == "371721"
-    with pytest.raises(
-        CountyCodeError, match=r"county_code '37172' must be 6 digits; got 5 \(row 14"
-    ):
+    with pytest.raises(CountyCodeError, match=r"county_code '37172' must be 6 digits; got 5 \(row 14"):
         check_code("37172", "row 14 of scores.csv")
 
 
@@ -84,9 +80,7 @@ def toy_history() -> CodeHistory:
         CodeRecord("110005", "S2", 2015, 10_000, ()),
     ]
     old = pd.DataFrame({"code": ["110000", "110001", "110002", "110003"], "name": list("PABS")})
-    new = pd.DataFrame(
-        {"code": ["110000", "110009", "110004", "110005"], "name": ["P", "M", "S1", "S2"]}
-    )
+    new = pd.DataFrame({"code": ["110000", "110009", "110004", "110005"], "name": ["P", "M", "S1", "S2"]})
     return CodeHistory(records, {2014: old, 2020: new})
 
 

@@ -19,9 +19,7 @@ TWO_OF_THREE = BeltRule(
 
 
 def _metrics(rows):
-    return pd.DataFrame(
-        rows, columns=["county_code", "year", "gmv_cny", "active_merchants", "gmv_growth"]
-    )
+    return pd.DataFrame(rows, columns=["county_code", "year", "gmv_cny", "active_merchants", "gmv_growth"])
 
 
 def test_two_of_three_is_a_belt_one_of_three_is_not():
@@ -46,9 +44,7 @@ def test_an_unknown_metric_counts_as_not_met():
 
 def test_thresholds_are_respected_at_the_boundary():
     rule = BeltRule((Condition("taobao_villages", ">=", 3),), min_met=1)
-    metrics = pd.DataFrame(
-        {"county_code": ["a", "b"], "year": [2016, 2016], "taobao_villages": [2, 3]}
-    )
+    metrics = pd.DataFrame({"county_code": ["a", "b"], "year": [2016, 2016], "taobao_villages": [2, 3]})
     assert rule.apply(metrics)["is_belt"].tolist() == [False, True]
 
 

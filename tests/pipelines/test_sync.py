@@ -67,10 +67,7 @@ def test_a_corrupt_mirror_file_fails_and_leaves_the_good_cache(tmp_path, mirror)
     report = sync(cache, root, entries, show_progress=False)
     assert len(report.failures) == 1
     assert "mirror file" in report.failures[0] and "a/one.csv" in report.failures[0]
-    assert (
-        f"expected {entries[0].sha256}, got {sha256_of(root / 'a' / 'one.csv')}"
-        in (report.failures[0])
-    )
+    assert f"expected {entries[0].sha256}, got {sha256_of(root / 'a' / 'one.csv')}" in (report.failures[0])
     assert sha256_of(cache / "a" / "one.csv") == entries[0].sha256
 
 
@@ -90,8 +87,7 @@ def test_a_file_missing_everywhere_is_named(tmp_path, mirror):
     unreachable = ManifestEntry("b/two.txt", 1, entries[1].sha256, "ftp://nowhere", "x")
     report = sync(tmp_path / "cache", root, [entries[0], unreachable], show_progress=False)
     assert report.failures == [
-        "b/two.txt: could not be fetched: b/two.txt: no mirror copy and no usable upstream url "
-        "'ftp://nowhere'"
+        "b/two.txt: could not be fetched: b/two.txt: no mirror copy and no usable upstream url 'ftp://nowhere'"
     ]
 
 

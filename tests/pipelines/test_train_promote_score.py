@@ -59,9 +59,7 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
 
 def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, client, tmp_path):
     worse_params = tmp_path / "worse.json"
-    worse_params.write_text(
-        json.dumps({"params": {"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01}})
-    )
+    worse_params.write_text(json.dumps({"params": {"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01}}))
     model = ModelSettings(spatial_folds=2, bootstrap=0, params_file=worse_params)
     worse = champion_settings.model_copy(update={"model": model})
     outcome = train.run(worse, QUIET)
@@ -97,8 +95,6 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
 
 
 def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
-    with pytest.raises(
-        score.ScoreError, match=r"as_of must be one of the model's years 2013\.\.2020; got 2031"
-    ):
+    with pytest.raises(score.ScoreError, match=r"as_of must be one of the model's years 2013\.\.2020; got 2031"):
         score.run(champion_settings, 2031, tmp_path / "x.csv", "pandas", QUIET)
     assert not (tmp_path / "x.csv").exists()

@@ -333,9 +333,7 @@ def test_renamed_tudigong_column_is_named_in_the_error(raw_dir, code_history, tm
 def test_tudigong_text_in_a_value_column_is_an_error(raw_dir, code_history, tmp_path):
     path = copy_tudigong(raw_dir, tmp_path) / "ghsl.csv"
     path.write_text(path.read_text(encoding="utf-8-sig").replace(",689.6,", ",n/a,", 1))
-    with pytest.raises(
-        SourceFormatError, match=r"ghsl\.csv: column 'GHSL_POP_DENS' must hold numbers"
-    ):
+    with pytest.raises(SourceFormatError, match=r"ghsl\.csv: column 'GHSL_POP_DENS' must hold numbers"):
         read_tudigong(tmp_path, code_history)
 
 
@@ -343,7 +341,5 @@ def test_tudigong_duplicate_codes_are_an_error(raw_dir, code_history, tmp_path):
     path = copy_tudigong(raw_dir, tmp_path) / "education.csv"
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     path.write_text("\n".join([*lines, lines[1]]) + "\n")
-    with pytest.raises(
-        SourceFormatError, match=r"education\.csv: CODE must be unique; got duplicates \['110101'\]"
-    ):
+    with pytest.raises(SourceFormatError, match=r"education\.csv: CODE must be unique; got duplicates \['110101'\]"):
         read_tudigong(tmp_path, code_history)

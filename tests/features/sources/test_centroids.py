@@ -69,9 +69,7 @@ def test_2021_merger_is_split_back_equally(centroids: SourceTable) -> None:
     assert value(centroids, "330105", "area_km2") == pytest.approx(49.55)
 
 
-def test_county_area_by_file_codes_and_by_target_codes(
-    raw_dir: Path, code_history: CodeHistory
-) -> None:
+def test_county_area_by_file_codes_and_by_target_codes(raw_dir: Path, code_history: CodeHistory) -> None:
     by_file = county_area(raw_dir)
     by_target = county_area(raw_dir, code_history, 2020)
     assert by_file["371721"] == pytest.approx(1970.6)
@@ -80,13 +78,9 @@ def test_county_area_by_file_codes_and_by_target_codes(
     assert by_target.name == "area_km2"
 
 
-def test_parts_of_one_code_are_combined_area_weighted(
-    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_parts_of_one_code_are_combined_area_weighted(raw_dir: Path, tmp_path: Path, code_history: CodeHistory) -> None:
     rows = small_copy(raw_dir, tmp_path)
-    island = rows.iloc[[0]].assign(
-        kind="海岛", centroid_lon=118.0, centroid_lat=40.0, approx_area_km2=10.0
-    )
+    island = rows.iloc[[0]].assign(kind="海岛", centroid_lon=118.0, centroid_lat=40.0, approx_area_km2=10.0)
     land = rows.iloc[[0]].assign(centroid_lon=116.0, centroid_lat=39.0, approx_area_km2=30.0)
     pd.concat([land, island, rows.iloc[1:]]).to_csv(tmp_path / RELATIVE_PATH, index=False)
     table = read_centroids(tmp_path, code_history)

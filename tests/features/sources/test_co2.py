@@ -108,9 +108,7 @@ def test_renamed_column_fails_naming_file_and_columns(
         read_co2(root, code_history)
 
 
-def test_renamed_sheet_fails(
-    sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_renamed_sheet_fails(sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     path = tmp_path / RELATIVE_PATH
     path.parent.mkdir(parents=True)
     sheet_head.to_excel(path, sheet_name="Sheet1", index=False)
@@ -118,31 +116,21 @@ def test_renamed_sheet_fails(
         read_co2(tmp_path, code_history)
 
 
-def test_missing_note_row_fails(
-    sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_missing_note_row_fails(sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     root = write_copy(sheet_head.iloc[:-1], tmp_path)
-    with pytest.raises(
-        SourceFormatError, match="must end with one note row starting 'Note:'; got 0"
-    ):
+    with pytest.raises(SourceFormatError, match="must end with one note row starting 'Note:'; got 0"):
         read_co2(root, code_history)
 
 
-def test_unknown_suffix_form_fails(
-    sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_unknown_suffix_form_fails(sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     frame = sheet_head.copy()
     frame.loc[2, CODE] = "340104(2)"
     with pytest.raises(SourceFormatError, match=r"row 4: .* got '340104\(2\)'"):
         read_co2(write_copy(frame, tmp_path), code_history)
 
 
-def test_suffix_without_main_row_fails(
-    sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_suffix_without_main_row_fails(sheet_head: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     frame = sheet_head.copy()
     frame.loc[2, CODE] = "999999（2）"
-    with pytest.raises(
-        SourceFormatError, match=r"suffixed code\(s\) \['999999'\] must have a main"
-    ):
+    with pytest.raises(SourceFormatError, match=r"suffixed code\(s\) \['999999'\] must have a main"):
         read_co2(write_copy(frame, tmp_path), code_history)

@@ -102,21 +102,15 @@ def test_renamed_column_fails_naming_file_and_columns(
         read_poverty(root, code_history)
 
 
-def test_exit_year_out_of_range_fails(
-    sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_exit_year_out_of_range_fails(sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     frame = sheet.head(10).copy()
     frame.loc[4, EXIT_YEAR] = 2021
     with pytest.raises(SourceFormatError, match=r"row 6: 摘帽时间 must be a year in 2013\.\.2020"):
         read_poverty(write_copy(frame, tmp_path), code_history)
 
 
-def test_malformed_code_fails(
-    sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_malformed_code_fails(sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     frame = sheet.head(10).copy()
     frame.loc[1, CODE] = "13092"
-    with pytest.raises(
-        SourceFormatError, match="row 3: 行政区划代码 must be 6 digits; got '13092'"
-    ):
+    with pytest.raises(SourceFormatError, match="row 3: 行政区划代码 must be 6 digits; got '13092'"):
         read_poverty(write_copy(frame, tmp_path), code_history)

@@ -49,18 +49,10 @@ def test_heze_values_for_caoxian(prefecture: SourceTable) -> None:
     # 菏泽 371700 in 2020: GDP 3483.11 亿元, 879.90 万 residents, 2019 GDP 3409.98
     assert value(prefecture, "371721", 2020, "pref_gdp") == pytest.approx(3483.11)
     assert value(prefecture, "371721", 2020, "pref_population") == pytest.approx(879.90)
-    assert value(prefecture, "371721", 2020, "pref_gdp_per_capita") == pytest.approx(
-        3483.11 / 879.90 * 1e4
-    )
-    assert value(prefecture, "371721", 2020, "pref_secondary_share") == pytest.approx(
-        0.401833, abs=1e-6
-    )
-    assert value(prefecture, "371721", 2020, "pref_tertiary_share") == pytest.approx(
-        0.498833, abs=1e-6
-    )
-    assert value(prefecture, "371721", 2020, "pref_gdp_growth") == pytest.approx(
-        3483.11 / 3409.98 - 1
-    )
+    assert value(prefecture, "371721", 2020, "pref_gdp_per_capita") == pytest.approx(3483.11 / 879.90 * 1e4)
+    assert value(prefecture, "371721", 2020, "pref_secondary_share") == pytest.approx(0.401833, abs=1e-6)
+    assert value(prefecture, "371721", 2020, "pref_tertiary_share") == pytest.approx(0.498833, abs=1e-6)
+    assert value(prefecture, "371721", 2020, "pref_gdp_growth") == pytest.approx(3483.11 / 3409.98 - 1)
 
 
 def test_variables_and_years(prefecture: SourceTable) -> None:
@@ -134,16 +126,12 @@ def test_renamed_gdp_column_fails_naming_file_and_columns(
         read_prefecture(tmp_path, code_history)
 
 
-def test_renamed_population_sheet_fails(
-    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_renamed_population_sheet_fails(raw_dir: Path, tmp_path: Path, code_history: CodeHistory) -> None:
     (tmp_path / GDP_PATH).parent.mkdir(parents=True)
     shutil.copy(raw_dir / GDP_PATH, tmp_path / GDP_PATH)
     head = read_excel_sheet(raw_dir / POPULATION_PATH, POPULATION_SHEET).head(30)
     write_sheet(head, tmp_path / POPULATION_PATH, "Sheet1")
-    with pytest.raises(
-        SourceFormatError, match=r"missing sheet '面板数据'; found sheets \['Sheet1'\]"
-    ):
+    with pytest.raises(SourceFormatError, match=r"missing sheet '面板数据'; found sheets \['Sheet1'\]"):
         read_prefecture(tmp_path, code_history)
 
 
@@ -172,14 +160,10 @@ def test_revenue_units_and_coverage(revenue: SourceTable) -> None:
     assert revenue.notes["target_counties_covered"] == 2726  # no municipality in the file
 
 
-def test_revenue_renamed_column_fails(
-    raw_dir: Path, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_revenue_renamed_column_fails(raw_dir: Path, tmp_path: Path, code_history: CodeHistory) -> None:
     head = pd.read_stata(raw_dir / REVENUE_PATH).head(20)[["year", "prefcode", "prefecture", "gdp"]]
     path = tmp_path / REVENUE_PATH
     path.parent.mkdir(parents=True)
     head.assign(fiscal=1.0).to_stata(path, write_index=False, version=118)
-    with pytest.raises(
-        SourceFormatError, match=r"prefecture\.dta: missing column\(s\) \['revenue'\]; found"
-    ):
+    with pytest.raises(SourceFormatError, match=r"prefecture\.dta: missing column\(s\) \['revenue'\]; found"):
         read_prefecture_revenue(tmp_path, code_history)

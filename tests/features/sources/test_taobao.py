@@ -93,8 +93,7 @@ def test_unmatched_rows_are_development_zones_with_a_reason(taobao):
     assert zones["reason"].str.contains("development zone").all()
     baigou = unmatched[(unmatched["year"] == 2015) & (unmatched["village"] == "白五村")]
     assert baigou["reason"].tolist() == [
-        "河北省 保定市 白沟新城: a development zone, not a county-level unit; "
-        "not attributed to a county"
+        "河北省 保定市 白沟新城: a development zone, not a county-level unit; not attributed to a county"
     ]
 
 
@@ -143,9 +142,7 @@ def test_village_table_counts_agree_with_the_long_table(taobao, villages):
     counts = villages.dropna(subset=["county_code"]).groupby(["county_code", "year"]).size()
     long = taobao.long[taobao.long["variable"] == "taobao_villages"]
     nonzero = long[long["value"] > 0].set_index(["county_code", "year"])["value"]
-    pd.testing.assert_series_equal(
-        counts.astype(float).sort_index(), nonzero.sort_index(), check_names=False
-    )
+    pd.testing.assert_series_equal(counts.astype(float).sort_index(), nonzero.sort_index(), check_names=False)
 
 
 def test_names_without_suffixes_short_prefectures_and_autonomous_counties(code_history):
@@ -173,16 +170,12 @@ def test_matching_a_year_without_a_code_list_is_an_error(code_history):
         match_county_names(names, code_history, 1990)
 
 
-def test_a_roster_with_a_renamed_column_names_file_column_and_columns_found(
-    raw_dir, code_history, tmp_path
-):
+def test_a_roster_with_a_renamed_column_names_file_column_and_columns_found(raw_dir, code_history, tmp_path):
     folder = tmp_path / "taobao_villages"
     folder.mkdir()
     source = raw_dir / "taobao_villages" / "taobao-village-list-2014.xlsx"
     roster = pd.read_excel(source, sheet_name="Table 1", dtype=str)
-    roster.rename(columns={"区/县": "区县"}).to_excel(
-        folder / source.name, sheet_name="Table 1", index=False
-    )
+    roster.rename(columns={"区/县": "区县"}).to_excel(folder / source.name, sheet_name="Table 1", index=False)
     with pytest.raises(SourceFormatError) as caught:
         read_taobao(tmp_path, code_history)
     message = str(caught.value)

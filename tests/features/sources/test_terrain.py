@@ -88,17 +88,13 @@ def test_renamed_column_fails_naming_file_and_columns(
         read_terrain(root, code_history)
 
 
-def test_duplicated_code_fails(
-    sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_duplicated_code_fails(sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     root = write_copy(pd.concat([sheet.head(5), sheet.head(1)]), tmp_path)
     with pytest.raises(SourceFormatError, match="行政区划代码 110101 occurs twice"):
         read_terrain(root, code_history)
 
 
-def test_missing_relief_fails(
-    sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_missing_relief_fails(sheet: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     frame = sheet.head(5).copy()
     frame.loc[3, RELIEF] = None
     with pytest.raises(SourceFormatError, match=r"row 5: .* a number; got '110106' and nan"):

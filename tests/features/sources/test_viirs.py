@@ -102,9 +102,7 @@ def test_renamed_column_fails_naming_file_and_columns(
         read_viirs(root, code_history)
 
 
-def test_duplicated_county_year_fails(
-    raw: pd.DataFrame, tmp_path: Path, code_history: CodeHistory
-) -> None:
+def test_duplicated_county_year_fails(raw: pd.DataFrame, tmp_path: Path, code_history: CodeHistory) -> None:
     root = write_copy(pd.concat([raw.head(5), raw.head(1)]), tmp_path)
     with pytest.raises(SourceFormatError, match="must be unique; got 152531 2013 twice"):
         read_viirs(root, code_history)

@@ -1,0 +1,145 @@
+"""A county map as inline SVG, drawn from the pre-projected ``tudigong`` TopoJSON (no JavaScript,
+no network): each county a ``<path>`` filled by a value."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from features.errors import SourceFormatError
+
+WIDTH_PX = 960.0
+PALETTE = (
+    "#f7fbff",
+    "#deebf7",
+    "#c6dbef",
+    "#9ecae1",
+    "#6baed6",
+    "#4292c6",
+    "#2171b5",
+    "#08519c",
+    "#08306b",
+)
+MISSING = "#e0e0e0"
+
+
+class TopoMap:
+    """Decoded arcs of a TopoJSON topology, in SVG pixels (y down), and its objects."""
+
+    def __init__(self, topology: dict, width: float = WIDTH_PX):
+        if topology.get("type") != "Topology" or "arcs" not in topology:
+            raise SourceFormatError(f"expected a TopoJSON Topology with arcs; got keys {sorted(topology)}")
+        self.objects = topology["objects"]
+        transform = topology.get("transform", {"scale": [1, 1], "translate": [0, 0]})
+        absolute = [_absolute(arc, transform) for arc in topology["arcs"]]
+        stacked = np.vstack(absolute)
+        low, high = stacked.min(axis=0), stacked.max(axis=0)
+        self.scale = width / float(high[0] - low[0])
+        self.width = width
+        self.height = float(high[1] - low[1]) * self.scale
+        self.arcs = [self._to_pixels(arc, low, high) for arc in absolute]
+
+    @classmethod
+    def read(cls, path: Path) -> TopoMap:
+        try:
+            return cls(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as err:
+            raise SourceFormatError(f"{path}: cannot be read as TopoJSON: {err}") from err
+
+    def _to_pixels(self, arc: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        x = (arc[:, 0] - low[0]) * self.scale
+        y = (high[1] - arc[:, 1]) * self.scale
+        points = np.round(np.column_stack([x, y]), 1)
+        keep = np.ones(len(points), dtype=bool)
+        keep[1:] = np.any(np.abs(np.diff(points, axis=0)) >= 0.7, axis=1)
+        keep[-1] = True
+        return points[keep]
+
+    def path(self, geometry: dict) -> str:
+        """SVG path data of a (Multi)Polygon geometry."""
+        polygons = geometry.get("arcs") or []
+        if geometry.get("type") == "Polygon":
+            polygons = [polygons]
+        rings = [ring for polygon in polygons for ring in polygon]
+        return "".join(self._ring(ring) for ring in rings)
+
+    def _ring(self, arc_indexes: list[int]) -> str:
+        parts = [self.arcs[i] if i >= 0 else self.arcs[~i][::-1] for i in arc_indexes]
+        points = np.vstack(parts) if parts else np.empty((0, 2))
+        if len(points) < 3:
+            return ""
+        coords = " ".join(f"{x:g},{y:g}" for x, y in points)
+        return f"M{coords}Z"
+
+
+def _absolute(arc: list[list[int]], transform: dict) -> np.ndarray:
+    """Undo TopoJSON's delta encoding and quantisation: projected coordinates."""
+    quantised = np.cumsum(np.asarray(arc, dtype=float)[:, :2], axis=0)
+    return quantised * np.asarray(transform["scale"]) + np.asarray(transform["translate"])
+
+
+def county_svg(
+    topo: TopoMap,
+    values: dict[str, float],
+    labels: dict[str, str],
+    colour: Callable[[float], str],
+    title: str,
+) -> str:
+    """The county map: fill by ``values`` (county code -> value), ``<title>`` tooltips by
+    ``labels``; province borders on top."""
+    counties = []
+    for geometry in topo.objects["county"]["geometries"]:
+        code = str(geometry.get("properties", {}).get("CODE", ""))
+        value = values.get(code)
+        fill = colour(value) if value is not None and not np.isnan(value) else MISSING
+        tip = html.escape(labels.get(code, code))
+        counties.append(f'<path d="{topo.path(geometry)}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
+    provinces = [
+        f'<path d="{topo.path(g)}" fill="none" stroke="#555" stroke-width="0.6"/>'
+        for g in topo.objects.get("province", {}).get("geometries", [])
+    ]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {topo.width:.0f} {topo.height:.0f}" '
+        f'role="img" aria-label="{html.escape(title)}" class="county-map">'
+        f'<g stroke="#fff" stroke-width="0.15">{"".join(counties)}</g><g>{"".join(provinces)}</g></svg>'
+    )
+
+
+def quantile_colour(values: list[float]) -> Callable[[float], str]:
+    """A colour scale by quantiles of ``values`` (skewed probabilities stay readable)."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)])
+    edges = np.quantile(finite, np.linspace(0, 1, len(PALETTE) + 1)[1:-1]) if len(finite) else np.array([])
+
+    def colour(value: float) -> str:
+        return PALETTE[int(np.searchsorted(edges, value, side="right"))]
+
+    colour.edges = edges  # type: ignore[attr-defined]
+    return colour
+
+
+def legend(colour: Callable[[float], str]) -> str:
+    """An HTML legend of the quantile scale."""
+    edges = list(getattr(colour, "edges", []))
+    bounds = [0.0, *edges, 1.0]
+    cells = [
+        f'<span class="swatch" style="background:{PALETTE[i]}"></span>{bounds[i]:.3f}–{bounds[i + 1]:.3f}'
+        for i in range(len(PALETTE))
+    ]
+    cells.append(f'<span class="swatch" style="background:{MISSING}"></span>no forecast')
+    return '<div class="legend">' + " ".join(cells) + "</div>"
+
+
+def county_map_html(topo: TopoMap, scores) -> str:
+    """The ``p_belt`` map of a scores table, with its legend."""
+    values = dict(zip(scores["county_code"], scores["p_belt"].astype(float), strict=True))
+    labels = {
+        row.county_code: f"{row.county_name} ({row.province}) p_belt {row.p_belt:.3f}"
+        + (" · already a belt" if bool(row.is_belt) else f" · rank {int(row.rank)}")
+        for row in scores.itertuples()
+    }
+    colour = quantile_colour(list(values.values()))
+    return county_svg(topo, values, labels, colour, "County map of p_belt") + legend(colour)

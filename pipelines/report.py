@@ -1,0 +1,246 @@
+"""``beltcast report``: one self-contained HTML page for strategists (opens offline, no CDN).
+
+Top candidates, a county map coloured by ``p_belt``, the backtest's PR and calibration curves,
+global feature importance, the mode mix of the top candidates, the model version and lineage.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from features.io import write_atomic
+from features.taxonomy import MODES
+from pipelines.config import Settings
+from pipelines.mapping import TopoMap, county_map_html
+from pipelines.score import ScoreError, default_as_of, score
+from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
+
+TOP_N = 50
+FIGURES = {
+    "pr_curve": "backtest/pr_curve.png",
+    "calibration_curve": "backtest/calibration_curve.png",
+    "feature_importance": "explanations/feature_importance.png",
+    "shap_summary": "explanations/shap_summary.png",
+}
+LINEAGE_TAGS = (
+    "git_sha",
+    "data_manifest_sha256",
+    "panel_sha256",
+    "fold_spec",
+    "seed",
+    "target_vintage",
+)
+MODE_NAMES = {
+    "national_brand": "平台+国货崛起 (domestic-brand rise)",
+    "cultural_heritage": "平台+文化传承 (cultural heritage)",
+    "industrial_transformation": "平台+产业转型 (industrial transformation)",
+    "local_specialty": "平台+地方特色 (local specialty)",
+}
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """Everything the page shows."""
+
+    name: str
+    version: str
+    run_id: str
+    as_of: int
+    scores: pd.DataFrame
+    figures: dict[str, str]
+    lineage: dict[str, str]
+    metrics: dict[str, str]
+
+
+def run(settings: Settings, as_of: int | None, out: Path | None, console: Console) -> Path:
+    """Score with the pinned champion, render the page, write it atomically, log it to the run."""
+    client = use_tracking(settings)
+    context = gather(client, settings, as_of)
+    topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
+    page = render(context, topo)
+    path = Path(out or settings.outputs.dir / f"report_{context.as_of}.html")
+    write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    client.log_artifact(context.run_id, str(path), "report")
+    console.print(f"report: {context.name} v{context.version}, as of {context.as_of} -> {path}")
+    return path
+
+
+def gather(client: MlflowClient, settings: Settings, as_of: int | None) -> ReportContext:
+    """The champion's scores, figures, lineage and backtest metrics."""
+    name = settings.mlflow.registered_model
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is None:
+        raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
+    uri = model_uri(name, champion.version)
+    model = mlflow.pyfunc.load_model(uri)
+    year = as_of or default_as_of(model)
+    scores = score(model, uri, year, str(champion.version), "pandas")
+    run = client.get_run(champion.run_id)
+    return ReportContext(
+        name=name,
+        version=str(champion.version),
+        run_id=champion.run_id,
+        as_of=year,
+        scores=scores,
+        figures=_figures(client, champion.run_id),
+        lineage={tag: run.data.tags.get(tag, "") for tag in LINEAGE_TAGS},
+        metrics={
+            k: v
+            for k, v in champion.tags.items()
+            if k
+            in (
+                "average_precision",
+                "precision_at_50",
+                "recall_at_100",
+                "roc_auc",
+                "brier",
+                "newest_fold",
+            )
+        },
+    )
+
+
+def _figures(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """The run's PNG figures as base64 data URIs (embedded: the page needs no server)."""
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, artifact in FIGURES.items():
+            try:
+                local = Path(client.download_artifacts(run_id, artifact, tmp))
+            except Exception:  # a run without that figure: the page says so
+                continue
+            figures[key] = "data:image/png;base64," + base64.b64encode(local.read_bytes()).decode()
+    return figures
+
+
+def render(context: ReportContext, topo: TopoMap) -> str:
+    """The whole page."""
+    scores = context.scores
+    top = scores.dropna(subset=["rank"]).sort_values("rank").head(TOP_N)
+    sections = [
+        _header(context),
+        _section(
+            "Top candidate counties",
+            f"The {len(top)} counties most likely to become a belt within the horizon, among those not belts yet.",
+            _table(top),
+            "top-candidates",
+        ),
+        _section(
+            "Map",
+            "Every county coloured by p_belt (quantile classes); hover for the county and its forecast.",
+            county_map_html(topo, scores),
+            "county-map",
+        ),
+        _section(
+            "Mode mix of the top candidates",
+            "The development mode each top candidate would most likely follow.",
+            _mode_mix(top),
+            "mode-mix",
+        ),
+        _section(
+            "Backtest",
+            _metrics_text(context.metrics),
+            _images(context.figures, ("pr_curve", "calibration_curve")),
+            "backtest",
+        ),
+        _section(
+            "What drives the forecast",
+            "Global feature importance (gain) and SHAP contributions of the emergence model.",
+            _images(context.figures, ("feature_importance", "shap_summary")),
+            "drivers",
+        ),
+        _section("Model and data lineage", "", _lineage(context), "lineage"),
+    ]
+    return _page(f"beltcast — belt forecast as of {context.as_of}", "".join(sections))
+
+
+def _header(context: ReportContext) -> str:
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    candidates = int(context.scores["rank"].notna().sum())
+    belts = int(context.scores["is_belt"].fillna(False).astype(bool).sum())
+    return (
+        f"<header><h1>E-commerce industrial belts: forecast as of {context.as_of}</h1>"
+        f"<p>{context.name} version {html.escape(context.version)} · {belts} counties are belts by the newest labels, "
+        f"{candidates} candidates ranked · generated {generated}</p></header>"
+    )
+
+
+def _section(title: str, intro: str, body: str, anchor: str) -> str:
+    lead = f"<p>{html.escape(intro)}</p>" if intro else ""
+    return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{lead}{body}</section>'
+
+
+def _table(top: pd.DataFrame) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("rank", "county", "province", "p_belt", "mode", "top drivers"))
+    rows = "".join(
+        f"<tr><td>{int(r.rank)}</td><td>{html.escape(r.county_name)} <small>{r.county_code}</small></td>"
+        f"<td>{html.escape(r.province)}</td><td>{r.p_belt:.3f}</td><td>{html.escape(r.mode)}</td>"
+        f"<td>{html.escape(r.top_drivers)}</td></tr>"
+        for r in top.itertuples()
+    )
+    return f'<table class="ranked"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+
+
+def _mode_mix(top: pd.DataFrame) -> str:
+    counts = top["mode"].value_counts().reindex(list(MODES), fill_value=0)
+    total = max(int(counts.sum()), 1)
+    rows = "".join(
+        f"<tr><td>{html.escape(MODE_NAMES[mode])}</td><td>{n}</td>"
+        f'<td><div class="bar" style="width:{300 * n / total:.0f}px"></div></td></tr>'
+        for mode, n in counts.items()
+    )
+    return f'<table class="mode-mix"><tbody>{rows}</tbody></table>'
+
+
+def _metrics_text(metrics: dict[str, str]) -> str:
+    if not metrics:
+        return "No backtest figures are stored with this version."
+    shown = ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items() if k != "newest_fold")
+    return f"Rolling-origin backtest, newest temporal fold ({metrics.get('newest_fold', '?')}): {shown}."
+
+
+def _images(figures: dict[str, str], keys: tuple[str, ...]) -> str:
+    parts = [
+        f'<figure><img alt="{key}" src="{figures[key]}"><figcaption>{key.replace("_", " ")}</figcaption></figure>'
+        if key in figures
+        else f"<p>({key.replace('_', ' ')} not available for this run)</p>"
+        for key in keys
+    ]
+    return '<div class="figures">' + "".join(parts) + "</div>"
+
+
+def _lineage(context: ReportContext) -> str:
+    rows = [("model", f"models:/{context.name}/{context.version}"), ("MLflow run", context.run_id)]
+    rows += list(context.lineage.items())
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in rows)
+    return f'<table class="lineage">{body}</table>'
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+h1{font-size:1.6rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9rem}
+td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+.ranked td:nth-child(4){text-align:right;font-variant-numeric:tabular-nums}
+.county-map{width:100%;max-width:960px;height:auto}.legend{font-size:.8rem;margin:.5rem 0}
+.swatch{display:inline-block;width:14px;height:10px;margin:0 3px 0 10px;border:1px solid #ccc}
+.bar{background:#2171b5;height:10px}.figures{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0}figure img{max-width:520px}code{font-size:.8rem;word-break:break-all}
+"""
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>{body}</body></html>\n"
+    )

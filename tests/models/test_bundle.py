@@ -1,0 +1,76 @@
+"""The forecast bundle reproduces the fitted estimators exactly, and checks its requests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.taxonomy import MODES
+from models.bundle import OUTPUT_COLUMNS, ForecastBundle
+from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
+
+
+@pytest.fixture
+def bundle_and_models(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=40).fit(X, y)
+    modes = np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    mode = LGBMMode(n_estimators=20).fit(X.head(200), modes)
+    panel = X.assign(
+        county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
+        county_name="synthetic", province="p", prefecture="q", as_of=periods,
+        is_belt_known=(np.arange(len(X)) % 50 == 0), last_label_year=2014,
+    )  # fmt: skip
+    bundle = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1})
+    return ForecastBundle.load(bundle.save(tmp_path / "bundle")), emergence, mode, X
+
+
+def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
+    bundle, emergence, mode, X = bundle_and_models
+    np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002"], "as_of": [2015, None]}))
+    assert list(out.columns) == OUTPUT_COLUMNS
+    assert out["as_of"].tolist() == [2015, 2016]
+    assert out[[f"p_{m}" for m in MODES]].sum(axis=1).round(9).eq(1).all()
+
+
+def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    base = bundle.forecast(pd.DataFrame({"county_code": ["110003"], "as_of": [2016]}))
+    what_if = bundle.forecast(pd.DataFrame({"county_code": ["110003"], "as_of": [2016], "belts_within_100km": [9.0]}))
+    assert what_if["what_if"].iloc[0] == "belts_within_100km"
+    assert base["what_if"].iloc[0] == ""
+    assert what_if["p_belt"].iloc[0] != base["p_belt"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("request_frame", "message"),
+    [
+        ({"county_code": ["999999"]}, r"row 0: county_code '999999' is not a county of the panel"),
+        ({"county_code": ["1100"]}, r"row 0: county_code must be 6 digits; got '1100'"),
+        (
+            {"county_code": ["110001"], "as_of": ["2015"]},
+            r"row 0: as_of must be an integer year; got '2015'",
+        ),
+        (
+            {"county_code": ["110001"], "as_of": [1999]},
+            r"row 0: as_of must be one of 2014\.\.2016; got 1999",
+        ),
+        ({"county_code": ["110001"], "gdp": [1.0]}, r"unknown column\(s\) \['gdp'\]"),
+        ({"as_of": [2015]}, r"must have a county_code column"),
+        (
+            {"county_code": ["110001"], "viirs_mean": ["bright"]},
+            r"row 0: viirs_mean must be a number; got 'bright'",
+        ),
+    ],
+)
+def test_bad_requests_name_the_row_and_field(bundle_and_models, request_frame, message):
+    bundle, _, _, _ = bundle_and_models
+    with pytest.raises(ModelInputError, match=message):
+        bundle.forecast(pd.DataFrame(request_frame))
