@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TRIALS ?= 20
 
 .PHONY: install run test lint bench clean
 
@@ -16,6 +17,13 @@ install: $(BIN)/beltcast
 run: install
 	$(BIN)/beltcast data sync
 	$(BIN)/beltcast features master
+	$(BIN)/beltcast features build
+	$(BIN)/beltcast tune --trials $(TRIALS)
+	$(BIN)/beltcast train
+	$(BIN)/beltcast promote
+	$(BIN)/beltcast score
+	$(BIN)/beltcast report
+	@echo "outputs: outputs/backtest.json, outputs/scores_*.csv|.parquet, outputs/report_*.html; MLflow: mlruns/"
 
 lint: install
 	$(BIN)/ruff format --check .

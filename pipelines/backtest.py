@@ -24,15 +24,23 @@ SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "br
 def run(settings: Settings, out: Path | None, console: Console) -> dict:
     """Backtest, write the JSON contract and the curves, print the comparison table."""
     panel = load_panel(settings)
-    spec = fold_spec(settings)
+    report, _ = evaluate(panel, settings, fold_spec(settings), out, console)
+    return report
+
+
+def evaluate(
+    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, out: Path | None, console: Console
+) -> tuple[dict, list[Path]]:
+    """The backtest of every model on ``panel``: JSON contract and curves written, table printed.
+
+    Returns the contract and the paths written (JSON first), for ``train`` to log."""
     result = emergence_backtest(panel, settings, spec)
     report = contract(result, mode_backtest(panel, settings), spec)
-    out = out or settings.outputs.dir / "backtest.json"
-    write_json(report, out)
-    plots = write_plots(result, out.parent)
+    out = Path(out or settings.outputs.dir / "backtest.json")
+    written = [write_json(report, out), *write_plots(result, out.parent)]
     console.print(comparison_table(report))
-    console.print(f"backtest -> {out}; curves -> {', '.join(str(p) for p in plots)}")
-    return report
+    console.print(f"backtest -> {', '.join(str(p) for p in written)}")
+    return report, written
 
 
 def load_panel(settings: Settings) -> pd.DataFrame:

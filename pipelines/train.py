@@ -25,14 +25,12 @@ from models.backtest import FoldSpec
 from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
-from models.plots import calibration_curves, importance_bars, pr_curves, shap_summary
+from models.plots import importance_bars, shap_summary
 from models.served import BUNDLE_ARTIFACT, input_example, signature
 from pipelines.backtest import (
-    contract,
-    emergence_backtest,
+    evaluate,
     fold_spec,
     load_panel,
-    mode_backtest,
     tuned_params,
 )
 from pipelines.config import Settings
@@ -62,7 +60,7 @@ def run(settings: Settings, console: Console) -> TrainOutcome:
     if existing is not None:
         outcome = reuse(client, settings, existing)
     else:
-        outcome = train_and_register(client, settings, panel, params, spec, fingerprint)
+        outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console)
     _print(console, settings, outcome)
     return outcome
 
@@ -103,13 +101,14 @@ def train_and_register(
     params: dict,
     spec: FoldSpec,
     fingerprint: str,
+    console: Console,
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     with mlflow.start_run(run_name="train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags(lineage)
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
-        report = log_backtest(panel, settings, spec)
+        report = log_backtest(panel, settings, spec, console)
         emergence, mode = fit_final(panel, params, settings)
         with tempfile.TemporaryDirectory() as tmp:
             log_explanations(emergence, panel, Path(tmp))
@@ -124,10 +123,10 @@ def train_and_register(
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
-def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> dict:
-    """Run the backtest, log its metrics, JSON and curves; return the JSON contract."""
-    result = emergence_backtest(panel, settings, spec)
-    report = contract(result, mode_backtest(panel, settings), spec)
+def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec, console: Console) -> dict:
+    """Run the backtest (writing its JSON and curves as ``beltcast backtest`` does), log its
+    metrics and files to the run; return the JSON contract."""
+    report, written = evaluate(panel, settings, spec, None, console)
     for fold, block in (
         ("temporal", report["emergence"]["models"]),
         ("spatial", report["emergence"]["spatial"]["models"]),
@@ -136,14 +135,8 @@ def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> dic
             mlflow.log_metrics({f"{fold}.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
     for model, metrics in report["mode"]["models"].items():
         mlflow.log_metrics({f"mode.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
-    mlflow.log_dict(report, "backtest/backtest.json")
-    newest = report["emergence"]["newest_fold"]
-    with tempfile.TemporaryDirectory() as tmp:
-        mlflow.log_artifact(str(pr_curves(result.predictions, newest, Path(tmp) / "pr_curve.png")), "backtest")
-        mlflow.log_artifact(
-            str(calibration_curves(result.predictions, newest, Path(tmp) / "calibration_curve.png")),
-            "backtest",
-        )
+    for path in written:
+        mlflow.log_artifact(str(path), "backtest")
     quality = settings.data.features_dir / "quality.json"
     if quality.is_file():
         mlflow.log_artifact(str(quality), "data")
