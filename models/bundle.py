@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
@@ -20,6 +21,7 @@ from features.taxonomy import MODES
 from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 
+SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
 SNAPSHOT_STATUS = ["is_belt_known", "last_label_year"]
 REQUEST_KEYS = ("county_code", "as_of")
@@ -147,14 +149,15 @@ class ForecastBundle:
     def p_belt(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of becoming a belt within the horizon."""
         values = X[self.features].to_numpy(dtype=float)
+        threads = _threads(len(values))
         if self.calibration is None:
-            return self.emergence.predict(values)
+            return self.emergence.predict(values, num_threads=threads)
         a, b = self.calibration
-        return expit(-(a * self.emergence.predict(values, raw_score=True) + b))
+        return expit(-(a * self.emergence.predict(values, raw_score=True, num_threads=threads) + b))
 
     def mode_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order."""
-        raw = self.mode.predict(X[self.features].to_numpy(dtype=float))
+        raw = self.mode.predict(X[self.features].to_numpy(dtype=float), num_threads=_threads(len(X)))
         if raw.ndim == 1:
             raw = np.column_stack([1 - raw, raw])
         known = pd.DataFrame(raw, columns=self.mode_classes)
@@ -162,7 +165,8 @@ class ForecastBundle:
 
     def drivers(self, X: pd.DataFrame) -> list[str]:
         """The three indicators that push each row's ``p_belt`` up most, in words."""
-        contrib = self.emergence.predict(X[self.features].to_numpy(dtype=float), pred_contrib=True)
+        values = X[self.features].to_numpy(dtype=float)
+        contrib = self.emergence.predict(values, pred_contrib=True, num_threads=_threads(len(values)))
         frame = pd.DataFrame(contrib[:, :-1], columns=self.features)
         return top_drivers(frame, X[self.features].reset_index(drop=True))
 
@@ -192,12 +196,17 @@ class ForecastBundle:
             raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
         return int(value)
 
+    @cached_property
+    def _positions(self) -> dict[tuple[str, int], int]:
+        """(county_code, as_of) -> row of the snapshot, built once."""
+        keys = zip(self.snapshot["county_code"], self.snapshot["as_of"].astype(int), strict=True)
+        return {key: i for i, key in enumerate(keys)}
+
     def _lookup(self, keys: pd.DataFrame) -> pd.DataFrame:
-        rows = keys.merge(self.snapshot, on=["county_code", "as_of"], how="left", indicator=True)
-        missing = np.flatnonzero(rows["_merge"] != "both")
-        if len(missing):
-            self._raise_missing(keys, int(missing[0]))
-        return rows.drop(columns="_merge")
+        positions = [self._positions.get(key, -1) for key in zip(keys["county_code"], keys["as_of"], strict=True)]
+        if -1 in positions:
+            self._raise_missing(keys, positions.index(-1))
+        return self.snapshot.iloc[positions].reset_index(drop=True)
 
     def _raise_missing(self, keys: pd.DataFrame, row: int) -> None:
         code, year = keys.loc[row, "county_code"], keys.loc[row, "as_of"]
@@ -220,6 +229,11 @@ class ForecastBundle:
             for row in np.flatnonzero(values.notna()):
                 applied[row].append(column)
         return X, [", ".join(names) for names in applied]
+
+
+def _threads(rows: int) -> int:
+    """One thread for small requests, LightGBM's default (0: all cores) for batches."""
+    return 1 if rows < SMALL_REQUEST else 0
 
 
 def _code(value: object, row: int) -> str:

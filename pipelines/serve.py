@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
@@ -28,6 +29,8 @@ def command(settings: Settings, host: str, port: int, workers: int) -> list[str]
 def environment(settings: Settings) -> dict[str, str]:
     """The server's environment: the configured tracking and registry store."""
     env = dict(os.environ)
+    # the scoring server execs `uvicorn` from PATH: put this interpreter's bin folder first
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["MLFLOW_TRACKING_URI"] = settings.mlflow.tracking_uri
     env["MLFLOW_REGISTRY_URI"] = settings.mlflow.tracking_uri
     return env
