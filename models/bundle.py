@@ -131,44 +131,51 @@ class ForecastBundle:
         -------
         DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order.
         """
-        keys = self._request_keys(request)
-        rows = self._lookup(keys)
-        X, what_if = self._apply_overrides(rows, request)
-        p_belt = self.p_belt(X)
-        modes = self.mode_proba(X)
-        out = rows[SNAPSHOT_IDS].copy()
-        out["p_belt"] = p_belt
-        out["is_belt"] = rows["is_belt_known"].astype("boolean")
-        out["mode"] = np.asarray(MODES, dtype=object)[modes.argmax(axis=1)]
-        for i, mode in enumerate(MODES):
-            out[f"p_{mode}"] = modes[:, i]
-        out["top_drivers"] = self.drivers(X) if drivers else ""
-        out["what_if"] = what_if
-        return out[OUTPUT_COLUMNS].reset_index(drop=True)
+        positions = self._lookup(self._request_keys(request))
+        values, what_if = self._apply_overrides(positions, request)
+        modes = self.mode_proba(values)
+        ids = self.snapshot.iloc[positions]
+        columns = {name: ids[name].to_numpy() for name in SNAPSHOT_IDS}
+        columns["p_belt"] = self.p_belt(values)
+        columns["is_belt"] = ids["is_belt_known"].astype("boolean").to_numpy()
+        columns["mode"] = np.asarray(MODES, dtype=object)[modes.argmax(axis=1)]
+        columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
+        columns["top_drivers"] = self.drivers(values) if drivers else [""] * len(values)
+        columns["what_if"] = what_if
+        return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
-    def p_belt(self, X: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Feature values as a float matrix in the boosters' column order."""
+        return X if isinstance(X, np.ndarray) else X[self.features].to_numpy(dtype=float)
+
+    @cached_property
+    def _feature_matrix(self) -> np.ndarray:
+        return self.snapshot[self.features].to_numpy(dtype=float)
+
+    def p_belt(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of becoming a belt within the horizon."""
-        values = X[self.features].to_numpy(dtype=float)
+        values = self._matrix(X)
         threads = _threads(len(values))
         if self.calibration is None:
             return self.emergence.predict(values, num_threads=threads)
         a, b = self.calibration
         return expit(-(a * self.emergence.predict(values, raw_score=True, num_threads=threads) + b))
 
-    def mode_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def mode_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order."""
-        raw = self.mode.predict(X[self.features].to_numpy(dtype=float), num_threads=_threads(len(X)))
+        raw = self.mode.predict(self._matrix(X), num_threads=_threads(len(X)))
         if raw.ndim == 1:
             raw = np.column_stack([1 - raw, raw])
-        known = pd.DataFrame(raw, columns=self.mode_classes)
-        return known.reindex(columns=list(MODES), fill_value=0.0).to_numpy()
+        proba = np.zeros((len(raw), len(MODES)))
+        for i, mode in enumerate(self.mode_classes):
+            proba[:, MODES.index(mode)] = raw[:, i]
+        return proba
 
-    def drivers(self, X: pd.DataFrame) -> list[str]:
+    def drivers(self, X: pd.DataFrame | np.ndarray) -> list[str]:
         """The three indicators that push each row's ``p_belt`` up most, in words."""
-        values = X[self.features].to_numpy(dtype=float)
+        values = self._matrix(X)
         contrib = self.emergence.predict(values, pred_contrib=True, num_threads=_threads(len(values)))
-        frame = pd.DataFrame(contrib[:, :-1], columns=self.features)
-        return top_drivers(frame, X[self.features].reset_index(drop=True))
+        return top_drivers(contrib[:, :-1], values, self.features)
 
     def _request_keys(self, request: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(request, pd.DataFrame):
@@ -202,11 +209,12 @@ class ForecastBundle:
         keys = zip(self.snapshot["county_code"], self.snapshot["as_of"].astype(int), strict=True)
         return {key: i for i, key in enumerate(keys)}
 
-    def _lookup(self, keys: pd.DataFrame) -> pd.DataFrame:
+    def _lookup(self, keys: pd.DataFrame) -> np.ndarray:
+        """Snapshot row of every request row; an unknown key is an error naming the row."""
         positions = [self._positions.get(key, -1) for key in zip(keys["county_code"], keys["as_of"], strict=True)]
         if -1 in positions:
             self._raise_missing(keys, positions.index(-1))
-        return self.snapshot.iloc[positions].reset_index(drop=True)
+        return np.asarray(positions, dtype=int)
 
     def _raise_missing(self, keys: pd.DataFrame, row: int) -> None:
         code, year = keys.loc[row, "county_code"], keys.loc[row, "as_of"]
@@ -215,18 +223,20 @@ class ForecastBundle:
             raise ModelInputError(f"row {row}: as_of must be one of {years[0]}..{years[-1]}; got {year}")
         raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
 
-    def _apply_overrides(self, rows: pd.DataFrame, request: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        X = rows[self.features].astype(float).reset_index(drop=True)
-        given = [c for c in request.columns if c in self.features]
+    def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """The snapshot's feature values, with the request's non-missing indicator values in place."""
+        X = self._feature_matrix[positions]  # fancy indexing copies: the snapshot is never changed
         applied = [[] for _ in range(len(X))]
-        for column in given:
-            values = pd.to_numeric(request[column].reset_index(drop=True), errors="coerce")
-            bad = request[column].reset_index(drop=True).notna() & values.isna()
+        for column in (c for c in request.columns if c in self.features):
+            given = request[column].reset_index(drop=True)
+            values = pd.to_numeric(given, errors="coerce")
+            bad = given.notna() & values.isna()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ModelInputError(f"row {row}: {column} must be a number; got {request[column].iloc[row]!r}")
-            X[column] = values.where(values.notna(), X[column])
-            for row in np.flatnonzero(values.notna()):
+                raise ModelInputError(f"row {row}: {column} must be a number; got {given.iloc[row]!r}")
+            present = values.notna().to_numpy()
+            X[present, self.features.index(column)] = values[present].to_numpy(dtype=float)
+            for row in np.flatnonzero(present):
                 applied[row].append(column)
         return X, [", ".join(names) for names in applied]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pandas as pd
 
 PERCENT = re.compile(r"_(share|urban_share)$")
 
@@ -70,14 +69,22 @@ def _label(feature: str) -> str:
     return {"manufacturing": "manufacturing jobs", "wholesale retail": "retail jobs"}.get(words, words)
 
 
-def top_drivers(contributions: pd.DataFrame, values: pd.DataFrame, k: int = 3) -> list[str]:
+def top_drivers(contrib: np.ndarray, numbers: np.ndarray, names: list[str], k: int = 3) -> list[str]:
     """Per row, the ``k`` features with the largest positive contribution, described; joined by
-    ``"; "``. A row with fewer positive contributions lists only those."""
-    contrib = contributions.to_numpy()
+    ``"; "``. A row with fewer positive contributions lists only those.
+
+    Parameters
+    ----------
+    contrib : array (rows, features)
+        SHAP contributions (LightGBM ``pred_contrib`` without its bias column).
+    numbers : array (rows, features)
+        The feature values.
+    names : list of str
+        Feature names, in column order.
+    """
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
-    names = np.asarray(contributions.columns)
     out = []
     for i, top in enumerate(order):
         positive = [j for j in top if contrib[i, j] > 0]
-        out.append("; ".join(describe(names[j], values.iloc[i][names[j]]) for j in positive))
+        out.append("; ".join(describe(names[j], float(numbers[i, j])) for j in positive))
     return out
