@@ -183,3 +183,7 @@ def report(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,68 @@
+"""The strategist's HTML report: content always checked; rendering checked when Chromium exists."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from rich.console import Console
+
+from pipelines import report
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def page(champion_settings, tmp_path_factory):
+    path = report.run(champion_settings, None, tmp_path_factory.mktemp("report") / "report.html", Console(quiet=True))
+    return path, path.read_text(encoding="utf-8")
+
+
+def test_report_has_the_table_the_map_and_the_curves(page):
+    _, text = page
+    assert text.count("<tr><td>") >= 50  # top 50 candidates (+ mode-mix rows)
+    assert 'id="top-candidates"' in text and 'id="county-map"' in text
+    assert len(re.findall(r'<path d="M[^"]+" fill="#[0-9a-f]{6}" data-code="\d{6}"', text)) >= 2800
+    for figure in ("pr_curve", "calibration_curve", "feature_importance", "shap_summary"):
+        assert f'alt="{figure}" src="data:image/png;base64,' in text
+    assert "models:/county-belt/1" in text
+    assert "data_manifest_sha256" in text
+
+
+def test_report_is_self_contained(page):
+    _, text = page
+    assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched from a network
+    assert "<script" not in text
+
+
+def test_report_is_logged_to_the_champion_run(page, champion_settings):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.tracking import version_by_alias
+
+    uri = champion_settings.mlflow.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    champion = version_by_alias(client, "county-belt", "champion")
+    assert "report/report.html" in {a.path for a in client.list_artifacts(champion.run_id, "report")}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (CI installs it)")
+def test_report_renders_in_headless_chromium_without_console_errors(page, tmp_path):
+    path, _ = page
+    png = tmp_path / "report.png"
+    result = subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+         "--v=0", "--window-size=1200,3000", f"--screenshot={png}", path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert png.stat().st_size > 50_000
+    console_errors = [line for line in result.stderr.splitlines() if "CONSOLE" in line and "ERROR" in line.upper()]
+    assert not console_errors
