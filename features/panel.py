@@ -17,12 +17,13 @@ import pandera.pandas as pa
 
 from features.errors import SourceFormatError
 from features.labels import BeltRule, emergence_target
+from features.periods import ANNUAL, year_end
 from features.sources.base import SourceTable
 from features.spatial import NeighbourIndex, haversine_to, seat_locations
 
 ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
               "prefecture_code", "as_of"]  # fmt: skip
-LABEL_COLUMNS = ["is_belt", "last_label_year", "is_belt_known", "emerged", "mode"]
+LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mode"]
 GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
 LOG_EPS = 1e-3
 
@@ -33,24 +34,28 @@ class PanelSpec:
 
     Attributes
     ----------
-    years : sequence of int
-        As-of years.
+    periods : sequence of int
+        As-of periods: years, or quarter indices (``features.periods``).
     rule : BeltRule
         The belt rule over the label metrics.
     label_source : str
-        The source whose variables the rule reads (``taobao`` for the public data).
+        The source whose variables the rule reads (``taobao`` for the public data; ignored when
+        the label metrics are passed to :func:`build_panel` directly, as for platform metrics).
     horizon : int
-        Emergence horizon in years.
+        Emergence horizon in periods.
+    frequency : str
+        ``annual`` or ``quarterly``; annual source values become known at the end of their year.
     static_sources : tuple of str
         Sources whose values do not change over time (joined to every as-of year).
     radii_km : tuple of int
         Radii of the neighbour counts.
     """
 
-    years: Sequence[int]
+    periods: Sequence[int]
     rule: BeltRule
     label_source: str = "taobao"
     horizon: int = 1
+    frequency: str = ANNUAL
     static_sources: tuple[str, ...] = ("terrain", "centroids")
     radii_km: tuple[int, ...] = (50, 100, 200)
 
@@ -60,8 +65,9 @@ def build_panel(
     units: pd.DataFrame,
     spec: PanelSpec,
     modes: pd.DataFrame | None = None,
+    label_metrics: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Join every source as of each year, add growth, spatial and label columns.
+    """Join every source as of each period, add growth, spatial and label columns.
 
     Parameters
     ----------
@@ -71,26 +77,31 @@ def build_panel(
         The target-vintage county universe (``CodeHistory.county_units(target)``).
     spec : PanelSpec
     modes : DataFrame, optional
-        ``county_code``, ``mode``: a belt's development mode where known.
+        ``county_code``, ``mode`` (and ``as_of`` when the mode changes over time): a belt's
+        development mode where known.
+    label_metrics : DataFrame, optional
+        Wide ``county_code``, ``period`` and the rule's metrics (platform metrics); default: the
+        label source's variables.
 
     Returns
     -------
     DataFrame
-        One row per county and as-of year: ids, features, staleness, labels.
+        One row per county and as-of period: ids, features, staleness, labels.
     """
-    by_name = {source.name: source for source in sources}
-    if spec.label_source not in by_name:
-        raise SourceFormatError(f"panel needs the label source {spec.label_source!r}; got sources {sorted(by_name)}")
     long = with_growth(pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True))
-    status = spec.rule.apply(_label_metrics(by_name[spec.label_source].long, spec.rule), "year")
-    frame = _skeleton(units, spec.years)
+    long["period"] = [year_end(int(y), spec.frequency) for y in long["year"]]
+    if label_metrics is None:
+        label_metrics = _label_metrics(long, spec)
+    status = spec.rule.apply(label_metrics, "period")
+    frame = _skeleton(units, spec.periods)
     frame = frame.merge(_as_of_values(long, spec), on=["county_code", "as_of"], how="left")
     frame = frame.merge(_label_columns(status, spec), on=["county_code", "as_of"], how="left")
     frame = frame.merge(_spatial(long, status, units, spec), on=["county_code", "as_of"], how="left")
     frame = frame.merge(_static_values(long, spec), on="county_code", how="left")
     frame = frame.merge(_geography(long, units), on="county_code", how="left")
     if modes is not None:
-        frame = frame.merge(modes[["county_code", "mode"]], on="county_code", how="left")
+        keys = ["county_code", "as_of"] if "as_of" in modes else ["county_code"]
+        frame = frame.merge(modes[[*keys, "mode"]], on=keys, how="left")
     else:
         frame["mode"] = pd.NA
     return validate_panel(_order(frame))
@@ -112,28 +123,33 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _label_metrics(label_long: pd.DataFrame, rule: BeltRule) -> pd.DataFrame:
-    metrics = label_long[label_long["variable"].isin(rule.metrics)]
-    wide = metrics.pivot_table(index=["county_code", "year"], columns="variable", values="value")
-    wide = wide.reindex(columns=rule.metrics).reset_index()
+def _label_metrics(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
+    if spec.label_source not in set(long["source"]):
+        raise SourceFormatError(
+            f"panel needs the label source {spec.label_source!r}; got sources {sorted(set(long['source']))}"
+        )
+    label_long = long[long["source"] == spec.label_source]
+    metrics = label_long[label_long["variable"].isin(spec.rule.metrics)]
+    wide = metrics.pivot_table(index=["county_code", "period"], columns="variable", values="value")
+    wide = wide.reindex(columns=spec.rule.metrics).reset_index()
     wide.columns.name = None
     return wide
 
 
-def _skeleton(units: pd.DataFrame, years: Sequence[int]) -> pd.DataFrame:
+def _skeleton(units: pd.DataFrame, periods: Sequence[int]) -> pd.DataFrame:
     base = units[ID_COLUMNS[:-1]].drop_duplicates("county_code")
-    return base.merge(pd.DataFrame({"as_of": list(years)}), how="cross")
+    return base.merge(pd.DataFrame({"as_of": list(periods)}), how="cross")
 
 
 def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     """Newest value dated <= t per county and variable, plus staleness per source."""
     static = long["source"].isin(spec.static_sources)
     parts = []
-    for as_of in spec.years:
-        known = long[~static & (long["year"] <= as_of)].sort_values("year")
+    for as_of in spec.periods:
+        known = long[~static & (long["period"] <= as_of)].sort_values("period")
         newest = known.groupby(["county_code", "variable"], sort=False).tail(1)
         values = newest.pivot(index="county_code", columns="variable", values="value")
-        age = as_of - newest.groupby(["county_code", "source"])["year"].max().unstack()
+        age = as_of - newest.groupby(["county_code", "source"])["period"].max().unstack()
         age.columns = [f"staleness_{source}" for source in age.columns]
         parts.append(values.join(age, how="outer").assign(as_of=as_of))
     dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
@@ -142,33 +158,33 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
 
 def _static_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     """Time-invariant geography (terrain, centroid, area), the same at every as-of year."""
-    static = long[long["source"].isin(spec.static_sources)].sort_values("year")
+    static = long[long["source"].isin(spec.static_sources)].sort_values("period")
     newest = static.groupby(["county_code", "variable"], sort=False).tail(1)
     wide = newest.pivot(index="county_code", columns="variable", values="value")
     return wide.rename_axis(columns=None).reset_index()
 
 
 def _label_columns(status: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
-    labelled = sorted(status["year"].unique())
-    target = emergence_target(status, spec.horizon, "year")
+    labelled = sorted(status["period"].unique())
+    target = emergence_target(status, spec.horizon, "period")
     rows = []
-    for as_of in spec.years:
-        known_years = [y for y in labelled if y <= as_of]
-        last = known_years[-1] if known_years else None
+    for as_of in spec.periods:
+        known_periods = [p for p in labelled if p <= as_of]
+        last = known_periods[-1] if known_periods else None
         frame = pd.DataFrame({"county_code": status["county_code"].unique(), "as_of": as_of})
-        frame["last_label_year"] = last
+        frame["last_label_period"] = last
         rows.append(frame)
     frame = pd.concat(rows, ignore_index=True)
-    now = status.rename(columns={"year": "as_of"})[["county_code", "as_of", "is_belt"]]
-    known = status.rename(columns={"year": "last_label_year", "is_belt": "is_belt_known"})
+    now = status.rename(columns={"period": "as_of"})[["county_code", "as_of", "is_belt"]]
+    known = status.rename(columns={"period": "last_label_period", "is_belt": "is_belt_known"})
     frame = frame.merge(now, on=["county_code", "as_of"], how="left")
-    frame = frame.merge(known[["county_code", "last_label_year", "is_belt_known"]],
-                        on=["county_code", "last_label_year"], how="left")  # fmt: skip
-    emerged = target.rename(columns={"year": "as_of"})[["county_code", "as_of", "emerged"]]
+    frame = frame.merge(known[["county_code", "last_label_period", "is_belt_known"]],
+                        on=["county_code", "last_label_period"], how="left")  # fmt: skip
+    emerged = target.rename(columns={"period": "as_of"})[["county_code", "as_of", "emerged"]]
     frame = frame.merge(emerged, on=["county_code", "as_of"], how="left")
     frame["is_belt"] = frame["is_belt"].astype("boolean")
     frame["is_belt_known"] = frame["is_belt_known"].astype("boolean")
-    frame["last_label_year"] = frame["last_label_year"].astype("Int64")
+    frame["last_label_period"] = frame["last_label_period"].astype("Int64")
     frame["emerged"] = frame["emerged"].astype("Int64")
     return frame
 
@@ -180,14 +196,14 @@ def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec
         return pd.DataFrame(columns=["county_code", "as_of"])
     index = NeighbourIndex(centroids, spec.radii_km)
     villages = long[long["variable"] == "taobao_villages"]
-    labelled = sorted(status["year"].unique())
+    labelled = sorted(status["period"].unique())
     parts = []
-    for as_of in spec.years:
-        known = [y for y in labelled if y <= as_of]
+    for as_of in spec.periods:
+        known = [p for p in labelled if p <= as_of]
         if not known:
             continue
-        belt = status[status["year"] == known[-1]].set_index("county_code")["is_belt"].astype(int)
-        count = villages[villages["year"] == known[-1]].set_index("county_code")["value"]
+        belt = status[status["period"] == known[-1]].set_index("county_code")["is_belt"].astype(int)
+        count = villages[villages["period"] == known[-1]].set_index("county_code")["value"]
         features = index.features(belt, count).reset_index()
         features = features.merge(_same_area_belts(belt, units), on="county_code", how="left")
         parts.append(features.assign(as_of=as_of))

@@ -23,7 +23,7 @@ from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 
 SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
-SNAPSHOT_STATUS = ["is_belt_known", "last_label_year"]
+SNAPSHOT_STATUS = ["is_belt_known", "last_label_period"]
 REQUEST_KEYS = ("county_code", "as_of")
 OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",

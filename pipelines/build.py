@@ -92,7 +92,7 @@ def belt_rule(labels: LabelSettings) -> BeltRule:
 def panel_spec(settings: Settings) -> PanelSpec:
     """As-of years, belt rule and horizon from the config."""
     years = range(settings.panel.first_year, settings.panel.last_year + 1)
-    return PanelSpec(years=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon)
+    return PanelSpec(periods=tuple(years), rule=belt_rule(settings.labels), horizon=settings.labels.horizon)
 
 
 def write_outputs(features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]) -> BuildOutputs:

@@ -14,7 +14,7 @@ from pipelines.build import READERS, mode_labels
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 TARGET = 2020
-SPEC = PanelSpec(years=tuple(range(2013, 2021)), rule=BeltRule((Condition("taobao_villages", ">=", 1),), 1))
+SPEC = PanelSpec(periods=tuple(range(2013, 2021)), rule=BeltRule((Condition("taobao_villages", ">=", 1),), 1))
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def bundle_and_models(synthetic_transitions, tmp_path):
     panel = X.assign(
         county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
         county_name="synthetic", province="p", prefecture="q", as_of=periods,
-        is_belt_known=(np.arange(len(X)) % 50 == 0), last_label_year=2014,
+        is_belt_known=(np.arange(len(X)) % 50 == 0), last_label_period=2014,
     )  # fmt: skip
     bundle = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1})
     return ForecastBundle.load(bundle.save(tmp_path / "bundle")), emergence, mode, X
