@@ -47,12 +47,15 @@ class FoldSpec:
         Column naming the group held out by spatial folds.
     seed : int
         Seed of the spatial grouping.
+    max_temporal : int or None
+        Keep only the newest temporal folds (one per quarter adds up quickly); None keeps all.
     """
 
     horizon: int = 1
     n_spatial: int = 5
     group_column: str = "province_code"
     seed: int = 0
+    max_temporal: int | None = None
 
     def temporal(self, periods: np.ndarray) -> list[Fold]:
         """One fold per target period that has earlier transitions to learn from."""
@@ -62,7 +65,7 @@ class FoldSpec:
             train = tuple(p for p in origins if p + self.horizon <= test)
             if train:
                 folds.append(Fold(f"temporal_{test + self.horizon}", "temporal", train, (test,)))
-        return folds
+        return folds[-self.max_temporal :] if self.max_temporal else folds
 
     def spatial(self, periods: np.ndarray, groups: np.ndarray, y: np.ndarray) -> list[Fold]:
         """Provinces held out in turn, within the training periods of the newest temporal fold."""

@@ -42,8 +42,12 @@ class ModeRows:
     groups: np.ndarray
 
 
-def mode_rows(panel: pd.DataFrame, as_of: int, group_column: str = "province_code") -> ModeRows:
-    """Belts at ``as_of`` whose mode is known, with the features of that year."""
+def mode_rows(panel: pd.DataFrame, as_of: int | None, group_column: str = "province_code") -> ModeRows:
+    """Belts at ``as_of`` whose mode is known, with the features of that period (``None``: the
+    newest period with known modes)."""
+    known = panel[panel["mode"].notna() & panel["is_belt"].fillna(False).astype(bool)]
+    if as_of is None:
+        as_of = int(known["as_of"].max()) if len(known) else int(panel["as_of"].max())
     rows = panel[(panel["as_of"] == as_of) & panel["mode"].notna()].reset_index(drop=True)
     return ModeRows(
         X=rows[feature_columns(panel)].astype(float),

@@ -53,11 +53,24 @@ def load_panel(settings: Settings) -> pd.DataFrame:
 
 def fold_spec(settings: Settings) -> FoldSpec:
     """The one fold spec of backtest, tune and promote."""
-    return FoldSpec(
-        horizon=settings.labels.horizon,
-        n_spatial=settings.model.spatial_folds,
-        seed=settings.model.seed,
-    )
+    if is_platform(settings):
+        return FoldSpec(
+            horizon=settings.platform.horizon,
+            n_spatial=settings.model.spatial_folds,
+            seed=settings.model.seed,
+            max_temporal=settings.platform.temporal_folds,
+        )
+    return FoldSpec(horizon=settings.labels.horizon, n_spatial=settings.model.spatial_folds, seed=settings.model.seed)
+
+
+def is_platform(settings: Settings) -> bool:
+    """Labels from the platform's own metrics (rather than the public rosters)."""
+    return settings.platform.metrics_file is not None
+
+
+def mode_period(settings: Settings) -> int | None:
+    """The period whose belts train the mode model (public: the roster with products)."""
+    return None if is_platform(settings) else settings.model.mode_year
 
 
 def tuned_params(settings: Settings) -> dict | None:
@@ -75,7 +88,7 @@ def emergence_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) 
 
 def mode_backtest(panel: pd.DataFrame, settings: Settings) -> dict:
     """Mode models by grouped cross-validation over provinces."""
-    rows = mode_rows(panel, settings.model.mode_year)
+    rows = mode_rows(panel, mode_period(settings))
     return backtest_mode(mode_models(settings.model.seed), rows.X, rows.y, rows.groups)
 
 

@@ -139,6 +139,35 @@ class OutputSettings(_Section):
     dir: Path = Path("outputs")
 
 
+class PlatformSettings(_Section):
+    """The platform's own metrics (county x period), which replace the public labels when given.
+
+    The belt rule is "at least ``min_met`` of ``conditions``", 2 of 3 by default as in the report
+    that defines these belts. **The default thresholds are placeholders**: set them to the values
+    your platform uses. ``gmv_annual_cny`` sums the trailing four quarters; ``gmv_growth_yoy``
+    compares them with the four quarters before (unknown, so not met, with less history).
+    """
+
+    metrics_file: Path | None = None
+    conditions: tuple[ConditionSettings, ...] = (
+        ConditionSettings(metric="gmv_annual_cny", op=">=", threshold=1e8),
+        ConditionSettings(metric="active_merchants", op=">=", threshold=100),
+        ConditionSettings(metric="gmv_growth_yoy", op=">=", threshold=0.2),
+    )
+    min_met: int = Field(default=2, ge=1)
+    horizon: int = Field(default=1, ge=1)
+    temporal_folds: int = Field(default=4, ge=1)
+    retrain_trials: int = Field(default=10, ge=0)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> PlatformSettings:
+        if self.min_met > len(self.conditions):
+            raise ValueError(
+                f"min_met must be <= the number of conditions ({len(self.conditions)}); got {self.min_met}"
+            )
+        return self
+
+
 class MlflowSettings(_Section):
     """Experiment tracking and the model registry."""
 
@@ -157,6 +186,7 @@ class Settings(_Section):
     model: ModelSettings = ModelSettings()
     tune: TuneSettings = TuneSettings()
     promote: PromoteSettings = PromoteSettings()
+    platform: PlatformSettings = PlatformSettings()
     outputs: OutputSettings = OutputSettings()
     mlflow: MlflowSettings = MlflowSettings()
 

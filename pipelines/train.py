@@ -31,6 +31,7 @@ from pipelines.backtest import (
     evaluate,
     fold_spec,
     load_panel,
+    mode_period,
     tuned_params,
 )
 from pipelines.config import Settings
@@ -147,7 +148,7 @@ def fit_final(panel: pd.DataFrame, params: dict, settings: Settings):
     """The emergence model on every labelled transition, the mode model on every belt with a mode."""
     data = emergence_transitions(panel)
     emergence = emergence_models(params, settings.model.seed)["lightgbm"].fit(data.X, data.y)
-    rows = mode_rows(panel, settings.model.mode_year)
+    rows = mode_rows(panel, mode_period(settings))
     mode = mode_models(settings.model.seed)["lightgbm"].fit(rows.X, rows.y)
     return emergence, mode
 
