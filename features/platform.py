@@ -1,0 +1,592 @@
+"""Platform metrics: the user's own county × period table (GMV, active merchants, ...), read,
+validated, harmonised to the target code vintage, and turned into the belt rule's metrics.
+
+The file
+--------
+CSV (UTF-8, a byte-order mark is allowed; every cell is read as text, so codes keep their
+digits) or Parquet, chosen by the suffix (``.csv``; ``.parquet`` or ``.pq``). One row per
+county × period, or per county × period × product category:
+
+* ``county_code`` (required): 6-digit county-level code, of any vintage;
+* ``period`` (required): ``2025Q3`` (quarterly) or ``2025`` (annual), one frequency per file,
+  years 2000-2099;
+* ``gmv_cny`` (required): gross merchandise value in CNY over the period, a number >= 0;
+* ``active_merchants`` (required): merchants active in the period, a number >= 0;
+* ``category`` (optional): a product string (``女装``, ``家具、竹制品``) that the mode taxonomy
+  maps to a development mode; an empty cell is a row without category;
+* ``is_synthetic`` (optional): ``true``/``false``; any true row makes
+  :attr:`PlatformMetrics.is_synthetic` true (files from :mod:`features.synthetic`);
+* ``county_name``, ``province``, ``prefecture`` (optional): read and ignored, the code decides;
+* any other column is a further metric: a number >= 0, or an empty cell (missing). Further
+  metrics are counts (summed on a merge, divided on a split) unless named in ``intensive``.
+
+Validation
+----------
+The whole file is checked before anything else is done; the first problem raises
+:class:`PlatformMetricsError` naming the file, the row, the field, what was expected and what
+came in. Rows are named ``data row N, line L of FILE``: data rows are counted from 1 after the
+header, so in a CSV data row ``N`` is line ``N + 1`` as a text editor shows it (blank lines are
+counted as rows and otherwise skipped). The checks, in this order:
+
+1. the suffix is known and the file can be read (as UTF-8 for CSV);
+2. the required columns are present (the message lists the columns found);
+3. every ``county_code`` is 6 digits;
+4. every ``county_code`` is a county-level code in some year of the code history: an unknown
+   code is an error, never dropped in silence;
+5. every ``period`` looks like ``2025`` or ``2025Q3`` with a year in 2000-2099;
+6. all periods are of one frequency;
+7. no period lies after ``as_of_limit``, when given (see below);
+8. ``gmv_cny`` and ``active_merchants`` are finite numbers >= 0 in every row; further metrics
+   are finite numbers >= 0 or empty;
+9. ``is_synthetic``, when present, is true or false;
+10. the key ``(county_code, period[, category])`` is unique, compared on the codes as written
+    (510124 and 510117 in one period are not a duplicate: they are summed by harmonisation).
+
+**Period order.** Platform exports come in any order, so rows need not be sorted and a county
+may have gaps (a gap makes trailing sums over it unknown, see :func:`rule_metrics`). A period
+is *out of order* only when it lies in the future: after ``as_of_limit`` (e.g. the current
+quarter), which is an error. An annual value of year ``Y`` counts as dated ``YQ4``
+(:func:`features.periods.year_end`), so with ``as_of_limit="2025Q3"`` the year 2025 is still in
+the future; a quarterly file with an annual limit ``"2025"`` may run to 2025Q4. Repeated
+periods are duplicate keys (check 10).
+
+Harmonisation
+-------------
+After validation the table goes through :func:`features.codes.harmonise`, the one place where
+codes of any vintage are mapped to the target vintage: ``gmv_cny``, ``active_merchants`` and
+further metrics are counts (summed on a merge; divided on a split, in equal parts or by
+``split_weights``). Codes are taken as of ``code_vintage`` when given; when it is None, each
+code is resolved to the year nearest to ``target`` in which it was valid, so a file mixing
+vintages (郫县 510124 in 2015 rows, 郫都区 510117 later) lands on one code. Rows whose code
+maps to no unit of the target vintage are returned in ``unmatched``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.codes import CodeHistory, harmonise
+from features.errors import CountyCodeError, SourceFormatError
+from features.labels import BeltRule, Condition
+from features.periods import ANNUAL, QUARTERLY, PeriodError, label, parse_period, per_year
+from features.taxonomy import MODES, ModeTaxonomy
+
+REQUIRED = ("county_code", "period", "gmv_cny", "active_merchants")
+CATEGORY = "category"
+SYNTHETIC_FLAG = "is_synthetic"
+IGNORED = ("county_name", "province", "prefecture")
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+YEARS = range(2000, 2100)
+FLAG_VALUES = {"true": True, "false": False, "1": True, "0": False}
+FRAME_COLUMNS = ("county_code", "period", CATEGORY, "gmv_cny", "active_merchants")
+GROWTH_DECIMALS = 9
+PLACEHOLDER_THRESHOLDS = (("gmv_annual_cny", 1e8), ("active_merchants", 100.0), ("gmv_growth_yoy", 0.2))
+
+
+class PlatformMetricsError(SourceFormatError):
+    """A platform-metrics file cannot be read, or one of its rows is invalid."""
+
+
+@dataclass(frozen=True)
+class PlatformMetrics:
+    """Platform metrics read, validated and harmonised (build with :func:`read_platform_metrics`).
+
+    Attributes
+    ----------
+    frame : DataFrame
+        ``county_code`` (target vintage), ``period`` (int: a year, or a quarter index
+        ``year * 4 + quarter - 1``), ``category`` (the product string, None when the file has
+        no category or the cell is empty), ``gmv_cny``, ``active_merchants`` and any further
+        metrics (float). Unique by ``county_code, period, category``.
+    frequency : str
+        ``"annual"`` or ``"quarterly"``.
+    unmatched : DataFrame
+        Validated rows whose code maps to no county of the target vintage, with their
+        ``row`` (data row number) and a ``reason``.
+    is_synthetic : bool
+        True when the file marks its rows as synthetic (``is_synthetic`` column).
+    notes : dict
+        Counts for the quality summary (rows read, codes resolved to another year, ...).
+    """
+
+    frame: pd.DataFrame
+    frequency: str
+    unmatched: pd.DataFrame = field(default_factory=pd.DataFrame)
+    is_synthetic: bool = False
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.frequency not in (ANNUAL, QUARTERLY):
+            raise PlatformMetricsError(f"frequency must be {ANNUAL!r} or {QUARTERLY!r}; got {self.frequency!r}")
+        missing = [column for column in FRAME_COLUMNS if column not in self.frame.columns]
+        if missing:
+            raise PlatformMetricsError(
+                f"platform metrics frame needs column(s) {missing}; found {list(self.frame.columns)}"
+            )
+
+    @property
+    def metric_columns(self) -> list[str]:
+        """The numeric metric columns of :attr:`frame`."""
+        return [c for c in self.frame.columns if c not in ("county_code", "period", CATEGORY)]
+
+    @property
+    def has_categories(self) -> bool:
+        """Whether any row carries a product category."""
+        return bool(self.frame[CATEGORY].notna().any())
+
+
+def read_platform_metrics(
+    path: Path | str,
+    history: CodeHistory,
+    target: int = 2020,
+    code_vintage: int | None = None,
+    *,
+    as_of_limit: str | None = None,
+    intensive: Sequence[str] = (),
+    split_weights: pd.Series | None = None,
+) -> PlatformMetrics:
+    """Read a platform-metrics file (CSV or Parquet), validate every row, harmonise its codes.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.csv`` (UTF-8) or ``.parquet``/``.pq`` file laid out as in the module docstring.
+    history : CodeHistory
+        County code records and yearly code lists.
+    target : int, default 2020
+        The code vintage of the result; one of the history's code-list years.
+    code_vintage : int, optional
+        The vintage of the file's codes (a code-list year). When None, each code is resolved to
+        the year nearest to ``target`` in which it was valid.
+    as_of_limit : str, optional
+        The latest period the file may hold (e.g. the current quarter, ``"2025Q3"``); a later
+        period is an error (data from the future). None: no limit.
+    intensive : sequence of str, optional
+        Further metric columns that are rates or means rather than counts: averaged (by area
+        share) on a merge and copied on a split. ``gmv_cny`` and ``active_merchants`` are counts.
+    split_weights : Series, optional
+        Target code -> weight (e.g. area) dividing counts on a split; default equal parts.
+
+    Returns
+    -------
+    PlatformMetrics
+
+    Raises
+    ------
+    PlatformMetricsError
+        On the first problem found by the checks of the module docstring; the message names the
+        file, the data row and the field, what was expected and what came in.
+    CountyCodeError
+        If ``target`` or ``code_vintage`` is not a year of the history's code lists.
+    """
+    path = Path(path)
+    _check_vintages(history, target, code_vintage)
+    raw = _read_file(path)
+    table, frequency, is_synthetic = _validated(raw, path, history, target, as_of_limit, intensive)
+    vintage = target if code_vintage is None else code_vintage
+    extras = [c for c in table.columns if c not in (*FRAME_COLUMNS, "row")]
+    keys = ["period", CATEGORY] if table[CATEGORY].notna().any() else ["period"]
+    harmonised = harmonise(
+        table.drop(columns=[] if CATEGORY in keys else [CATEGORY]),
+        history,
+        vintage=vintage,
+        target=target,
+        counts=["gmv_cny", "active_merchants", *[c for c in extras if c not in intensive]],
+        intensive=list(intensive),
+        keys=keys,
+        split_weights=split_weights,
+    )
+    frame = _tidy(harmonised.table, extras)
+    unmatched = harmonised.unmatched.assign(reason=f"code maps to no county of the {target} vintage")
+    notes = _notes(raw, table, frame, history, vintage, frequency)
+    return PlatformMetrics(frame, frequency, unmatched, is_synthetic, notes)
+
+
+def _check_vintages(history: CodeHistory, target: int, code_vintage: int | None) -> None:
+    for name, year in (("target", target), ("code_vintage", code_vintage)):
+        if year is not None and year not in history.years:
+            raise CountyCodeError(
+                f"{name} must be a year of the code lists {history.years[0]}..{history.years[-1]}; got {year}"
+            )
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise PlatformMetricsError(f"{path}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
+    if not path.is_file():
+        raise PlatformMetricsError(f"{path}: file is missing")
+    raw = _read_csv(path) if kind == "csv" else _read_parquet(path)
+    raw.columns = [str(column).strip() for column in raw.columns]
+    missing = [column for column in REQUIRED if column not in raw.columns]
+    if missing:
+        raise PlatformMetricsError(f"{path}: missing required column(s) {missing}; found columns {list(raw.columns)}")
+    if raw.empty:
+        raise PlatformMetricsError(f"{path}: must hold at least one data row; got only the header")
+    return raw
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        raw = pd.read_csv(path, dtype=str, na_filter=False, skip_blank_lines=False, encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PlatformMetricsError(f"{path}: must be UTF-8 encoded (re-save it as UTF-8); got {err.reason}") from err
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise PlatformMetricsError(f"{path}: cannot be read as CSV: {err}") from err
+    blank = (raw == "").all(axis=1)
+    return raw[~blank]
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path).reset_index(drop=True)
+    except Exception as err:  # pyarrow raises several types for a corrupt file
+        raise PlatformMetricsError(f"{path}: cannot be read as Parquet: {err}") from err
+
+
+def _where(path: Path, index: int) -> str:
+    """``data row N, line N+1 of FILE`` for the row labelled ``index`` (0-based, header excluded)."""
+    line = f", line {index + 2}" if SUFFIXES[path.suffix.lower()] == "csv" else ""
+    return f"data row {index + 1}{line} of {path}"
+
+
+def _show(value: object) -> str:
+    """A cell as it came in: ``'2025Q5'`` for text, ``-2.0`` for a number (not ``np.float64(-2.0)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _first(flags: pd.Series) -> int:
+    return int(flags.idxmax())
+
+
+def _validated(
+    raw: pd.DataFrame,
+    path: Path,
+    history: CodeHistory,
+    target: int,
+    as_of_limit: str | None,
+    intensive: Sequence[str],
+) -> tuple[pd.DataFrame, str, bool]:
+    """The checked table (``row``, ``county_code``, ``period`` as int, ``category``, metrics),
+    its frequency and whether it is marked synthetic."""
+    codes = _codes(raw, path, history, target)
+    frequency, periods = _periods(raw, path)
+    _check_future(raw, path, periods, frequency, as_of_limit)
+    extras = _extra_metrics(raw, intensive, path)
+    metrics = {c: _numbers(raw, c, path, required=c in REQUIRED) for c in ("gmv_cny", "active_merchants", *extras)}
+    is_synthetic = _synthetic_flag(raw, path)
+    table = pd.DataFrame(
+        {"row": raw.index + 1, "county_code": codes, "period": periods, CATEGORY: _categories(raw), **metrics},
+        index=raw.index,
+    )
+    _check_unique(table, raw, path)
+    return table, frequency, is_synthetic
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Cells as stripped text, missing -> ``""``."""
+    return series.astype("string").fillna("").str.strip()
+
+
+def _integral_text(series: pd.Series) -> pd.Series:
+    """Like :func:`_text`, with a trailing ``.0`` removed (codes and years stored as floats)."""
+    return _text(series).str.replace(r"\.0$", "", regex=True)
+
+
+def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> pd.Series:
+    codes = _integral_text(raw["county_code"])
+    malformed = ~codes.str.fullmatch(r"\d{6}")
+    if malformed.any():
+        i = _first(malformed)
+        raise PlatformMetricsError(
+            f"county_code {_show(raw.at[i, 'county_code'])} must be 6 digits; "
+            f"got {len(codes.at[i])} characters ({_where(path, i)})"
+        )
+    known = {code: history.nearest_year(code, target) is not None for code in codes.unique()}
+    unknown = ~codes.map(known).astype(bool)
+    if unknown.any():
+        i = _first(unknown)
+        raise PlatformMetricsError(
+            f"county_code {codes.at[i]!r} must be a county-level code of some year of the code history; "
+            f"got a code valid in no year ({_where(path, i)})"
+        )
+    return codes.astype(object)
+
+
+def _periods(raw: pd.DataFrame, path: Path) -> tuple[str, pd.Series]:
+    text = _integral_text(raw["period"])
+    parsed = {value: _parse(value) for value in text.unique()}
+    bad = text.map(lambda value: parsed[value] is None)
+    if bad.any():
+        i = _first(bad)
+        raise PlatformMetricsError(
+            f"period must look like 2025 (annual) or 2025Q3 (quarterly), with a year in "
+            f"{YEARS[0]}..{YEARS[-1]}; got {_show(raw.at[i, 'period'])} ({_where(path, i)})"
+        )
+    kinds = text.map(lambda value: parsed[value][0])
+    frequency = kinds.iloc[0]
+    mixed = kinds != frequency
+    if mixed.any():
+        i, first = _first(mixed), kinds.index[0]
+        raise PlatformMetricsError(
+            f"period must be {frequency} in every row, like {text.at[first]!r} in {_where(path, first)}; "
+            f"got {kinds.at[i]} {text.at[i]!r} ({_where(path, i)})"
+        )
+    return frequency, text.map(lambda value: parsed[value][1]).astype("int64")
+
+
+def _parse(value: str) -> tuple[str, int] | None:
+    try:
+        kind, index = parse_period(value)
+    except PeriodError:
+        return None
+    year = index // 4 if kind == QUARTERLY else index
+    return (kind, index) if year in YEARS else None
+
+
+def _check_future(raw: pd.DataFrame, path: Path, periods: pd.Series, frequency: str, as_of_limit: str | None) -> None:
+    if as_of_limit is None:
+        return
+    limit = _limit(as_of_limit, frequency)
+    late = periods > limit
+    if late.any():
+        i = _first(late)
+        raise PlatformMetricsError(
+            f"period must not be after as_of_limit {as_of_limit!r} (no data from the future); "
+            f"got {_show(raw.at[i, 'period'])} ({_where(path, i)})"
+        )
+
+
+def _limit(as_of_limit: str, frequency: str) -> int:
+    """The last allowed period of ``frequency``; an annual value of year Y is dated YQ4."""
+    kind, index = parse_period(as_of_limit)
+    if kind == frequency:
+        return index
+    if frequency == ANNUAL:
+        return (index - 3) // 4
+    return index * 4 + 3
+
+
+def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> list[str]:
+    special = {*REQUIRED, CATEGORY, SYNTHETIC_FLAG, *IGNORED}
+    extras = [c for c in raw.columns if c not in special]
+    stray = [c for c in intensive if c not in extras]
+    if stray:
+        raise PlatformMetricsError(
+            f"{path}: intensive must name further metric columns of the file ({extras}); got {stray}"
+        )
+    return extras
+
+
+def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool) -> pd.Series:
+    """A metric column as float; a number >= 0 or (unless ``required``) empty in every row."""
+    series = raw[column]
+    if pd.api.types.is_bool_dtype(series):
+        raise PlatformMetricsError(f"{path}: {column} must hold numbers >= 0; got a true/false column")
+    text = _text(series)
+    empty = text == ""
+    values = pd.to_numeric(text.mask(empty), errors="coerce").astype(float)
+    invalid = (values.isna() & ~empty) | (values < 0) | np.isinf(values) | (empty & required)
+    if invalid.any():
+        i = _first(invalid)
+        got = "an empty cell" if empty.at[i] else _show(raw.at[i, column])
+        raise PlatformMetricsError(f"{column} must be a number >= 0; got {got} ({_where(path, i)})")
+    return values
+
+
+def _categories(raw: pd.DataFrame) -> pd.Series:
+    if CATEGORY not in raw.columns:
+        return pd.Series(None, index=raw.index, dtype=object)
+    text = _text(raw[CATEGORY]).astype(object)
+    return text.where(text != "", None)
+
+
+def _synthetic_flag(raw: pd.DataFrame, path: Path) -> bool:
+    if SYNTHETIC_FLAG not in raw.columns:
+        return False
+    text = _text(raw[SYNTHETIC_FLAG]).str.lower()
+    flags = text.map(FLAG_VALUES)
+    if flags.isna().any():
+        i = _first(flags.isna())
+        raise PlatformMetricsError(
+            f"{SYNTHETIC_FLAG} must be true or false; got {_show(raw.at[i, SYNTHETIC_FLAG])} ({_where(path, i)})"
+        )
+    return bool(flags.astype(bool).any())
+
+
+def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
+    keys = ["county_code", "period", *([CATEGORY] if CATEGORY in raw.columns else [])]
+    key_frame = table[keys].fillna("")
+    repeated = key_frame.duplicated()
+    if repeated.any():
+        i = _first(repeated)
+        first = int(key_frame.index[(key_frame == key_frame.loc[i]).all(axis=1)][0])
+        shown = tuple(str(raw.at[i, c]).strip() for c in keys)
+        raise PlatformMetricsError(
+            f"({', '.join(keys)}) must be unique; got {shown} again ({_where(path, i)}), "
+            f"already in {_where(path, first)}"
+        )
+
+
+def _tidy(table: pd.DataFrame, extras: list[str]) -> pd.DataFrame:
+    if CATEGORY not in table.columns:
+        table = table.assign(**{CATEGORY: None})
+    category = table[CATEGORY].astype(object)
+    table = table.assign(**{CATEGORY: category.where(category.notna(), None)})
+    frame = table[[*FRAME_COLUMNS, *extras]]
+    frame = frame.sort_values(["county_code", "period", CATEGORY], na_position="last")
+    return frame.reset_index(drop=True)
+
+
+def _notes(
+    raw: pd.DataFrame, table: pd.DataFrame, frame: pd.DataFrame, history: CodeHistory, vintage: int, frequency: str
+) -> dict:
+    codes = table["county_code"].unique()
+    periods = sorted(table["period"].unique())
+    return {
+        "rows_read": len(raw),
+        "codes_in_file": len(codes),
+        "codes_resolved_to_another_year": sorted(c for c in codes if history.nearest_year(c, vintage) != vintage),
+        "target_counties": int(frame["county_code"].nunique()),
+        "periods": [label(int(periods[0]), frequency), label(int(periods[-1]), frequency)],
+    }
+
+
+def rule_metrics(metrics: PlatformMetrics) -> pd.DataFrame:
+    """The belt rule's metrics per county and period, categories added up.
+
+    Parameters
+    ----------
+    metrics : PlatformMetrics
+        From :func:`read_platform_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        One row per ``county_code`` and ``period`` present in ``metrics``:
+
+        * ``gmv_annual_cny``: quarterly data, the GMV of the trailing four quarters ``t-3..t``,
+          NaN unless all four are present; annual data, the year's GMV;
+        * ``active_merchants``: the period's value (quarterly: the quarter ``t`` itself);
+        * ``gmv_growth_yoy``: ``gmv_annual_cny`` at ``t`` over ``gmv_annual_cny`` at ``t - 4``
+          quarters (annual: the previous year), minus 1; NaN unless all eight quarters
+          ``t-7..t`` (annual: both years) are present and the earlier sum is > 0. Rounded to
+          9 decimals so that exactly 20 % growth meets ``>= 0.2``.
+
+        A NaN metric (unknown growth, an incomplete year) counts as **not met** by the belt
+        rule (:class:`features.labels.Condition`), so a county needs two other conditions.
+        Only data dated ``<= t`` enters period ``t``. ``active_merchants`` added up over
+        categories counts a merchant active in two categories twice.
+    """
+    totals = _totals(metrics.frame)
+    window = per_year(metrics.frequency)
+    sums = _window_sums(totals, ["county_code"], "gmv_cny", window)
+    complete = sums.assign(gmv_annual_cny=sums["sum"].where(sums["count"] == window))
+    table = totals.merge(
+        complete[["county_code", "period", "gmv_annual_cny"]], on=["county_code", "period"], how="left"
+    )
+    earlier = table[["county_code", "period", "gmv_annual_cny"]].assign(period=table["period"] + window)
+    earlier = earlier.rename(columns={"gmv_annual_cny": "earlier"})
+    table = table.merge(earlier, on=["county_code", "period"], how="left")
+    growth = (table["gmv_annual_cny"] / table["earlier"] - 1).where(table["earlier"] > 0)
+    table["gmv_growth_yoy"] = growth.round(GROWTH_DECIMALS)
+    return table[["county_code", "period", "gmv_annual_cny", "active_merchants", "gmv_growth_yoy"]]
+
+
+def _totals(frame: pd.DataFrame) -> pd.DataFrame:
+    grouped = frame.groupby(["county_code", "period"], sort=True)[["gmv_cny", "active_merchants"]]
+    return grouped.sum(min_count=1).reset_index()
+
+
+def _window_sums(frame: pd.DataFrame, keys: list[str], column: str, window: int) -> pd.DataFrame:
+    """For every ``keys`` and period ``t`` reachable, the sum of ``column`` over ``t-window+1..t``
+    and the count of values that went into it."""
+    spread = pd.concat(
+        [frame[[*keys, "period", column]].assign(period=frame["period"] + lag) for lag in range(window)],
+        ignore_index=True,
+    )
+    grouped = spread.groupby([*keys, "period"], dropna=False)[column]
+    return grouped.agg(["sum", "count"]).reset_index()
+
+
+def category_modes(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.DataFrame:
+    """Each county's development mode per period, from the GMV of its product categories.
+
+    The GMV of each category over the trailing four quarters ``t-3..t`` (annual data: the year;
+    the quarters present are added up, none is required) is added up by the mode of the
+    category (:meth:`ModeTaxonomy.mode_of`); the mode with the most GMV wins, ties going to the
+    mode listed first in :data:`features.taxonomy.MODES`. Adding up by mode first means that
+    several garment and shoe categories together outweigh one larger tea category; the largest
+    single category is reported beside it as ``top_category``.
+
+    Parameters
+    ----------
+    metrics : PlatformMetrics
+        From :func:`read_platform_metrics`.
+    taxonomy : ModeTaxonomy
+        The keyword taxonomy (:func:`features.taxonomy.load_taxonomy`).
+
+    Returns
+    -------
+    DataFrame
+        One row per ``county_code`` and ``period`` present in ``metrics``: ``mode`` (NaN when
+        no category of the window maps to a mode, or there are no categories),
+        ``mode_gmv_share`` (the winning mode's GMV over all GMV of the window, categories
+        without a mode included) and ``top_category`` (the category with the most GMV in the
+        window, ties to the first in sort order; None without categories).
+    """
+    frame = metrics.frame
+    window = per_year(metrics.frequency)
+    present = _totals(frame)[["county_code", "period"]]
+    totals = _window_sums(_totals(frame), ["county_code"], "gmv_cny", window).rename(columns={"sum": "total"})
+    categorised = frame[frame[CATEGORY].notna()]
+    modes = {c: taxonomy.mode_of(c) for c in categorised[CATEGORY].unique()}
+    by_mode = categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
+    table = present.merge(_winning_mode(by_mode, window), on=["county_code", "period"], how="left")
+    table = table.merge(totals[["county_code", "period", "total"]], on=["county_code", "period"], how="left")
+    table["mode_gmv_share"] = (table.pop("mode_gmv") / table.pop("total")).where(table["mode"].notna())
+    table = table.merge(_top_category(categorised, window), on=["county_code", "period"], how="left")
+    table["top_category"] = table["top_category"].astype(object).where(table["top_category"].notna(), None)
+    return table[["county_code", "period", "mode", "mode_gmv_share", "top_category"]]
+
+
+def _winning_mode(by_mode: pd.DataFrame, window: int) -> pd.DataFrame:
+    empty = pd.DataFrame({"county_code": [], "period": [], "mode": [], "mode_gmv": []})
+    if by_mode.empty:
+        return empty.astype({"period": "int64", "mode_gmv": float})
+    sums = _window_sums(by_mode, ["county_code", "mode"], "gmv_cny", window)
+    wide = sums.pivot_table(index=["county_code", "period"], columns="mode", values="sum", aggfunc="sum")
+    wide = wide.reindex(columns=list(MODES)).fillna(0.0)
+    best = wide.max(axis=1)
+    winner = wide.idxmax(axis=1).where(best > 0)
+    return pd.DataFrame({"mode": winner, "mode_gmv": best.where(best > 0)}).reset_index()
+
+
+def _top_category(categorised: pd.DataFrame, window: int) -> pd.DataFrame:
+    if categorised.empty:
+        return pd.DataFrame({"county_code": [], "period": [], "top_category": []}).astype({"period": "int64"})
+    sums = _window_sums(categorised, ["county_code", CATEGORY], "gmv_cny", window)
+    ranked = sums.sort_values(["county_code", "period", "sum", CATEGORY], ascending=[True, True, False, True])
+    top = ranked.drop_duplicates(["county_code", "period"])
+    return top[["county_code", "period", CATEGORY]].rename(columns={CATEGORY: "top_category"})
+
+
+def default_platform_rule() -> BeltRule:
+    """The 2-of-3 platform belt rule, with **PLACEHOLDER** thresholds.
+
+    A county is a belt in a period when at least two of ``gmv_annual_cny >= 1e8`` (100 million
+    CNY over the trailing four quarters), ``active_merchants >= 100`` and
+    ``gmv_growth_yoy >= 0.2`` hold (metrics from :func:`rule_metrics`; an unknown metric counts
+    as not met).
+
+    The thresholds are placeholders to be set by the platform's strategists from their own data:
+    they are not calibrated on anything. Set the real ones in the config (the ``labels`` section)
+    rather than relying on these.
+    """
+    conditions = tuple(Condition(metric, ">=", threshold) for metric, threshold in PLACEHOLDER_THRESHOLDS)
+    return BeltRule(conditions, min_met=2)

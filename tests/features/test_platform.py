@@ -1,0 +1,473 @@
+"""Platform metrics: the reader's checks, code harmonisation, the rule metrics and the 2-of-3
+rule, on tiny hand-made files and frames (and the real code history where the claim is real)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.codes import CodeHistory, CodeRecord
+from features.errors import CountyCodeError, SourceFormatError
+from features.labels import BeltRule, Condition
+from features.platform import (
+    PlatformMetrics,
+    PlatformMetricsError,
+    category_modes,
+    default_platform_rule,
+    read_platform_metrics,
+    rule_metrics,
+)
+from features.taxonomy import load_taxonomy
+
+HEADER = "county_code,period,gmv_cny,active_merchants"
+
+
+@pytest.fixture
+def toy_history() -> CodeHistory:
+    """曹县 unchanged; 郫县 -> 郫都区 (2016); A + B merge into M and S splits into S1 + S2 (2015);
+    X is abolished in 2015 without a successor."""
+    records = [
+        CodeRecord("371721", "曹县", 2009, 10_000, ()),
+        CodeRecord("510124", "郫县", 2009, 2016, (("510117", 2016),)),
+        CodeRecord("510117", "郫都区", 2016, 10_000, ()),
+        CodeRecord("110001", "A", 2009, 2015, (("110009", 2015),)),
+        CodeRecord("110002", "B", 2009, 2015, (("110009", 2015),)),
+        CodeRecord("110009", "M", 2015, 10_000, ()),
+        CodeRecord("110003", "S", 2009, 2015, (("110004", 2015), ("110005", 2015))),
+        CodeRecord("110004", "S1", 2015, 10_000, ()),
+        CodeRecord("110005", "S2", 2015, 10_000, ()),
+        CodeRecord("120001", "X", 2009, 2015, ()),
+    ]
+
+    def year(codes: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({"code": codes, "name": codes})
+
+    old = year(["110000", "110001", "110002", "110003", "120000", "120001", "370000", "371721", "510000", "510124"])
+    new = year(["110000", "110009", "110004", "110005", "370000", "371721", "510000", "510117"])
+    return CodeHistory(records, {2014: old, 2015: new[new["code"] != "510117"], 2020: new})
+
+
+def write(tmp_path, lines: list[str], name: str = "metrics.csv", header: str = HEADER):
+    path = tmp_path / name
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+def quarterly(rows: list[tuple]) -> PlatformMetrics:
+    """A hand-made quarterly PlatformMetrics from ``(county_code, "2024Q1", gmv, merchants)``."""
+    frame = pd.DataFrame(rows, columns=["county_code", "period", "gmv_cny", "active_merchants"])
+    frame["period"] = [int(p[:4]) * 4 + int(p[-1]) - 1 for p in frame["period"]]
+    frame.insert(2, "category", None)
+    return PlatformMetrics(frame.astype({"gmv_cny": float, "active_merchants": float}), "quarterly")
+
+
+def quarters_of(code: str, first_year: int, gmv: list[float], merchants: float = 10) -> list[tuple]:
+    """Consecutive quarters from ``first_year`` Q1, one per value of ``gmv``."""
+    return [(code, f"{first_year + i // 4}Q{i % 4 + 1}", value, merchants) for i, value in enumerate(gmv)]
+
+
+Q2024Q4 = 2024 * 4 + 3
+
+
+def at(table: pd.DataFrame, code: str, period: int = Q2024Q4) -> pd.Series:
+    return table.set_index(["county_code", "period"]).loc[(code, period)]
+
+
+# --- rule metrics -------------------------------------------------------------------------------
+
+
+def test_trailing_four_quarters_and_growth_over_the_four_before():
+    metrics = quarterly(quarters_of("371721", 2023, [2.5e7] * 4 + [3e7] * 4))
+    table = rule_metrics(metrics)
+    assert at(table, "371721")["gmv_annual_cny"] == 1.2e8
+    assert at(table, "371721")["gmv_growth_yoy"] == 0.2
+    assert at(table, "371721", Q2024Q4 - 1)["gmv_annual_cny"] == 2.5e7 + 3 * 3e7
+    assert np.isnan(at(table, "371721", Q2024Q4 - 1)["gmv_growth_yoy"])  # needs 2022Q4
+    assert table["gmv_annual_cny"].notna().tolist() == [False] * 3 + [True] * 5
+
+
+def test_a_gap_in_the_trailing_quarters_makes_annual_gmv_and_growth_unknown():
+    rows = quarters_of("371721", 2023, [2.5e7] * 8)
+    del rows[5]  # 2024Q2
+    table = rule_metrics(quarterly(rows))
+    assert np.isnan(at(table, "371721")["gmv_annual_cny"])
+    assert np.isnan(at(table, "371721")["gmv_growth_yoy"])
+    assert at(table, "371721", 2023 * 4 + 3)["gmv_annual_cny"] == 1e8
+
+
+def test_growth_is_unknown_when_the_earlier_year_sold_nothing():
+    table = rule_metrics(quarterly(quarters_of("371721", 2023, [0.0] * 4 + [1e6] * 4)))
+    assert at(table, "371721")["gmv_annual_cny"] == 4e6
+    assert np.isnan(at(table, "371721")["gmv_growth_yoy"])
+
+
+def test_annual_data_grow_year_over_year():
+    frame = pd.DataFrame(
+        {
+            "county_code": ["371721"] * 3,
+            "period": [2022, 2023, 2025],
+            "category": [None] * 3,
+            "gmv_cny": [1e8, 1.5e8, 2e8],
+            "active_merchants": [80.0, 90.0, 120.0],
+        }
+    )
+    table = rule_metrics(PlatformMetrics(frame, "annual"))
+    assert table["gmv_annual_cny"].tolist() == [1e8, 1.5e8, 2e8]
+    assert table["gmv_growth_yoy"].tolist()[1] == 0.5
+    assert np.isnan(table["gmv_growth_yoy"].tolist()[0])
+    assert np.isnan(table["gmv_growth_yoy"].tolist()[2])  # 2024 is missing
+
+
+def test_rule_metrics_add_up_categories_and_do_not_modify_the_input():
+    quarters = [Q2024Q4 - k for k in range(4)]
+    frame = pd.DataFrame(
+        {
+            "county_code": ["371721"] * 8,
+            "period": quarters * 2,
+            "category": ["汉服"] * 4 + ["家具"] * 4,
+            "gmv_cny": [3e7] * 4 + [1e7] * 4,
+            "active_merchants": [60.0] * 4 + [50.0] * 4,
+        }
+    )
+    before = frame.copy()
+    table = rule_metrics(PlatformMetrics(frame, "quarterly"))
+    assert at(table, "371721")[["gmv_annual_cny", "active_merchants"]].tolist() == [1.6e8, 110.0]
+    pd.testing.assert_frame_equal(frame, before)
+
+
+# --- the 2-of-3 rule ----------------------------------------------------------------------------
+
+
+def test_default_rule_is_two_of_three_with_the_placeholder_thresholds():
+    assert default_platform_rule().describe() == (
+        "at least 2 of 3: gmv_annual_cny >= 1e+08; active_merchants >= 100; gmv_growth_yoy >= 0.2"
+    )
+
+
+def test_two_of_three_is_a_belt_one_of_three_is_not_and_unknown_growth_is_not_met():
+    rows = [
+        *quarters_of("110101", 2024, [2.5e7] * 4, merchants=100),  # 1e8, 100, growth unknown: 2 of 3
+        *quarters_of("110102", 2024, [2.5e7] * 4, merchants=99),  # 1e8, 99, growth unknown: 1 of 3
+        *quarters_of("110105", 2023, [1e7] * 4 + [1.25e7] * 4, merchants=150),  # 5e7, 150, 0.25: 2 of 3
+        *quarters_of("110106", 2023, [1e7] * 4 + [1.25e7] * 4, merchants=50),  # 5e7, 50, 0.25: 1 of 3
+        *quarters_of("110107", 2023, [1e7] * 4 + [1.25e7] * 4, merchants=150)[1:],  # 7 quarters: 1 of 3
+    ]
+    status = default_platform_rule().apply(rule_metrics(quarterly(rows)), period="period")
+    last = status[status["period"] == Q2024Q4].set_index("county_code")
+    assert last["n_met"].to_dict() == {"110101": 2, "110102": 1, "110105": 2, "110106": 1, "110107": 1}
+    assert last["is_belt"].to_dict() == {
+        "110101": True,
+        "110102": False,
+        "110105": True,
+        "110106": False,
+        "110107": False,
+    }
+
+
+def test_thresholds_are_met_at_the_boundary_and_not_just_below():
+    rows = [
+        *quarters_of("110101", 2023, [2.5e7] * 4 + [3e7] * 4, merchants=100),  # 1.2e8, 100, 0.2
+        *quarters_of("110102", 2023, [2.5e7] * 4 + [2.5e7] * 3 + [2.5e7 - 0.01], merchants=99),
+    ]
+    table = rule_metrics(quarterly(rows))
+    met = {
+        c.metric: c.met(table[table["period"] == Q2024Q4].set_index("county_code")[c.metric]).to_dict()
+        for c in default_platform_rule().conditions
+    }
+    assert met == {
+        "gmv_annual_cny": {"110101": True, "110102": False},
+        "active_merchants": {"110101": True, "110102": False},
+        "gmv_growth_yoy": {"110101": True, "110102": False},
+    }
+
+
+def test_a_rule_with_explicit_thresholds_uses_them():
+    rule = BeltRule((Condition("gmv_annual_cny", ">=", 4e6), Condition("active_merchants", ">=", 10)), min_met=2)
+    table = rule_metrics(quarterly(quarters_of("371721", 2024, [1e6] * 4, merchants=10)))
+    assert rule.apply(table, period="period")["is_belt"].tolist() == [False, False, False, True]
+
+
+# --- category modes -----------------------------------------------------------------------------
+
+
+def categorised(rows: list[tuple]) -> PlatformMetrics:
+    frame = pd.DataFrame(rows, columns=["county_code", "period", "category", "gmv_cny"])
+    return PlatformMetrics(frame.assign(active_merchants=1.0), "quarterly")
+
+
+def test_the_mode_with_most_gmv_wins_and_the_top_category_is_reported_beside_it():
+    metrics = categorised(
+        [
+            ("371721", Q2024Q4, "茶叶", 4e7),
+            ("371721", Q2024Q4, "女装", 3e7),
+            ("371721", Q2024Q4, "鞋", 2e7),
+            ("371721", Q2024Q4, "其他", 1e7),
+        ]
+    )
+    row = category_modes(metrics, load_taxonomy()).iloc[0]
+    assert row["mode"] == "industrial_transformation"
+    assert row["mode_gmv_share"] == 0.5
+    assert row["top_category"] == "茶叶"
+
+
+def test_category_modes_look_back_four_quarters_only():
+    rows = [("371721", Q2024Q4 - 4, "汉服", 9e9)] + [("371721", Q2024Q4 - k, "化妆品", 1e6) for k in range(4)]
+    table = category_modes(categorised(rows), load_taxonomy()).set_index("period")
+    assert table.loc[Q2024Q4 - 4, "mode"] == "cultural_heritage"
+    assert table.loc[Q2024Q4 - 1, "mode"] == "cultural_heritage"  # 2024Q3 still sees 2023Q4
+    assert table.loc[Q2024Q4, "mode"] == "national_brand"
+
+
+def test_no_mapped_category_or_no_category_gives_no_mode():
+    table = category_modes(categorised([("371721", Q2024Q4, "其他", 1e6)]), load_taxonomy())
+    assert table["mode"].isna().tolist() == [True]
+    assert table["top_category"].tolist() == ["其他"]
+    uncategorised = category_modes(quarterly(quarters_of("371721", 2024, [1e6])), load_taxonomy())
+    assert uncategorised["mode"].isna().tolist() == [True]
+    assert uncategorised["top_category"].tolist() == [None]
+
+
+# --- reading and harmonising ----------------------------------------------------------------------
+
+
+def test_reads_a_quarterly_file_with_categories(tmp_path, toy_history):
+    path = write(
+        tmp_path,
+        ["371721,2024Q2,2e7,20,汉服,曹县", "371721,2024Q1,1e7,10,汉服,曹县", "371721,2024Q2,5e6,4,,曹县"],
+        header=HEADER + ",category,county_name",
+    )
+    metrics = read_platform_metrics(path, toy_history)
+    assert metrics.frequency == "quarterly"
+    assert metrics.frame.columns.tolist() == ["county_code", "period", "category", "gmv_cny", "active_merchants"]
+    assert metrics.frame.values.tolist() == [
+        ["371721", 8096, "汉服", 1e7, 10.0],
+        ["371721", 8097, "汉服", 2e7, 20.0],
+        ["371721", 8097, None, 5e6, 4.0],
+    ]
+    assert metrics.is_synthetic is False
+    assert metrics.unmatched.empty
+
+
+def test_an_old_code_is_harmonised_to_its_successor(tmp_path, toy_history):
+    path = write(tmp_path, ["510124,2015Q1,1e6,5", "510124,2015Q2,2e6,6"])
+    for vintage in (2014, None):
+        metrics = read_platform_metrics(path, toy_history, code_vintage=vintage)
+        assert metrics.frame["county_code"].tolist() == ["510117", "510117"]
+        assert metrics.frame["gmv_cny"].tolist() == [1e6, 2e6]
+
+
+def test_merges_sum_counts_and_splits_divide_them(tmp_path, toy_history):
+    path = write(
+        tmp_path,
+        ["110001,2014,100,10,0.2", "110002,2014,300,30,0.6", "110003,2014,80,8,0.5"],
+        header=HEADER + ",refund_rate",
+    )
+    frame = read_platform_metrics(path, toy_history, code_vintage=2014, intensive=["refund_rate"]).frame
+    table = frame.set_index("county_code")
+    assert table.loc["110009", ["gmv_cny", "active_merchants"]].tolist() == [400.0, 40.0]
+    assert table.loc["110009", "refund_rate"] == pytest.approx(0.4)  # equal area shares
+    assert table.loc[["110004", "110005"], "gmv_cny"].tolist() == [40.0, 40.0]
+    assert table.loc[["110004", "110005"], "refund_rate"].tolist() == [0.5, 0.5]
+
+
+def test_split_weights_divide_counts(tmp_path, toy_history):
+    path = write(tmp_path, ["110003,2014,80,8"])
+    weights = pd.Series({"110004": 3.0, "110005": 1.0})
+    frame = read_platform_metrics(path, toy_history, code_vintage=2014, split_weights=weights).frame
+    assert frame["gmv_cny"].tolist() == [60.0, 20.0]
+
+
+def test_a_code_without_successor_is_reported_unmatched(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2014,1,1", "120001,2014,5,2"])
+    metrics = read_platform_metrics(path, toy_history, code_vintage=2014)
+    assert metrics.frame["county_code"].tolist() == ["371721"]
+    assert metrics.unmatched[["row", "county_code"]].values.tolist() == [[2, "120001"]]
+    assert metrics.unmatched["reason"].tolist() == ["code maps to no county of the 2020 vintage"]
+
+
+def test_parquet_reads_like_csv(tmp_path, toy_history):
+    csv = write(tmp_path, ["371721,2024Q1,1e7,10", "510117,2024Q1,2e6,3"])
+    parquet = tmp_path / "metrics.parquet"
+    pd.DataFrame(
+        {"county_code": [371721, 510117], "period": ["2024Q1"] * 2, "gmv_cny": [1e7, 2e6], "active_merchants": [10, 3]}
+    ).to_parquet(parquet)
+    pd.testing.assert_frame_equal(
+        read_platform_metrics(parquet, toy_history).frame, read_platform_metrics(csv, toy_history).frame
+    )
+
+
+def test_the_synthetic_flag_is_carried(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1,1,True"], header=HEADER + ",is_synthetic")
+    assert read_platform_metrics(path, toy_history).is_synthetic is True
+
+
+@pytest.mark.realdata
+def test_pixian_in_a_2015_file_becomes_pidu_district(tmp_path, code_history):
+    path = write(tmp_path, ["510124,2015Q4,3e6,12", "371721,2015Q4,9e6,40", "510117,2017Q1,4e6,15"])
+    for vintage in (2015, None):
+        frame = read_platform_metrics(path, code_history, code_vintage=vintage).frame
+        assert frame[["county_code", "period"]].values.tolist() == [
+            ["371721", 2015 * 4 + 3],
+            ["510117", 2015 * 4 + 3],
+            ["510117", 2017 * 4],
+        ]
+
+
+@pytest.mark.realdata
+def test_xingtai_county_is_split_in_equal_parts(tmp_path, code_history):
+    path = write(tmp_path, ["130521,2019,1e8,100"])
+    frame = read_platform_metrics(path, code_history, code_vintage=2019).frame
+    assert frame[["county_code", "gmv_cny"]].values.tolist() == [["130502", 5e7], ["130503", 5e7]]
+
+
+# --- validation errors --------------------------------------------------------------------------
+
+
+GOOD = "371721,2024Q1,1e7,10"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("37172,2024Q2,1,1", r"county_code '37172' must be 6 digits; got 5 characters \(data row 2, line 3 of "),
+        ("999999,2024Q2,1,1", r"county_code '999999' must be a county-level code .* valid in no year \(data row 2"),
+        ("371721,2025Q5,1,1", r"period must look like 2025 .* or 2025Q3 .*; got '2025Q5' \(data row 2, line 3"),
+        ("371721,1925,1,1", r"with a year in 2000\.\.2099; got '1925'"),
+        (
+            "371721,2025,1,1",
+            r"period must be quarterly in every row, like '2024Q1' in data row 1, line 2 .*; got annual",
+        ),
+        ("371721,2024Q2,-5,1", r"gmv_cny must be a number >= 0; got '-5' \(data row 2, line 3 of .*metrics\.csv\)"),
+        ("371721,2024Q2,1,-1", r"active_merchants must be a number >= 0; got '-1' \(data row 2"),
+        ("371721,2024Q2,abc,1", r"gmv_cny must be a number >= 0; got 'abc' \(data row 2"),
+        ("371721,2024Q2,1e7,", r"active_merchants must be a number >= 0; got an empty cell \(data row 2"),
+        ("371721,2024Q2,inf,1", r"gmv_cny must be a number >= 0; got 'inf'"),
+        (
+            "371721,2024Q1,5,1",
+            r"\(county_code, period\) must be unique; got \('371721', '2024Q1'\) again \(data row 2, line 3 of "
+            r".*\), already in data row 1, line 2 of ",
+        ),
+    ],
+)
+def test_invalid_rows_are_errors_naming_file_row_and_field(tmp_path, toy_history, line, message):
+    path = write(tmp_path, [GOOD, line])
+    with pytest.raises(PlatformMetricsError, match=message):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_missing_column_is_named_with_the_columns_found(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1"], header="county_code,period,gmv_cny")
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"metrics\.csv: missing required column\(s\) \['active_merchants'\]; "
+        r"found columns \['county_code', 'period', 'gmv_cny'\]",
+    ):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_further_metric_must_be_a_non_negative_number_or_empty(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1,1,", "510117,2024Q1,1,1,-0.5"], header=HEADER + ",orders")
+    with pytest.raises(PlatformMetricsError, match=r"orders must be a number >= 0; got '-0\.5' \(data row 2"):
+        read_platform_metrics(path, toy_history)
+
+
+def test_the_same_category_twice_is_a_duplicate_but_two_categories_are_not(tmp_path, toy_history):
+    header = HEADER + ",category"
+    ok = write(tmp_path, ["371721,2024Q1,1,1,女装", "371721,2024Q1,1,1,鞋"], header=header)
+    assert len(read_platform_metrics(ok, toy_history).frame) == 2
+    bad = write(tmp_path, ["371721,2024Q1,1,1,女装", "371721,2024Q1,1,1,女装"], header=header)
+    with pytest.raises(PlatformMetricsError, match=r"got \('371721', '2024Q1', '女装'\) again \(data row 2"):
+        read_platform_metrics(bad, toy_history)
+
+
+def test_a_period_after_the_as_of_limit_is_an_error(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD, "371721,2025Q4,1,1"])
+    assert len(read_platform_metrics(path, toy_history, as_of_limit="2025Q4").frame) == 2
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"period must not be after as_of_limit '2025Q3' \(no data from the future\); got '2025Q4' \(data row 2",
+    ):
+        read_platform_metrics(path, toy_history, as_of_limit="2025Q3")
+
+
+def test_an_annual_value_is_in_the_future_until_its_fourth_quarter(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024,1,1", "371721,2025,1,1"])
+    assert len(read_platform_metrics(path, toy_history, as_of_limit="2025Q4").frame) == 2
+    with pytest.raises(PlatformMetricsError, match=r"got '2025' \(data row 2"):
+        read_platform_metrics(path, toy_history, as_of_limit="2025Q3")
+
+
+def test_rows_need_not_be_sorted_and_gaps_are_allowed(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2025Q1,1,1", "510117,2024Q1,1,1", "371721,2023Q2,1,1"])
+    frame = read_platform_metrics(path, toy_history).frame
+    assert frame["period"].tolist() == [2023 * 4 + 1, 2025 * 4, 2024 * 4]
+
+
+def test_row_numbers_count_blank_lines_so_lines_match_an_editor(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD, "", "371721,2024Q2,-1,1"])
+    with pytest.raises(PlatformMetricsError, match=r"got '-1' \(data row 3, line 4 of "):
+        read_platform_metrics(path, toy_history)
+
+
+def test_parquet_rows_are_named_without_lines(tmp_path, toy_history):
+    path = tmp_path / "metrics.parquet"
+    pd.DataFrame(
+        {"county_code": ["371721", "371721"], "period": ["2024Q1", "2024Q2"], "gmv_cny": [1.0, -2.0],
+         "active_merchants": [1, 1]}
+    ).to_parquet(path)  # fmt: skip
+    with pytest.raises(PlatformMetricsError, match=r"gmv_cny must be a number >= 0; got -2\.0 \(data row 2 of "):
+        read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "metrics.xlsx",
+            b"",
+            r"metrics\.xlsx: file suffix must be one of \['\.csv', '\.parquet', '\.pq'\]; got '\.xlsx'",
+        ),
+        ("metrics.csv", (HEADER + "\n371721,2024Q1,1,1,曹县\n").encode("gbk"), r"must be UTF-8 encoded"),
+        ("metrics.csv", (HEADER + "\n").encode(), r"must hold at least one data row; got only the header"),
+        ("metrics.parquet", b"not parquet", r"metrics\.parquet: cannot be read as Parquet"),
+    ],
+)
+def test_unreadable_files_are_errors_naming_the_file(tmp_path, toy_history, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(PlatformMetricsError, match=message):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_missing_file_is_an_error(tmp_path, toy_history):
+    with pytest.raises(PlatformMetricsError, match=r"absent\.csv: file is missing"):
+        read_platform_metrics(tmp_path / "absent.csv", toy_history)
+
+
+def test_a_bad_synthetic_flag_is_an_error(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1,1,maybe"], header=HEADER + ",is_synthetic")
+    with pytest.raises(PlatformMetricsError, match=r"is_synthetic must be true or false; got 'maybe' \(data row 1"):
+        read_platform_metrics(path, toy_history)
+
+
+def test_intensive_must_name_a_further_metric(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD])
+    with pytest.raises(PlatformMetricsError, match=r"intensive must name further metric columns .*; got \['rate'\]"):
+        read_platform_metrics(path, toy_history, intensive=["rate"])
+
+
+def test_a_target_outside_the_code_lists_is_an_error(tmp_path, toy_history):
+    with pytest.raises(CountyCodeError, match=r"target must be a year of the code lists 2014\.\.2020; got 2023"):
+        read_platform_metrics(write(tmp_path, [GOOD]), toy_history, target=2023)
+
+
+def test_platform_errors_are_source_format_errors():
+    assert issubclass(PlatformMetricsError, SourceFormatError)
+
+
+def test_a_platform_metrics_frame_must_have_its_columns():
+    with pytest.raises(PlatformMetricsError, match=r"frequency must be 'annual' or 'quarterly'; got 'monthly'"):
+        PlatformMetrics(pd.DataFrame(), "monthly")
+    with pytest.raises(PlatformMetricsError, match=r"needs column\(s\) \['category', 'gmv_cny', 'active_merchants'\]"):
+        PlatformMetrics(pd.DataFrame(columns=["county_code", "period"]), "annual")
