@@ -66,6 +66,7 @@ def build_panel(
     spec: PanelSpec,
     modes: pd.DataFrame | None = None,
     label_metrics: pd.DataFrame | None = None,
+    period_long: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Join every source as of each period, add growth, spatial and label columns.
 
@@ -82,6 +83,9 @@ def build_panel(
     label_metrics : DataFrame, optional
         Wide ``county_code``, ``period`` and the rule's metrics (platform metrics); default: the
         label source's variables.
+    period_long : DataFrame, optional
+        Further long rows already dated by period (``county_code, period, variable, value,
+        source``), e.g. the platform's own metrics; joined as of each period like the rest.
 
     Returns
     -------
@@ -90,6 +94,8 @@ def build_panel(
     """
     long = with_growth(pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True))
     long["period"] = [year_end(int(y), spec.frequency) for y in long["year"]]
+    if period_long is not None:
+        long = pd.concat([long, period_long.assign(year=-1)], ignore_index=True)
     if label_metrics is None:
         label_metrics = _label_metrics(long, spec)
     status = spec.rule.apply(label_metrics, "period")

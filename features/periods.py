@@ -63,3 +63,13 @@ def year_end(year: int, frequency: str) -> int:
 def per_year(frequency: str) -> int:
     """Periods per year: 4 for quarters, 1 for years."""
     return 4 if frequency == QUARTERLY else 1
+
+
+def frequency_of(index: int) -> str:
+    """Years (1981..2100) and quarter indices (7924..8403) never overlap: tell them apart."""
+    return QUARTERLY if index >= 4000 else ANNUAL
+
+
+def label_of(index: int) -> str:
+    """The text of a period index of either frequency."""
+    return label(int(index), frequency_of(int(index)))

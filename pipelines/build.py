@@ -14,6 +14,8 @@ from features.codes import CodeHistory
 from features.io import write_csv, write_json, write_parquet
 from features.labels import BeltRule, Condition
 from features.panel import PanelSpec, build_panel
+from features.periods import label_of, parse_period
+from features.platform import category_modes, read_platform_metrics, rule_metrics
 from features.quality import coverage_table, quality_summary
 from features.sources import (
     census,
@@ -27,7 +29,7 @@ from features.sources import (
 )
 from features.sources.base import SourceTable
 from features.taxonomy import county_modes, load_taxonomy, mode_counts
-from pipelines.config import LabelSettings, Settings
+from pipelines.config import LabelSettings, PlatformSettings, Settings
 from pipelines.master import load_history
 
 Reader = Callable[[Path, CodeHistory, int], SourceTable]
@@ -55,20 +57,62 @@ class BuildOutputs:
     unmatched: Path
 
 
-def run(settings: Settings, console: Console) -> BuildOutputs:
-    """Read every source, build the point-in-time panel, write it with its quality summary."""
+def run(settings: Settings, console: Console, until: str | None = None) -> BuildOutputs:
+    """Read every source, build the point-in-time panel, write it with its quality summary.
+
+    With ``platform.metrics_file`` set, labels, modes and periods come from the platform's metrics
+    (``until`` caps the periods, e.g. ``2025Q3``); otherwise from the public Taobao rosters."""
     target = settings.codes.target_vintage
     history = load_history(settings)
     units = history.county_units(target)
     sources = read_sources(Path(settings.data.cache_dir), history, target)
-    modes = mode_labels(Path(settings.data.cache_dir), history, target)
-    panel = build_panel(sources, units, panel_spec(settings), modes)
+    if settings.platform.metrics_file is not None:
+        panel, modes, rule = platform_panel(settings, history, units, sources, until)
+    else:
+        modes = mode_labels(Path(settings.data.cache_dir), history, target)
+        panel, rule = build_panel(sources, units, panel_spec(settings), modes), belt_rule(settings.labels)
     summary = quality_summary(sources, panel, units)
     summary["modes"] = {str(k): int(v) for k, v in mode_counts(modes).items()}
-    summary["belt_rule"] = belt_rule(settings.labels).describe()
+    summary["belt_rule"] = rule.describe()
     outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
     report(console, panel, summary, sources, outputs)
     return outputs
+
+
+def platform_panel(
+    settings: Settings, history: CodeHistory, units: pd.DataFrame, sources: list[SourceTable], until: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame, BeltRule]:
+    """The panel of the platform's periods: labels by the configured rule over the platform's
+    metrics, modes by category mix, the platform's metrics as features, public data as of each period."""
+    metrics = read_platform_metrics(
+        settings.platform.metrics_file, history, settings.codes.target_vintage, as_of_limit=until
+    )
+    rule = belt_rule(settings.platform)
+    labels = labelled_periods_only(rule_metrics(metrics), rule)
+    last = labels["period"].max() if until is None else parse_period(until)[1]
+    periods = tuple(range(int(metrics.frame["period"].min()), int(last) + 1))
+    spec = PanelSpec(
+        periods=periods, rule=rule, label_source="platform", horizon=settings.platform.horizon,
+        frequency=metrics.frequency,
+    )  # fmt: skip
+    modes = category_modes(metrics, load_taxonomy()).rename(columns={"period": "as_of"})
+    platform_long = platform_features(labels, rule)
+    panel = build_panel(sources, units, spec, modes[["county_code", "as_of", "mode"]], labels, platform_long)
+    return panel, modes[modes["as_of"] == modes["as_of"].max()], rule
+
+
+def labelled_periods_only(metrics: pd.DataFrame, rule: BeltRule) -> pd.DataFrame:
+    """Keep the periods in which every metric of the rule can be computed for some county (with
+    quarterly data, growth needs eight quarters): no label is made from a half-known rule."""
+    known = metrics.groupby("period")[rule.metrics].apply(lambda g: g.notna().any().all())
+    return metrics[metrics["period"].isin(known[known].index)].reset_index(drop=True)
+
+
+def platform_features(metrics: pd.DataFrame, rule: BeltRule) -> pd.DataFrame:
+    """The platform's rule metrics as features of the same period (``platform_`` prefix)."""
+    long = metrics.melt(id_vars=["county_code", "period"], value_vars=rule.metrics, var_name="variable")
+    long["variable"] = "platform_" + long["variable"]
+    return long.assign(source="platform", value=long["value"].astype(float))
 
 
 def read_sources(raw_dir: Path, history: CodeHistory, target: int) -> list[SourceTable]:
@@ -83,7 +127,7 @@ def mode_labels(raw_dir: Path, history: CodeHistory, target: int) -> pd.DataFram
     return county_modes(with_products, load_taxonomy())
 
 
-def belt_rule(labels: LabelSettings) -> BeltRule:
+def belt_rule(labels: LabelSettings | PlatformSettings) -> BeltRule:
     """The configured belt rule as a :class:`BeltRule`."""
     conditions = tuple(Condition(c.metric, c.op, c.threshold) for c in labels.conditions)
     return BeltRule(conditions, labels.min_met)
@@ -121,7 +165,7 @@ def report(
     _print_unmatched(console, sources)
     console.print(_labels(panel))
     console.print(f"belt rule: {summary['belt_rule']}")
-    console.print(f"mode classes (belts of {MODE_ROSTER_YEAR}): {summary['modes']}", highlight=False)
+    console.print(f"mode classes (belts with a known mode): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
     console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
 
@@ -156,7 +200,7 @@ def _coverage(summary: dict, years: range) -> Table:
 
 
 def _labels(panel: pd.DataFrame) -> Table:
-    table = Table(title="Labels per as-of year")
+    table = Table(title="Labels per as-of period")
     for column in ("as_of", "belts", "non-belts", "emerged", "transitions"):
         table.add_column(column, justify="right")
     for as_of, rows in panel.groupby("as_of"):
@@ -164,7 +208,7 @@ def _labels(panel: pd.DataFrame) -> Table:
         belts = int(rows.loc[labelled, "is_belt"].sum())
         emerged = rows["emerged"].dropna()
         table.add_row(
-            str(as_of),
+            label_of(as_of),
             str(belts) if labelled.any() else "-",
             str(int(labelled.sum()) - belts) if labelled.any() else "-",
             str(int(emerged.sum())) if len(emerged) else "-",

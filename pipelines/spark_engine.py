@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.models import get_model_info
+from mlflow.types import DataType, Schema
 
-from features.taxonomy import MODES
-from models.bundle import OUTPUT_COLUMNS
 from pipelines.score import ScoreError
 
 if TYPE_CHECKING:
@@ -33,21 +33,9 @@ LOCAL_MASTER = "local[2]"
 PYSPARK_PYTHON = "PYSPARK_PYTHON"
 ROW = "__beltcast_row__"
 FORECAST = "__beltcast_forecast__"
-# is_belt travels as a string: spark_udf casts a BooleanType field with numpy, which cannot hold
-# the missing is_belt of years before the first label (2013), so it comes back as a nullable boolean
-RESULT_TYPE = ", ".join(
-    [
-        *(f"{name} string" for name in ("county_code", "county_name", "province", "prefecture")),
-        "as_of long",
-        "p_belt double",
-        "is_belt string",
-        "mode string",
-        *(f"p_{mode} double" for mode in MODES),
-        "top_drivers string",
-        "what_if string",
-    ]
-)
-BOOLEANS = {"True": True, "False": False, "<NA>": pd.NA}  # numpy's str() of a nullable boolean
+# numpy's str() of a nullable boolean: spark_udf casts a boolean field with numpy, which cannot hold
+# a missing is_belt (every county before the first label year), so booleans travel as these strings
+BOOLEANS = {"True": True, "False": False, "<NA>": pd.NA}
 SESSION_CONFIG = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -98,12 +86,27 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with :data:`~models.bundle.OUTPUT_COLUMNS`, one row per request row, in order.
+    DataFrame with the model's output columns (:data:`~models.bundle.OUTPUT_COLUMNS`), one row per
+    request row, in order, with the pandas engine's dtypes.
     """
+    outputs = output_schema(model_uri)
     with spark_session() as spark:
-        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=RESULT_TYPE, env_manager="local")
+        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(outputs), env_manager="local")
         scored = _score(spark, predict, request)
-    return _as_pandas_forecast(scored)
+    return _as_pandas_forecast(scored, outputs)
+
+
+def output_schema(model_uri: str) -> Schema:
+    """The output columns and types of the model's logged signature."""
+    signature = get_model_info(model_uri).signature
+    if signature is None or signature.outputs is None:
+        raise ScoreError(f"the spark engine needs a model with an output signature; {model_uri} has none")
+    return signature.outputs
+
+
+def result_type(outputs: Schema) -> str:
+    """The UDF's struct as Spark DDL (``county_code string, as_of long, ...``); booleans as strings."""
+    return ", ".join(f"{column.name} {_spark_type(column.type)}" for column in outputs.inputs)
 
 
 def _score(spark: SparkSession, predict, request: pd.DataFrame) -> pd.DataFrame:
@@ -116,20 +119,28 @@ def _score(spark: SparkSession, predict, request: pd.DataFrame) -> pd.DataFrame:
     return scored.toPandas().sort_values(ROW).reset_index(drop=True)
 
 
-def _as_pandas_forecast(scored: pd.DataFrame) -> pd.DataFrame:
-    """The pandas engine's columns and dtypes (its string dtype, int64, float64, nullable boolean)."""
-    columns = {name: scored[name].to_numpy(dtype=object) for name in OUTPUT_COLUMNS}
-    columns["as_of"] = scored["as_of"].to_numpy(dtype=np.int64)
-    columns.update({name: scored[name].to_numpy(dtype=float) for name in ("p_belt", *(f"p_{m}" for m in MODES))})
-    columns["is_belt"] = _booleans(scored["is_belt"])
-    return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+def _as_pandas_forecast(scored: pd.DataFrame, outputs: Schema) -> pd.DataFrame:
+    """The columns as the pandas engine builds them: strings from object arrays (pandas' string
+    dtype), int64, float64, and booleans as a nullable boolean."""
+    columns = {column.name: _values(scored[column.name], column.type) for column in outputs.inputs}
+    return pd.DataFrame(columns, columns=outputs.input_names())
 
 
-def _booleans(texts: pd.Series) -> pd.arrays.BooleanArray:
-    """``is_belt`` back from its string form; anything else is an error, never a silent NA."""
+def _spark_type(kind: DataType) -> str:
+    return "string" if kind == DataType.boolean else kind.name
+
+
+def _values(values: pd.Series, kind: DataType) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    if kind == DataType.boolean:
+        return _booleans(values)
+    return values.to_numpy(dtype=object if kind == DataType.string else kind.to_numpy())
+
+
+def _booleans(texts: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """A boolean column back from its string form; anything else is an error, never a silent NA."""
     unknown = sorted(set(texts) - BOOLEANS.keys())
     if unknown:
-        raise ScoreError(f"is_belt from spark_udf must be one of {sorted(BOOLEANS)}; got {unknown}")
+        raise ScoreError(f"{texts.name} from spark_udf must be one of {sorted(BOOLEANS)}; got {unknown}")
     return pd.array([BOOLEANS[text] for text in texts], dtype="boolean")
 
 
