@@ -138,7 +138,7 @@ def promote(
 @app.command("score")
 def score(
     config: ConfigOption = None,
-    as_of: Annotated[int | None, typer.Option(help="As-of year; default the newest in the model.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
     out: Annotated[Path | None, typer.Option(help="CSV path (a Parquet file is written beside it).")] = None,
     engine: Annotated[str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")] = "pandas",
 ) -> None:
@@ -169,7 +169,7 @@ def serve(
 @app.command("report")
 def report(
     config: ConfigOption = None,
-    as_of: Annotated[int | None, typer.Option(help="As-of year; default the newest in the model.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
     out: Annotated[Path | None, typer.Option(help="HTML path.")] = None,
 ) -> None:
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""

@@ -19,10 +19,11 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import write_atomic
+from features.periods import label_of
 from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
-from pipelines.score import ScoreError, default_as_of, score
+from pipelines.score import ScoreError, as_of_period, default_as_of, score
 from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
 
 TOP_N = 50
@@ -62,20 +63,20 @@ class ReportContext:
     metrics: dict[str, str]
 
 
-def run(settings: Settings, as_of: int | None, out: Path | None, console: Console) -> Path:
+def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
     """Score with the pinned champion, render the page, write it atomically, log it to the run."""
     client = use_tracking(settings)
     context = gather(client, settings, as_of)
     topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
     page = render(context, topo)
-    path = Path(out or settings.outputs.dir / f"report_{context.as_of}.html")
+    path = Path(out or settings.outputs.dir / f"report_{label_of(context.as_of)}.html")
     write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     client.log_artifact(context.run_id, str(path), "report")
-    console.print(f"report: {context.name} v{context.version}, as of {context.as_of} -> {path}")
+    console.print(f"report: {context.name} v{context.version}, as of {label_of(context.as_of)} -> {path}")
     return path
 
 
-def gather(client: MlflowClient, settings: Settings, as_of: int | None) -> ReportContext:
+def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) -> ReportContext:
     """The champion's scores, figures, lineage and backtest metrics."""
     name = settings.mlflow.registered_model
     champion = version_by_alias(client, name, CHAMPION)
@@ -83,7 +84,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | None) -> Repor
         raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
     uri = model_uri(name, champion.version)
     model = mlflow.pyfunc.load_model(uri)
-    year = as_of or default_as_of(model)
+    year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), "pandas")
     run = client.get_run(champion.run_id)
     return ReportContext(
@@ -161,7 +162,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section("Model and data lineage", "", _lineage(context), "lineage"),
     ]
-    return _page(f"beltcast — belt forecast as of {context.as_of}", "".join(sections))
+    return _page(f"beltcast — belt forecast as of {label_of(context.as_of)}", "".join(sections))
 
 
 def _header(context: ReportContext) -> str:
@@ -169,7 +170,7 @@ def _header(context: ReportContext) -> str:
     candidates = int(context.scores["rank"].notna().sum())
     belts = int(context.scores["is_belt"].fillna(False).astype(bool).sum())
     return (
-        f"<header><h1>E-commerce industrial belts: forecast as of {context.as_of}</h1>"
+        f"<header><h1>E-commerce industrial belts: forecast as of {label_of(context.as_of)}</h1>"
         f"<p>{context.name} version {html.escape(context.version)} · {belts} counties are belts by the newest labels, "
         f"{candidates} candidates ranked · generated {generated}</p></header>"
     )

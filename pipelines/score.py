@@ -17,6 +17,7 @@ from rich.table import Table
 
 from features.errors import BeltcastError
 from features.io import write_csv, write_parquet
+from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
@@ -51,7 +52,7 @@ class ScoreOutputs:
     as_of: int
 
 
-def run(settings: Settings, as_of: int | None, out: Path | None, engine: str, console: Console) -> ScoreOutputs:
+def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: str, console: Console) -> ScoreOutputs:
     """Resolve the champion, score every county, rank, validate, write atomically."""
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
@@ -60,14 +61,22 @@ def run(settings: Settings, as_of: int | None, out: Path | None, engine: str, co
         raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
     uri = model_uri(name, champion.version)
     model = mlflow.pyfunc.load_model(uri)
-    year = as_of or default_as_of(model)
+    year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), engine)
-    outputs = write(scores, out or settings.outputs.dir / f"scores_{year}.csv", str(champion.version), year)
+    outputs = write(scores, out or settings.outputs.dir / f"scores_{label_of(year)}.csv", str(champion.version), year)
     console.print(top_table(scores, 10))
     console.print(
         f"score: {len(scores)} counties as of {year} by {name} v{champion.version} -> {outputs.csv}, {outputs.parquet}"
     )
     return outputs
+
+
+def as_of_period(as_of: int | str) -> int:
+    """``2020`` or ``"2025Q3"`` as a period index."""
+    try:
+        return parse_period(as_of)[1]
+    except PeriodError as err:
+        raise ScoreError(f"--as-of {err}") from err
 
 
 def default_as_of(model: mlflow.pyfunc.PyFuncModel) -> int:
@@ -80,7 +89,10 @@ def counties(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> pd.DataFrame:
     snapshot = model.unwrap_python_model().bundle.snapshot
     years = sorted(snapshot["as_of"].unique())
     if as_of not in years:
-        raise ScoreError(f"as_of must be one of the model's years {years[0]}..{years[-1]}; got {as_of}")
+        raise ScoreError(
+            f"as_of must be one of the model's periods {label_of(years[0])}..{label_of(years[-1])}; "
+            f"got {label_of(as_of)}"
+        )
     codes = snapshot.loc[snapshot["as_of"] == as_of, "county_code"].sort_values()
     return pd.DataFrame({"county_code": codes.to_numpy(), "as_of": as_of})
 
@@ -96,7 +108,10 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
         forecast = model.predict(request)
     else:
         raise ScoreError(f"engine must be 'pandas' or 'spark'; got {engine!r}")
-    return rank(forecast.assign(model_version=version))
+    ranked = rank(forecast.assign(model_version=version))
+    if frequency_of(as_of) == QUARTERLY:
+        ranked["as_of"] = label_of(as_of)
+    return ranked
 
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:

@@ -95,6 +95,6 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
 
 
 def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
-    with pytest.raises(score.ScoreError, match=r"as_of must be one of the model's years 2013\.\.2020; got 2031"):
+    with pytest.raises(score.ScoreError, match=r"as_of must be one of the model's periods 2013\.\.2020; got 2031"):
         score.run(champion_settings, 2031, tmp_path / "x.csv", "pandas", QUIET)
     assert not (tmp_path / "x.csv").exists()
