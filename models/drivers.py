@@ -40,6 +40,9 @@ TEMPLATES = {
     "pref_population": "prefecture population {value:,.0f} 10k",
     "pref_gdp_growth": "prefecture GDP {signed_pct} in 1 year",
     "tudigong_ghsl_density": "{value:,.0f} persons per km² (GHSL)",
+    "platform_gmv_annual_cny": "GMV {value:,.0f} yuan over four quarters",
+    "platform_active_merchants": "{value:,.0f} active merchants",
+    "platform_gmv_growth_yoy": "GMV {value:+.0%} year on year",
 }
 WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km$")
 STALENESS = re.compile(r"^staleness_(\w+)$")
@@ -49,6 +52,9 @@ def describe(feature: str, value: float) -> str:
     """One indicator and its value in plain words."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return f"{_label(feature)} unknown"
+    if feature.endswith("km_share") and (match := WITHIN.match(feature.removesuffix("_share"))):
+        noun = "belts" if match.group(1) == "belts" else "Taobao villages"
+        return f"{value:.1%} of all {noun} within {match.group(2)} km"
     if match := WITHIN.match(feature):
         noun = "belts" if match.group(1) == "belts" else "Taobao villages"
         return f"{value:.0f} {noun} within {match.group(2)} km"

@@ -181,6 +181,21 @@ def report(
         _fail(err)
 
 
+@app.command("retrain")
+def retrain(
+    period: Annotated[str, typer.Option(help="The period to retrain for, e.g. 2025Q3.")],
+    config: ConfigOption = None,
+    metrics: Annotated[Path | None, typer.Option(help="Platform metrics file (CSV or Parquet).")] = None,
+) -> None:
+    """The quarterly flow: sync, build, tune, train, promote, score, report (safe to re-run)."""
+    from pipelines import retrain as job
+
+    try:
+        job.run(_settings(config), period, metrics, console)
+    except BeltcastError as err:
+        _fail(err)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -2,8 +2,9 @@
 
 The model runs inside Spark's Python workers (``env_manager="local"``: the workers use this
 interpreter's packages; the model's own code travels in its ``code/`` folder). The result is the
-same DataFrame the pandas engine returns: :data:`models.bundle.OUTPUT_COLUMNS`, same dtypes, one
-row per request row, in order.
+DataFrame the pandas engine returns: the model's output columns (:data:`models.bundle.OUTPUT_COLUMNS`)
+in order, pandas' string dtype, int64, float64 and a nullable boolean ``is_belt``, one row per request
+row, in request order.
 
 Spark runs locally (``local[2]``) unless ``BELTCAST_SPARK_MASTER`` names another master, e.g.
 ``spark://host:7077`` (its workers then need this project's environment installed).
@@ -11,6 +12,7 @@ Spark runs locally (``local[2]``) unless ``BELTCAST_SPARK_MASTER`` names another
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -33,6 +35,9 @@ LOCAL_MASTER = "local[2]"
 PYSPARK_PYTHON = "PYSPARK_PYTHON"
 ROW = "__beltcast_row__"
 FORECAST = "__beltcast_forecast__"
+# rows per Spark task: each task's Python worker imports MLflow and loads the model (seconds), while
+# the forecast itself takes about a second per 3,000 counties, so a whole panel year is one task
+ROWS_PER_TASK = 100_000
 # numpy's str() of a nullable boolean: spark_udf casts a boolean field with numpy, which cannot hold
 # a missing is_belt (every county before the first label year), so booleans travel as these strings
 BOOLEANS = {"True": True, "False": False, "<NA>": pd.NA}
@@ -44,6 +49,8 @@ SESSION_CONFIG = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.log.level": "ERROR",
 }
+# a local driver JVM lives for one short job: C1-only JIT and the serial collector halve its start-up
+LOCAL_DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
 def spark_master(master: str | None = None) -> str:
@@ -53,7 +60,8 @@ def spark_master(master: str | None = None) -> str:
 
 @contextmanager
 def spark_session(master: str | None = None) -> Iterator[SparkSession]:
-    """A quiet Spark session (no UI, 2 shuffle partitions, 1 GB driver), stopped on exit.
+    """A quiet Spark session (no UI, 2 shuffle partitions, 1 GB driver), stopped on exit (a session
+    already running in this process is the one ``getOrCreate`` returns, and is stopped too).
 
     Parameters
     ----------
@@ -63,7 +71,7 @@ def spark_session(master: str | None = None) -> Iterator[SparkSession]:
     SparkSession = _pyspark_session_class()
     master = spark_master(master)
     builder = SparkSession.builder.master(master).appName("beltcast-score")
-    for key, value in SESSION_CONFIG.items():
+    for key, value in session_config(master).items():
         builder = builder.config(key, value)
     with _worker_python(master):
         spark = builder.getOrCreate()
@@ -71,6 +79,14 @@ def spark_session(master: str | None = None) -> Iterator[SparkSession]:
         yield spark
     finally:
         spark.stop()
+
+
+def session_config(master: str) -> dict[str, str]:
+    """:data:`SESSION_CONFIG`, plus quick-start JVM options for a local master (a cluster's driver
+    keeps its own)."""
+    if not master.startswith("local"):
+        return dict(SESSION_CONFIG)
+    return {**SESSION_CONFIG, "spark.driver.extraJavaOptions": LOCAL_DRIVER_JAVA_OPTIONS}
 
 
 def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
@@ -88,6 +104,11 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame with the model's output columns (:data:`~models.bundle.OUTPUT_COLUMNS`), one row per
     request row, in order, with the pandas engine's dtypes.
+
+    Raises
+    ------
+    ScoreError
+        pyspark is not installed, or the model has no output signature.
     """
     outputs = output_schema(model_uri)
     with spark_session() as spark:
@@ -114,6 +135,7 @@ def _score(spark: SparkSession, predict, request: pd.DataFrame) -> pd.DataFrame:
     from pyspark.sql import functions as F
 
     frame = spark.createDataFrame(request.assign(**{ROW: np.arange(len(request))}))
+    frame = frame.coalesce(max(1, math.ceil(len(request) / ROWS_PER_TASK)))
     inputs = F.struct(*(F.col(f"`{name}`") for name in request.columns))
     scored = frame.select(ROW, predict(inputs).alias(FORECAST)).select(ROW, f"{FORECAST}.*")
     return scored.toPandas().sort_values(ROW).reset_index(drop=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -14,24 +15,57 @@ from models.datasets import emergence_transitions
 from models.tuning import make_objective, make_study
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
+from pipelines.tracking import use_tracking
 
 
-def run(settings: Settings, trials: int | None, study_name: str | None, console: Console) -> dict:
-    """Run (or resume) the study, save and print the best parameters."""
+def run(
+    settings: Settings, trials: int | None, study_name: str | None, console: Console, period: str | None = None
+) -> dict:
+    """Run (or resume) the study, save and print the best parameters.
+
+    With ``period`` (the quarterly retrain), trials are tagged with it and only the trials still
+    missing for that period are run: re-running a period adds none."""
     panel = load_panel(settings)
     data = emergence_transitions(panel)
     objective = make_objective(
         data.X, data.y, data.periods, data.groups, fold_spec(settings),
         settings.tune.inner_folds, settings.model.seed,
     )  # fmt: skip
+    use_tracking(settings)
     study = open_study(settings, study_name)
-    optimise(study, objective, trials or settings.tune.trials, console)
+    wanted = settings.tune.trials if trials is None else trials
+    done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
+    with mlflow.start_run(run_name="tune", nested=mlflow.active_run() is not None):
+        optimise(study, tagged(objective, period), max(wanted - done, 0), console)
+    if _best_value(study) is None:
+        console.print(f"tune: study {study.study_name!r} has no completed trial; default parameters stay")
+        return {}
     best = save_best(study, settings.model.params_file)
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold "
         f"AP {study.best_value:.4f} -> {settings.model.params_file}"
     )
     return best
+
+
+def tagged(objective, period: str | None):
+    """The objective, tagging each trial with the period it was run for."""
+
+    def run_trial(trial: optuna.Trial) -> float:
+        if period is not None:
+            trial.set_user_attr("period", period)
+        return objective(trial)
+
+    return run_trial
+
+
+def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """One nested MLflow run per trial: its parameters, state and inner-fold AP."""
+    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+        mlflow.log_params(trial.params)
+        mlflow.set_tags({"optuna.study": study.study_name, "optuna.state": trial.state.name, **trial.user_attrs})
+        if trial.value is not None:
+            mlflow.log_metric("inner_fold_average_precision", trial.value)
 
 
 def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
@@ -58,7 +92,7 @@ def optimise(study: optuna.Study, objective, trials: int, console: Console) -> N
             best = _best_value(study)
             progress.update(task, advance=1, best=f"best AP {best:.4f}" if best is not None else "")
 
-        study.optimize(objective, n_trials=trials, callbacks=[advance])
+        study.optimize(objective, n_trials=trials, callbacks=[advance, log_trial])
 
 
 def _best_value(study: optuna.Study) -> float | None:

@@ -1,0 +1,90 @@
+"""The quarterly retrain end to end on a SYNTHETIC platform-metrics fixture (seeded; not real data)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from mlflow.tracking import MlflowClient
+from rich.console import Console
+
+from features.platform import PlatformMetricsError
+from features.synthetic import write_synthetic
+from pipelines import retrain
+from pipelines.config import (
+    DataSettings,
+    MlflowSettings,
+    ModelSettings,
+    OutputSettings,
+    PlatformSettings,
+    Settings,
+    TuneSettings,
+)
+from pipelines.tracking import version_by_alias
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+QUIET = Console(quiet=True)
+QUICK = '{"params": {"n_estimators": 40, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 20}}'
+
+
+@pytest.fixture(scope="module")
+def settings(raw_dir, code_history, tmp_path_factory) -> Settings:
+    root = tmp_path_factory.mktemp("retrain")
+    metrics = write_synthetic(
+        root / "platform_metrics_synthetic.csv", code_history, first="2023Q1", last="2025Q3", seed=3
+    )
+    (root / "params.json").write_text(QUICK)
+    return Settings(
+        data=DataSettings(cache_dir=raw_dir, features_dir=root / "features"),
+        platform=PlatformSettings(metrics_file=metrics, retrain_trials=1, temporal_folds=1),
+        model=ModelSettings(spatial_folds=2, bootstrap=0, params_file=root / "params.json"),
+        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", inner_folds=2),
+        outputs=OutputSettings(dir=root / "outputs"),
+        mlflow=MlflowSettings(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
+    )
+
+
+@pytest.fixture(scope="module")
+def first(settings) -> retrain.RetrainSummary:
+    return retrain.run(settings, "2025Q3", None, QUIET)
+
+
+def _client(settings) -> MlflowClient:
+    uri = settings.mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
+    assert first.old_champion is None and first.new_champion == first.challenger == "1"
+    scores = settings.outputs.dir / "scores_2025Q3.csv"
+    assert scores.is_file() and (settings.outputs.dir / "report_2025Q3.html").is_file()
+    assert "2025Q3" in scores.read_text(encoding="utf-8").splitlines()[1]
+    client = _client(settings)
+    parent = client.get_run(first.outputs["run"])
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {run.info.run_name for run in children} == {"sync", "build", "tune", "train", "promote", "score", "report"}
+
+
+def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings):
+    second = retrain.run(settings, "2025Q3", None, QUIET)
+    assert second.reused
+    assert second.challenger == first.challenger
+    assert second.new_champion == first.new_champion
+    assert len(_client(settings).search_model_versions("name = 'county-belt'")) == 1
+
+
+def test_a_bad_metrics_row_fails_before_training_and_touches_nothing(first, settings, tmp_path):
+    bad = tmp_path / "platform_metrics_synthetic_bad.csv"
+    shutil.copy(settings.platform.metrics_file, bad)
+    lines = bad.read_text(encoding="utf-8").splitlines()
+    fields = lines[5].split(",")
+    fields[3] = "-5"  # gmv_cny of data row 5
+    lines[5] = ",".join(fields)
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scores = settings.outputs.dir / "scores_2025Q3.csv"
+    before = scores.read_bytes()
+    with pytest.raises(PlatformMetricsError, match=r"gmv_cny .*got '-5'.*data row 5"):
+        retrain.run(settings, "2025Q3", bad, QUIET)
+    client = _client(settings)
+    assert str(version_by_alias(client, "county-belt", "champion").version) == first.new_champion
+    assert scores.read_bytes() == before
