@@ -34,3 +34,8 @@ test: lint
 
 clean:
 	rm -rf $(VENV) data/features outputs
+
+bench: install
+	$(BIN)/python bench/bench_features_build.py
+	$(BIN)/python bench/bench_models.py --rows 200000 --bundle-rows 20000
+	$(BIN)/python bench/bench_serving.py --seconds 15
