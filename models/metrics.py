@@ -80,14 +80,33 @@ def emergence_metrics(
 
 
 def bootstrap_ap(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> list[float]:
-    """A 90 % percentile bootstrap interval of average precision."""
+    """A 90 % percentile bootstrap interval of average precision.
+
+    All resamples at once: each is a vector of multiplicities over the rows, and the weighted AP of
+    every resample is computed from one sort of the scores (ties grouped as scikit-learn does)."""
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y[idx].sum() < len(idx):
-            values.append(average_precision_score(y[idx], p[idx]))
-    return [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
+    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
+    values = weighted_average_precision(y, p, weights)
+    return [float(np.nanpercentile(values, 5)), float(np.nanpercentile(values, 95))]
+
+
+def weighted_average_precision(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average precision under each row of ``weights`` (resamples x rows); NaN without positives.
+
+    Equals ``average_precision_score(y, p, sample_weight=w)`` for every row ``w``."""
+    order = np.argsort(-p, kind="mergesort")
+    sorted_p, sorted_y = p[order], y[order].astype(float)
+    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
+    w = weights[:, order]
+    tp = np.cumsum(np.add.reduceat(w * sorted_y, starts, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(w * (1 - sorted_y), starts, axis=1), axis=1)
+    total = tp[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / total
+    gain = np.diff(np.concatenate([np.zeros((len(w), 1)), recall], axis=1), axis=1)
+    ap = np.nansum(gain * precision, axis=1)
+    return np.where(total[:, 0] > 0, ap, np.nan)
 
 
 def mode_metrics(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, float]:

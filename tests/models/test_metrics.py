@@ -35,3 +35,16 @@ def test_mode_metrics():
     result = mode_metrics(np.array(["a", "b", "b"]), proba, classes)
     assert result["accuracy"] == pytest.approx(2 / 3)
     assert result["macro_f1"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+def test_weighted_average_precision_matches_scikit_learn():
+    from sklearn.metrics import average_precision_score
+
+    from models.metrics import weighted_average_precision
+
+    rng = np.random.default_rng(4)
+    y = (rng.random(300) < 0.1).astype(int)
+    p = np.round(rng.random(300), 2)  # rounded: many tied scores
+    weights = rng.multinomial(300, np.full(300, 1 / 300), size=5).astype(float)
+    expected = [average_precision_score(y, p, sample_weight=w) for w in weights]
+    np.testing.assert_allclose(weighted_average_precision(y, p, weights), expected, rtol=1e-12)
