@@ -137,7 +137,7 @@ class ForecastBundle:
         ids = self.snapshot.iloc[positions]
         columns = {name: ids[name].to_numpy() for name in SNAPSHOT_IDS}
         columns["p_belt"] = self.p_belt(values)
-        columns["is_belt"] = ids["is_belt_known"].astype("boolean").to_numpy()
+        columns["is_belt"] = ids["is_belt_known"].astype("boolean").array
         columns["mode"] = np.asarray(MODES, dtype=object)[modes.argmax(axis=1)]
         columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
         columns["top_drivers"] = self.drivers(values) if drivers else [""] * len(values)
