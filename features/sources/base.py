@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,33 @@ def read_csv_checked(path: Path, **kwargs) -> pd.DataFrame:
     """Read a CSV, with errors that name the file."""
     if not Path(path).is_file():
         raise SourceFormatError(f"{path}: file is missing (run `beltcast data sync`)")
+    _check_complete_last_line(Path(path))
     try:
         return pd.read_csv(path, **kwargs)
     except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise SourceFormatError(f"{path}: cannot be read as CSV: {err}") from err
+
+
+def read_stata_checked(path: Path) -> pd.DataFrame:
+    """Read a Stata file, with errors that name the file."""
+    if not Path(path).is_file():
+        raise SourceFormatError(f"{path}: file is missing (run `beltcast data sync`)")
+    try:
+        return pd.read_stata(path)
+    except (ValueError, OSError, struct.error) as err:
+        raise SourceFormatError(f"{path}: cannot be read as a Stata file: {err}") from err
+
+
+def _check_complete_last_line(path: Path) -> None:
+    """A text table whose last line has no line end was cut off (a partial download or copy)."""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        if size == 0:
+            raise SourceFormatError(f"{path}: file is empty")
+        handle.seek(size - 1)
+        if handle.read(1) not in (b"\n", b"\r"):
+            raise SourceFormatError(f"{path}: the last line has no line end; the file looks truncated")
 
 
 def to_long(frame: pd.DataFrame, variables: Iterable[str], year_column: str = "year") -> pd.DataFrame:

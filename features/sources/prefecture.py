@@ -41,6 +41,7 @@ from features.errors import SourceFormatError
 from features.sources.base import (
     SourceTable,
     read_excel_sheet,
+    read_stata_checked,
     require_columns,
     to_long,
     validate_long,
@@ -204,12 +205,7 @@ def _check_unique(frame: pd.DataFrame, where: str) -> None:
 
 def _read_revenue(path: Path) -> tuple[pd.DataFrame, dict]:
     """Fiscal revenue in 亿元 with 6-digit prefecture codes, and the counts of rows dropped."""
-    if not path.is_file():
-        raise SourceFormatError(f"{path}: file is missing (run `beltcast data sync`)")
-    try:
-        raw = pd.read_stata(path)
-    except (ValueError, OSError) as err:
-        raise SourceFormatError(f"{path}: cannot be read as a Stata file: {err}") from err
+    raw = read_stata_checked(path)
     require_columns(raw, REVENUE_COLUMNS, path)
     frame = pd.DataFrame(
         {

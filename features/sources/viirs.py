@@ -33,7 +33,7 @@ import pandas as pd
 
 from features.codes import CodeHistory, harmonise
 from features.errors import SourceFormatError
-from features.sources.base import SourceTable, require_columns, validate_long
+from features.sources.base import SourceTable, read_stata_checked, require_columns, validate_long
 from features.sources.centroids import county_area
 
 NAME = "viirs"
@@ -96,12 +96,7 @@ def read_viirs(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sourc
 
 def _read_frame(path: Path) -> pd.DataFrame:
     """The file as ``county_code`` (str), ``year`` (int) and ``viirs_mean`` (float)."""
-    if not path.is_file():
-        raise SourceFormatError(f"{path}: file is missing (run `beltcast data sync`)")
-    try:
-        raw = pd.read_stata(path)
-    except (ValueError, OSError) as err:
-        raise SourceFormatError(f"{path}: cannot be read as a Stata file: {err}") from err
+    raw = read_stata_checked(path)
     require_columns(raw, COLUMNS, path)
     frame = pd.DataFrame(
         {
