@@ -5,6 +5,7 @@ One server (``pipelines.serve.start``) on a free loopback port serves the module
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,6 +20,8 @@ import mlflow.pyfunc
 import pandas as pd
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -230,3 +233,47 @@ def test_server_environment_finds_the_venv_uvicorn(monkeypatch):
     env = serve.environment(Settings())
 
     assert shutil.which("uvicorn", path=env["PATH"]) == os.path.join(VENV_BIN, "uvicorn")
+
+
+FUZZ_CASES = {"tried": 0, "status": {}}
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)
+SPLIT_PAYLOADS = st.fixed_dictionaries(
+    {
+        "dataframe_split": st.fixed_dictionaries(
+            {
+                "columns": st.lists(
+                    st.sampled_from(["county_code", "as_of", "belts_within_100km", "bogus", "曹县"])
+                    | st.text(max_size=12),
+                    max_size=4,
+                ),
+                "data": st.lists(st.lists(JSON_SCALARS, max_size=4), max_size=4),
+            }
+        )
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.one_of(SPLIT_PAYLOADS, JSON_VALUES, st.binary(max_size=200), st.text(max_size=300)))
+def test_fuzzed_requests_never_get_a_5xx(server, payload):
+    """Malformed, wrong-typed, unicode, binary and empty payloads: a 4xx at worst, never a 5xx or a hang."""
+    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+    response = requests.post(
+        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
+    FUZZ_CASES["tried"] += 1
+    FUZZ_CASES["status"][response.status_code] = FUZZ_CASES["status"].get(response.status_code, 0) + 1
+    assert response.status_code < 500, response.text[:500]
+
+
+def test_server_survives_the_fuzzing_and_an_oversized_request(server):
+    big = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [["371721", 2020]] * 20000}}
+    response = requests.post(f"{server}/invocations", json=big, timeout=120)
+    assert response.status_code == 200 and len(response.json()["predictions"]) == 20000
+    assert requests.get(f"{server}/ping", timeout=10).status_code == 200
+    print(f"fuzz cases tried: {FUZZ_CASES['tried']}, statuses: {FUZZ_CASES['status']}")
