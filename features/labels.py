@@ -13,7 +13,6 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from features.errors import BeltcastError
@@ -130,17 +129,7 @@ def emergence_target(status: pd.DataFrame, horizon: int = 1, period: str = "year
     return target.reset_index(drop=True)
 
 
-def labelled_periods(status: pd.DataFrame, period: str = "year") -> list[int]:
-    """The periods that carry labels."""
-    return sorted(int(p) for p in status[period].unique())
-
-
 def _require(frame: pd.DataFrame, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise LabelError(f"belt labels need column(s) {missing}; found {list(frame.columns)}")
-
-
-def as_int_array(values: pd.Series) -> np.ndarray:
-    """A 0/1 integer array from a boolean-like series (unknown -> 0)."""
-    return values.fillna(False).astype(bool).to_numpy(dtype=int)
