@@ -69,7 +69,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
     if settings.platform.metrics_file is not None:
         panel, modes, rule = platform_panel(settings, history, units, sources, until)
     else:
-        modes = mode_labels(Path(settings.data.cache_dir), history, target)
+        modes = mode_labels(sources)
         panel, rule = build_panel(sources, units, panel_spec(settings), modes), belt_rule(settings.labels)
     summary = quality_summary(sources, panel, units)
     summary["modes"] = {str(k): int(v) for k, v in mode_counts(modes).items()}
@@ -120,9 +120,10 @@ def read_sources(raw_dir: Path, history: CodeHistory, target: int) -> list[Sourc
     return [reader(raw_dir, history, target) for reader in READERS]
 
 
-def mode_labels(raw_dir: Path, history: CodeHistory, target: int) -> pd.DataFrame:
-    """Each belt's development mode, from the main products of its 2014 Taobao villages."""
-    villages = taobao.read_taobao_villages(raw_dir, history, target)
+def mode_labels(sources: list[SourceTable]) -> pd.DataFrame:
+    """Each belt's development mode, from the main products of its 2014 Taobao villages (the
+    villages the Taobao reader already matched)."""
+    villages = next(s.detail for s in sources if s.name == taobao.NAME)
     with_products = villages[villages["year"] == MODE_ROSTER_YEAR]
     return county_modes(with_products, load_taxonomy())
 

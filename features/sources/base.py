@@ -43,12 +43,16 @@ class SourceTable:
         ``reason`` column; printed and saved by ``features build``.
     notes : dict
         Anything else the quality summary should carry (rows read, rows dropped and why).
+    detail : DataFrame or None
+        Row-level data a later step needs from the same read (the Taobao villages with their
+        products), so the source is not read twice.
     """
 
     name: str
     long: pd.DataFrame
     unmatched: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: dict = field(default_factory=dict)
+    detail: pd.DataFrame | None = None
 
 
 def validate_long(frame: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -146,7 +146,8 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
         ``long`` holds ``taobao_villages`` for 2014, 2015 and 2016 and ``taobao_towns`` for 2016,
         with an explicit 0 for every county of the target vintage that has none (each roster is
         complete for its year). ``unmatched`` holds the roster rows that match no county, with
-        a ``reason``. ``notes`` holds rows read, blank rows skipped and matches per rule.
+        a ``reason``. ``notes`` holds rows read, blank rows skipped and matches per rule;
+        ``detail`` the villages as :func:`read_taobao_villages` returns them.
     """
     villages, notes = _read_villages(raw_dir, history, target)
     towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target)
@@ -160,7 +161,8 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
     )
     unmatched = pd.concat([_unmatched(villages, "villages"), _unmatched(towns, "towns")], ignore_index=True)
     notes = {**notes, "towns_read": len(towns), "town_rules": _rule_counts(towns)}
-    return SourceTable(NAME, validate_long(long, NAME), unmatched, notes)
+    detail = villages[[*VILLAGE_COLUMNS, "county_code", "match_rule"]]
+    return SourceTable(NAME, validate_long(long, NAME), unmatched, notes, detail)
 
 
 def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020) -> pd.DataFrame:

@@ -28,8 +28,8 @@ def units(code_history) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def panel(sources, units, raw_dir, code_history) -> pd.DataFrame:
-    return build_panel(sources, units, SPEC, mode_labels(raw_dir, code_history, TARGET))
+def panel(sources, units) -> pd.DataFrame:
+    return build_panel(sources, units, SPEC, mode_labels(sources))
 
 
 def _until(source: SourceTable, year: int) -> SourceTable:
