@@ -15,9 +15,12 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.special import expit
 
 from features.taxonomy import MODES
+from models.compiled import COMPILE_ROWS, CompiledForest, compile_or_none
 from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 
@@ -131,18 +134,18 @@ class ForecastBundle:
         -------
         DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order.
         """
-        positions = self._lookup(self._request_keys(request))
+        positions = self._lookup(*self._request_keys(request))
         values, what_if = self._apply_overrides(positions, request)
         modes = self.mode_proba(values)
-        ids = self.snapshot.iloc[positions]
-        columns = {name: ids[name].to_numpy() for name in SNAPSHOT_IDS}
-        columns["p_belt"] = self.p_belt(values)
-        columns["is_belt"] = ids["is_belt_known"].astype("boolean").array
-        columns["mode"] = np.asarray(MODES, dtype=object)[modes.argmax(axis=1)]
-        columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
-        columns["top_drivers"] = self.drivers(values) if drivers else [""] * len(values)
-        columns["what_if"] = what_if
-        return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+        forecast = self._ids.take(positions).reset_index(drop=True)
+        forecast["p_belt"] = self.p_belt(values)
+        forecast["is_belt"] = self._is_belt.take(positions)
+        forecast["mode"] = pd.array(list(MODES), dtype="str").take(modes.argmax(axis=1))
+        for i, mode in enumerate(MODES):
+            forecast[f"p_{mode}"] = modes[:, i]
+        forecast["top_drivers"] = self.drivers(values) if drivers else ""
+        forecast["what_if"] = what_if
+        return forecast[OUTPUT_COLUMNS]
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Feature values as a float matrix in the boosters' column order."""
@@ -152,18 +155,27 @@ class ForecastBundle:
     def _feature_matrix(self) -> np.ndarray:
         return self.snapshot[self.features].to_numpy(dtype=float)
 
+    @cached_property
+    def _ids(self) -> pd.DataFrame:
+        return self.snapshot[SNAPSHOT_IDS].reset_index(drop=True)
+
+    @cached_property
+    def _is_belt(self) -> pd.arrays.BooleanArray:
+        return self.snapshot["is_belt_known"].astype("boolean").array
+
     def p_belt(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of becoming a belt within the horizon."""
         values = self._matrix(X)
-        threads = _threads(len(values))
-        if self.calibration is None:
-            return self.emergence.predict(values, num_threads=threads)
+        raw = self.calibration is not None
+        scores = self._predict(self.emergence, values, raw_score=raw)
+        if not raw:
+            return scores
         a, b = self.calibration
-        return expit(-(a * self.emergence.predict(values, raw_score=True, num_threads=threads) + b))
+        return expit(-(a * scores + b))
 
     def mode_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order."""
-        raw = self.mode.predict(self._matrix(X), num_threads=_threads(len(X)))
+        raw = self._predict(self.mode, self._matrix(X), raw_score=False)
         if raw.ndim == 1:
             raw = np.column_stack([1 - raw, raw])
         proba = np.zeros((len(raw), len(MODES)))
@@ -171,13 +183,29 @@ class ForecastBundle:
             proba[:, MODES.index(mode)] = raw[:, i]
         return proba
 
+    def _predict(self, booster: lgb.Booster, values: np.ndarray, raw_score: bool) -> np.ndarray:
+        """LightGBM's prediction; for a large batch, the same prediction by the compiled booster."""
+        if len(values) >= COMPILE_ROWS:
+            compiled = self._compiled(booster, raw_score)
+            if compiled is not None:
+                return compiled.predict(values)
+        return booster.predict(values, raw_score=raw_score, num_threads=_threads(len(values)))
+
+    def _compiled(self, booster: lgb.Booster, raw_score: bool) -> CompiledForest | None:
+        cache = self.__dict__.setdefault("_compiled_forests", {})
+        key = (id(booster), raw_score)
+        if key not in cache:
+            cache[key] = compile_or_none(booster, raw_score)
+        return cache[key]
+
     def drivers(self, X: pd.DataFrame | np.ndarray) -> list[str]:
         """The three indicators that push each row's ``p_belt`` up most, in words."""
         values = self._matrix(X)
         contrib = self.emergence.predict(values, pred_contrib=True, num_threads=_threads(len(values)))
         return top_drivers(contrib[:, :-1], values, self.features)
 
-    def _request_keys(self, request: pd.DataFrame) -> pd.DataFrame:
+    def _request_keys(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """County codes (as integers) and as-of periods of the request rows, validated."""
         if not isinstance(request, pd.DataFrame):
             raise ModelInputError(f"request must be a DataFrame; got {type(request).__name__}")
         if "county_code" not in request.columns:
@@ -185,17 +213,25 @@ class ForecastBundle:
         unknown = [c for c in request.columns if c not in REQUEST_KEYS and c not in self.features]
         if unknown:
             raise ModelInputError(f"request has unknown column(s) {unknown}; expected county_code, as_of or features")
-        codes = [_code(value, i) for i, value in enumerate(request["county_code"])]
-        years = self._years(request)
-        return pd.DataFrame({"county_code": codes, "as_of": years})
+        return _codes(request["county_code"]), self._years(request)
 
-    def _years(self, request: pd.DataFrame) -> list[int]:
+    def _years(self, request: pd.DataFrame) -> np.ndarray:
         if "as_of" not in request.columns:
-            return [self.default_as_of] * len(request)
-        return [self._year(value, i) for i, value in enumerate(request["as_of"])]
+            return np.full(len(request), self.default_as_of, dtype=np.int64)
+        column = request["as_of"]
+        if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+            return column.to_numpy(dtype=np.int64)
+        if pd.api.types.is_float_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            values = column.to_numpy(dtype=float, na_value=np.nan)
+            values = np.where(np.isnan(values), self.default_as_of, values)
+            bad = np.flatnonzero(values != np.floor(values))
+            if bad.size:
+                raise ModelInputError(f"row {bad[0]}: as_of must be an integer year; got {float(values[bad[0]])!r}")
+            return values.astype(np.int64)
+        return np.array([self._year(value, i) for i, value in enumerate(column)], dtype=np.int64)
 
     def _year(self, value: object, row: int) -> int:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             return self.default_as_of
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
             raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
@@ -204,29 +240,34 @@ class ForecastBundle:
         return int(value)
 
     @cached_property
-    def _positions(self) -> dict[tuple[str, int], int]:
-        """(county_code, as_of) -> row of the snapshot, built once."""
-        keys = zip(self.snapshot["county_code"], self.snapshot["as_of"].astype(int), strict=True)
-        return {key: i for i, key in enumerate(keys)}
+    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted (county_code, as_of) keys of the snapshot and the snapshot row of each."""
+        keys = _key(self.snapshot["county_code"].astype(np.int64).to_numpy(), self.snapshot["as_of"].to_numpy())
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
 
-    def _lookup(self, keys: pd.DataFrame) -> np.ndarray:
+    def _lookup(self, codes: np.ndarray, years: np.ndarray) -> np.ndarray:
         """Snapshot row of every request row; an unknown key is an error naming the row."""
-        positions = [self._positions.get(key, -1) for key in zip(keys["county_code"], keys["as_of"], strict=True)]
-        if -1 in positions:
-            self._raise_missing(keys, positions.index(-1))
-        return np.asarray(positions, dtype=int)
+        sorted_keys, order = self._keys
+        wanted = _key(codes, years)
+        found = np.searchsorted(sorted_keys, wanted).clip(max=len(sorted_keys) - 1)
+        missing = np.flatnonzero(sorted_keys[found] != wanted)
+        if missing.size:
+            self._raise_missing(codes, years, int(missing[0]))
+        return order[found]
 
-    def _raise_missing(self, keys: pd.DataFrame, row: int) -> None:
-        code, year = keys.loc[row, "county_code"], keys.loc[row, "as_of"]
-        years = sorted(self.snapshot["as_of"].unique())
-        if year not in years:
-            raise ModelInputError(f"row {row}: as_of must be one of {years[0]}..{years[-1]}; got {year}")
+    def _raise_missing(self, codes: np.ndarray, years: np.ndarray, row: int) -> None:
+        code, year = f"{codes[row]:06d}", int(years[row])
+        periods = sorted(self.snapshot["as_of"].unique())
+        if year not in periods:
+            raise ModelInputError(f"row {row}: as_of must be one of {periods[0]}..{periods[-1]}; got {year}")
         raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
 
-    def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-        """The snapshot's feature values, with the request's non-missing indicator values in place."""
+    def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The snapshot's feature values, with the request's non-missing indicator values in place,
+        and per row the names of the indicators replaced (``""`` when none)."""
         X = self._feature_matrix[positions]  # fancy indexing copies: the snapshot is never changed
-        applied = [[] for _ in range(len(X))]
+        applied = np.full(len(X), "", dtype=object)
         for column in (c for c in request.columns if c in self.features):
             given = request[column].reset_index(drop=True)
             values = pd.to_numeric(given, errors="coerce")
@@ -236,9 +277,9 @@ class ForecastBundle:
                 raise ModelInputError(f"row {row}: {column} must be a number; got {given.iloc[row]!r}")
             present = values.notna().to_numpy()
             X[present, self.features.index(column)] = values[present].to_numpy(dtype=float)
-            for row in np.flatnonzero(present):
-                applied[row].append(column)
-        return X, [", ".join(names) for names in applied]
+            separator = np.where(applied[present] == "", "", ", ").astype(object)
+            applied[present] = applied[present] + separator + column
+        return X, applied
 
 
 def _threads(rows: int) -> int:
@@ -246,13 +287,40 @@ def _threads(rows: int) -> int:
     return 1 if rows < SMALL_REQUEST else 0
 
 
-def _code(value: object, row: int) -> str:
+def _codes(column: pd.Series) -> np.ndarray:
+    """Six-digit county codes as integers; the first bad one is an error naming its row."""
+    if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+        values = column.to_numpy(dtype=np.int64)
+        bad = np.flatnonzero((values < 100000) | (values > 999999))
+    elif pd.api.types.is_string_dtype(column.dtype) and not isinstance(column.dtype, np.dtypes.ObjectDType):
+        text = column.str.strip()
+        ok = text.str.fullmatch(r"[0-9]{6}").fillna(False).to_numpy(dtype=bool)
+        bad = np.flatnonzero(~ok)
+        values = np.zeros(0, dtype=np.int64) if bad.size else pc.cast(pa.array(text.array), pa.int64()).to_numpy()
+    else:
+        return np.array([_code(value, i) for i, value in enumerate(column)], dtype=np.int64)
+    if bad.size:
+        raise _bad_code(column.iloc[int(bad[0])], int(bad[0]))
+    return values
+
+
+def _code(value: object, row: int) -> int:
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         text = str(int(value))
-    if len(text) != 6 or not text.isdigit():
-        raise ModelInputError(f"row {row}: county_code must be 6 digits; got {value!r}")
-    return text
+    if len(text) != 6 or not text.isascii() or not text.isdigit():
+        raise _bad_code(value, row)
+    return int(text)
+
+
+def _bad_code(value: object, row: int) -> ModelInputError:
+    given = "a missing value" if value is None or value is pd.NA or value != value else repr(value)
+    return ModelInputError(f"row {row}: county_code must be 6 digits; got {given}")
+
+
+def _key(codes: np.ndarray, periods: np.ndarray) -> np.ndarray:
+    """One integer per (county code, period): periods are years or year*4+quarter, < 100000."""
+    return np.asarray(codes, dtype=np.int64) * 100_000 + np.asarray(periods, dtype=np.int64)
 
 
 def _sigmoid_of(model: LGBMEmergence) -> tuple[float, float] | None:

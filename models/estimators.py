@@ -177,12 +177,13 @@ class LGBMMode(_FrameEstimator):
 
     def __init__(
         self,
-        n_estimators: int = 200,
+        n_estimators: int = 50,
         learning_rate: float = 0.05,
         num_leaves: int = 7,
         min_child_samples: int = 5,
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
+        class_weight: str | None = "balanced",
         random_state: int = 0,
         n_jobs: int = 1,
     ):
@@ -192,6 +193,7 @@ class LGBMMode(_FrameEstimator):
         self.min_child_samples = min_child_samples
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
+        self.class_weight = class_weight
         self.random_state = random_state
         self.n_jobs = n_jobs
 
@@ -212,7 +214,7 @@ class LGBMMode(_FrameEstimator):
             min_child_samples=self.min_child_samples,
             colsample_bytree=self.colsample_bytree,
             reg_lambda=self.reg_lambda,
-            class_weight="balanced",
+            class_weight=self.class_weight,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             deterministic=True,

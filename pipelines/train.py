@@ -201,7 +201,7 @@ def _requirements() -> list[str]:
 
     return [
         f"{lib}=={metadata.version(lib)}"
-        for lib in ("mlflow", "lightgbm", "pandas", "numpy", "scipy", "pyarrow", "scikit-learn")
+        for lib in ("mlflow", "lightgbm", "pandas", "numpy", "scipy", "pyarrow", "scikit-learn", "lleaves", "llvmlite")
     ]
 
 

@@ -74,3 +74,89 @@ def test_bad_requests_name_the_row_and_field(bundle_and_models, request_frame, m
     bundle, _, _, _ = bundle_and_models
     with pytest.raises(ModelInputError, match=message):
         bundle.forecast(pd.DataFrame(request_frame))
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        pd.Series(["110001", " 110002", "110003"], dtype="str"),
+        pd.Series([110001, 110002, 110003], dtype="int64"),
+        pd.Series([110001.0, 110002.0, 110003.0]),
+        pd.Series(["110001", 110002, 110003.0], dtype=object),
+    ],
+    ids=["str", "int", "float", "object"],
+)
+def test_codes_of_every_dtype_give_the_same_forecast(bundle_and_models, codes):
+    bundle, _, _, _ = bundle_and_models
+    expected = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002", "110003"], "as_of": [2015] * 3}))
+    got = bundle.forecast(pd.DataFrame({"county_code": codes, "as_of": [2015.0, 2015.0, 2015.0]}))
+    pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("11000١", r"row 1500: county_code must be 6 digits; got '11000١'"),  # an Arabic-Indic digit
+        (None, r"row 1500: county_code must be 6 digits; got a missing value"),
+        ("1100011", r"row 1500: county_code must be 6 digits; got '1100011'"),
+    ],
+)
+def test_a_bad_code_deep_in_a_large_request_is_named_by_its_row(bundle_and_models, bad, message):
+    bundle, _, _, _ = bundle_and_models
+    codes = pd.Series([f"{110001 + i % 600:06d}" for i in range(3000)], dtype="str")
+    codes.iloc[1500] = bad
+    with pytest.raises(ModelInputError, match=message):
+        bundle.forecast(pd.DataFrame({"county_code": codes}))
+
+
+def test_a_fractional_year_in_a_float_column_is_named_by_its_row(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    request = pd.DataFrame({"county_code": ["110001"] * 5, "as_of": [2015.0, np.nan, 2015.0, 2015.5, 2016.0]})
+    with pytest.raises(ModelInputError, match=r"row 3: as_of must be an integer year; got 2015.5"):
+        bundle.forecast(request)
+
+
+def test_what_if_names_every_replaced_indicator_per_row(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    request = pd.DataFrame(
+        {
+            "county_code": ["110001", "110002", "110003"],
+            "belts_within_100km": [3.0, np.nan, 1.0],
+            "viirs_mean": [np.nan, np.nan, 2.0],
+        }
+    )
+    assert bundle.forecast(request)["what_if"].tolist() == ["belts_within_100km", "", "belts_within_100km, viirs_mean"]
+
+
+def test_compiled_prediction_equals_lightgbm_and_is_cached(bundle_and_models, monkeypatch, tmp_path):
+    from models import bundle as bundle_module
+    from models import compiled
+
+    bundle, emergence, mode, X = bundle_and_models
+    monkeypatch.setenv("BELTCAST_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(bundle_module, "COMPILE_ROWS", 100)
+    np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
+    objects = sorted((tmp_path / "cache" / "compiled").glob("*.o"))
+    assert len(objects) == 2  # the emergence raw score and the mode probabilities
+    assert all(isinstance(f, compiled.CompiledForest) for f in bundle._compiled_forests.values())
+
+    calls = []
+    monkeypatch.setattr(compiled.CompiledForest, "_compile_into_cache", lambda self, raw: calls.append(raw))
+    compiled.CompiledForest(bundle.emergence, raw_score=True)
+    assert calls == []  # a verified object in the cache is loaded, not compiled again
+    objects[0].write_bytes(objects[0].read_bytes()[:-16] + b"\0" * 16)
+    monkeypatch.undo()
+    monkeypatch.setenv("BELTCAST_CACHE_DIR", str(tmp_path / "cache"))
+    damaged_raw = objects[0].name.endswith("-raw.o")
+    again = compiled.CompiledForest(bundle.emergence if damaged_raw else bundle.mode, raw_score=damaged_raw)
+    expected = bundle.emergence.predict(X.to_numpy(), raw_score=True) if damaged_raw else bundle.mode.predict(X)
+    np.testing.assert_allclose(again.predict(X.to_numpy()), expected, rtol=0, atol=1e-12)
+
+
+def test_compiled_prediction_can_be_turned_off(bundle_and_models, monkeypatch):
+    from models import compiled
+
+    monkeypatch.setenv("BELTCAST_COMPILED", "0")
+    bundle, _, _, _ = bundle_and_models
+    assert compiled.compile_or_none(bundle.emergence, raw_score=True) is None
