@@ -38,5 +38,6 @@ clean:
 bench: install
 	$(BIN)/python bench/bench_features_build.py
 	$(BIN)/python bench/bench_models.py --rows 200000 --bundle-rows 20000
+	$(BIN)/python bench/bench_scoring.py --driver-rows 50000
 	$(BIN)/python bench/bench_serving.py --seconds 15
 	$(BIN)/python bench/bench_load.py --seconds 30
