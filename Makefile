@@ -41,3 +41,4 @@ bench: install
 	$(BIN)/python bench/bench_scoring.py --driver-rows 50000
 	$(BIN)/python bench/bench_serving.py --seconds 15
 	$(BIN)/python bench/bench_load.py --seconds 30
+	$(BIN)/python bench/bench_fuzz.py --cases 1000

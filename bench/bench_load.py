@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         port, log = free_port(), root / "server.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                serve.command(settings, HOST, port, 1),
-                env=serve.environment(settings),
+                serve.command(HOST, port, 1),
+                env=serve.environment(settings, serve.champion_uri(settings)),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )

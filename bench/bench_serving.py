@@ -181,10 +181,8 @@ def running_server(settings: Settings, uri: str | None, workers: int, log: Path)
     """The command of ``beltcast serve`` (serving ``uri`` instead of the champion alias if
     given) in the background; yields its URL."""
     port = free_port()
-    command = serve.command(settings, HOST, port, workers)
-    if uri is not None:
-        command[command.index("--model-uri") + 1] = uri
-    env = serve.environment(settings)
+    command = serve.command(HOST, port, workers)
+    env = serve.environment(settings, uri or serve.champion_uri(settings))
     with log.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:

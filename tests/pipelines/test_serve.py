@@ -5,9 +5,7 @@ One server (``pipelines.serve.start``) on a free loopback port serves the module
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +19,6 @@ import pandas as pd
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -29,6 +26,7 @@ from models.estimators import ModelInputError
 from pipelines import cli, score, serve
 from pipelines.config import Settings
 from pipelines.tracking import model_uri, use_tracking
+from tests.payloads import PAYLOADS, encode
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -202,11 +200,28 @@ def test_the_bundle_rejects_an_unknown_column(champion_settings):
         bundle.forecast(request)
 
 
-def test_the_server_command_binds_loopback():
-    command = serve.command(Settings(), "127.0.0.1", 5000, 1)
+def test_the_server_command_binds_loopback_and_runs_the_guarded_app():
+    command = serve.command("127.0.0.1", 5000, 1)
 
-    assert "--host 127.0.0.1 --port 5000 --workers 1" in " ".join(command)
-    assert "--model-uri models:/county-belt@champion" in " ".join(command)
+    assert command[:3] == [sys.executable, "-m", "uvicorn"]
+    assert "--factory pipelines.scoring_app:create_app --host 127.0.0.1 --port 5000 --workers 1" in " ".join(command)
+
+
+def test_the_server_pins_the_champion_version_of_the_configured_registry(champion_settings):
+    uri = serve.champion_uri(champion_settings)
+    env = serve.environment(champion_settings, uri)
+
+    assert uri == "models:/county-belt/1"
+    assert env["BELTCAST_SERVE_MODEL_URI"] == uri
+    assert env["MLFLOW_TRACKING_URI"] == env["MLFLOW_REGISTRY_URI"] == champion_settings.mlflow.tracking_uri
+
+
+def test_serving_without_a_champion_is_a_clear_error(tmp_path):
+    from pipelines.config import MlflowSettings
+
+    settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}"))
+    with pytest.raises(serve.ServeError, match="has no 'champion'; run `beltcast train` and `beltcast promote`"):
+        serve.champion_uri(settings)
 
 
 def test_beltcast_serve_binds_loopback_by_default(monkeypatch):
@@ -224,45 +239,14 @@ def test_beltcast_serve_binds_loopback_by_default(monkeypatch):
     assert calls == [("127.0.0.1", 5000, 1)]
 
 
-def test_server_environment_finds_the_venv_uvicorn(monkeypatch):
-    # `mlflow models serve --env-manager local` runs `exec uvicorn ...` through bash, so the
-    # server's PATH must lead to this venv's uvicorn even when the venv is not activated (as
-    # under `make test` or `.venv/bin/beltcast serve`).
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-
-    env = serve.environment(Settings())
-
-    assert shutil.which("uvicorn", path=env["PATH"]) == os.path.join(VENV_BIN, "uvicorn")
-
-
 FUZZ_CASES = {"tried": 0, "status": {}}
-JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40)
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
-    max_leaves=20,
-)
-SPLIT_PAYLOADS = st.fixed_dictionaries(
-    {
-        "dataframe_split": st.fixed_dictionaries(
-            {
-                "columns": st.lists(
-                    st.sampled_from(["county_code", "as_of", "belts_within_100km", "bogus", "曹县"])
-                    | st.text(max_size=12),
-                    max_size=4,
-                ),
-                "data": st.lists(st.lists(JSON_SCALARS, max_size=4), max_size=4),
-            }
-        )
-    }
-)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.one_of(SPLIT_PAYLOADS, JSON_VALUES, st.binary(max_size=200), st.text(max_size=300)))
+@given(payload=PAYLOADS)
 def test_fuzzed_requests_never_get_a_5xx(server, payload):
     """Malformed, wrong-typed, unicode, binary and empty payloads: a 4xx at worst, never a 5xx or a hang."""
-    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+    body = encode(payload)
     response = requests.post(
         f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=30
     )
@@ -277,3 +261,51 @@ def test_server_survives_the_fuzzing_and_an_oversized_request(server):
     assert response.status_code == 200 and len(response.json()["predictions"]) == 20000
     assert requests.get(f"{server}/ping", timeout=10).status_code == 200
     print(f"fuzz cases tried: {FUZZ_CASES['tried']}, statuses: {FUZZ_CASES['status']}")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, 400, "nested deeper than 64 levels"),
+        (b"{" * 5_000, 400, "nested deeper than 64 levels"),
+        (b'{"a": ' * 100 + b"1" + b"}" * 100, 400, "nested deeper than 64 levels"),
+    ],
+    ids=["deep-list", "unclosed-objects", "deep-objects"],
+)
+def test_deeply_nested_json_is_a_400_not_a_500(server, body, status, message):
+    response = requests.post(
+        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert response.status_code == status and message in response.json()["message"]
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    from pipelines.scoring_app import nesting_depth
+
+    assert nesting_depth(b'{"dataframe_split": {"columns": ["[[[[{{{{"], "data": [["\\"]]]"]]}}') == 4
+    assert nesting_depth(b"") == 0
+    assert nesting_depth(b"[" * 70) == 70
+
+
+def test_a_body_over_the_size_limit_is_a_413(champion_settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("BELTCAST_MAX_REQUEST_MB", "0.01")
+    log, port = tmp_path / "server.log", free_port()
+    with output_to(log):
+        process = serve.start(champion_settings, host=HOST, port=port)
+    try:
+        url = f"http://{HOST}:{port}"
+        wait_for_ping(process, url, log)
+        big = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]] * 2000}}
+        response = requests.post(f"{url}/invocations", json=big, timeout=60)
+        assert response.status_code == 413 and "exceeds 10,485 bytes" in response.json()["message"]
+        assert forecast(url, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["county_name"] == "曹县"
+    finally:
+        stop(process)
+
+
+def test_a_bad_size_limit_names_the_variable(monkeypatch):
+    from pipelines.scoring_app import max_request_bytes
+
+    monkeypatch.setenv("BELTCAST_MAX_REQUEST_MB", "lots")
+    with pytest.raises(ValueError, match="BELTCAST_MAX_REQUEST_MB must be a number of megabytes; got 'lots'"):
+        max_request_bytes()

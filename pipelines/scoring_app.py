@@ -1,0 +1,122 @@
+"""The scoring server's ASGI app: MLflow's scoring server behind a request guard.
+
+``beltcast serve`` runs this module under uvicorn. The model is the one named by
+``BELTCAST_SERVE_MODEL_URI`` (``serve`` sets it to ``models:/<registered model>@champion`` of the
+configured registry), loaded once per worker by MLflow's own scoring server, which answers
+``/ping``, ``/health``, ``/version`` and ``/invocations`` exactly as ``mlflow models serve`` does.
+
+In front of ``/invocations``, :class:`RequestGuard` answers two kinds of hostile body before
+they reach MLflow, where they would cost a 5xx or the server's memory:
+
+- a body larger than ``BELTCAST_MAX_REQUEST_MB`` (default 256) gets **413**;
+- JSON nested deeper than :data:`MAX_DEPTH` levels gets **400** (Python's JSON parser would
+  hit its recursion limit, which MLflow's server reports as a 500).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+
+MODEL_URI_VARIABLE = "BELTCAST_SERVE_MODEL_URI"
+MAX_REQUEST_VARIABLE = "BELTCAST_MAX_REQUEST_MB"
+MAX_DEPTH = 64
+JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+OPEN, CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
+
+
+def nesting_depth(body: bytes) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON body (brackets inside strings do not count)."""
+    structure = np.frombuffer(JSON_STRING.sub(b'""', body), dtype=np.uint8)
+    step = np.isin(structure, OPEN).astype(np.int64) - np.isin(structure, CLOSE).astype(np.int64)
+    return int(np.cumsum(step).max(initial=0))
+
+
+def max_request_bytes() -> int:
+    text = os.environ.get(MAX_REQUEST_VARIABLE, "256")
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise ValueError(f"{MAX_REQUEST_VARIABLE} must be a number of megabytes; got {text!r}") from None
+    if megabytes <= 0:
+        raise ValueError(f"{MAX_REQUEST_VARIABLE} must be positive; got {text!r}")
+    return int(megabytes * 2**20)
+
+
+class RequestGuard:
+    """ASGI middleware: size and nesting limits on ``POST /invocations`` bodies.
+
+    Parameters
+    ----------
+    app : ASGI application
+        The app behind the guard.
+    max_bytes : int
+        The largest body passed on; a larger one gets 413.
+    """
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope.get("path") != "/invocations" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body, problem = await self._read(scope, receive)
+        if problem is None and nesting_depth(body) > MAX_DEPTH:
+            problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
+        if problem is not None:
+            await _reply(send, *problem)
+            return
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, scope, receive) -> tuple[bytes, tuple[int, str] | None]:
+        too_large = (
+            413,
+            f"the request body exceeds {self.max_bytes:,} bytes (the limit is {MAX_REQUEST_VARIABLE}, in MB)",
+        )
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return b"", too_large
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"", (400, "the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return b"", too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+
+async def _reply(send, status: int, message: str) -> None:
+    payload = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app():
+    """MLflow's scoring server for the model at ``BELTCAST_SERVE_MODEL_URI``, guarded."""
+    from mlflow.pyfunc import scoring_server
+
+    uri = os.environ.get(MODEL_URI_VARIABLE)
+    if not uri:
+        raise RuntimeError(f"{MODEL_URI_VARIABLE} must name the model to serve; it is not set")
+    model = scoring_server.load_model_with_mlflow_config(uri)
+    return RequestGuard(scoring_server.init(model), max_request_bytes())
