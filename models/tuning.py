@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.metrics import average_precision_score
+from sklearn.metrics import average_precision_score, brier_score_loss
 
 from models.backtest import Fold, FoldSpec, _fit_predict
 from models.estimators import LGBMEmergence
@@ -69,6 +69,39 @@ def make_objective(
         return float(np.mean(scores))
 
     return objective
+
+
+CALIBRATION_FOLDS = (3, 5, 10)
+
+
+def calibration_scores(
+    params: dict,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    periods: np.ndarray,
+    groups: np.ndarray,
+    spec: FoldSpec,
+    n_inner: int = 4,
+    seed: int = 0,
+    candidates: tuple[int, ...] = CALIBRATION_FOLDS,
+) -> dict[int, float]:
+    """Mean Brier score over the inner folds (never the test fold) of the sigmoid-calibrated model
+    with ``params``, for each number of cross-fitting folds of the calibration in ``candidates``.
+
+    Fewer folds fit the calibration on scores of models trained on less data, whose scores spread
+    differently from the final model's; more folds cost more fits. The tuning keeps the number
+    with the lowest inner-fold Brier score.
+    """
+    folds = inner_folds(periods, groups, y, spec, n_inner)
+    scores = {}
+    for k in candidates:
+        model = LGBMEmergence(**params, calibration="sigmoid", calibration_folds=k, random_state=seed)
+        briers = []
+        for fold in folds:
+            train, test = _rows(fold, periods, groups)
+            briers.append(brier_score_loss(y[test], _fit_predict(model, X, y, train, test)))
+        scores[k] = float(np.mean(briers))
+    return scores
 
 
 def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

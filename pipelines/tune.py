@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from features.io import write_json
 from models.datasets import emergence_transitions
-from models.tuning import make_objective, make_study
+from models.tuning import calibration_scores, make_objective, make_study
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import use_tracking
@@ -27,8 +27,9 @@ def run(
     missing for that period are run: re-running a period adds none."""
     panel = load_panel(settings)
     data = emergence_transitions(panel)
+    spec = fold_spec(settings)
     objective = make_objective(
-        data.X, data.y, data.periods, data.groups, fold_spec(settings),
+        data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed,
     )  # fmt: skip
     use_tracking(settings)
@@ -40,12 +41,21 @@ def run(
     if _best_value(study) is None:
         console.print(f"tune: study {study.study_name!r} has no completed trial; default parameters stay")
         return {}
-    best = save_best(study, settings.model.params_file)
+    briers = calibration_scores(
+        study.best_params, data.X, data.y, data.periods, data.groups, spec,
+        settings.tune.inner_folds, settings.model.seed,
+    )  # fmt: skip
+    best = save_best(study, settings.model.params_file, briers)
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold "
-        f"AP {study.best_value:.4f} -> {settings.model.params_file}"
+        f"AP {study.best_value:.4f}; calibration cross-fitted over {best['params']['calibration_folds']} folds "
+        f"(inner-fold Brier {_briers(briers)}) -> {settings.model.params_file}"
     )
     return best
+
+
+def _briers(briers: dict[int, float]) -> str:
+    return ", ".join(f"{k} folds {v:.5f}" for k, v in briers.items())
 
 
 def tagged(objective, period: str | None):
@@ -102,14 +112,17 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def save_best(study: optuna.Study, path: Path) -> dict:
-    """Write the best trial's parameters atomically; return what was written."""
+def save_best(study: optuna.Study, path: Path, calibration_briers: dict[int, float]) -> dict:
+    """Write the best trial's parameters, with the calibration folds of the lowest inner-fold
+    Brier score, atomically; return what was written."""
+    folds = min(calibration_briers, key=calibration_briers.get)
     payload = {
         "study": study.study_name,
         "best_value": study.best_value,
         "best_trial": study.best_trial.number,
         "n_trials": len(study.trials),
-        "params": study.best_params,
+        "params": {**study.best_params, "calibration_folds": folds},
+        "calibration_inner_brier": {str(k): v for k, v in calibration_briers.items()},
     }
     write_json(payload, path)
     return payload

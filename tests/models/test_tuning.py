@@ -1,0 +1,87 @@
+"""Tuning: seeded and resumable studies, inner folds inside the training periods only, and the
+calibration folds chosen by inner-fold Brier score (synthetic logic fixtures)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from models.backtest import FoldSpec
+from models.tuning import CALIBRATION_FOLDS, calibration_scores, inner_folds, make_objective, make_study
+
+QUICK_SPACE = {"n_estimators": (10, 60), "num_leaves": (3, 31), "min_child_samples": (5, 60)}
+
+
+def quick_space(trial: optuna.Trial) -> dict:
+    return {name: trial.suggest_int(name, low, high) for name, (low, high) in QUICK_SPACE.items()}
+
+
+def test_inner_folds_never_touch_the_test_period(synthetic_transitions):
+    _, y, periods, groups = synthetic_transitions
+    spec = FoldSpec(n_spatial=3)
+    test_periods = spec.temporal(periods)[-1].test_periods
+    for fold in inner_folds(periods, groups, y, spec, 3):
+        assert not set(fold.train_periods) & set(test_periods)
+        assert not set(getattr(fold, "test_periods", ()) or ()) & set(test_periods)
+
+
+def test_a_seeded_study_replays_and_a_resumed_one_continues(synthetic_transitions, tmp_path):
+    X, y, periods, groups = synthetic_transitions
+    objective = make_objective(X, y, periods, groups, FoldSpec(n_spatial=2), 2, 0, space=quick_space)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    first = make_study("a", storage, seed=0)
+    first.optimize(objective, n_trials=3)
+    first_params = [t.params for t in first.trials]
+    replay = make_study("b", storage, seed=0)
+    replay.optimize(objective, n_trials=3)
+    assert first_params == [t.params for t in replay.trials]
+    assert [t.value for t in first.trials] == [t.value for t in replay.trials]
+
+    resumed = make_study("a", storage, seed=0)
+    resumed.optimize(objective, n_trials=2)
+    assert len(resumed.trials) == 5
+    assert [t.params for t in resumed.trials[:3]] == first_params
+    new = [t.params for t in resumed.trials[3:]]
+    assert new != first_params[:2]  # re-seeded: the first trials are not replayed
+
+
+def test_calibration_scores_cover_every_candidate_and_differ(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    scores = calibration_scores({"n_estimators": 20, "num_leaves": 5}, X, y, periods, groups, FoldSpec(), 2, 0)
+    assert list(scores) == list(CALIBRATION_FOLDS)
+    assert all(0.0 < v < 0.25 for v in scores.values())
+    assert len(set(scores.values())) > 1
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_the_tuned_parameters_carry_the_calibration_folds_of_the_lowest_brier(built_settings, tmp_path):
+    import json
+
+    from rich.console import Console
+
+    from pipelines import tune
+    from pipelines.config import ModelSettings, TuneSettings
+
+    settings = built_settings.model_copy(
+        update={
+            "model": ModelSettings(spatial_folds=2, bootstrap=0, params_file=tmp_path / "tuned.json"),
+            "tune": TuneSettings(storage=f"sqlite:///{tmp_path / 'optuna.db'}", trials=2, inner_folds=2),
+        }
+    )
+    tune.run(settings, 2, "calibration-check", Console(quiet=True))
+    saved = json.loads((tmp_path / "tuned.json").read_text())
+    briers = {int(k): v for k, v in saved["calibration_inner_brier"].items()}
+    assert saved["params"]["calibration_folds"] == min(briers, key=briers.get)
+    assert set(briers) == set(CALIBRATION_FOLDS)
+
+
+@pytest.mark.parametrize("k", CALIBRATION_FOLDS)
+def test_every_candidate_fits(synthetic_transitions, k):
+    from models.estimators import LGBMEmergence
+
+    X, y, _, _ = synthetic_transitions
+    model = LGBMEmergence(n_estimators=10, calibration_folds=k).fit(X, y)
+    assert np.isfinite(model.predict_proba(X)).all()
