@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -42,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_models import _load, _rate, peak_rss_gb, print_machine, synthetic_features
+from bench_models import _load, _rate, peak_rss_gb, print_machine, synthetic_features, timer
 
 import models.compiled
 from models.bundle import ForecastBundle
@@ -117,15 +116,6 @@ def synthetic_bundle(model: ForecastBundle, panel: pd.DataFrame, rows: int, seed
     )
 
 
-def timed(func, repeat: int) -> tuple[float, object]:
-    seconds, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = func()
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), result
-
-
 def describe(bundle: ForecastBundle) -> str:
     emergence, mode = bundle.emergence.dump_model(), bundle.mode.dump_model()
     leaves = np.mean([t["num_leaves"] for t in emergence["tree_info"]])
@@ -166,13 +156,13 @@ def bench_forecast(bundle: ForecastBundle, request: pd.DataFrame, args: argparse
         start = time.perf_counter()
         bundle.forecast(request.head(models.compiled.COMPILE_ROWS), drivers=False)
         print(f"  one-off compile of both boosters (cached per machine): {time.perf_counter() - start:.1f} s")
-        fast, out = timed(lambda: bundle.forecast(request, drivers=False), args.repeat)
+        fast, out = timer(lambda: bundle.forecast(request, drivers=False), args.repeat)
         _rate("forecast(drivers=False), compiled", fast, n)
     else:
         print("  compiled prediction unavailable (lleaves missing or BELTCAST_COMPILED=0)")
     os.environ["BELTCAST_COMPILED"] = "0"
     plain_bundle = ForecastBundle(*(getattr(bundle, f) for f in bundle.__dataclass_fields__))
-    plain, plain_out = timed(lambda: plain_bundle.forecast(request, drivers=False), args.repeat)
+    plain, plain_out = timer(lambda: plain_bundle.forecast(request, drivers=False), args.repeat)
     os.environ.pop("BELTCAST_COMPILED")
     _rate("forecast(drivers=False), LightGBM", plain, n)
     if compiled:
@@ -186,7 +176,7 @@ def bench_forecast(bundle: ForecastBundle, request: pd.DataFrame, args: argparse
 
     m = args.driver_rows or n
     subset = request.head(m)
-    with_drivers, _ = timed(lambda: bundle.forecast(subset, drivers=True), 1)
+    with_drivers, _ = timer(lambda: bundle.forecast(subset, drivers=True), 1)
     _rate(f"forecast(drivers=True) on {m:,} rows", with_drivers, m)
     print(f"  drivers cost {(with_drivers / m) / (best / n):.0f}x the time per row of the forecast without them")
 
@@ -196,11 +186,11 @@ def bench_writing(bundle: ForecastBundle, request: pd.DataFrame) -> None:
     newest = request[request["as_of"] == request["as_of"].max()]
     n = len(newest)
     forecast = bundle.forecast(newest, drivers=False).assign(model_version="bench")
-    ranked_s, ranked = timed(lambda: rank(forecast), 1)
+    ranked_s, ranked = timer(lambda: rank(forecast), 1)
     print(f"\n== after the forecast, as `beltcast score` does, on the {n:,} rows of the newest period ==")
     _rate("rank + schema check", ranked_s, n)
     with tempfile.TemporaryDirectory() as tmp:
-        write_s, _ = timed(lambda: write(ranked, Path(tmp) / "scores.csv", "bench", 0), 1)
+        write_s, _ = timer(lambda: write(ranked, Path(tmp) / "scores.csv", "bench", 0), 1)
     _rate("CSV + Parquet, atomic", write_s, n)
 
 
