@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
 def bench_forecast(bundle: ForecastBundle, request: pd.DataFrame, args: argparse.Namespace) -> None:
     n = len(request)
     print(f"\n== forecast of {n:,} SYNTHETIC rows (median of {args.repeat}) ==")
-    compiled = models.compiled.available()
+    compiled = models.compiled.available() and n >= models.compiled.COMPILE_ROWS
+    if n < models.compiled.COMPILE_ROWS:
+        print(f"  {n:,} rows < COMPILE_ROWS ({models.compiled.COMPILE_ROWS:,}): LightGBM predicts, nothing is compiled")
     if compiled:
         start = time.perf_counter()
         bundle.forecast(request.head(models.compiled.COMPILE_ROWS), drivers=False)
@@ -159,7 +161,7 @@ def bench_forecast(bundle: ForecastBundle, request: pd.DataFrame, args: argparse
         fast, out = timer(lambda: bundle.forecast(request, drivers=False), args.repeat)
         _rate("forecast(drivers=False), compiled", fast, n)
     else:
-        print("  compiled prediction unavailable (lleaves missing or BELTCAST_COMPILED=0)")
+        print("  no compiled prediction (lleaves missing, BELTCAST_COMPILED=0 or a small batch)")
     os.environ["BELTCAST_COMPILED"] = "0"
     plain_bundle = ForecastBundle(*(getattr(bundle, f) for f in bundle.__dataclass_fields__))
     plain, plain_out = timer(lambda: plain_bundle.forecast(request, drivers=False), args.repeat)
