@@ -3,15 +3,22 @@
 A file reaches the cache only through a temporary name in the cache folder that is verified and
 then renamed, so the cache never holds a partial or a wrong file. When a mirror is in use, its
 files are verified too, so a corrupted mirror is reported even while the cache is still good.
+
+A sync holds an exclusive lock on the cache (``.sync.lock``) while it runs, so syncs into one
+cache take turns; the temporary files it finds there while holding the lock were left by a sync
+that was killed before it could remove them, and are deleted.
 """
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +32,7 @@ from pipelines.manifest import ManifestEntry, read_manifest, sha256_of
 MIRROR_ENV = "BELTCAST_DATA_MIRROR"
 SHARED_MIRROR = Path("../shared/data/raw")
 DOWNLOAD_TIMEOUT_S = 60
+LOCK_NAME = ".sync.lock"
 
 Fetcher = Callable[[ManifestEntry, Path], None]
 
@@ -87,13 +95,38 @@ def sync(
     entries = read_manifest() if entries is None else entries
     cache_dir.mkdir(parents=True, exist_ok=True)
     report = SyncReport()
-    todo = [entry for entry in entries if not _check_one(entry, cache_dir, mirror, report)]
+    with _exclusive(cache_dir):
+        _remove_leftovers(entries, cache_dir)
+        todo = [entry for entry in entries if not _check_one(entry, cache_dir, mirror, report)]
+        _fetch_all(todo, cache_dir, mirror, report, show_progress)
+    return report
+
+
+def _fetch_all(
+    todo: list[ManifestEntry], cache_dir: Path, mirror: Path | None, report: SyncReport, show_progress: bool
+) -> None:
     with _progress(show_progress) as progress:
         task = progress.add_task("sync", total=sum(entry.bytes for entry in todo))
         for entry in todo:
             _fetch_one(entry, cache_dir, mirror, report)
             progress.advance(task, entry.bytes)
-    return report
+
+
+@contextmanager
+def _exclusive(cache_dir: Path) -> Iterator[None]:
+    """Hold the cache's lock; the kernel releases it when the process ends, however it ends."""
+    with open(cache_dir / LOCK_NAME, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _remove_leftovers(entries: list[ManifestEntry], cache_dir: Path) -> None:
+    """Delete the temporary files (``.NAME.XXXX.part``) of syncs killed mid-fetch."""
+    for entry in entries:
+        target = cache_dir / entry.path
+        if target.parent.is_dir():
+            for leftover in target.parent.glob(f"{glob.escape('.' + target.name)}.*.part"):
+                leftover.unlink(missing_ok=True)
 
 
 def _check_one(entry: ManifestEntry, cache_dir: Path, mirror: Path | None, report: SyncReport) -> bool:

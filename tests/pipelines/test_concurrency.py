@@ -1,0 +1,98 @@
+"""``score`` runs again and again while ``train`` and ``promote --force`` move the aliases in another
+process: every scored file names exactly one registered version, and is that version's forecast.
+Syncs into one cache at once take turns."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import score
+from pipelines.manifest import read_manifest
+from pipelines.tracking import model_uri
+from tests.pipelines.jobs import (
+    NAME,
+    Store,
+    alias_targets,
+    beltcast,
+    cache_contents,
+    load_version,
+    run_to_completion,
+    sync_config,
+)
+
+pytestmark = pytest.mark.realdata
+COUNTIES = 2844
+
+
+def _moves(store: Store) -> list[list[str]]:
+    """Champion to the 61-tree challenger; a 62-tree model registered as the new challenger while
+    ``score`` runs; champion to it."""
+    promote = beltcast("promote", store.config(), "--force", "--reason", "concurrency test")
+    return [promote, beltcast("train", store.config(trees=62)), promote]
+
+
+def _run_all(commands: list[list[str]]) -> None:
+    for command in commands:
+        run_to_completion(command)
+
+
+def _check_scored_file(csv: Path, store: Store, loaded: dict) -> str:
+    """The one version a scored file names; it is registered, and its forecast is the file."""
+    scores = pd.read_csv(csv, dtype={"county_code": str, "model_version": str})
+    versions = scores["model_version"].unique().tolist()
+    assert len(versions) == 1, f"{csv.name} names versions {versions}"
+    version = versions[0]
+    assert str(store.client().get_model_version(NAME, version).version) == version
+    assert len(scores) == COUNTIES and scores["county_code"].is_unique
+    assert scores["p_belt"].between(0.0, 1.0).all()
+    belt = scores["is_belt"].fillna(False).astype(bool)
+    assert scores["rank"].isna().equals(belt), f"{csv.name}: ranked rows are not exactly the non-belts"
+    candidates = scores[~belt].sort_values("rank")
+    assert candidates["rank"].tolist() == list(range(1, len(candidates) + 1))
+    assert candidates["p_belt"].is_monotonic_decreasing
+    if version not in loaded:
+        loaded[version] = load_version(store, version)
+    as_of = int(scores["as_of"].iloc[0])
+    again = score.score(loaded[version], model_uri(NAME, version), as_of, version, "pandas")
+    pd.testing.assert_frame_equal(pd.read_parquet(csv.with_suffix(".parquet")), again)
+    np.testing.assert_allclose(scores["p_belt"], again["p_belt"], rtol=1e-12, atol=0)
+    return version
+
+
+def _score(store: Store, out: Path) -> Path:
+    run_to_completion(beltcast("score", store.config(), "--out", str(out)))
+    return out
+
+
+@pytest.mark.slow
+def test_every_scored_file_names_one_version_while_the_aliases_move(own_store, tmp_path):
+    scored: list[Path] = []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        moving = pool.submit(_run_all, _moves(own_store))
+        while not moving.done():
+            scored.append(_score(own_store, tmp_path / f"scores_{len(scored)}.csv"))
+        moving.result()
+    scored.append(_score(own_store, tmp_path / "scores_after.csv"))  # begun after the last move
+    loaded: dict = {}
+    versions = [_check_scored_file(csv, own_store, loaded) for csv in scored]
+    print(f"score: {len(scored)} files, versions {versions}")
+    assert len(set(versions)) >= 2, f"the champion never moved under score: versions {versions}"
+    assert versions[-1] == alias_targets(own_store, loaded)["champion"]
+
+
+def test_syncs_into_one_cache_take_turns_and_fetch_each_file_once(raw_dir, tmp_path):
+    entries = read_manifest()
+    command = beltcast("data sync", sync_config(tmp_path / "cache"), "--mirror", str(raw_dir))
+    syncs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    printed = [process.communicate(timeout=300)[0] for process in syncs]
+    assert [process.returncode for process in syncs] == [0, 0, 0], printed
+    fetched = sorted(int(re.search(r"(\d+)\s+fetched and verified", text).group(1)) for text in printed)
+    assert fetched == [0, 0, len(entries)]
+    assert cache_contents(tmp_path / "cache", entries) == (len(entries), 0)
