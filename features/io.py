@@ -3,11 +3,12 @@ so a reader sees the old file or the new one, never a partial one."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,16 @@ import pandas as pd
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target``."""
+    """Yield a temporary path beside ``target``; on success it replaces ``target``.
+
+    The temporary name carries the writer's process id (``.NAME.<pid>.XXXX.part``), so the
+    temporary files of a writer that was killed are recognised and deleted by the next write of
+    the same target, while those of writers still running are left alone.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    _remove_dead_leftovers(target)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".part")
     os.close(handle)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
@@ -28,6 +35,24 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_dead_leftovers(target: Path) -> None:
+    for leftover in target.parent.glob(f"{glob.escape('.' + target.name)}.*.part"):
+        pid = leftover.name.removeprefix(f".{target.name}.").split(".", 1)[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -41,6 +66,17 @@ def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
+
+
+def write_together(writers: dict[Path, Callable[[Path], Any]]) -> list[Path]:
+    """Write every target to its temporary name first, then rename them one after the other, so
+    files that belong together (a CSV and its Parquet) are replaced within microseconds of each
+    other; if a write fails, none of the targets is touched."""
+    with ExitStack() as stack:
+        temporaries = {target: stack.enter_context(atomic_path(target)) for target in writers}
+        for target, writer in writers.items():
+            writer(temporaries[target])
+    return list(writers)
 
 
 def write_parquet(frame: pd.DataFrame, target: Path) -> Path:

@@ -24,7 +24,7 @@ from features.platform import read_platform_metrics
 from pipelines import build, promote, report, score, sync, train, tune
 from pipelines.config import Settings
 from pipelines.master import load_history
-from pipelines.tracking import CHAMPION, use_tracking, version_by_alias
+from pipelines.tracking import CHAMPION, start_run, use_tracking, version_by_alias
 
 
 @dataclass
@@ -47,7 +47,7 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     validate_metrics(settings, label)
     client = use_tracking(settings)
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
-    with mlflow.start_run(run_name=f"retrain-{label}") as parent:
+    with start_run(f"retrain-{label}") as parent:
         mlflow.set_tags({"retrain.period": label, "retrain.metrics_file": str(settings.platform.metrics_file)})
         step("sync", lambda: sync.run(settings, None, console))
         step("build", lambda: build.run(settings, console, until=label))
@@ -82,7 +82,7 @@ def validate_metrics(settings: Settings, period: str) -> None:
 
 def step(name: str, action: Callable[[], Any]) -> Any:
     """One child MLflow run around one step."""
-    with mlflow.start_run(run_name=name, nested=True):
+    with start_run(name, nested=True):
         return action()
 
 

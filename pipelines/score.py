@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import BeltcastError
-from features.io import write_csv, write_parquet
+from features.io import write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
@@ -124,11 +124,16 @@ def rank(forecast: pd.DataFrame) -> pd.DataFrame:
 
 
 def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int) -> ScoreOutputs:
-    """CSV (UTF-8) and Parquet beside it, each written atomically."""
+    """CSV (UTF-8) and Parquet beside it: both written to temporary names, then renamed one after
+    the other (a kill can only fall between the two renames, never leave a partial file)."""
     csv_path = Path(csv_path)
     parquet_path = csv_path.with_suffix(".parquet")
-    write_parquet(scores, parquet_path)
-    write_csv(scores, csv_path)
+    write_together(
+        {
+            parquet_path: lambda tmp: scores.to_parquet(tmp, index=False),
+            csv_path: lambda tmp: scores.to_csv(tmp, index=False, encoding="utf-8"),
+        }
+    )
     return ScoreOutputs(csv_path, parquet_path, version, as_of)
 
 

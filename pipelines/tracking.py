@@ -6,7 +6,9 @@ Nothing here runs at import time; every job calls :func:`use_tracking` with its 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
+import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -17,22 +19,50 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from features.io import process_alive
 from pipelines.config import Settings
 from pipelines.manifest import manifest_hash, read_manifest
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
+HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 
 
 def use_tracking(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured store and experiment; return a client."""
+    """Point MLflow at the configured store and experiment; return a client. Runs left
+    ``RUNNING`` by a killed job of this machine are marked ``KILLED`` on the way."""
     uri = settings.mlflow.tracking_uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
         mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifact_root(uri))
-    mlflow.set_experiment(settings.mlflow.experiment)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = mlflow.set_experiment(settings.mlflow.experiment)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    close_dead_runs(client, experiment.experiment_id)
+    return client
+
+
+def start_run(run_name: str, nested: bool = False):
+    """``mlflow.start_run`` tagged with this machine and process, so that a run whose job was
+    killed can be told apart from one still running (:func:`close_dead_runs`)."""
+    return mlflow.start_run(run_name=run_name, nested=nested, tags=process_tags())
+
+
+def process_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def close_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark ``KILLED`` the runs still ``RUNNING`` whose process, on this machine, is gone."""
+    closed = []
+    host = socket.gethostname()
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+            client.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_id)
+    return closed
 
 
 def artifact_root(uri: str) -> str | None:

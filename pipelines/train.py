@@ -35,7 +35,7 @@ from pipelines.backtest import (
     tuned_params,
 )
 from pipelines.config import Settings
-from pipelines.tracking import CHALLENGER, frame_hash, git_sha, lineage_tags, use_tracking
+from pipelines.tracking import CHALLENGER, frame_hash, git_sha, lineage_tags, start_run, use_tracking
 
 VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -106,7 +106,7 @@ def train_and_register(
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
-    with mlflow.start_run(run_name="train", nested=mlflow.active_run() is not None) as active:
+    with start_run("train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags(lineage)
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
         report = log_backtest(panel, settings, spec, console)

@@ -15,7 +15,7 @@ from models.datasets import emergence_transitions
 from models.tuning import calibration_scores, make_objective, make_study
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
-from pipelines.tracking import use_tracking
+from pipelines.tracking import start_run, use_tracking
 
 
 def run(
@@ -36,7 +36,7 @@ def run(
     study = open_study(settings, study_name)
     wanted = settings.tune.trials if trials is None else trials
     done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
-    with mlflow.start_run(run_name="tune", nested=mlflow.active_run() is not None):
+    with start_run("tune", nested=mlflow.active_run() is not None):
         optimise(study, tagged(objective, period), max(wanted - done, 0), console)
     if _best_value(study) is None:
         console.print(f"tune: study {study.study_name!r} has no completed trial; default parameters stay")
@@ -71,7 +71,7 @@ def tagged(objective, period: str | None):
 
 def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """One nested MLflow run per trial: its parameters, state and inner-fold AP."""
-    with mlflow.start_run(run_name=f"trial-{trial.number}", nested=True):
+    with start_run(f"trial-{trial.number}", nested=True):
         mlflow.log_params(trial.params)
         mlflow.set_tags({"optuna.study": study.study_name, "optuna.state": trial.state.name, **trial.user_attrs})
         if trial.value is not None:

@@ -35,3 +35,42 @@ def test_writes_replace_whole_files_with_the_usual_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert csv.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_files_written_together_are_all_replaced_or_none(tmp_path):
+    from features.io import write_together
+
+    csv, parquet = tmp_path / "s.csv", tmp_path / "s.parquet"
+    csv.write_text("old csv\n")
+    parquet.write_text("old parquet\n")
+
+    def crash(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_together({parquet: lambda tmp: tmp.write_text("new parquet\n"), csv: crash})
+    assert (csv.read_text(), parquet.read_text()) == ("old csv\n", "old parquet\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.parquet"]
+
+    write_together({parquet: lambda tmp: tmp.write_text("new parquet\n"), csv: lambda tmp: tmp.write_text("new csv\n")})
+    assert (csv.read_text(), parquet.read_text()) == ("new csv\n", "new parquet\n")
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited: its leftovers may go
+    target = tmp_path / "report.html"
+    leftover = tmp_path / f".report.html.{dead_pid}.k1ll3d.part"
+    running = tmp_path / f".report.html.{os.getpid()}.inuse.part"  # a writer still running: kept
+    leftover.write_text("partial")
+    running.write_text("being written")
+
+    write_json({"ok": True}, target)
+
+    assert not leftover.exists()
+    assert running.exists()
+    assert target.is_file()

@@ -1,0 +1,29 @@
+"""Runs left RUNNING by a killed job are closed as KILLED by the next job; live ones are not."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from pipelines.config import MlflowSettings, Settings
+from pipelines.tracking import HOST_TAG, PID_TAG, use_tracking
+
+
+def test_runs_of_dead_processes_are_marked_killed(tmp_path):
+    settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    client = use_tracking(settings)
+    experiment = client.get_experiment_by_name(settings.mlflow.experiment).experiment_id
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = client.create_run(experiment, tags={HOST_TAG: host, PID_TAG: finished.stdout.strip()})
+    alive = client.create_run(experiment, tags={HOST_TAG: host, PID_TAG: str(os.getpid())})
+    elsewhere = client.create_run(experiment, tags={HOST_TAG: "another-host", PID_TAG: finished.stdout.strip()})
+    untagged = client.create_run(experiment)
+
+    use_tracking(settings)
+
+    status = {run: client.get_run(run.info.run_id).info.status for run in (dead, alive, elsewhere, untagged)}
+    assert status[dead] == "KILLED"
+    assert [status[r] for r in (alive, elsewhere, untagged)] == ["RUNNING"] * 3
