@@ -1,17 +1,19 @@
-"""Killing ``beltcast score`` while it writes over an existing output leaves the old file intact."""
+"""Killing ``beltcast score`` at random points while it writes over existing outputs leaves the
+old files or whole new ones, never a partial file; a re-run completes."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
+import random
 
 import pandas as pd
 import pytest
 
+from tests.pipelines.jobs import beltcast, kill_after, run_to_completion, spread_delays
+
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+KILLS = 4
+OLD_CSV = "county_code,p_belt\n371721,0.5\n"
 
 
 def _config(settings, path) -> None:
@@ -21,18 +23,40 @@ def _config(settings, path) -> None:
     )
 
 
-@pytest.mark.parametrize("delay_s", [0.5, 3.0, 6.0])
-def test_sigkill_mid_score_leaves_old_or_complete_new_file(champion_settings, tmp_path, delay_s):
-    config, out = tmp_path / "beltcast.toml", tmp_path / "scores.csv"
+def _old_or_whole(csv, parquet, old_parquet: bytes) -> str:
+    """``old`` or ``new``: each file is the old one or a whole new scored file."""
+    states = []
+    if csv.read_text() == OLD_CSV:
+        states.append("old")
+    else:
+        frame = pd.read_csv(csv, dtype={"county_code": str, "model_version": str})
+        assert len(frame) == 2844 and frame["model_version"].nunique() == 1
+        states.append("new")
+    if parquet.read_bytes() == old_parquet:
+        states.append("old")
+    else:
+        assert len(pd.read_parquet(parquet)) == 2844
+        states.append("new")
+    return "/".join(states)
+
+
+def test_sigkill_at_random_points_of_score_leaves_old_or_whole_new_files(champion_settings, tmp_path):
+    config, csv = tmp_path / "beltcast.toml", tmp_path / "scores.csv"
+    parquet = csv.with_suffix(".parquet")
     _config(champion_settings, config)
-    old = "county_code,p_belt\n371721,0.5\n"
-    out.write_text(old)
-    command = [sys.executable, "-m", "pipelines.cli", "score", "--config", str(config), "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay_s)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
-    text = out.read_text()
-    if text != old:  # the process finished its write before the kill: the new file is whole
-        assert len(pd.read_csv(out, dtype={"county_code": str})) == 2844
+    command = beltcast("score", config, "--out", str(csv))
+    duration = run_to_completion(command)
+    outcomes = []
+    for delay in spread_delays(random.Random(2020), duration, KILLS, start=0.05, stop=1.05):
+        csv.write_text(OLD_CSV)
+        pd.DataFrame({"county_code": ["371721"], "p_belt": [0.5]}).to_parquet(parquet)
+        old_parquet = parquet.read_bytes()
+        killed = kill_after(command, delay)
+        outcomes.append(
+            f"{delay:.2f} s: {'killed' if killed else 'finished'}, {_old_or_whole(csv, parquet, old_parquet)}"
+        )
+        assert not list(tmp_path.glob(".scores.*")) or killed  # a finished run leaves no temporary file
+    run_to_completion(command)
+    assert _old_or_whole(csv, parquet, b"") == "new/new"
+    assert not list(tmp_path.glob(".scores.*.part"))  # the re-run removed the killed runs' temporary files
+    print(f"score (full run {duration:.1f} s) killed at: " + "; ".join(outcomes))
