@@ -25,6 +25,7 @@ from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 
 SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
+# and codes are checked row by row (cheaper than pandas' vectorised string methods for a few rows)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
 SNAPSHOT_STATUS = ["is_belt_known", "last_label_period"]
 REQUEST_KEYS = ("county_code", "as_of")
@@ -32,6 +33,7 @@ OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
     "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
 ]  # fmt: skip
+MODE_NAMES = pd.array(list(MODES), dtype="str")
 
 
 @dataclass
@@ -114,7 +116,7 @@ class ForecastBundle:
             meta=spec["meta"],
         )
 
-    @property
+    @cached_property
     def default_as_of(self) -> int:
         return int(self.snapshot["as_of"].max())
 
@@ -137,15 +139,14 @@ class ForecastBundle:
         positions = self._lookup(*self._request_keys(request))
         values, what_if = self._apply_overrides(positions, request)
         modes = self.mode_proba(values)
-        forecast = self._ids.take(positions).reset_index(drop=True)
-        forecast["p_belt"] = self.p_belt(values)
-        forecast["is_belt"] = self._is_belt.take(positions)
-        forecast["mode"] = pd.array(list(MODES), dtype="str").take(modes.argmax(axis=1))
-        for i, mode in enumerate(MODES):
-            forecast[f"p_{mode}"] = modes[:, i]
-        forecast["top_drivers"] = self.drivers(values) if drivers else ""
-        forecast["what_if"] = what_if
-        return forecast[OUTPUT_COLUMNS]
+        columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
+        columns["p_belt"] = self.p_belt(values)
+        columns["is_belt"] = self._is_belt.take(positions)
+        columns["mode"] = MODE_NAMES.take(modes.argmax(axis=1))
+        columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
+        columns["top_drivers"] = self.drivers(values) if drivers else np.full(len(values), "", dtype=object)
+        columns["what_if"] = what_if
+        return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Feature values as a float matrix in the boosters' column order."""
@@ -156,8 +157,8 @@ class ForecastBundle:
         return self.snapshot[self.features].to_numpy(dtype=float)
 
     @cached_property
-    def _ids(self) -> pd.DataFrame:
-        return self.snapshot[SNAPSHOT_IDS].reset_index(drop=True)
+    def _id_arrays(self) -> dict:
+        return {name: self.snapshot[name].array for name in SNAPSHOT_IDS}
 
     @cached_property
     def _is_belt(self) -> pd.arrays.BooleanArray:
@@ -289,6 +290,8 @@ def _threads(rows: int) -> int:
 
 def _codes(column: pd.Series) -> np.ndarray:
     """Six-digit county codes as integers; the first bad one is an error naming its row."""
+    if len(column) < SMALL_REQUEST:
+        return np.array([_code(value, i) for i, value in enumerate(column)], dtype=np.int64)
     if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
         values = column.to_numpy(dtype=np.int64)
         bad = np.flatnonzero((values < 100000) | (values > 999999))
