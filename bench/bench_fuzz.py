@@ -26,10 +26,9 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_serving import bodies, champion_counties, fresh_settings, prepare_champion, running_server
+from bench_serving import bodies, champion_counties, champion_store, running_server
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from pipelines.config import MlflowSettings, Settings
 from tests.payloads import PAYLOADS, encode
 
 TIMEOUT_S = 60.0
@@ -102,14 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench_fuzz_") as tmp:
         root = Path(tmp)
-        if args.tracking_uri is None:
-            config = fresh_settings(root)
-            prepare_champion(config)
-        else:
-            config = Settings(mlflow=MlflowSettings(tracking_uri=args.tracking_uri))
+        config = champion_store(root, args.tracking_uri)
         _, codes, year = champion_counties(config, 1)
         tally = Tally()
-        with running_server(config, None, 1, root / "server.log") as url:
+        with running_server(config, None, 1, root / "server.log") as (url, _):
             start = time.perf_counter()
             sent = fuzz(url, args.cases, args.seed, tally)
             with requests.Session() as session:

@@ -14,26 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_serving import (
-    HOST,
-    bodies,
-    champion_counties,
-    free_port,
-    fresh_settings,
-    measure,
-    prepare_champion,
-    stop,
-    wait_for_ping,
-    warm_up,
-)
-
-from pipelines import serve
-from pipelines.config import MlflowSettings, Settings
+from bench_serving import bodies, champion_counties, champion_store, measure, running_server, warm_up
 
 CLIENTS = (1, 8, 32)
 RSS_GROWTH_BOUND_MB = 200.0
@@ -71,30 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
         root = Path(tmp)
-        if args.tracking_uri is None:
-            settings = fresh_settings(root)
-            prepare_champion(settings)
-        else:
-            settings = Settings(mlflow=MlflowSettings(tracking_uri=args.tracking_uri))
+        settings = champion_store(root, args.tracking_uri)
         _, codes, year = champion_counties(settings, 200)
         payloads = bodies(codes, year)
-        port, log = free_port(), root / "server.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                serve.command(HOST, port, 1),
-                env=serve.environment(settings, serve.champion_uri(settings)),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            url = f"http://{HOST}:{port}"
-            wait_for_ping(process, url, log)
+        with running_server(settings, None, 1, root / "server.log") as (url, process):
             warm_up(url, payloads)
             before = tree_rss_mb(process.pid)
             results = [measure("beltcast", url, payloads, clients, args.seconds) for clients in CLIENTS]
             after = tree_rss_mb(process.pid)
-        finally:
-            stop(process)
     print(f"\n{'clients':>8}{'requests':>10}{'errors':>8}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for r in results:
         errors = sum(r.errors.values())

@@ -54,7 +54,7 @@ from pipelines.config import (
     Settings,
     TuneSettings,
 )
-from pipelines.tracking import CHAMPION, artifact_root, model_uri, use_tracking, version_by_alias
+from pipelines.tracking import CHAMPION, artifact_root, model_uri, require_champion, use_tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -144,11 +144,8 @@ def prepare_champion(settings: Settings) -> None:
 
 def champion_counties(settings: Settings, n: int) -> tuple[str, list[str], int]:
     """The champion's URI, ``n`` sampled county codes of its snapshot and its newest year."""
-    client = use_tracking(settings)
     name = settings.mlflow.registered_model
-    champion = version_by_alias(client, name, CHAMPION)
-    if champion is None:
-        raise SystemExit(f"{settings.mlflow.tracking_uri} has no {name}@{CHAMPION}")
+    champion = require_champion(use_tracking(settings), name, SystemExit)
     uri = model_uri(name, champion.version)
     bundle = mlflow.pyfunc.load_model(uri).unwrap_python_model().bundle
     year = bundle.default_as_of
@@ -176,10 +173,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def champion_store(root: Path, tracking_uri: str | None) -> Settings:
+    """Settings of the store at ``tracking_uri``, or of a fresh store below ``root`` whose
+    champion is trained on the real data first."""
+    if tracking_uri is not None:
+        return Settings(mlflow=MlflowSettings(tracking_uri=tracking_uri))
+    settings = fresh_settings(root)
+    prepare_champion(settings)
+    return settings
+
+
 @contextmanager
-def running_server(settings: Settings, uri: str | None, workers: int, log: Path) -> Iterator[str]:
+def running_server(
+    settings: Settings, uri: str | None, workers: int, log: Path
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """The command of ``beltcast serve`` (serving ``uri`` instead of the champion alias if
-    given) in the background; yields its URL."""
+    given) in the background; yields its URL and process."""
     port = free_port()
     command = serve.command(HOST, port, workers)
     env = serve.environment(settings, uri or serve.champion_uri(settings))
@@ -187,33 +196,10 @@ def running_server(settings: Settings, uri: str | None, workers: int, log: Path)
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         url = f"http://{HOST}:{port}"
-        wait_for_ping(process, url, log)
-        yield url
+        serve.wait_until_serving(process, url, log, START_TIMEOUT_S)
+        yield url, process
     finally:
-        stop(process)
-
-
-def wait_for_ping(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"server did not answer /ping within {START_TIMEOUT_S:.0f} s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=20)
+        serve.stop(process)
 
 
 def bodies(codes: list[str], year: int) -> list[bytes]:
@@ -282,7 +268,7 @@ def bench_model(
     shown = uri or f"models:/{settings.mlflow.registered_model}@{CHAMPION}"
     print(f"\n== {model}: {shown} ==")
     started = time.perf_counter()
-    with running_server(settings, uri, args.workers, log_dir / f"{model}.log") as url:
+    with running_server(settings, uri, args.workers, log_dir / f"{model}.log") as (url, _):
         print(f"  server up at {url} in {time.perf_counter() - started:.1f} s")
         warm_up(url, payloads)
         results = []
@@ -338,11 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     print_machine(args)
     with tempfile.TemporaryDirectory(prefix="bench_serving_") as tmp:
         root = Path(tmp)
-        if args.tracking_uri is None:
-            settings = fresh_settings(root)
-            prepare_champion(settings)
-        else:
-            settings = Settings(mlflow=MlflowSettings(tracking_uri=args.tracking_uri))
+        settings = champion_store(root, args.tracking_uri)
         belt_uri, codes, year = champion_counties(settings, N_COUNTIES)
         echo_uri = log_echo(settings)
         payloads = bodies(codes, year)

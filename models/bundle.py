@@ -192,12 +192,15 @@ class ForecastBundle:
                 return compiled.predict(values)
         return booster.predict(values, raw_score=raw_score, num_threads=_threads(len(values)))
 
+    @cached_property
+    def _compiled_forests(self) -> dict[tuple[int, bool], CompiledForest | None]:
+        return {}
+
     def _compiled(self, booster: lgb.Booster, raw_score: bool) -> CompiledForest | None:
-        cache = self.__dict__.setdefault("_compiled_forests", {})
         key = (id(booster), raw_score)
-        if key not in cache:
-            cache[key] = compile_or_none(booster, raw_score)
-        return cache[key]
+        if key not in self._compiled_forests:
+            self._compiled_forests[key] = compile_or_none(booster, raw_score)
+        return self._compiled_forests[key]
 
     def drivers(self, X: pd.DataFrame | np.ndarray) -> list[str]:
         """The three indicators that push each row's ``p_belt`` up most, in words."""

@@ -50,8 +50,9 @@ class CompiledForest:
         text = booster.model_to_string()
         folder = Path(cache_dir or default_cache_dir())
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"{_key(text, raw_score)}.o"
-        model_file = folder / f"{_key(text, raw_score)}.txt"
+        key = _key(text, raw_score)
+        self.path = folder / f"{key}.o"
+        model_file = folder / f"{key}.txt"
         if not model_file.exists():
             _write_text(model_file, text)
         self.model = lleaves.Model(model_file=str(model_file))

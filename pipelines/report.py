@@ -24,7 +24,7 @@ from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
 from pipelines.score import ScoreError, as_of_period, default_as_of, score
-from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
+from pipelines.tracking import model_uri, require_champion, use_tracking
 
 TOP_N = 50
 FIGURES = {
@@ -79,9 +79,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
 def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) -> ReportContext:
     """The champion's scores, figures, lineage and backtest metrics."""
     name = settings.mlflow.registered_model
-    champion = version_by_alias(client, name, CHAMPION)
-    if champion is None:
-        raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
+    champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
     model = mlflow.pyfunc.load_model(uri)
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)

@@ -20,7 +20,7 @@ from features.io import write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
-from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
+from pipelines.tracking import model_uri, require_champion, use_tracking
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
@@ -56,9 +56,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     """Resolve the champion, score every county, rank, validate, write atomically."""
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
-    champion = version_by_alias(client, name, CHAMPION)
-    if champion is None:
-        raise ScoreError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
+    champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
     model = mlflow.pyfunc.load_model(uri)
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)

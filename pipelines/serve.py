@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from rich.console import Console
 
 from features.errors import BeltcastError
 from pipelines.config import Settings
 from pipelines.scoring_app import MODEL_URI_VARIABLE
-from pipelines.tracking import CHAMPION, model_uri, use_tracking, version_by_alias
+from pipelines.tracking import CHAMPION, model_uri, require_champion, use_tracking
 
 
 class ServeError(BeltcastError):
@@ -34,12 +38,8 @@ def command(host: str, port: int, workers: int) -> list[str]:
 
 def champion_uri(settings: Settings) -> str:
     """``models:/<name>/<version>`` of the champion, resolved now."""
-    client = use_tracking(settings)
     name = settings.mlflow.registered_model
-    champion = version_by_alias(client, name, CHAMPION)
-    if champion is None:
-        raise ServeError(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
-    return model_uri(name, champion.version)
+    return model_uri(name, require_champion(use_tracking(settings), name, ServeError).version)
 
 
 def environment(settings: Settings, uri: str) -> dict[str, str]:
@@ -54,6 +54,33 @@ def environment(settings: Settings, uri: str) -> dict[str, str]:
 def start(settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> subprocess.Popen:
     """Start the server for the champion in the background (for tests and benchmarks)."""
     return subprocess.Popen(command(host, port, workers), env=environment(settings, champion_uri(settings)))
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, log: Path, timeout_s: float = 180.0) -> None:
+    """Poll ``url/ping`` until it answers 200; :class:`ServeError` with the server's ``log`` when
+    the server exits first or does not answer within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(f"the server exited with {process.returncode}:\n{Path(log).read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    raise ServeError(f"the server did not answer /ping within {timeout_s:.0f} s:\n{Path(log).read_text()}")
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Terminate the server (SIGTERM, then SIGKILL after ``timeout_s``) and reap it."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
 
 
 def run(settings: Settings, host: str, port: int, workers: int, console: Console) -> int:

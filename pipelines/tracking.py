@@ -115,6 +115,14 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         return None
 
 
+def require_champion(client: MlflowClient, name: str, error: type[Exception]) -> ModelVersion:
+    """The version ``champion`` points to; ``error`` (the job's own) when there is none."""
+    champion = version_by_alias(client, name, CHAMPION)
+    if champion is None:
+        raise error(f"registered model {name!r} has no {CHAMPION!r}; run `beltcast train` and `beltcast promote`")
+    return champion
+
+
 def model_uri(name: str, version: str | int) -> str:
     """``models:/NAME/VERSION``: a pinned version, so one job reads one model throughout."""
     return f"models:/{name}/{version}"

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,30 +61,6 @@ def output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def wait_for_ping(process: subprocess.Popen, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the server did not answer /ping within {START_TIMEOUT_S:.0f} s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Terminate the ``mlflow models serve`` process; uvicorn gets SIGTERM when its parent dies."""
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server(champion_settings, tmp_path_factory) -> Iterator[str]:
     """The base URL of a scoring server for ``county-belt@champion`` (version 1)."""
@@ -96,10 +70,10 @@ def server(champion_settings, tmp_path_factory) -> Iterator[str]:
         process = serve.start(champion_settings, host=HOST, port=port)
     try:
         url = f"http://{HOST}:{port}"
-        wait_for_ping(process, url, log)
+        serve.wait_until_serving(process, url, log, START_TIMEOUT_S)
         yield url
     finally:
-        stop(process)
+        serve.stop(process)
 
 
 def invoke(url: str, columns: list[str], data: list[list]) -> requests.Response:
@@ -294,13 +268,13 @@ def test_a_body_over_the_size_limit_is_a_413(champion_settings, tmp_path, monkey
         process = serve.start(champion_settings, host=HOST, port=port)
     try:
         url = f"http://{HOST}:{port}"
-        wait_for_ping(process, url, log)
+        serve.wait_until_serving(process, url, log, START_TIMEOUT_S)
         big = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]] * 2000}}
         response = requests.post(f"{url}/invocations", json=big, timeout=60)
         assert response.status_code == 413 and "exceeds 10,485 bytes" in response.json()["message"]
         assert forecast(url, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["county_name"] == "曹县"
     finally:
-        stop(process)
+        serve.stop(process)
 
 
 def test_a_bad_size_limit_names_the_variable(monkeypatch):
