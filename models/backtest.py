@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from features.taxonomy import MODES
-from models.metrics import emergence_metrics, mode_metrics
+from models.metrics import emergence_metrics, mode_metrics, paired_difference
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ def backtest_emergence(
     groups: np.ndarray,
     spec: FoldSpec,
     n_boot: int = 1000,
+    reference: str | None = "lightgbm",
 ) -> BacktestResult:
     """Fit clones of every model on each fold's training rows, score its test rows.
 
@@ -128,14 +129,18 @@ def backtest_emergence(
         Province (or other group) of each row, for the spatial folds.
     spec : FoldSpec
     n_boot : int
-        Bootstrap resamples of the AP interval.
+        Bootstrap resamples of the AP interval and of the paired comparisons.
+    reference : str or None
+        The model every other one is compared with on the same resamples of each fold (skipped
+        when None or not among ``models``).
 
     Returns
     -------
     BacktestResult
-        ``folds`` [{name, kind, train_periods, test_periods, test_groups, models: {name: metrics}}]
-        (spatial metrics are pooled over the held-out provinces, in one entry ``spatial``), and
-        ``predictions`` (fold, model, row, y, p).
+        ``folds`` [{name, kind, train_periods, test_periods, test_groups, models: {name: metrics},
+        comparisons: {other: paired difference of reference minus other}}] (spatial metrics are
+        pooled over the held-out provinces, in one entry ``spatial``), and ``predictions`` (fold,
+        model, row, y, p).
     """
     y, periods, groups = np.asarray(y, dtype=int), np.asarray(periods), np.asarray(groups)
     result = BacktestResult()
@@ -143,12 +148,12 @@ def backtest_emergence(
     for fold in spec.temporal(periods):
         train, test = np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
         scores = {name: _fit_predict(model, X, y, train, test) for name, model in models.items()}
-        result.folds.append(_fold_entry(fold, y[test], scores, n_boot))
+        result.folds.append(_fold_entry(fold, y[test], scores, n_boot, reference))
         prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
     if spatial:
         pooled, held = _pooled_spatial(models, X, y, periods, groups, spatial)
-        result.folds.append(_spatial_entry(spatial, y[held], pooled, n_boot))
+        result.folds.append(_spatial_entry(spatial, y[held], pooled, n_boot, reference))
         prediction_parts += [_predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()]
     result.predictions = pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
     return result
@@ -159,21 +164,32 @@ def _fit_predict(model: BaseEstimator, X: pd.DataFrame, y: np.ndarray, train: np
     return fitted.predict_proba(X[test])[:, 1]
 
 
-def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int) -> dict:
+def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
     entry = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fold).items()}
-    entry["models"] = {name: emergence_metrics(y_test, p, n_boot=n_boot) for name, p in scores.items()}
-    return entry
+    return entry | _judged(y_test, scores, n_boot, reference)
 
 
-def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: int) -> dict:
-    return {
+def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: int, reference: str | None) -> dict:
+    entry = {
         "name": "spatial",
         "kind": "spatial",
         "train_periods": list(folds[0].train_periods),
         "test_periods": list(folds[0].test_periods),
         "test_groups": [list(f.test_groups) for f in folds],
-        "models": {name: emergence_metrics(y_held, p, n_boot=n_boot) for name, p in pooled.items()},
     }
+    return entry | _judged(y_held, pooled, n_boot, reference)
+
+
+def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
+    """Metrics of every model, and the reference model against each other one on the same rows."""
+    judged = {"models": {name: emergence_metrics(y, p, n_boot=n_boot) for name, p in scores.items()}}
+    if reference in scores:
+        judged["comparisons"] = {
+            name: paired_difference(y, scores[reference], p, n_boot=n_boot)
+            for name, p in scores.items()
+            if name != reference
+        }
+    return judged
 
 
 def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):

@@ -122,3 +122,74 @@ def mode_metrics(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> di
         "macro_f1": float(f1_score(y, predicted, labels=list(classes), average="macro", zero_division=0)),
         "log_loss": float(log_loss(y, clipped[:, order], labels=sorted(classes))),
     }
+
+
+def paired_difference(
+    y: np.ndarray, p: np.ndarray, q: np.ndarray, k: int = 50, n_boot: int = 1000, seed: int = 0
+) -> dict[str, float | list[float]]:
+    """How much the scores ``p`` beat the scores ``q`` on the same rows, with paired intervals.
+
+    Both score vectors are judged on the same bootstrap resamples of the rows, so the interval is
+    of the difference itself: two overlapping single-model intervals do not say whether one model
+    is ahead, the paired interval does.
+
+    Parameters
+    ----------
+    y : array of 0/1
+    p, q : array of float
+        Scores of the model and of the model it is compared with.
+    k : int
+        Cut-off of the short list for the precision difference.
+    n_boot : int
+        Bootstrap resamples (0: point differences only).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    dict
+        ``average_precision_diff`` and ``precision_at_{k}_diff`` (p minus q), and with resamples
+        their ``_ci`` (90 % percentile interval) and ``_ahead`` (share of resamples in which p is
+        strictly ahead).
+    """
+    y = np.asarray(y, dtype=int)
+    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    ones = np.ones((1, len(y)))
+    key = f"precision_at_{k}_diff"
+    result = {
+        "average_precision_diff": float(_ap_diff(y, p, q, ones)[0]),
+        key: float(_precision_diff(y, p, q, ones, k)[0]),
+    }
+    if n_boot and 0 < y.sum() < len(y):
+        rng = np.random.default_rng(seed)
+        weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
+        for name, values in (
+            ("average_precision_diff", _ap_diff(y, p, q, weights)),
+            (key, _precision_diff(y, p, q, weights, k)),
+        ):
+            values = values[~np.isnan(values)]
+            result[f"{name}_ci"] = [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
+            result[f"{name}_ahead"] = float(np.mean(values > 0))
+    return result
+
+
+def _ap_diff(y: np.ndarray, p: np.ndarray, q: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return weighted_average_precision(y, p, weights) - weighted_average_precision(y, q, weights)
+
+
+def _precision_diff(y: np.ndarray, p: np.ndarray, q: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    return weighted_precision_at(y, p, weights, k) - weighted_precision_at(y, q, weights, k)
+
+
+def weighted_precision_at(y: np.ndarray, score: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """Precision among the ``k`` highest scores of each resample (a row of ``weights`` gives each
+    row's multiplicity); equals :func:`precision_at` for unit weights.
+
+    Rows are taken in the order of :func:`precision_at` (score descending, ties by position) until
+    their multiplicities add up to ``k``; the row crossing ``k`` counts with the part that fits."""
+    order = np.argsort(-score, kind="stable")
+    w = weights[:, order]
+    before = np.cumsum(w, axis=1) - w
+    taken = np.clip(k - before, 0, w)
+    size = np.minimum(k, w.sum(axis=1))
+    return (taken @ y[order].astype(float)) / size

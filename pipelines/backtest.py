@@ -39,6 +39,8 @@ def evaluate(
     out = Path(out or settings.outputs.dir / "backtest.json")
     written = [write_json(report, out), *write_plots(result, out.parent)]
     console.print(comparison_table(report))
+    if report["emergence"]["comparisons"]:
+        console.print(difference_table(report))
     console.print(f"backtest -> {', '.join(str(p) for p in written)}")
     return report, written
 
@@ -102,7 +104,11 @@ def contract(result: BacktestResult, mode: dict, spec: FoldSpec) -> dict:
             "newest_fold": temporal[-1]["name"] if temporal else None,
             "folds": result.folds,
             "models": result.metrics("temporal") if temporal else {},
-            "spatial": {"models": spatial["models"] if spatial else {}},
+            "comparisons": temporal[-1].get("comparisons", {}) if temporal else {},
+            "spatial": {
+                "models": spatial["models"] if spatial else {},
+                "comparisons": spatial.get("comparisons", {}) if spatial else {},
+            },
         },
         "mode": {"models": mode},
     }
@@ -140,6 +146,29 @@ def comparison_table(report: dict) -> Table:
             "",
             "",
         )
+    return table
+
+
+def difference_table(report: dict) -> Table:
+    """LightGBM minus each other model on the same bootstrap resamples: the difference, its 90 %
+    interval and the share of resamples in which LightGBM is ahead."""
+    table = Table(title="LightGBM minus each model, paired bootstrap (90% CI; share of resamples ahead)")
+    for column in ("compared with", "fold", "AP difference", "ahead", "P@50 difference", "ahead"):
+        table.add_column(column, justify="left" if column in ("compared with", "fold") else "right")
+    emergence = report["emergence"]
+    for fold, comparisons in (
+        ("temporal", emergence["comparisons"]),
+        ("provinces", emergence["spatial"]["comparisons"]),
+    ):
+        for name, diff in comparisons.items():
+            cells = []
+            for metric in ("average_precision_diff", "precision_at_50_diff"):
+                low, high = diff.get(f"{metric}_ci", (np.nan, np.nan))
+                cells += [
+                    f"{diff[metric]:+.3f} [{low:+.3f}, {high:+.3f}]",
+                    f"{diff.get(f'{metric}_ahead', np.nan):.0%}",
+                ]
+            table.add_row(name, fold, *cells)
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.backtest import FoldSpec, backtest_emergence
 from models.estimators import LGBMEmergence, PriorBaseline
@@ -37,6 +38,15 @@ def test_backtest_returns_metrics_and_leaves_inputs_alone(synthetic_transitions)
     assert newest["lightgbm"]["average_precision"] > newest["prior"]["average_precision"]
     assert result.metrics("spatial")["lightgbm"]["n"] == 1200
     assert set(result.predictions["fold"]) == {"temporal_2016", "temporal_2017", "spatial"}
+    for fold in result.folds:  # the reference against every other model, on the same rows
+        assert set(fold["comparisons"]) == {"prior"}
+        diff = fold["comparisons"]["prior"]
+        metrics = fold["models"]
+        ap = metrics["lightgbm"]["average_precision"] - metrics["prior"]["average_precision"]
+        assert diff["average_precision_diff"] == pytest.approx(ap)
+        assert len(diff["average_precision_diff_ci"]) == 2
+    alone = backtest_emergence({"prior": PriorBaseline()}, X, y, periods, groups, FoldSpec(n_spatial=3), n_boot=0)
+    assert all("comparisons" not in fold for fold in alone.folds)
 
 
 def test_shuffling_test_year_labels_does_not_change_the_model(synthetic_transitions):

@@ -48,3 +48,47 @@ def test_weighted_average_precision_matches_scikit_learn():
     weights = rng.multinomial(300, np.full(300, 1 / 300), size=5).astype(float)
     expected = [average_precision_score(y, p, sample_weight=w) for w in weights]
     np.testing.assert_allclose(weighted_average_precision(y, p, weights), expected, rtol=1e-12)
+
+
+def test_weighted_precision_at_counts_duplicated_rows():
+    from models.metrics import weighted_precision_at
+
+    rng = np.random.default_rng(7)
+    y = (rng.random(200) < 0.2).astype(int)
+    p = np.round(rng.random(200), 1)  # ties broken by position, as precision_at does
+    weights = rng.multinomial(200, np.full(200, 1 / 200), size=4).astype(float)
+    for k in (5, 20, 50):
+        assert weighted_precision_at(y, p, np.ones((1, 200)), k)[0] == precision_at(y, p, k)
+        for w in weights:
+            rows = np.repeat(np.arange(200), w.astype(int))  # the resample, row by row, in order
+            assert weighted_precision_at(y, p, w[None, :], k)[0] == pytest.approx(precision_at(y[rows], p[rows], k))
+
+
+def test_paired_difference_of_a_better_and_a_worse_ranking():
+    from models.metrics import paired_difference
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(600) < 0.1).astype(int)
+    good, noise = y + rng.random(600), rng.random(600)
+    result = paired_difference(y, good, noise, k=50, n_boot=300, seed=2)
+    expected = (
+        emergence_metrics(y, good, n_boot=0)["average_precision"]
+        - emergence_metrics(y, noise, n_boot=0)["average_precision"]
+    )
+    assert result["average_precision_diff"] == pytest.approx(expected)
+    assert result["precision_at_50_diff"] == pytest.approx(precision_at(y, good, 50) - precision_at(y, noise, 50))
+    low, high = result["average_precision_diff_ci"]
+    assert 0 < low <= result["average_precision_diff"] <= high
+    assert result["average_precision_diff_ahead"] == 1.0
+    backwards = paired_difference(y, noise, good, k=50, n_boot=300, seed=2)
+    assert backwards["average_precision_diff_ci"] == pytest.approx([-high, -low])
+    assert backwards["average_precision_diff_ahead"] == 0.0
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero():
+    from models.metrics import paired_difference
+
+    result = paired_difference(Y, P, P, k=5, n_boot=100)
+    assert result["average_precision_diff"] == 0.0
+    assert result["average_precision_diff_ci"] == [0.0, 0.0]
+    assert result["precision_at_5_diff_ahead"] == 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -48,6 +49,31 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
     } <= artifacts
     explanations = {a.path for a in client.list_artifacts(champion.run_id, "explanations")}
     assert "explanations/shap_summary.png" in explanations
+
+
+def test_backtest_json_keeps_the_contract(champion_settings, client, tmp_path):
+    champion = version_by_alias(client, "county-belt", "champion")
+    path = client.download_artifacts(champion.run_id, "backtest/backtest.json", str(tmp_path))
+    report = json.loads(Path(path).read_text(encoding="utf-8"))
+    emergence = report["emergence"]
+    for models in (emergence["models"], emergence["spatial"]["models"]):
+        assert {"lightgbm", "logistic", "spatial_neighbors"} <= set(models)
+        for metrics in models.values():
+            assert {"average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier"} <= set(metrics)
+    assert {"lightgbm", "majority"} <= set(report["mode"]["models"])
+    for comparisons, models in (
+        (emergence["comparisons"], emergence["models"]),
+        (emergence["spatial"]["comparisons"], emergence["spatial"]["models"]),
+    ):
+        assert set(comparisons) == set(models) - {"lightgbm"}
+        diff = comparisons["spatial_neighbors"]
+        ap = models["lightgbm"]["average_precision"] - models["spatial_neighbors"]["average_precision"]
+        assert diff["average_precision_diff"] == pytest.approx(ap)
+        if champion_settings.model.bootstrap:  # intervals only with resamples
+            low, high = diff["precision_at_50_diff_ci"]
+            assert low <= high and 0 <= diff["precision_at_50_diff_ahead"] <= 1
+        else:
+            assert "precision_at_50_diff" in diff and "precision_at_50_diff_ci" not in diff
 
 
 def test_training_identical_inputs_registers_no_new_version(champion_settings, client):
