@@ -110,16 +110,17 @@ def train_and_register(
         mlflow.set_tags(lineage)
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
         report = log_backtest(panel, settings, spec, console)
+        metrics = report["emergence"]["models"]["lightgbm"]
+        tags = version_tags(metrics, report, params, spec, fingerprint, lineage)
         emergence, mode = fit_final(panel, params, settings)
         with tempfile.TemporaryDirectory() as tmp:
             log_explanations(emergence, panel, Path(tmp))
             bundle = ForecastBundle.from_models(emergence, mode, panel, bundle_meta(settings, spec))
-            info = log_model(bundle, Path(tmp) / BUNDLE_ARTIFACT, settings.mlflow.registered_model)
-        version = str(info.registered_model_version)
-        metrics = report["emergence"]["models"]["lightgbm"]
-        tags = version_tags(metrics, report, params, spec, fingerprint, lineage)
-        for key, value in tags.items():
-            client.set_model_version_tag(settings.mlflow.registered_model, version, key, value)
+            info = log_model(bundle, Path(tmp) / BUNDLE_ARTIFACT)
+        # The version and its tags are written in one registry transaction: a train killed at any
+        # point leaves either no version or a tagged one (found again by its fingerprint).
+        registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
+        version = str(registered.version)
         client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
@@ -180,8 +181,8 @@ def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
     }
 
 
-def log_model(bundle: ForecastBundle, folder: Path, name: str):
-    """Log the bundle as a models-from-code pyfunc with a signature, and register it."""
+def log_model(bundle: ForecastBundle, folder: Path):
+    """Log the bundle as a models-from-code pyfunc with a signature (registered by the caller)."""
     bundle.save(folder)
     package = Path(models.__file__).parent
     return mlflow.pyfunc.log_model(
@@ -192,7 +193,6 @@ def log_model(bundle: ForecastBundle, folder: Path, name: str):
         signature=signature(bundle.features),
         input_example=input_example(),
         pip_requirements=_requirements(),
-        registered_model_name=name,
     )
 
 

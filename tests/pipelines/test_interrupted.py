@@ -117,6 +117,8 @@ def test_sigkill_mid_train_keeps_the_champion_and_a_rerun_completes(registry_tem
     assert after["champion"] == before["champion"]
     challenger = own_store.client().get_model_version(NAME, after["challenger"])
     assert json.loads(challenger.tags["params_json"])["n_estimators"] == 62 and "fingerprint" in challenger.tags
+    versions = own_store.client().search_model_versions(f"name = '{NAME}'")
+    assert all("fingerprint" in v.tags for v in versions)  # no version without its tags
     _outputs_are_whole(own_store.outputs)
     assert _registry_state(own_store).endswith(" 0 runs left RUNNING")  # the re-run closed the killed runs
     assert not list(own_store.outputs.glob(".*.part"))  # and removed their temporary files
