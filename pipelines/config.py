@@ -119,12 +119,14 @@ class ModelSettings(_Section):
 
 
 class TuneSettings(_Section):
-    """The Optuna study: resumable storage, name, trials per call, sampler seed."""
+    """The Optuna study: resumable storage, name, trials per call, inner folds, and the LightGBM
+    seeds each trial's inner-fold AP is averaged over (``model.seed`` onwards)."""
 
     storage: str = "sqlite:///mlruns/optuna.db"
     study: str = "emergence"
     trials: int = Field(default=30, ge=1)
     inner_folds: int = Field(default=4, ge=2)
+    seeds: int = Field(default=3, ge=1, le=20)
 
 
 class PromoteSettings(_Section):

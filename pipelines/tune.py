@@ -10,12 +10,17 @@ import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from features.errors import BeltcastError
 from features.io import write_json
 from models.datasets import emergence_transitions
 from models.tuning import calibration_scores, make_objective, make_study
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
+
+
+class TuneError(BeltcastError, ValueError):
+    """The study cannot be continued with these settings."""
 
 
 def run(
@@ -30,10 +35,11 @@ def run(
     spec = fold_spec(settings)
     objective = make_objective(
         data.X, data.y, data.periods, data.groups, spec,
-        settings.tune.inner_folds, settings.model.seed,
+        settings.tune.inner_folds, settings.model.seed, n_seeds=settings.tune.seeds,
     )  # fmt: skip
     use_tracking(settings)
     study = open_study(settings, study_name)
+    same_objective(study, settings.tune.seeds)
     wanted = settings.tune.trials if trials is None else trials
     done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
     with start_run("tune", nested=mlflow.active_run() is not None):
@@ -48,8 +54,9 @@ def run(
     best = save_best(study, settings.model.params_file, briers)
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold "
-        f"AP {study.best_value:.4f}; calibration cross-fitted over {best['params']['calibration_folds']} folds "
-        f"(inner-fold Brier {_briers(briers)}) -> {settings.model.params_file}"
+        f"AP {study.best_value:.4f} (by seed: {best['best_ap_by_seed']}); calibration cross-fitted over "
+        f"{best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
+        f" -> {settings.model.params_file}"
     )
     return best
 
@@ -87,6 +94,19 @@ def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
     return make_study(study_name or settings.tune.study, storage, settings.model.seed)
 
 
+def same_objective(study: optuna.Study, seeds: int) -> None:
+    """A study's trials are comparable only if all were scored over the same number of seeds: a new
+    study records it, a resumed one must match it (studies from before the setting used one)."""
+    recorded = study.user_attrs.get("seeds", 1 if study.trials else None)
+    if recorded is None:
+        study.set_user_attr("seeds", seeds)
+    elif recorded != seeds:
+        raise TuneError(
+            f"tune.seeds must match study {study.study_name!r}, whose trials were scored over "
+            f"{recorded} seed(s); got {seeds}. Start a new study (--study NAME) or set tune.seeds = {recorded}"
+        )
+
+
 def optimise(study: optuna.Study, objective, trials: int, console: Console) -> None:
     """``trials`` more trials, with a progress bar showing the best value so far."""
     columns = (
@@ -121,6 +141,7 @@ def save_best(study: optuna.Study, path: Path, calibration_briers: dict[int, flo
         "best_value": study.best_value,
         "best_trial": study.best_trial.number,
         "n_trials": len(study.trials),
+        "best_ap_by_seed": study.best_trial.user_attrs.get("ap_by_seed"),
         "params": {**study.best_params, "calibration_folds": folds},
         "calibration_inner_brier": {str(k): v for k, v in calibration_briers.items()},
     }

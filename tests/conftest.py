@@ -59,7 +59,7 @@ def built_settings(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     settings = Settings(
         data=DataSettings(cache_dir=raw_dir, features_dir=root / "features"),
         model=ModelSettings(spatial_folds=2, bootstrap=0, params_file=params_file),
-        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", trials=3, inner_folds=2),
+        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", trials=3, inner_folds=2, seeds=1),
         outputs=OutputSettings(dir=root / "outputs"),
         mlflow=MlflowSettings(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
     )

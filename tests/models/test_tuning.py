@@ -47,6 +47,44 @@ def test_a_seeded_study_replays_and_a_resumed_one_continues(synthetic_transition
     assert new != first_params[:2]  # re-seeded: the first trials are not replayed
 
 
+def _score(objective, params: dict) -> optuna.trial.FrozenTrial:
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=1)
+    return study.trials[0]
+
+
+def test_the_objective_averages_over_seeds(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    spec, params = FoldSpec(n_spatial=2), {"n_estimators": 40, "num_leaves": 15, "min_child_samples": 5}
+
+    def objective(seed, n_seeds):
+        space = lambda trial: {**quick_space(trial), "subsample": 0.6, "colsample_bytree": 0.5}  # noqa: E731
+        return make_objective(X, y, periods, groups, spec, 2, seed, space=space, n_seeds=n_seeds)
+
+    one, other = _score(objective(0, 1), params).value, _score(objective(1, 1), params).value
+    both = _score(objective(0, 2), params)
+    assert one != other  # sampling rows and columns: the seed alone moves the score
+    assert both.value == pytest.approx((one + other) / 2)
+    assert both.user_attrs["ap_by_seed"] == pytest.approx([one, other], abs=1e-6)
+
+
+def test_a_study_is_resumed_only_over_the_same_number_of_seeds(tmp_path):
+    from pipelines.tune import TuneError, same_objective
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = make_study("s", storage, seed=0)
+    same_objective(study, 3)  # a new study records its seeds
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    same_objective(make_study("s", storage, seed=0), 3)
+    with pytest.raises(TuneError, match=r"tune.seeds must match study 's'.*3 seed\(s\); got 1"):
+        same_objective(make_study("s", storage, seed=0), 1)
+    old = make_study("old", storage, seed=0)  # scored before seeds were recorded: one seed
+    old.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(TuneError, match="1 seed"):
+        same_objective(make_study("old", storage, seed=0), 3)
+
+
 def test_calibration_scores_cover_every_candidate_and_differ(synthetic_transitions):
     X, y, periods, groups = synthetic_transitions
     scores = calibration_scores({"n_estimators": 20, "num_leaves": 5}, X, y, periods, groups, FoldSpec(), 2, 0)

@@ -38,7 +38,7 @@ def settings(raw_dir, code_history, tmp_path_factory) -> Settings:
         data=DataSettings(cache_dir=raw_dir, features_dir=root / "features"),
         platform=PlatformSettings(metrics_file=metrics, retrain_trials=1, temporal_folds=1),
         model=ModelSettings(spatial_folds=2, bootstrap=0, params_file=root / "params.json"),
-        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", inner_folds=2),
+        tune=TuneSettings(storage=f"sqlite:///{root / 'optuna.db'}", inner_folds=2, seeds=1),
         outputs=OutputSettings(dir=root / "outputs"),
         mlflow=MlflowSettings(tracking_uri=f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"),
     )
