@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -18,13 +17,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-@app.callback()
-def _quiet_known_warnings() -> None:
-    """Runs before every verb: pandera probes pyspark.pandas, which warns about pandas 3 at every
-    import although beltcast's Spark path does not use pyspark.pandas."""
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 
 data_app = typer.Typer(help="Raw data: sync and verify.", no_args_is_help=True)
