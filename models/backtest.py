@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from features.taxonomy import MODES
-from models.metrics import emergence_metrics, mode_metrics, paired_difference
+from models.metrics import judge, mode_metrics
 
 
 @dataclass(frozen=True)
@@ -182,14 +182,8 @@ def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: 
 
 def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
     """Metrics of every model, and the reference model against each other one on the same rows."""
-    judged = {"models": {name: emergence_metrics(y, p, n_boot=n_boot) for name, p in scores.items()}}
-    if reference in scores:
-        judged["comparisons"] = {
-            name: paired_difference(y, scores[reference], p, n_boot=n_boot)
-            for name, p in scores.items()
-            if name != reference
-        }
-    return judged
+    metrics, comparisons = judge(y, scores, reference, n_boot=n_boot)
+    return {"models": metrics, "comparisons": comparisons} if reference in scores else {"models": metrics}
 
 
 def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):

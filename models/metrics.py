@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import (
@@ -57,8 +57,7 @@ def emergence_metrics(
         ``recall_at_k``, ``lift_at_50``, ``brier``, ``log_loss``, ``base_rate``, ``n``,
         ``n_positive``.
     """
-    y = np.asarray(y, dtype=int)
-    p = np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
+    y, p = np.asarray(y, dtype=int), _probabilities(p)
     base_rate = float(y.mean()) if len(y) else float("nan")
     two_classes = 0 < y.sum() < len(y)
     result = {
@@ -84,10 +83,21 @@ def bootstrap_ap(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> list[f
 
     All resamples at once: each is a vector of multiplicities over the rows, and the weighted AP of
     every resample is computed from one sort of the scores (ties grouped as scikit-learn does)."""
+    return _interval(weighted_average_precision(y, p, _resamples(len(y), n_boot, seed)))
+
+
+def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """``n_boot`` bootstrap resamples of ``n`` rows, as multiplicities (resamples x rows)."""
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
-    values = weighted_average_precision(y, p, weights)
+    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(float)
+
+
+def _interval(values: np.ndarray) -> list[float]:
     return [float(np.nanpercentile(values, 5)), float(np.nanpercentile(values, 95))]
+
+
+def _probabilities(p: np.ndarray) -> np.ndarray:
+    return np.clip(np.asarray(p, dtype=float), 1e-9, 1 - 1e-9)
 
 
 def weighted_average_precision(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -124,6 +134,40 @@ def mode_metrics(y: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> di
     }
 
 
+def judge(
+    y: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    reference: str | None,
+    k: int = 50,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every model's metrics, and ``reference`` against each other model, on one set of resamples.
+
+    Each model's average precision and precision at ``k`` are computed once per resample and serve
+    both its own AP interval (as :func:`emergence_metrics` gives it with the same ``seed``) and
+    every paired difference it is part of.
+
+    Returns
+    -------
+    (dict, dict)
+        :func:`emergence_metrics` per model; :func:`paired_difference` of ``reference`` minus each
+        other model (empty when ``reference`` is None or not among ``scores``).
+    """
+    y = np.asarray(y, dtype=int)
+    weights = _point_and_resamples(y, n_boot, seed)
+    metrics, draws = {}, {}
+    for name, p in scores.items():
+        metrics[name] = emergence_metrics(y, p, n_boot=0)
+        draws[name] = _draws(y, _probabilities(p), weights, k)
+        if len(weights) > 1:
+            metrics[name]["average_precision_ci"] = _interval(draws[name][0, 1:])
+    comparisons = {}
+    if reference in draws:
+        comparisons = {name: _difference(draws[reference], d, k) for name, d in draws.items() if name != reference}
+    return metrics, comparisons
+
+
 def paired_difference(
     y: np.ndarray, p: np.ndarray, q: np.ndarray, k: int = 50, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float | list[float]]:
@@ -153,32 +197,35 @@ def paired_difference(
         strictly ahead).
     """
     y = np.asarray(y, dtype=int)
-    p, q = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
+    weights = _point_and_resamples(y, n_boot, seed)
+    return _difference(_draws(y, _probabilities(p), weights, k), _draws(y, _probabilities(q), weights, k), k)
+
+
+def _point_and_resamples(y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Unit weights (the fold itself) followed by the resamples, when there are two classes."""
     ones = np.ones((1, len(y)))
-    key = f"precision_at_{k}_diff"
-    result = {
-        "average_precision_diff": float(_ap_diff(y, p, q, ones)[0]),
-        key: float(_precision_diff(y, p, q, ones, k)[0]),
-    }
-    if n_boot and 0 < y.sum() < len(y):
-        rng = np.random.default_rng(seed)
-        weights = rng.multinomial(len(y), np.full(len(y), 1 / len(y)), size=n_boot).astype(float)
-        for name, values in (
-            ("average_precision_diff", _ap_diff(y, p, q, weights)),
-            (key, _precision_diff(y, p, q, weights, k)),
-        ):
-            values = values[~np.isnan(values)]
-            result[f"{name}_ci"] = [float(np.percentile(values, 5)), float(np.percentile(values, 95))]
-            result[f"{name}_ahead"] = float(np.mean(values > 0))
+    if not (n_boot and 0 < y.sum() < len(y)):
+        return ones
+    return np.vstack([ones, _resamples(len(y), n_boot, seed)])
+
+
+def _draws(y: np.ndarray, p: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
+    """Average precision (row 0) and precision at ``k`` (row 1) under each row of ``weights``."""
+    return np.stack([weighted_average_precision(y, p, weights), weighted_precision_at(y, p, weights, k)])
+
+
+def _difference(a: np.ndarray, b: np.ndarray, k: int) -> dict[str, float | list[float]]:
+    """``a`` minus ``b`` (draws of :func:`_draws`): the fold's value, and over the resamples the
+    interval and the share strictly ahead."""
+    result = {}
+    for row, name in enumerate(("average_precision_diff", f"precision_at_{k}_diff")):
+        diff = a[row] - b[row]
+        result[name] = float(diff[0])
+        resampled = diff[1:][~np.isnan(diff[1:])]
+        if len(resampled):
+            result[f"{name}_ci"] = _interval(resampled)
+            result[f"{name}_ahead"] = float(np.mean(resampled > 0))
     return result
-
-
-def _ap_diff(y: np.ndarray, p: np.ndarray, q: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return weighted_average_precision(y, p, weights) - weighted_average_precision(y, q, weights)
-
-
-def _precision_diff(y: np.ndarray, p: np.ndarray, q: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
-    return weighted_precision_at(y, p, weights, k) - weighted_precision_at(y, q, weights, k)
 
 
 def weighted_precision_at(y: np.ndarray, score: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
