@@ -2,7 +2,8 @@
 
 import warnings
 
-# pandera imports pyspark.pandas whenever pyspark is installed (the ``spark`` extra), and PySpark
-# warns there, at every import, that it does not fully support pandas 3. beltcast's Spark engine
-# uses Spark SQL only, never pyspark.pandas, so the warning says nothing about beltcast.
-warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+# PySpark (the ``spark`` extra) warns, in every process and at every pandas entry point, that it
+# does not fully support pandas 3; pandera triggers it at import by probing pyspark.pandas. beltcast
+# uses Spark SQL only, and its Spark engine is checked against the pandas engine instead.
+PYSPARK_PANDAS_3_WARNING = "PySpark does not yet fully support pandas"
+warnings.filterwarnings("ignore", message=PYSPARK_PANDAS_3_WARNING, category=FutureWarning)

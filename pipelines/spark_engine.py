@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ import pandas as pd
 from mlflow.models import get_model_info
 from mlflow.types import DataType, Schema
 
+from features import PYSPARK_PANDAS_3_WARNING
 from pipelines.score import ScoreError
 
 if TYPE_CHECKING:
@@ -42,9 +42,6 @@ ROWS_PER_TASK = 100_000
 # numpy's str() of a nullable boolean: spark_udf casts a boolean field with numpy, which cannot hold
 # a missing is_belt (every county before the first label year), so booleans travel as these strings
 BOOLEANS = {"True": True, "False": False, "<NA>": pd.NA}
-# PySpark 4.3 warns at every pandas entry point, in the driver and in each worker, that it does not
-# fully support pandas 3; this engine is checked against the pandas engine instead (to 1e-9, same ranks)
-PANDAS_3_WARNING = "PySpark does not yet fully support pandas"
 SESSION_CONFIG = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -52,7 +49,8 @@ SESSION_CONFIG = {
     "spark.sql.shuffle.partitions": "2",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.log.level": "ERROR",
-    "spark.executorEnv.PYTHONWARNINGS": f"ignore:{PANDAS_3_WARNING}:FutureWarning",
+    # the workers warn too, before they import beltcast (whose import silences it in the driver)
+    "spark.executorEnv.PYTHONWARNINGS": f"ignore:{PYSPARK_PANDAS_3_WARNING}:FutureWarning",
 }
 # a local driver JVM lives for one short job: C1-only JIT and the serial collector halve its start-up
 LOCAL_DRIVER_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
@@ -116,7 +114,7 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
         pyspark is not installed, or the model has no output signature.
     """
     outputs = output_schema(model_uri)
-    with _without_pandas_3_warning(), spark_session() as spark:
+    with spark_session() as spark:
         predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(outputs), env_manager="local")
         scored = _score(spark, predict, request)
     return _as_pandas_forecast(scored, outputs)
@@ -169,13 +167,6 @@ def _booleans(texts: pd.Series) -> pd.api.extensions.ExtensionArray:
     if unknown:
         raise ScoreError(f"{texts.name} from spark_udf must be one of {sorted(BOOLEANS)}; got {unknown}")
     return pd.array([BOOLEANS[text] for text in texts], dtype="boolean")
-
-
-@contextmanager
-def _without_pandas_3_warning() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PANDAS_3_WARNING, category=FutureWarning)
-        yield
 
 
 @contextmanager
