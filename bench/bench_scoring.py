@@ -30,6 +30,7 @@ Run from the project root (needs ``beltcast features build``)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -111,9 +112,7 @@ def synthetic_bundle(model: ForecastBundle, panel: pd.DataFrame, rows: int, seed
         }
     )
     snapshot = pd.concat([ids, X.reset_index(drop=True)], axis=1)
-    return ForecastBundle(
-        model.emergence, model.calibration, model.mode, model.mode_classes, model.features, snapshot, model.meta
-    )
+    return dataclasses.replace(model, snapshot=snapshot)
 
 
 def describe(bundle: ForecastBundle) -> str:
@@ -121,7 +120,8 @@ def describe(bundle: ForecastBundle) -> str:
     leaves = np.mean([t["num_leaves"] for t in emergence["tree_info"]])
     return (
         f"emergence {len(emergence['tree_info'])} trees (mean {leaves:.1f} leaves), "
-        f"mode {len(mode['tree_info'])} trees ({mode['num_class']} classes)"
+        f"mode {len(mode['tree_info'])} trees ({mode['num_class']} classes) at weight {bundle.mode_weight:.2f}"
+        + (" (not run)" if bundle.mode_weight == 0 else "")
     )
 
 

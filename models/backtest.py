@@ -211,13 +211,17 @@ def backtest_mode(
     groups: np.ndarray,
     n_splits: int = 5,
 ) -> dict[str, dict]:
-    """Grouped cross-validation of mode models (provinces held out): pooled metrics per model."""
-    y = np.asarray(y, dtype=object)
+    """Grouped cross-validation of mode models (provinces held out): pooled metrics per model.
+
+    Each model's ``fit`` gets the training rows' groups, so a model that tunes itself by inner
+    cross-validation (:class:`~models.estimators.LGBMMode`) holds out provinces there too."""
+    y, groups = np.asarray(y, dtype=object), np.asarray(groups)
     splits = list(GroupKFold(n_splits=min(n_splits, len(np.unique(groups)))).split(X, y, groups))
     results = {}
     for name, model in models.items():
         proba = np.zeros((len(y), len(MODES)))
         for train, test in splits:
-            proba[test] = clone(model).fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])
+            fitted = clone(model).fit(X.iloc[train], y[train], groups=groups[train])
+            proba[test] = fitted.predict_proba(X.iloc[test])
         results[name] = mode_metrics(y, proba, MODES)
     return results

@@ -51,6 +51,11 @@ class ForecastBundle:
         The mode booster.
     mode_classes : list of str
         The modes the mode booster knows, in its output order.
+    mode_weight : float
+        The booster's weight in the mode probabilities, against ``mode_frequencies``
+        (:class:`~models.estimators.LGBMMode`).
+    mode_frequencies : list of float
+        The modes' training frequencies, in :data:`MODES` order.
     features : list of str
         Feature columns, in the boosters' order.
     snapshot : DataFrame
@@ -63,6 +68,8 @@ class ForecastBundle:
     calibration: tuple[float, float] | None
     mode: lgb.Booster
     mode_classes: list[str]
+    mode_weight: float
+    mode_frequencies: list[float]
     features: list[str]
     snapshot: pd.DataFrame
     meta: dict
@@ -79,6 +86,8 @@ class ForecastBundle:
             calibration=_sigmoid_of(emergence),
             mode=mode.model_.booster_,
             mode_classes=[str(c) for c in mode.model_.classes_],
+            mode_weight=float(mode.model_weight_),
+            mode_frequencies=[float(f) for f in mode.frequencies_],
             features=features,
             snapshot=snapshot,
             meta=dict(meta),
@@ -94,6 +103,8 @@ class ForecastBundle:
         spec = {
             "calibration": self.calibration,
             "mode_classes": self.mode_classes,
+            "mode_weight": self.mode_weight,
+            "mode_frequencies": self.mode_frequencies,
             "features": self.features,
             "meta": self.meta,
         }
@@ -111,6 +122,9 @@ class ForecastBundle:
             calibration=calibration,
             mode=lgb.Booster(model_file=str(folder / "mode.txt")),
             mode_classes=spec["mode_classes"],
+            # bundles written before the mode blend: the booster alone
+            mode_weight=spec.get("mode_weight", 1.0),
+            mode_frequencies=spec.get("mode_frequencies", [0.0] * len(MODES)),
             features=spec["features"],
             snapshot=pd.read_parquet(folder / "panel_snapshot.parquet"),
             meta=spec["meta"],
@@ -175,14 +189,19 @@ class ForecastBundle:
         return expit(-(a * scores + b))
 
     def mode_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Probabilities of the four modes, in :data:`MODES` order."""
-        raw = self._predict(self.mode, self._matrix(X), raw_score=False)
+        """Probabilities of the four modes, in :data:`MODES` order: the booster's, weighted by
+        ``mode_weight`` against the training frequencies (the booster is not run at weight 0)."""
+        values = self._matrix(X)
+        frequencies = np.asarray(self.mode_frequencies, dtype=float)
+        if self.mode_weight == 0.0:
+            return np.tile(frequencies, (len(values), 1))
+        raw = self._predict(self.mode, values, raw_score=False)
         if raw.ndim == 1:
             raw = np.column_stack([1 - raw, raw])
         proba = np.zeros((len(raw), len(MODES)))
         for i, mode in enumerate(self.mode_classes):
             proba[:, MODES.index(mode)] = raw[:, i]
-        return proba
+        return self.mode_weight * proba + (1.0 - self.mode_weight) * frequencies
 
     def _predict(self, booster: lgb.Booster, values: np.ndarray, raw_score: bool) -> np.ndarray:
         """LightGBM's prediction; for a large batch, the same prediction by the compiled booster."""

@@ -113,6 +113,8 @@ def train_and_register(
         metrics = report["emergence"]["models"]["lightgbm"]
         tags = version_tags(metrics, report, params, spec, fingerprint, lineage)
         emergence, mode = fit_final(panel, params, settings)
+        mlflow.log_metric("mode_model_weight", mode.model_weight_)
+        console.print(f"train: mode model weight {mode.model_weight_:.2f} against the modes' frequencies")
         with tempfile.TemporaryDirectory() as tmp:
             log_explanations(emergence, panel, Path(tmp))
             bundle = ForecastBundle.from_models(emergence, mode, panel, bundle_meta(settings, spec))
@@ -150,7 +152,7 @@ def fit_final(panel: pd.DataFrame, params: dict, settings: Settings):
     data = emergence_transitions(panel)
     emergence = emergence_models(params, settings.model.seed)["lightgbm"].fit(data.X, data.y)
     rows = mode_rows(panel, mode_period(settings))
-    mode = mode_models(settings.model.seed)["lightgbm"].fit(rows.X, rows.y)
+    mode = mode_models(settings.model.seed)["lightgbm"].fit(rows.X, rows.y, groups=rows.groups)
     return emergence, mode
 
 

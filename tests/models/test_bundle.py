@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,7 @@ def bundle_and_models(synthetic_transitions, tmp_path):
     X, y, periods, _ = synthetic_transitions
     emergence = LGBMEmergence(n_estimators=40).fit(X, y)
     modes = np.asarray(MODES, dtype=object)[np.arange(200) % 4]
-    mode = LGBMMode(n_estimators=20).fit(X.head(200), modes)
+    mode = LGBMMode(n_estimators=20, model_weight=0.7).fit(X.head(200), modes)
     panel = X.assign(
         county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
         county_name="synthetic", province="p", prefecture="q", as_of=periods,
@@ -30,6 +32,24 @@ def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
     bundle, emergence, mode, X = bundle_and_models
     np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_a_mode_model_at_weight_zero_forecasts_the_frequencies(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    modes = np.asarray(MODES, dtype=object)[np.arange(201) % 3]
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(X.head(201), modes)
+    panel = X.assign(
+        county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
+        county_name="synthetic", province="p", prefecture="q", as_of=periods,
+        is_belt_known=False, last_label_period=2014,
+    )  # fmt: skip
+    saved = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1}).save(tmp_path / "bundle")
+    bundle = ForecastBundle.load(saved)
+    assert bundle.mode_weight == 0.0
+    np.testing.assert_allclose(bundle.mode_proba(X.head(4)), np.tile([1 / 3, 1 / 3, 1 / 3, 0], (4, 1)))
+    forecast = bundle.forecast(pd.DataFrame({"county_code": ["110001"]}), drivers=False)
+    assert forecast["mode"].tolist() == [MODES[0]]
 
 
 def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
@@ -160,3 +180,14 @@ def test_compiled_prediction_can_be_turned_off(bundle_and_models, monkeypatch):
     monkeypatch.setenv("BELTCAST_COMPILED", "0")
     bundle, _, _, _ = bundle_and_models
     assert compiled.compile_or_none(bundle.emergence, raw_score=True) is None
+
+
+def test_a_bundle_saved_without_the_mode_blend_uses_the_booster_alone(bundle_and_models, tmp_path):
+    bundle, _, _, X = bundle_and_models
+    folder = bundle.save(tmp_path / "older")
+    spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+    del spec["mode_weight"], spec["mode_frequencies"]
+    (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
+    older = ForecastBundle.load(folder)
+    booster = bundle.mode.predict(X.to_numpy(dtype=float))[:, [bundle.mode_classes.index(m) for m in MODES]]
+    np.testing.assert_allclose(older.mode_proba(X), booster, rtol=0, atol=1e-12)

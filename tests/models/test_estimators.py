@@ -95,3 +95,58 @@ def test_mode_model_rejects_an_unknown_mode(synthetic_transitions):
     X, _, _, _ = synthetic_transitions
     with pytest.raises(ModelInputError, match=r"mode labels must be among .*got \['tourism'\]"):
         LGBMMode().fit(X.head(4), ["tourism", "local_specialty", "local_specialty", "local_specialty"])
+
+
+def _mode_fixture(n: int = 120, seed: int = 0):
+    """SYNTHETIC belts: ``signal`` decides the mode, ``noise`` does not, ``province`` groups."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"signal": rng.uniform(size=n), "noise": rng.uniform(size=n)})
+    modes = np.where(X["signal"] > 0.5, "national_brand", "industrial_transformation").astype(object)
+    provinces = np.arange(n) % 6
+    return X, modes, provinces
+
+
+def test_mode_weight_follows_the_signal_in_the_features():
+    X, modes, provinces = _mode_fixture()
+    learned = LGBMMode().fit(X, modes, groups=provinces)
+    assert learned.model_weight_ >= 0.8
+    assert np.mean(learned.predict(X) == modes) > 0.9
+
+    rng = np.random.default_rng(1)
+    shuffled = rng.permutation(modes)  # no signal left: the frequencies are the forecast
+    blind = LGBMMode().fit(X, shuffled, groups=provinces)
+    assert blind.model_weight_ <= 0.5 < learned.model_weight_
+    assert blind.cv_log_loss_[blind.model_weight_] == min(blind.cv_log_loss_.values())
+    assert blind.cv_log_loss_[blind.model_weight_] < blind.cv_log_loss_[1.0]
+
+
+def test_mode_weight_holds_out_whole_groups():
+    """A feature that only tells provinces apart predicts modes across rows of one province, not
+    in a province the model has not seen."""
+    rng = np.random.default_rng(0)
+    provinces = np.repeat(np.arange(8), 12)
+    modes = np.where(provinces % 2 == 0, "national_brand", "industrial_transformation").astype(object)
+    modes[rng.choice(len(modes), 20, replace=False)] = "cultural_heritage"
+    X = pd.DataFrame({"province_id": provinces * 7.0 % 8, "noise": rng.uniform(size=len(modes))})
+    by_rows = LGBMMode().fit(X, modes)
+    by_provinces = LGBMMode().fit(X, modes, groups=provinces)
+    assert by_rows.model_weight_ >= 0.8
+    assert by_provinces.model_weight_ < by_rows.model_weight_
+
+
+def test_fixed_mode_weight_blends_booster_and_frequencies():
+    X, modes, _ = _mode_fixture()
+    booster = LGBMMode(model_weight=1.0).fit(X, modes)
+    frequencies = LGBMMode(model_weight=0.0).fit(X, modes)
+    half = LGBMMode(model_weight=0.5).fit(X, modes)
+    assert booster.cv_log_loss_ == {}
+    np.testing.assert_allclose(frequencies.predict_proba(X.head(3)), np.tile(frequencies.frequencies_, (3, 1)))
+    np.testing.assert_allclose(
+        half.predict_proba(X), 0.5 * booster.predict_proba(X) + 0.5 * frequencies.predict_proba(X), atol=1e-12
+    )
+    np.testing.assert_allclose(half.predict_proba(X).sum(axis=1), 1.0)
+    for bad in (1.5, -0.1, "auto"):
+        with pytest.raises(ModelInputError, match=rf"model_weight must be a number in \[0, 1\] or 'cv'; got {bad!r}"):
+            LGBMMode(model_weight=bad).fit(X, modes)
+    with pytest.raises(ModelInputError, match=r"groups must have one value per row of X \(120\); got 3"):
+        LGBMMode().fit(X, modes, groups=[1, 2, 3])

@@ -41,6 +41,7 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
     ):
         assert tag in run.data.tags
     assert "temporal.lightgbm.average_precision" in run.data.metrics
+    assert 0.0 <= run.data.metrics["mode_model_weight"] <= 1.0
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "backtest")}
     assert {
         "backtest/backtest.json",
