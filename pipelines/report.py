@@ -61,6 +61,7 @@ class ReportContext:
     figures: dict[str, str]
     lineage: dict[str, str]
     metrics: dict[str, str]
+    mode_weight: float | None = None
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
@@ -93,6 +94,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         scores=scores,
         figures=_figures(client, champion.run_id),
         lineage={tag: run.data.tags.get(tag, "") for tag in LINEAGE_TAGS},
+        mode_weight=run.data.metrics.get("mode_model_weight"),
         metrics={
             k: v
             for k, v in champion.tags.items()
@@ -142,7 +144,8 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section(
             "Mode mix of the top candidates",
-            "The development mode each top candidate would most likely follow.",
+            "The development mode each top candidate would most likely follow. "
+            + _mode_weight_text(context.mode_weight),
             _mode_mix(top),
             "mode-mix",
         ),
@@ -199,6 +202,18 @@ def _mode_mix(top: pd.DataFrame) -> str:
         for mode, n in counts.items()
     )
     return f'<table class="mode-mix"><tbody>{rows}</tbody></table>'
+
+
+def _mode_weight_text(weight: float | None) -> str:
+    if weight is None:
+        return ""
+    if weight == 0:
+        return (
+            "The mode model's features did not predict modes better than their training frequencies in "
+            "province-held-out cross-validation (weight 0), so every county gets those frequencies and "
+            "the most frequent mode."
+        )
+    return f"Mode probabilities weigh the mode model {weight:.2f} against the modes' training frequencies."
 
 
 def _metrics_text(metrics: dict[str, str]) -> str:

@@ -34,6 +34,7 @@ def test_report_has_the_table_the_map_and_the_curves(page):
         assert f'alt="{figure}" src="data:image/png;base64,' in text
     assert "models:/county-belt/1" in text
     assert "data_manifest_sha256" in text
+    assert re.search(r"\(weight 0\)|weigh the mode model [01]\.\d\d", text)  # what the mode column rests on
 
 
 def test_report_is_self_contained(page):
