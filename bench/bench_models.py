@@ -48,7 +48,7 @@ SIGNAL = {
     "belts_within_100km": 1.5,
     "villages_within_50km": 1.0,
     "census_manufacturing_share": 1.0,
-    "viirs_growth_1y": 0.5,
+    "viirs_growth_1y_rel": 0.5,
     "dist_nearest_belt_km": -1.5,
 }
 MODE_ROWS = 400

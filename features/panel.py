@@ -25,6 +25,8 @@ ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_
               "prefecture_code", "as_of"]  # fmt: skip
 LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mode"]
 GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
+YEAR_RELATIVE = ("pref_gdp_growth",)
+RELATIVE_SUFFIX = "_rel"
 LOG_EPS = 1e-3
 
 
@@ -114,8 +116,16 @@ def build_panel(
 
 
 def with_growth(long: pd.DataFrame) -> pd.DataFrame:
-    """Add log growth over 1 and 2 years for the series in :data:`GROWTH`, dated at the end."""
-    parts = [long]
+    """Add growth over 1 and 2 years for the series in :data:`GROWTH`, dated at the end, relative
+    to the year's median county; :data:`YEAR_RELATIVE` growth becomes relative the same way.
+
+    Growth is a log difference (``viirs_growth_1y_rel``: the county's log growth minus the median
+    county's that year). What a year does to every county (an economic slowdown, a change in the
+    night-light composites such as 2017's, 2020) is not a county's signal, and a model trained in
+    one year cannot read growth measured in another: in 2015 nearly every county's CO2 growth
+    was below the first quartile of 2014's. Relative growth keeps the county's standing.
+    """
+    parts = [long[~long["variable"].isin(YEAR_RELATIVE)]]
     for variable, lags in GROWTH.items():
         series = long[long["variable"] == variable]
         if series.empty:
@@ -123,10 +133,23 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
         wide = series.pivot_table(index="county_code", columns="year", values="value")
         logged = np.log(wide.clip(lower=0) + LOG_EPS)
         for lag in lags:
-            growth = (logged - logged.shift(lag, axis=1)).stack().rename("value").reset_index()
-            name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y"
+            name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y{RELATIVE_SUFFIX}"
+            growth = _relative_to_year(logged - logged.shift(lag, axis=1))
             parts.append(growth.assign(variable=name, source=series["source"].iloc[0]))
+    for variable in YEAR_RELATIVE:
+        series = long[long["variable"] == variable]
+        if series.empty:
+            continue
+        wide = series.pivot_table(index="county_code", columns="year", values="value")
+        relative = _relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=series["source"].iloc[0])
+        parts.append(relative)
     return pd.concat(parts, ignore_index=True)
+
+
+def _relative_to_year(wide: pd.DataFrame) -> pd.DataFrame:
+    """Long ``county_code, year, value`` of a county x year table minus each year's median; no
+    rows for missing values (a county's newest known value is then the one joined as of a year)."""
+    return (wide - wide.median(axis=0)).stack().dropna().rename("value").reset_index()
 
 
 def _label_metrics(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:

@@ -21,11 +21,11 @@ TEMPLATES = {
     "taobao_villages": "{value:.0f} Taobao villages",
     "taobao_towns": "{value:.0f} Taobao towns",
     "viirs_mean": "night-light radiance {value:.2f}",
-    "viirs_growth_1y": "night lights {signed_pct} in 1 year",
-    "viirs_growth_2y": "night lights {signed_pct} in 2 years",
+    "viirs_growth_1y_rel": "night lights {signed_pct} against the median county in 1 year",
+    "viirs_growth_2y_rel": "night lights {signed_pct} against the median county in 2 years",
     "co2_mt": "CO2 emissions {value:.2f} Mt",
-    "co2_growth_1y": "CO2 emissions {signed_pct} in 1 year",
-    "co2_growth_2y": "CO2 emissions {signed_pct} in 2 years",
+    "co2_growth_1y_rel": "CO2 emissions {signed_pct} against the median county in 1 year",
+    "co2_growth_2y_rel": "CO2 emissions {signed_pct} against the median county in 2 years",
     "poverty_county": "{poverty}",
     "terrain_relief": "terrain relief {value:.2f}",
     "centroid_lon": "longitude {value:.1f}° E",
@@ -38,7 +38,7 @@ TEMPLATES = {
     "pref_gdp": "prefecture GDP {value:,.0f} 100M yuan",
     "pref_gdp_per_capita": "prefecture GDP per head {value:,.0f} yuan",
     "pref_population": "prefecture population {value:,.0f} 10k",
-    "pref_gdp_growth": "prefecture GDP {signed_pct} in 1 year",
+    "pref_gdp_growth_rel": "prefecture GDP growth {signed_points} against the median county's",
     "tudigong_ghsl_density": "{value:,.0f} persons per km² (GHSL)",
     "platform_gmv_annual_cny": "GMV {value:,.0f} yuan over four quarters",
     "platform_active_merchants": "{value:,.0f} active merchants",
@@ -63,7 +63,9 @@ def describe(feature: str, value: float) -> str:
     if feature in TEMPLATES:
         signed_pct = f"{np.expm1(np.clip(value, -10, 10)) * 100:+.0f} %"
         poverty = "national poverty county" if value >= 0.5 else "not a poverty county"
-        return TEMPLATES[feature].format(value=value, signed_pct=signed_pct, poverty=poverty)
+        signed_points = f"{value * 100:+.1f} points"
+        words = {"signed_pct": signed_pct, "signed_points": signed_points, "poverty": poverty}
+        return TEMPLATES[feature].format(value=value, **words)
     if feature.endswith("_share"):
         return f"{_label(feature)} {value * 100:.0f} %"
     return f"{_label(feature)} {value:.3g}"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.labels import BeltRule, Condition
-from features.panel import LABEL_COLUMNS, PanelSpec, build_panel, feature_columns
+from features.panel import LABEL_COLUMNS, LOG_EPS, PanelSpec, build_panel, feature_columns, with_growth
 from features.sources.base import SourceTable
 from pipelines.build import READERS, mode_labels
 
@@ -98,4 +98,31 @@ def test_features_are_numeric_and_labels_separate(panel):
     features = feature_columns(panel)
     assert not set(features) & set(LABEL_COLUMNS)
     assert all(pd.api.types.is_float_dtype(panel[c]) for c in features)
-    assert {"viirs_growth_1y", "co2_growth_2y", "dist_capital_km", "terrain_relief"} <= set(features)
+    assert {
+        "viirs_growth_1y_rel",
+        "co2_growth_2y_rel",
+        "pref_gdp_growth_rel",
+        "dist_capital_km",
+        "terrain_relief",
+    } <= set(features)
+
+
+def test_growth_is_relative_to_the_years_median_county():
+    """SYNTHETIC long rows: three counties' night lights and prefecture GDP growth."""
+    lights = {"a": [1.0, 2.0, 4.0], "b": [1.0, 1.0, 1.0], "c": [2.0, 3.0, 3.0]}
+    long = pd.DataFrame(
+        [(k, 2014 + i, "viirs_mean", v, "viirs") for k, vs in lights.items() for i, v in enumerate(vs)]
+        + [(k, 2015, "pref_gdp_growth", g, "prefecture") for k, g in (("a", 0.09), ("b", 0.05), ("c", 0.06))],
+        columns=["county_code", "year", "variable", "value", "source"],
+    )
+    grown = with_growth(long).set_index(["variable", "county_code", "year"])["value"]
+    logged = {k: np.log(np.asarray(v) + LOG_EPS) for k, v in lights.items()}
+    one_year = {k: v[2] - v[1] for k, v in logged.items()}  # 2016 over 2015
+    median = np.median(list(one_year.values()))
+    for county, growth in one_year.items():
+        assert grown["viirs_growth_1y_rel", county, 2016] == pytest.approx(growth - median)
+    assert grown["viirs_growth_2y_rel", "c", 2016] == pytest.approx(0.0)  # the median county
+    assert grown["viirs_growth_2y_rel", "b", 2016] == pytest.approx(-np.log((3 + LOG_EPS) / (2 + LOG_EPS)))
+    assert grown["pref_gdp_growth_rel", "a", 2015] == pytest.approx(0.03)
+    assert "pref_gdp_growth" not in set(grown.index.get_level_values("variable"))
+    assert "viirs_mean" in set(grown.index.get_level_values("variable"))  # levels stay as they are
