@@ -13,18 +13,22 @@ from models.bundle import OUTPUT_COLUMNS, ForecastBundle
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 
 
+def _panel(X: pd.DataFrame, periods: np.ndarray) -> pd.DataFrame:
+    """SYNTHETIC panel rows around the features ``X``: 600 counties, one in 50 a belt."""
+    return X.assign(
+        county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
+        county_name="synthetic", province="p", prefecture="q", as_of=periods,
+        is_belt_known=(np.arange(len(X)) % 50 == 0), last_label_period=2014,
+    )  # fmt: skip
+
+
 @pytest.fixture
 def bundle_and_models(synthetic_transitions, tmp_path):
     X, y, periods, _ = synthetic_transitions
     emergence = LGBMEmergence(n_estimators=40).fit(X, y)
     modes = np.asarray(MODES, dtype=object)[np.arange(200) % 4]
     mode = LGBMMode(n_estimators=20, model_weight=0.7).fit(X.head(200), modes)
-    panel = X.assign(
-        county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
-        county_name="synthetic", province="p", prefecture="q", as_of=periods,
-        is_belt_known=(np.arange(len(X)) % 50 == 0), last_label_period=2014,
-    )  # fmt: skip
-    bundle = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1})
+    bundle = ForecastBundle.from_models(emergence, mode, _panel(X, periods), {"horizon": 1})
     return ForecastBundle.load(bundle.save(tmp_path / "bundle")), emergence, mode, X
 
 
@@ -39,12 +43,7 @@ def test_a_mode_model_at_weight_zero_forecasts_the_frequencies(synthetic_transit
     emergence = LGBMEmergence(n_estimators=10).fit(X, y)
     modes = np.asarray(MODES, dtype=object)[np.arange(201) % 3]
     mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(X.head(201), modes)
-    panel = X.assign(
-        county_code=[f"{110000 + i % 600 + 1:06d}" for i in range(len(X))],
-        county_name="synthetic", province="p", prefecture="q", as_of=periods,
-        is_belt_known=False, last_label_period=2014,
-    )  # fmt: skip
-    saved = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1}).save(tmp_path / "bundle")
+    saved = ForecastBundle.from_models(emergence, mode, _panel(X, periods), {"horizon": 1}).save(tmp_path / "bundle")
     bundle = ForecastBundle.load(saved)
     assert bundle.mode_weight == 0.0
     np.testing.assert_allclose(bundle.mode_proba(X.head(4)), np.tile([1 / 3, 1 / 3, 1 / 3, 0], (4, 1)))
