@@ -1,15 +1,17 @@
 """``beltcast report``: one self-contained HTML page for strategists (opens offline, no CDN).
 
-Top candidates, a county map coloured by ``p_belt``, the backtest's PR and calibration curves,
-global feature importance, the mode mix of the top candidates, the model version and lineage.
+Top candidates, a county map coloured by ``p_belt``, the backtest's figures against every
+baseline (with LightGBM's paired differences), its PR and calibration curves, global feature
+importance, the mode mix of the top candidates, the model version and lineage.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +35,7 @@ FIGURES = {
     "feature_importance": "explanations/feature_importance.png",
     "shap_summary": "explanations/shap_summary.png",
 }
+BACKTEST_JSON = "backtest/backtest.json"
 LINEAGE_TAGS = (
     "git_sha",
     "data_manifest_sha256",
@@ -62,6 +65,7 @@ class ReportContext:
     lineage: dict[str, str]
     metrics: dict[str, str]
     mode_weight: float | None = None
+    backtest: dict = field(default_factory=dict)
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
@@ -95,6 +99,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         figures=_figures(client, champion.run_id),
         lineage={tag: run.data.tags.get(tag, "") for tag in LINEAGE_TAGS},
         mode_weight=run.data.metrics.get("mode_model_weight"),
+        backtest=_backtest(client, champion.run_id),
         metrics={
             k: v
             for k, v in champion.tags.items()
@@ -122,6 +127,16 @@ def _figures(client: MlflowClient, run_id: str) -> dict[str, str]:
                 continue
             figures[key] = "data:image/png;base64," + base64.b64encode(local.read_bytes()).decode()
     return figures
+
+
+def _backtest(client: MlflowClient, run_id: str) -> dict:
+    """The run's backtest JSON (empty for a run without one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, BACKTEST_JSON, tmp))
+        except Exception:  # a run without the file: the page says so
+            return {}
+        return json.loads(local.read_text(encoding="utf-8"))
 
 
 def render(context: ReportContext, topo: TopoMap) -> str:
@@ -152,7 +167,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         _section(
             "Backtest",
             _metrics_text(context.metrics),
-            _images(context.figures, ("pr_curve", "calibration_curve")),
+            _baselines(context.backtest) + _images(context.figures, ("pr_curve", "calibration_curve")),
             "backtest",
         ),
         _section(
@@ -221,6 +236,74 @@ def _metrics_text(metrics: dict[str, str]) -> str:
         return "No backtest figures are stored with this version."
     shown = ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items() if k != "newest_fold")
     return f"Rolling-origin backtest, newest temporal fold ({metrics.get('newest_fold', '?')}): {shown}."
+
+
+def _baselines(report: dict) -> str:
+    """Every model of the newest temporal fold, and LightGBM against each on the same resamples."""
+    emergence = report.get("emergence", {})
+    models, comparisons = emergence.get("models", {}), emergence.get("comparisons", {})
+    if not models:
+        return "<p>(no backtest table stored with this version)</p>"
+    table = _grid(
+        ("model", "AP [90 % interval]", "P@50", "R@100", "ROC-AUC", "Brier"),
+        [
+            (
+                name,
+                _value(m, "average_precision") + _interval(m, "average_precision_ci"),
+                _value(m, "precision_at_50", 2),
+                _value(m, "recall_at_100"),
+                _value(m, "roc_auc"),
+                _value(m, "brier", 4),
+            )
+            for name, m in models.items()
+        ],
+    )
+    shown = {name: c for name, c in comparisons.items() if name != "lightgbm_uncalibrated"}
+    if not shown:
+        return table
+    note = (
+        "<p>LightGBM against each other model on the same bootstrap resamples of the fold: the difference, "
+        "its 90 % interval, and the share of resamples in which LightGBM is ahead. An interval that straddles "
+        "zero means the two cannot be told apart on this fold.</p>"
+    )
+    differences = _grid(
+        ("LightGBM minus", "AP difference", "ahead", "P@50 difference", "ahead"),
+        [
+            (
+                name,
+                _value(c, "average_precision_diff", signed=True) + _interval(c, "average_precision_diff_ci", True),
+                _share(c, "average_precision_diff_ahead"),
+                _value(c, "precision_at_50_diff", 2, True) + _interval(c, "precision_at_50_diff_ci", True),
+                _share(c, "precision_at_50_diff_ahead"),
+            )
+            for name, c in shown.items()
+        ],
+    )
+    return table + note + differences
+
+
+def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="baselines"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _value(metrics: dict, key: str, digits: int = 3, signed: bool = False) -> str:
+    value = metrics.get(key)
+    return "–" if value is None else f"{value:{'+' if signed else ''}.{digits}f}"
+
+
+def _interval(metrics: dict, key: str, signed: bool = False) -> str:
+    bounds = metrics.get(key)
+    if not bounds:
+        return ""
+    low, high = (f"{b:{'+' if signed else ''}.3f}" for b in bounds)
+    return f" [{low}, {high}]"
+
+
+def _share(metrics: dict, key: str) -> str:
+    value = metrics.get(key)
+    return "–" if value is None else f"{value:.0%}"
 
 
 def _images(figures: dict[str, str], keys: tuple[str, ...]) -> str:
