@@ -251,11 +251,12 @@ class LGBMMode(_FrameEstimator):
         return self
 
     def _check_weight(self) -> None:
-        weight = self.model_weight
-        if weight == "cv":
-            return
-        if isinstance(weight, str) or not 0.0 <= float(weight) <= 1.0:
+        weight, folds = self.model_weight, self.cv_folds
+        number = isinstance(weight, (int, float, np.number)) and not isinstance(weight, bool)
+        if weight != "cv" and not (number and 0.0 <= float(weight) <= 1.0):
             raise ModelInputError(f"model_weight must be a number in [0, 1] or 'cv'; got {weight!r}")
+        if not isinstance(folds, (int, np.integer)) or isinstance(folds, bool) or folds < 2:
+            raise ModelInputError(f"cv_folds must be an integer >= 2; got {folds!r}")
 
     def _booster(self) -> lgb.LGBMClassifier:
         return lgb.LGBMClassifier(
@@ -292,11 +293,15 @@ class LGBMMode(_FrameEstimator):
         return float(best), {float(w): float(v) for w, v in losses.items()}
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """Probabilities of the four modes, in :data:`MODES` order."""
+        """Probabilities of the four modes, in :data:`MODES` order (the booster is not run at
+        weight 0, nor when the training data had one mode, which then has all the probability)."""
         features = self._predict_frame(X)
+        frequencies = np.tile(self.frequencies_, (len(features), 1))
+        if self.model_weight_ == 0.0 or len(self.seen_) < 2:
+            return frequencies
         booster = pd.DataFrame(self.model_.predict_proba(features), columns=self.model_.classes_)
         booster = booster.reindex(columns=list(MODES), fill_value=0.0).to_numpy()
-        return self.model_weight_ * booster + (1.0 - self.model_weight_) * self.frequencies_
+        return self.model_weight_ * booster + (1.0 - self.model_weight_) * frequencies
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]

@@ -224,9 +224,9 @@ def _mode_weight_text(weight: float | None) -> str:
         return ""
     if weight == 0:
         return (
-            "The mode model's features did not predict modes better than their training frequencies in "
-            "province-held-out cross-validation (weight 0), so every county gets those frequencies and "
-            "the most frequent mode."
+            "The mode model's weight is 0: in the cross-validation inside its training data, its features did "
+            "not predict modes better than the modes' training frequencies (or there were too few belts or "
+            "modes to try), so every county gets those frequencies and the most frequent mode."
         )
     return f"Mode probabilities weigh the mode model {weight:.2f} against the modes' training frequencies."
 

@@ -190,3 +190,13 @@ def test_a_bundle_saved_without_the_mode_blend_uses_the_booster_alone(bundle_and
     older = ForecastBundle.load(folder)
     booster = bundle.mode.predict(X.to_numpy(dtype=float))[:, [bundle.mode_classes.index(m) for m in MODES]]
     np.testing.assert_allclose(older.mode_proba(X), booster, rtol=0, atol=1e-12)
+
+
+def test_a_mode_model_trained_on_one_mode_forecasts_it(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=1.0).fit(X.head(30), ["cultural_heritage"] * 30)
+    saved = ForecastBundle.from_models(emergence, mode, _panel(X, periods), {"horizon": 1}).save(tmp_path / "bundle")
+    bundle = ForecastBundle.load(saved)
+    np.testing.assert_allclose(bundle.mode_proba(X.head(3)), np.tile([0, 1, 0, 0], (3, 1)))
+    np.testing.assert_allclose(bundle.mode_proba(X.head(3)), mode.predict_proba(X.head(3)))

@@ -145,8 +145,36 @@ def test_fixed_mode_weight_blends_booster_and_frequencies():
         half.predict_proba(X), 0.5 * booster.predict_proba(X) + 0.5 * frequencies.predict_proba(X), atol=1e-12
     )
     np.testing.assert_allclose(half.predict_proba(X).sum(axis=1), 1.0)
-    for bad in (1.5, -0.1, "auto"):
+    for bad in (1.5, -0.1, "auto", None, float("nan")):
         with pytest.raises(ModelInputError, match=rf"model_weight must be a number in \[0, 1\] or 'cv'; got {bad!r}"):
             LGBMMode(model_weight=bad).fit(X, modes)
+    with pytest.raises(ModelInputError, match=r"cv_folds must be an integer >= 2; got 1"):
+        LGBMMode(cv_folds=1).fit(X, modes)
     with pytest.raises(ModelInputError, match=r"groups must have one value per row of X \(120\); got 3"):
         LGBMMode().fit(X, modes, groups=[1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "labels, groups",
+    [
+        (
+            ["national_brand"] * 16 + ["industrial_transformation"] * 24,
+            np.repeat(np.arange(5), 8),
+        ),  # one mode per group
+        (["national_brand"] * 2 + ["cultural_heritage"], None),  # 3 rows
+        (["local_specialty"] * 10, np.arange(10) % 2),  # one mode
+        (["national_brand"], None),  # one row
+    ],
+)
+def test_mode_model_fits_when_folds_lose_a_mode(labels, groups):
+    """Inner folds (and the data itself) may hold a single mode: the fit still works, and a lone
+    mode gets all the probability."""
+    X = pd.DataFrame({"a": np.linspace(0, 1, len(labels)), "b": np.arange(len(labels)) % 3})
+    labels = np.array(labels, dtype=object)
+    model = LGBMMode(n_estimators=10).fit(X, labels, groups=groups)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    if len(set(labels)) == 1:
+        assert model.predict(X).tolist() == labels.tolist()
+    fixed = LGBMMode(n_estimators=10, model_weight=1.0).fit(X, labels, groups=groups)
+    np.testing.assert_allclose(fixed.predict_proba(X).sum(axis=1), 1.0)
