@@ -94,8 +94,10 @@ def real_bundle(settings, champion: bool) -> tuple[ForecastBundle, str]:
     return bundle, f"fitted on the REAL panel with {source}"
 
 
-def synthetic_bundle(model: ForecastBundle, panel: pd.DataFrame, rows: int, seed: int) -> ForecastBundle:
-    """``model``'s boosters over a SYNTHETIC snapshot of ``rows`` county-periods."""
+def synthetic_bundle(model: ForecastBundle, rows: int, seed: int) -> ForecastBundle:
+    """``model``'s boosters over a SYNTHETIC snapshot of ``rows`` county-periods, drawn from the
+    features its own snapshot knows."""
+    panel = model.snapshot
     rng = np.random.default_rng(seed)
     X = synthetic_features(panel, rows, rng)[model.features]
     counties = -(-rows // PERIODS)
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     print_machine()
     settings = load_settings(args.config)
     model, source = real_bundle(settings, args.champion)
-    bundle = synthetic_bundle(model, model.snapshot, args.rows, args.seed)  # the features the model knows
+    bundle = synthetic_bundle(model, args.rows, args.seed)
     request = bundle.snapshot[["county_code", "as_of"]].copy()
     n = len(request)
     print(f"\nmodels: {source}; {describe(bundle)}")

@@ -127,23 +127,27 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
     """
     parts = [long[~long["variable"].isin(YEAR_RELATIVE)]]
     for variable, lags in GROWTH.items():
-        series = long[long["variable"] == variable]
-        if series.empty:
+        if (found := _by_year(long, variable)) is None:
             continue
-        wide = series.pivot_table(index="county_code", columns="year", values="value")
+        source, wide = found
         logged = np.log(wide.clip(lower=0) + LOG_EPS)
         for lag in lags:
             name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y{RELATIVE_SUFFIX}"
             growth = _relative_to_year(logged - logged.shift(lag, axis=1))
-            parts.append(growth.assign(variable=name, source=series["source"].iloc[0]))
+            parts.append(growth.assign(variable=name, source=source))
     for variable in YEAR_RELATIVE:
-        series = long[long["variable"] == variable]
-        if series.empty:
-            continue
-        wide = series.pivot_table(index="county_code", columns="year", values="value")
-        relative = _relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=series["source"].iloc[0])
-        parts.append(relative)
+        if (found := _by_year(long, variable)) is not None:
+            source, wide = found
+            parts.append(_relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source))
     return pd.concat(parts, ignore_index=True)
+
+
+def _by_year(long: pd.DataFrame, variable: str) -> tuple[str, pd.DataFrame] | None:
+    """``variable``'s source and its county x year table (None when absent)."""
+    series = long[long["variable"] == variable]
+    if series.empty:
+        return None
+    return series["source"].iloc[0], series.pivot_table(index="county_code", columns="year", values="value")
 
 
 def _relative_to_year(wide: pd.DataFrame) -> pd.DataFrame:

@@ -86,7 +86,7 @@ class ForecastBundle:
             calibration=_sigmoid_of(emergence),
             mode=mode.model_.booster_,
             mode_classes=[str(c) for c in mode.model_.classes_],
-            mode_weight=float(mode.model_weight_) if len(mode.seen_) > 1 else 0.0,  # one mode: the frequencies
+            mode_weight=float(mode.model_weight_),
             mode_frequencies=[float(f) for f in mode.frequencies_],
             features=features,
             snapshot=snapshot,

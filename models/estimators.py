@@ -199,7 +199,8 @@ class LGBMMode(_FrameEstimator):
     Attributes
     ----------
     model_weight_ : float
-        The weight used.
+        The weight used: 0 when the training data hold a single mode, whatever ``model_weight``
+        says (the frequencies then give that mode all the probability, as the booster would).
     frequencies_ : ndarray
         The modes' training frequencies, in :data:`MODES` order.
     cv_log_loss_ : dict
@@ -276,10 +277,12 @@ class LGBMMode(_FrameEstimator):
         )
 
     def _choose_weight(self, features: pd.DataFrame, labels: np.ndarray, groups) -> tuple[float, dict]:
+        if len(self.seen_) < 2:  # one mode: the frequencies already give it all the probability
+            return 0.0, {}
         if self.model_weight != "cv":
             return float(self.model_weight), {}
         splits = _inner_splits(labels, groups, self.cv_folds, self.random_state)
-        if len(self.seen_) < 2 or not splits:
+        if not splits:
             return 0.0, {}
         booster = np.zeros((len(labels), len(MODES)))
         frequencies = np.zeros_like(booster)
@@ -294,10 +297,10 @@ class LGBMMode(_FrameEstimator):
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order (the booster is not run at
-        weight 0, nor when the training data had one mode, which then has all the probability)."""
+        weight 0)."""
         features = self._predict_frame(X)
         frequencies = np.tile(self.frequencies_, (len(features), 1))
-        if self.model_weight_ == 0.0 or len(self.seen_) < 2:
+        if self.model_weight_ == 0.0:
             return frequencies
         booster = pd.DataFrame(self.model_.predict_proba(features), columns=self.model_.classes_)
         booster = booster.reindex(columns=list(MODES), fill_value=0.0).to_numpy()
@@ -323,10 +326,10 @@ def _frequencies(labels: np.ndarray) -> np.ndarray:
 
 def _inner_splits(labels: np.ndarray, groups, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Inner folds: whole groups held out when there are at least two, else shuffled rows."""
-    if groups is not None and len(np.unique(np.asarray(groups, dtype=str))) >= 2:
-        groups = np.asarray(groups, dtype=str)
-        splitter = GroupKFold(n_splits=min(n_folds, len(np.unique(groups))))
-        return list(splitter.split(labels, labels, groups))
+    names = None if groups is None else np.asarray(groups, dtype=str)
+    n_groups = 0 if names is None else len(np.unique(names))
+    if n_groups >= 2:
+        return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(labels, labels, names))
     if len(labels) < 2:
         return []
     return list(KFold(min(n_folds, len(labels)), shuffle=True, random_state=seed).split(labels))
