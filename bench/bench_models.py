@@ -47,7 +47,7 @@ BASE_RATE = 0.02
 SIGNAL = {
     "belts_within_100km": 1.5,
     "villages_within_50km": 1.0,
-    "census_manufacturing_share": 1.0,
+    "census_manufacturing_share_rel": 1.0,
     "viirs_growth_1y_rel": 0.5,
     "dist_nearest_belt_km": -1.5,
 }

@@ -28,6 +28,13 @@ GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
 YEAR_RELATIVE = ("pref_gdp_growth",)
 RELATIVE_SUFFIX = "_rel"
 LOG_EPS = 1e-3
+# Levels whose distribution moves with the year or the census round, each replaced by the county's
+# standing against that year's median county (:func:`with_relative_levels`): amounts as a log
+# ratio, shares and averages as a difference. Every variable of LEVEL_SOURCES is one of them.
+LEVEL_SOURCES = ("census", "tudigong")
+LEVELS_LOG = ("viirs_mean", "co2_mt", "pref_gdp", "pref_gdp_per_capita", "pref_population",
+              "census_population", "tudigong_ghsl_density")  # fmt: skip
+LEVELS_DIFFERENCE = ("pref_secondary_share", "pref_tertiary_share")
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,8 @@ def build_panel(
     DataFrame
         One row per county and as-of period: ids, features, staleness, labels.
     """
-    long = with_growth(pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True))
+    long = pd.concat([s.long.assign(source=s.name) for s in sources], ignore_index=True)
+    long = with_relative_levels(with_growth(long))
     long["period"] = [year_end(int(y), spec.frequency) for y in long["year"]]
     if period_long is not None:
         long = pd.concat([long, period_long.assign(year=-1)], ignore_index=True)
@@ -139,6 +147,29 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
         if (found := _by_year(long, variable)) is not None:
             source, wide = found
             parts.append(_relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source))
+    return pd.concat(parts, ignore_index=True)
+
+
+def with_relative_levels(long: pd.DataFrame) -> pd.DataFrame:
+    """Replace each level that moves with the year (:data:`LEVELS_LOG`, :data:`LEVELS_DIFFERENCE`,
+    every variable of :data:`LEVEL_SOURCES`) by ``<variable>_rel``, the county's standing against
+    the median county of the same year: ``log(x) - median log(x)`` for amounts, ``x - median(x)``
+    for shares and averages.
+
+    A model trained in 2014 scores counties as of 2020, when the 2020 census has replaced the 2010
+    one: in the median county, farming's share of jobs fell from 60 % to 26 % and the share of
+    residents aged 65+ rose from 8.6 % to 13.9 %, and the median prefecture's tertiary share rose
+    from 38 % to 49 %. A threshold learnt on the old values misreads nearly every county; the
+    standing within the year does not move with the country.
+    Call it after :func:`with_growth`, which needs the levels as they are.
+    """
+    relative = long["variable"].isin(LEVELS_LOG + LEVELS_DIFFERENCE) | long["source"].isin(LEVEL_SOURCES)
+    parts = [long[~relative]]
+    for variable in long.loc[relative, "variable"].unique():
+        source, wide = _by_year(long, variable)
+        if variable in LEVELS_LOG:
+            wide = np.log(wide.clip(lower=0) + LOG_EPS)
+        parts.append(_relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -1,4 +1,5 @@
-"""Indicators in words a strategist reads: "12 belts within 100 km", "manufacturing jobs 31 %".
+"""Indicators in words a strategist reads: "12 belts within 100 km", "manufacturing jobs +5.2 points
+against the median county".
 
 ``top_drivers`` names, per county, the three features that push ``p_belt`` up most (largest
 positive LightGBM ``pred_contrib``), each written with its value.
@@ -10,7 +11,7 @@ import re
 
 import numpy as np
 
-PERCENT = re.compile(r"_(share|urban_share)$")
+from features.panel import LEVELS_LOG, RELATIVE_SUFFIX
 
 TEMPLATES = {
     "dist_nearest_belt_km": "nearest belt {value:.0f} km away",
@@ -20,10 +21,8 @@ TEMPLATES = {
     "belts_same_province": "{value:.0f} belts in the same province",
     "taobao_villages": "{value:.0f} Taobao villages",
     "taobao_towns": "{value:.0f} Taobao towns",
-    "viirs_mean": "night-light radiance {value:.2f}",
     "viirs_growth_1y_rel": "night lights {signed_pct} against the median county in 1 year",
     "viirs_growth_2y_rel": "night lights {signed_pct} against the median county in 2 years",
-    "co2_mt": "CO2 emissions {value:.2f} Mt",
     "co2_growth_1y_rel": "CO2 emissions {signed_pct} against the median county in 1 year",
     "co2_growth_2y_rel": "CO2 emissions {signed_pct} against the median county in 2 years",
     "poverty_county": "{poverty}",
@@ -31,18 +30,46 @@ TEMPLATES = {
     "centroid_lon": "longitude {value:.1f}° E",
     "centroid_lat": "latitude {value:.1f}° N",
     "area_km2": "area {value:,.0f} km²",
-    "census_population": "population {value:,.0f}",
-    "census_education_years": "{value:.1f} years of schooling on average",
-    "tudigong_education_years": "{value:.1f} years of schooling on average (2020)",
-    "census_household_size": "{value:.2f} persons per household",
-    "pref_gdp": "prefecture GDP {value:,.0f} 100M yuan",
-    "pref_gdp_per_capita": "prefecture GDP per head {value:,.0f} yuan",
-    "pref_population": "prefecture population {value:,.0f} 10k",
     "pref_gdp_growth_rel": "prefecture GDP growth {signed_points} against the median county's",
-    "tudigong_ghsl_density": "{value:,.0f} persons per km² (GHSL)",
     "platform_gmv_annual_cny": "GMV {value:,.0f} yuan over four quarters",
     "platform_active_merchants": "{value:,.0f} active merchants",
     "platform_gmv_growth_yoy": "GMV {value:+.0%} year on year",
+}
+# Levels against the year's median county (features.panel.with_relative_levels), by their base name.
+LEVEL_NAMES = {
+    "viirs_mean": "night-light radiance",
+    "co2_mt": "CO2 emissions",
+    "pref_gdp": "prefecture GDP",
+    "pref_gdp_per_capita": "prefecture GDP per head",
+    "pref_population": "prefecture population",
+    "census_population": "population",
+    "tudigong_ghsl_density": "population density (GHSL)",
+    "census_education_years": "schooling",
+    "tudigong_education_years": "schooling",
+    "census_household_size": "household size",
+}
+LEVEL_UNITS = {
+    "census_education_years": "years",
+    "tudigong_education_years": "years",
+    "census_household_size": "persons",
+}
+WORDS = {
+    "manufacturing": "manufacturing jobs",
+    "wholesale retail": "retail jobs",
+    "agriculture": "farm jobs",
+    "transport": "transport jobs",
+    "it": "IT jobs",
+    "sales": "sales jobs",
+    "urban": "urban residents",
+    "migrant": "residents registered elsewhere",
+    "interprovincial migrant": "residents from other provinces",
+    "car": "households with a car",
+    "share age 0 14": "residents aged 0-14",
+    "share age 15 64": "residents aged 15-64",
+    "share age 65p": "residents aged 65+",
+    "pref secondary": "prefecture's industry share of GDP",
+    "pref tertiary": "prefecture's services share of GDP",
+    "ghsl urban": "residents in urban clusters (GHSL)",
 }
 WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km$")
 STALENESS = re.compile(r"^staleness_(\w+)$")
@@ -66,15 +93,29 @@ def describe(feature: str, value: float) -> str:
         signed_points = f"{value * 100:+.1f} points"
         words = {"signed_pct": signed_pct, "signed_points": signed_points, "poverty": poverty}
         return TEMPLATES[feature].format(value=value, **words)
+    if feature.endswith(RELATIVE_SUFFIX):
+        return _relative_level(feature.removesuffix(RELATIVE_SUFFIX), value)
     if feature.endswith("_share"):
         return f"{_label(feature)} {value * 100:.0f} %"
     return f"{_label(feature)} {value:.3g}"
 
 
+def _relative_level(level: str, value: float) -> str:
+    """A level against the median county: a ratio for amounts (log ratios), points for shares."""
+    name = LEVEL_NAMES.get(level, _label(level))
+    if level in LEVELS_LOG:
+        ratio = np.exp(np.clip(value, -20, 20))
+        return f"{name} {ratio:.{2 if ratio < 1 else 1}f}x the median county's"
+    if level.endswith("_share") or "_share_" in level:
+        return f"{name} {value * 100:+.1f} points against the median county"
+    unit = LEVEL_UNITS.get(level)
+    return f"{name} {value:+.2g}{' ' + unit if unit else ''} against the median county"
+
+
 def _label(feature: str) -> str:
     words = feature.removeprefix("census_").removeprefix("tudigong_").removesuffix("_share")
     words = words.replace("_", " ")
-    return {"manufacturing": "manufacturing jobs", "wholesale retail": "retail jobs"}.get(words, words)
+    return WORDS.get(words, words)
 
 
 def top_drivers(contrib: np.ndarray, numbers: np.ndarray, names: list[str], k: int = 3) -> list[str]:

@@ -7,7 +7,15 @@ import pandas as pd
 import pytest
 
 from features.labels import BeltRule, Condition
-from features.panel import LABEL_COLUMNS, LOG_EPS, PanelSpec, build_panel, feature_columns, with_growth
+from features.panel import (
+    LABEL_COLUMNS,
+    LOG_EPS,
+    PanelSpec,
+    build_panel,
+    feature_columns,
+    with_growth,
+    with_relative_levels,
+)
 from features.sources.base import SourceTable
 from pipelines.build import READERS, mode_labels
 
@@ -52,7 +60,7 @@ def test_as_of_2014_rows_do_not_depend_on_later_data(sources, units, panel):
     shared = [c for c in cut.columns if c not in ("emerged", "mode")]
     pd.testing.assert_frame_equal(full[shared], cut[shared])
     only_later = sorted(set(full.columns) - set(cut.columns))
-    assert "tudigong_manufacturing_share" in only_later and "taobao_towns" in only_later
+    assert "tudigong_manufacturing_share_rel" in only_later and "taobao_towns" in only_later
     assert full[only_later].isna().all().all()  # columns of later sources are unknown at 2014
 
 
@@ -71,7 +79,7 @@ def test_staleness_counts_years_since_the_newest_value(panel):
     assert caoxian.loc[2014, "staleness_census"] == 4  # census 2010 at t = 2014
     assert caoxian.loc[2020, "staleness_census"] == 0
     assert caoxian.loc[2019, "staleness_co2"] == 2  # CO2 ends in 2017
-    assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share"])
+    assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share_rel"])
 
 
 def test_belt_counts_per_year(panel):
@@ -102,6 +110,8 @@ def test_features_are_numeric_and_labels_separate(panel):
         "viirs_growth_1y_rel",
         "co2_growth_2y_rel",
         "pref_gdp_growth_rel",
+        "census_manufacturing_share_rel",
+        "viirs_mean_rel",
         "dist_capital_km",
         "terrain_relief",
     } <= set(features)
@@ -125,4 +135,33 @@ def test_growth_is_relative_to_the_years_median_county():
     assert grown["viirs_growth_2y_rel", "b", 2016] == pytest.approx(-np.log((3 + LOG_EPS) / (2 + LOG_EPS)))
     assert grown["pref_gdp_growth_rel", "a", 2015] == pytest.approx(0.03)
     assert "pref_gdp_growth" not in set(grown.index.get_level_values("variable"))
-    assert "viirs_mean" in set(grown.index.get_level_values("variable"))  # levels stay as they are
+    assert "viirs_mean" in set(grown.index.get_level_values("variable"))  # levels: with_relative_levels
+
+
+def test_levels_are_relative_to_the_years_median_county():
+    """SYNTHETIC long rows: a census share and an amount in two census rounds, an untouched series."""
+    rows = [
+        ("a", 2010, "census_agriculture_share", 0.7, "census"),
+        ("b", 2010, "census_agriculture_share", 0.6, "census"),
+        ("c", 2010, "census_agriculture_share", 0.5, "census"),
+        ("a", 2020, "census_agriculture_share", 0.4, "census"),
+        ("b", 2020, "census_agriculture_share", 0.2, "census"),
+        ("c", 2020, "census_agriculture_share", 0.3, "census"),
+        ("a", 2015, "pref_gdp", 100.0, "prefecture"),
+        ("b", 2015, "pref_gdp", 400.0, "prefecture"),
+        ("c", 2015, "pref_gdp", 200.0, "prefecture"),
+        ("c", 2016, "pref_gdp", np.nan, "prefecture"),
+        ("a", 2015, "terrain_relief", 1.5, "terrain"),
+    ]
+    long = pd.DataFrame(rows, columns=["county_code", "year", "variable", "value", "source"])
+    relative = with_relative_levels(long).set_index(["variable", "county_code", "year"])["value"]
+    # each census round against its own median: a farming county of 2020 is not "less rural" than 2010's
+    assert relative["census_agriculture_share_rel", "a", 2010] == pytest.approx(0.1)
+    assert relative["census_agriculture_share_rel", "a", 2020] == pytest.approx(0.1)
+    assert relative["census_agriculture_share_rel", "b", 2020] == pytest.approx(-0.1)
+    # amounts as a log ratio to the median county
+    assert relative["pref_gdp_rel", "b", 2015] == pytest.approx(np.log((400 + LOG_EPS) / (200 + LOG_EPS)))
+    assert relative["pref_gdp_rel", "c", 2015] == pytest.approx(0.0)
+    assert ("pref_gdp_rel", "c", 2016) not in relative.index  # a missing value gives no row
+    assert relative["terrain_relief", "a", 2015] == 1.5
+    assert not {"census_agriculture_share", "pref_gdp"} & set(relative.index.get_level_values("variable"))
