@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-TRIALS ?= 20
+TRIALS ?= 30
 
 .PHONY: install run test lint bench clean
 

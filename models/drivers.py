@@ -78,7 +78,8 @@ STALENESS = re.compile(r"^staleness_(\w+)$")
 def describe(feature: str, value: float) -> str:
     """One indicator and its value in plain words."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
-        return f"{_label(feature)} unknown"
+        base = feature.removesuffix(RELATIVE_SUFFIX)
+        return f"{LEVEL_NAMES.get(base, _label(base))} unknown"
     if feature.endswith("km_share") and (match := WITHIN.match(feature.removesuffix("_share"))):
         noun = "belts" if match.group(1) == "belts" else "Taobao villages"
         return f"{value:.1%} of all {noun} within {match.group(2)} km"

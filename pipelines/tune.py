@@ -39,7 +39,7 @@ def run(
     )  # fmt: skip
     use_tracking(settings)
     study = open_study(settings, study_name)
-    same_objective(study, settings.tune.seeds)
+    same_objective(study, settings.tune.seeds, list(data.X.columns))
     wanted = settings.tune.trials if trials is None else trials
     done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
     with start_run("tune", nested=mlflow.active_run() is not None):
@@ -94,9 +94,11 @@ def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
     return make_study(study_name or settings.tune.study, storage, settings.model.seed)
 
 
-def same_objective(study: optuna.Study, seeds: int) -> None:
-    """A study's trials are comparable only if all were scored over the same number of seeds: a new
-    study records it, a resumed one must match it (studies from before the setting used one)."""
+def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:
+    """A study's trials are comparable only if all were scored over the same number of seeds and on
+    the same feature columns: a new study records both, a resumed one must match them (studies from
+    before seeds were recorded used one; a study that does not record its features cannot be
+    resumed, since the panel's features may have changed since)."""
     recorded = study.user_attrs.get("seeds", 1 if study.trials else None)
     if recorded is None:
         study.set_user_attr("seeds", seeds)
@@ -105,6 +107,25 @@ def same_objective(study: optuna.Study, seeds: int) -> None:
             f"tune.seeds must match study {study.study_name!r}, whose trials were scored over "
             f"{recorded} seed(s); got {seeds}. Start a new study (--study NAME) or set tune.seeds = {recorded}"
         )
+    columns = sorted(features)
+    scored_on = study.user_attrs.get("features")
+    if scored_on is None and not study.trials:
+        study.set_user_attr("features", columns)
+    elif scored_on is None:
+        raise TuneError(
+            f"study {study.study_name!r} does not record the features its {len(study.trials)} trial(s) were "
+            f"scored on, and the panel has {len(columns)}; start a new study (--study NAME)"
+        )
+    elif scored_on != columns:
+        missing, new = sorted(set(scored_on) - set(columns)), sorted(set(columns) - set(scored_on))
+        raise TuneError(
+            f"panel features must match those study {study.study_name!r} was scored on; the panel lacks "
+            f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study (--study NAME)"
+        )
+
+
+def _first(names: list[str], k: int = 5) -> str:
+    return "[" + ", ".join(names[:k]) + (", ..." if len(names) > k else "") + "]"
 
 
 def optimise(study: optuna.Study, objective, trials: int, console: Console) -> None:

@@ -73,16 +73,37 @@ def test_a_study_is_resumed_only_over_the_same_number_of_seeds(tmp_path):
     from pipelines.tune import TuneError, same_objective
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    features = ["a", "b"]
     study = make_study("s", storage, seed=0)
-    same_objective(study, 3)  # a new study records its seeds
+    same_objective(study, 3, features)  # a new study records its seeds
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
-    same_objective(make_study("s", storage, seed=0), 3)
+    same_objective(make_study("s", storage, seed=0), 3, features)
     with pytest.raises(TuneError, match=r"tune.seeds must match study 's'.*3 seed\(s\); got 1"):
-        same_objective(make_study("s", storage, seed=0), 1)
+        same_objective(make_study("s", storage, seed=0), 1, features)
     old = make_study("old", storage, seed=0)  # scored before seeds were recorded: one seed
     old.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
     with pytest.raises(TuneError, match="1 seed"):
-        same_objective(make_study("old", storage, seed=0), 3)
+        same_objective(make_study("old", storage, seed=0), 3, features)
+
+
+def test_a_study_is_resumed_only_on_the_same_features(tmp_path):
+    from pipelines.tune import TuneError, same_objective
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = make_study("s", storage, seed=0)
+    same_objective(study, 1, ["b", "a"])
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    same_objective(make_study("s", storage, seed=0), 1, ["a", "b"])  # order does not matter
+    with pytest.raises(TuneError, match=r"the panel lacks 1 \[b\] and adds 2 \[c, d\]. Start a new study"):
+        same_objective(make_study("s", storage, seed=0), 1, ["a", "c", "d"])
+    old = make_study("old", storage, seed=0)  # scored before features were recorded
+    old.set_user_attr("seeds", 1)
+    old.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    with pytest.raises(TuneError, match=r"study 'old' does not record the features its 1 trial\(s\)"):
+        same_objective(make_study("old", storage, seed=0), 1, ["a"])
+    empty = make_study("empty", storage, seed=0)  # created, never run: nothing to compare
+    same_objective(empty, 1, ["a"])
+    assert make_study("empty", storage, seed=0).user_attrs["features"] == ["a"]
 
 
 def test_calibration_scores_cover_every_candidate_and_differ(synthetic_transitions):

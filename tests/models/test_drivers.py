@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+
+from models.drivers import describe, top_drivers
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "words"),
+    [
+        ("census_manufacturing_share_rel", 0.052, "manufacturing jobs +5.2 points against the median county"),
+        ("census_share_age_65p_rel", -0.01, "residents aged 65+ -1.0 points against the median county"),
+        ("pref_tertiary_share_rel", 0.03, "prefecture's services share of GDP +3.0 points against the median county"),
+        ("viirs_mean_rel", np.log(2.3), "night-light radiance 2.3x the median county's"),
+        ("pref_gdp_per_capita_rel", np.log(0.61), "prefecture GDP per head 0.61x the median county's"),
+        ("census_education_years_rel", 0.6, "schooling +0.6 years against the median county"),
+        ("census_household_size_rel", -0.31, "household size -0.31 persons against the median county"),
+        ("viirs_growth_1y_rel", np.log(1.11), "night lights +11 % against the median county in 1 year"),
+        ("belts_within_100km", 12.0, "12 belts within 100 km"),
+        ("belts_within_100km_share", 0.05, "5.0% of all belts within 100 km"),
+        ("census_it_share_rel", np.nan, "IT jobs unknown"),
+    ],
+)
+def test_indicators_read_as_words(feature, value, words):
+    assert describe(feature, value) == words
+
+
+def test_top_drivers_lists_only_features_that_push_the_score_up():
+    names = ["belts_within_100km", "census_manufacturing_share_rel", "viirs_mean_rel"]
+    contrib = np.array([[0.5, -0.2, 0.1], [-0.1, -0.3, -0.2]])
+    numbers = np.array([[3.0, -0.05, 0.0], [0.0, 0.0, 0.0]])
+    assert top_drivers(contrib, numbers, names) == [
+        "3 belts within 100 km; night-light radiance 1.0x the median county's",
+        "",
+    ]
