@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -61,6 +61,24 @@ def kill_after(command: list[str], delay_s: float) -> bool:
         return True
     if returncode != 0:
         pytest.fail(f"{' '.join(command[3:])} exited {returncode} before the kill at {delay_s:.2f} s")
+    return False
+
+
+def kill_when(command: list[str], ready: Callable[[], bool], timeout_s: float = 300.0) -> bool:
+    """Start ``command`` and SIGKILL it as soon as ``ready()`` holds (polled every millisecond);
+    True when it was killed, False when it finished first (it must then have succeeded)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None:
+        if ready() or time.monotonic() > deadline:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+            if not ready():
+                pytest.fail(f"{' '.join(command[3:])} ran {timeout_s:.0f} s without reaching the kill point")
+            return True
+        time.sleep(0.001)
+    if process.returncode != 0:
+        pytest.fail(f"{' '.join(command[3:])} exited {process.returncode} before the kill point")
     return False
 
 

@@ -19,6 +19,7 @@ from tests.pipelines.jobs import (
     beltcast,
     cache_contents,
     kill_after,
+    kill_when,
     run_to_completion,
     spread_delays,
     sync_config,
@@ -26,7 +27,7 @@ from tests.pipelines.jobs import (
 
 pytestmark = pytest.mark.realdata
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
-MID_COPY_KILLS, MAX_SYNC_KILLS = 2, 40
+MID_COPY_KILLS, MAX_SYNC_KILLS = 2, 10
 
 
 def _report(job: str, duration_s: float, delays: list[float], outcomes: list[str]) -> None:
@@ -38,12 +39,12 @@ def _report(job: str, duration_s: float, delays: list[float], outcomes: list[str
 # data sync ----------------------------------------------------------------------------------------
 
 
-def _kill_sync_then_rerun(cache: Path, mirror: Path, delay: float, entries: list) -> tuple[bool, int, int]:
-    """Kill a sync into a fresh ``cache`` after ``delay`` s; check the cache; sync it again to the
-    end and check every file verifies and no temporary file is left. Returns what the kill left:
-    (killed, files verified, temporary files)."""
+def _kill_sync_then_rerun(cache: Path, mirror: Path, files: int, entries: list) -> tuple[bool, int, int]:
+    """Kill a sync into a fresh ``cache`` once ``files`` manifest files are in it; check the cache;
+    sync it again to the end and check every file verifies and no temporary file is left. Returns
+    what the kill left: (killed, files verified, temporary files)."""
     command = beltcast("data sync", sync_config(cache), "--mirror", str(mirror))
-    killed = kill_after(command, delay)
+    killed = kill_when(command, lambda: sum((cache / e.path).exists() for e in entries) >= files)
     held, temporary = cache_contents(cache, entries)
     run_to_completion(command)
     assert cache_contents(cache, entries) == (len(entries), 0)
@@ -52,16 +53,19 @@ def _kill_sync_then_rerun(cache: Path, mirror: Path, delay: float, entries: list
 
 @pytest.mark.slow
 def test_sigkill_mid_sync_leaves_verified_files_and_a_rerun_completes(raw_dir, tmp_path):
-    """The copying is the last ~0.1-0.2 s of a sub-second run, so kills are drawn from its second
-    half until two have landed mid-copy (some files there, not all)."""
+    """The copying is the last ~0.1-0.2 s of a sub-second run, too short to hit with a timer on a
+    busy machine: each sync is killed as soon as a seeded random number of files is in its cache,
+    until two kills have landed mid-copy (some files there, not all)."""
     entries = read_manifest()
-    duration = run_to_completion(beltcast("data sync", sync_config(tmp_path / "measured"), "--mirror", str(raw_dir)))
-    rng, delays, found = random.Random(2014), [], []
+    rng, targets, found = random.Random(2014), [], []
     while sum(k and 0 < h < len(entries) for k, h, _ in found) < MID_COPY_KILLS and len(found) < MAX_SYNC_KILLS:
-        delays.append(rng.uniform(0.4 * duration, 1.05 * duration))
-        found.append(_kill_sync_then_rerun(tmp_path / f"cache{len(found)}", raw_dir, delays[-1], entries))
-    outcomes = [f"{'killed' if k else 'finished'}, {h} verified, {t} temporary" for k, h, t in found]
-    _report("data sync", duration, delays, outcomes)
+        targets.append(rng.randint(1, len(entries) - 1))
+        found.append(_kill_sync_then_rerun(tmp_path / f"cache{len(found)}", raw_dir, targets[-1], entries))
+    print(
+        "data sync: "
+        + "; ".join(f"kill at {n} files: {'killed' if k else 'finished'}, {h} verified, {t} temporary"
+                    for n, (k, h, t) in zip(targets, found, strict=True))
+    )  # fmt: skip
     assert len(found) < MAX_SYNC_KILLS, f"fewer than {MID_COPY_KILLS} of {MAX_SYNC_KILLS} kills landed mid-copy"
 
 
