@@ -106,7 +106,7 @@ def _relative_level(level: str, value: float) -> str:
     name = LEVEL_NAMES.get(level, _label(level))
     if level in LEVELS_LOG:
         ratio = np.exp(np.clip(value, -20, 20))
-        return f"{name} {ratio:.{2 if ratio < 1 else 1}f}x the median county's"
+        return f"{name} {ratio:{'.2g' if ratio < 1 else '.1f'}}x the median county's"
     if level.endswith("_share") or "_share_" in level:
         return f"{name} {value * 100:+.1f} points against the median county"
     unit = LEVEL_UNITS.get(level)

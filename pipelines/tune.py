@@ -18,6 +18,8 @@ from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
 
+NEW_STUDY = "beltcast tune --study NAME, or study = NAME under [tune] in the --config file"
+
 
 class TuneError(BeltcastError, ValueError):
     """The study cannot be continued with these settings."""
@@ -105,7 +107,7 @@ def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None
     elif recorded != seeds:
         raise TuneError(
             f"tune.seeds must match study {study.study_name!r}, whose trials were scored over "
-            f"{recorded} seed(s); got {seeds}. Start a new study (--study NAME) or set tune.seeds = {recorded}"
+            f"{recorded} seed(s); got {seeds}. Start a new study ({NEW_STUDY}) or set tune.seeds = {recorded}"
         )
     columns = sorted(features)
     scored_on = study.user_attrs.get("features")
@@ -114,13 +116,13 @@ def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None
     elif scored_on is None:
         raise TuneError(
             f"study {study.study_name!r} does not record the features its {len(study.trials)} trial(s) were "
-            f"scored on, and the panel has {len(columns)}; start a new study (--study NAME)"
+            f"scored on, and the panel has {len(columns)}; start a new study ({NEW_STUDY})"
         )
     elif scored_on != columns:
         missing, new = sorted(set(scored_on) - set(columns)), sorted(set(columns) - set(scored_on))
         raise TuneError(
             f"panel features must match those study {study.study_name!r} was scored on; the panel lacks "
-            f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study (--study NAME)"
+            f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study ({NEW_STUDY})"
         )
 
 
