@@ -143,10 +143,7 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
             name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y{RELATIVE_SUFFIX}"
             growth = _relative_to_year(logged - logged.shift(lag, axis=1))
             parts.append(growth.assign(variable=name, source=source))
-    for variable in YEAR_RELATIVE:
-        if (found := _by_year(long, variable)) is not None:
-            source, wide = found
-            parts.append(_relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source))
+    parts += [_relative(long, variable) for variable in YEAR_RELATIVE]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -167,13 +164,21 @@ def with_relative_levels(long: pd.DataFrame) -> pd.DataFrame:
     in 2013-2020).
     """
     relative = long["variable"].isin(LEVELS_LOG + LEVELS_DIFFERENCE) | long["source"].isin(LEVEL_SOURCES)
+    levels = long[relative]
     parts = [long[~relative]]
-    for variable in long.loc[relative, "variable"].unique():
-        source, wide = _by_year(long, variable)
-        if variable in LEVELS_LOG:
-            wide = np.log(wide.clip(lower=0) + LOG_EPS)
-        parts.append(_relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source))
+    parts += [_relative(levels, variable, variable in LEVELS_LOG) for variable in levels["variable"].unique()]
     return pd.concat(parts, ignore_index=True)
+
+
+def _relative(long: pd.DataFrame, variable: str, logged: bool = False) -> pd.DataFrame | None:
+    """Long rows of ``<variable>_rel``: ``variable`` (its log with ``logged``) minus each year's
+    median county (None when ``variable`` is absent, which ``pd.concat`` skips)."""
+    if (found := _by_year(long, variable)) is None:
+        return None
+    source, wide = found
+    if logged:
+        wide = np.log(wide.clip(lower=0) + LOG_EPS)
+    return _relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source)
 
 
 def _by_year(long: pd.DataFrame, variable: str) -> tuple[str, pd.DataFrame] | None:
