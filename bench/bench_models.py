@@ -45,11 +45,11 @@ SECTIONS = ("fit", "predict", "backtest", "bundle")
 BASE_RATE = 0.02
 # SYNTHETIC target: log-odds rise with these features' percentile ranks (missing -> median).
 SIGNAL = {
-    "belts_within_100km": 1.5,
-    "villages_within_50km": 1.0,
+    "belts_within_100km_share": 1.5,
+    "villages_within_50km_share": 1.0,
     "census_manufacturing_share_rel": 1.0,
     "viirs_growth_1y_rel": 0.5,
-    "dist_nearest_belt_km": -1.5,
+    "dist_nearest_belt_km_rel": -1.5,
 }
 MODE_ROWS = 400
 LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "pandas", "scipy", "pyarrow")

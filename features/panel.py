@@ -283,14 +283,19 @@ def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec
 
 
 def _same_area_belts(belt: pd.Series, units: pd.DataFrame) -> pd.DataFrame:
+    """Belts of the other counties of the same prefecture and province, as shares of the national
+    total known at the period (comparable across periods, as the neighbour features)."""
     frame = units[["county_code", "prefecture_code", "province_code"]].copy()
     frame["b"] = frame["county_code"].map(belt).fillna(0)
+    total = max(float(belt.sum()), 1.0)
+    names = []
     for level, name in (
-        ("prefecture_code", "belts_same_prefecture"),
-        ("province_code", "belts_same_province"),
+        ("prefecture_code", "belts_same_prefecture_share"),
+        ("province_code", "belts_same_province_share"),
     ):
-        frame[name] = frame.groupby(level)["b"].transform("sum") - frame["b"]
-    return frame[["county_code", "belts_same_prefecture", "belts_same_province"]]
+        frame[name] = (frame.groupby(level)["b"].transform("sum") - frame["b"]) / total
+        names.append(name)
+    return frame[["county_code", *names]]
 
 
 def _centroids(long: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Indicators in words a strategist reads: "12 belts within 100 km", "manufacturing jobs +5.2 points
-against the median county".
+"""Indicators in words a strategist reads: "4.6% of all belts within 100 km", "manufacturing jobs
++5.2 points against the median county".
 
 ``top_drivers`` names, per county, the three features that push ``p_belt`` up most (largest
 positive LightGBM ``pred_contrib``), each written with its value.
@@ -14,11 +14,11 @@ import numpy as np
 from features.panel import LEVELS_LOG, RELATIVE_SUFFIX
 
 TEMPLATES = {
-    "dist_nearest_belt_km": "nearest belt {value:.0f} km away",
+    "dist_nearest_belt_km_rel": "nearest belt at {ratio} the median county's distance",
     "dist_prefecture_seat_km": "{value:.0f} km from the prefecture seat",
     "dist_capital_km": "{value:.0f} km from the provincial capital",
-    "belts_same_prefecture": "{value:.0f} belts in the same prefecture",
-    "belts_same_province": "{value:.0f} belts in the same province",
+    "belts_same_prefecture_share": "{value:.1%} of all belts in the same prefecture",
+    "belts_same_province_share": "{value:.1%} of all belts in the same province",
     "taobao_villages": "{value:.0f} Taobao villages",
     "taobao_towns": "{value:.0f} Taobao towns",
     "viirs_growth_1y_rel": "night lights {signed_pct} against the median county in 1 year",
@@ -47,6 +47,7 @@ LEVEL_NAMES = {
     "census_education_years": "schooling",
     "tudigong_education_years": "schooling",
     "census_household_size": "household size",
+    "dist_nearest_belt_km": "distance to the nearest belt",  # features.spatial, the same way
 }
 LEVEL_UNITS = {
     "census_education_years": "years",
@@ -71,7 +72,7 @@ WORDS = {
     "pref tertiary": "prefecture's services share of GDP",
     "ghsl urban": "residents in urban clusters (GHSL)",
 }
-WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km$")
+WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km_share$")
 STALENESS = re.compile(r"^staleness_(\w+)$")
 
 
@@ -80,19 +81,16 @@ def describe(feature: str, value: float) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         base = feature.removesuffix(RELATIVE_SUFFIX)
         return f"{LEVEL_NAMES.get(base, _label(base))} unknown"
-    if feature.endswith("km_share") and (match := WITHIN.match(feature.removesuffix("_share"))):
-        noun = "belts" if match.group(1) == "belts" else "Taobao villages"
-        return f"{value:.1%} of all {noun} within {match.group(2)} km"
     if match := WITHIN.match(feature):
         noun = "belts" if match.group(1) == "belts" else "Taobao villages"
-        return f"{value:.0f} {noun} within {match.group(2)} km"
+        return f"{value:.1%} of all {noun} within {match.group(2)} km"
     if match := STALENESS.match(feature):
         return f"{match.group(1)} data {value:.0f} years old"
     if feature in TEMPLATES:
         signed_pct = f"{np.expm1(np.clip(value, -10, 10)) * 100:+.0f} %"
         poverty = "national poverty county" if value >= 0.5 else "not a poverty county"
         signed_points = f"{value * 100:+.1f} points"
-        words = {"signed_pct": signed_pct, "signed_points": signed_points, "poverty": poverty}
+        words = {"signed_pct": signed_pct, "signed_points": signed_points, "poverty": poverty, "ratio": _ratio(value)}
         return TEMPLATES[feature].format(value=value, **words)
     if feature.endswith(RELATIVE_SUFFIX):
         return _relative_level(feature.removesuffix(RELATIVE_SUFFIX), value)
@@ -105,12 +103,17 @@ def _relative_level(level: str, value: float) -> str:
     """A level against the median county: a ratio for amounts (log ratios), points for shares."""
     name = LEVEL_NAMES.get(level, _label(level))
     if level in LEVELS_LOG:
-        ratio = np.exp(np.clip(value, -20, 20))
-        return f"{name} {ratio:{'.2g' if ratio < 1 else '.1f'}}x the median county's"
+        return f"{name} {_ratio(value)} the median county's"
     if level.endswith("_share") or "_share_" in level:
         return f"{name} {value * 100:+.1f} points against the median county"
     unit = LEVEL_UNITS.get(level)
     return f"{name} {value:+.2g}{' ' + unit if unit else ''} against the median county"
+
+
+def _ratio(log_ratio: float) -> str:
+    """A log ratio as "2.3x", or "0.0022x" below 1."""
+    ratio = np.exp(np.clip(log_ratio, -20, 20))
+    return f"{ratio:{'.2g' if ratio < 1 else '.1f'}}x"
 
 
 def _label(feature: str) -> str:

@@ -365,26 +365,34 @@ class LogisticBaseline(_FrameEstimator):
 
 class SpatialNeighborsBaseline(_FrameEstimator):
     """Rank by the belts within ``radius_km``, ties by distance to the nearest belt; the score is
-    turned into a probability by a one-feature logistic fit on the training data."""
+    turned into a probability by a one-feature logistic fit on the training data.
+
+    The panel gives the belts within the radius as a share of the period's national total, which
+    ranks the counties of one period as the count does: two different shares of a period differ by
+    at least one belt over the total, 1/2,844 or more with 2,844 counties, and the tie-break adds
+    less than :data:`TIE_BREAK`. The link is fitted on the standardised score."""
+
+    TIE_BREAK = 1e-4
 
     def __init__(self, radius_km: int = 100):
         self.radius_km = radius_km
 
     def _score(self, X: pd.DataFrame) -> np.ndarray:
-        count = X[f"belts_within_{self.radius_km}km"].fillna(0).to_numpy()
-        distance = X["dist_nearest_belt_km"].fillna(5000.0).clip(upper=5000.0).to_numpy()
-        return count + (1.0 - distance / 5000.0) * 0.999
+        share = X[f"belts_within_{self.radius_km}km_share"].fillna(0).to_numpy()
+        distance = X["dist_nearest_belt_km_rel"].clip(-50, 50).to_numpy()
+        closeness = np.nan_to_num(1.0 / (1.0 + np.exp(distance)), nan=0.0)  # (0, 1), nearer is higher
+        return share + closeness * self.TIE_BREAK
 
     def fit(self, X: pd.DataFrame, y: Sequence) -> SpatialNeighborsBaseline:
         self._fit_frame(X)
         self._check_columns(X)
         self.classes_ = np.array([0, 1])
         score = self._score(X).reshape(-1, 1)
-        self.link_ = LogisticRegression(max_iter=1000).fit(score, _binary_target(y))
+        self.link_ = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(score, _binary_target(y))
         return self
 
     def _check_columns(self, X: pd.DataFrame) -> None:
-        needed = [f"belts_within_{self.radius_km}km", "dist_nearest_belt_km"]
+        needed = [f"belts_within_{self.radius_km}km_share", "dist_nearest_belt_km_rel"]
         missing = [c for c in needed if c not in X.columns]
         if missing:
             raise ModelInputError(f"spatial_neighbors needs column(s) {missing}")

@@ -18,7 +18,7 @@ SPLIT_PAYLOADS = st.fixed_dictionaries(
         "dataframe_split": st.fixed_dictionaries(
             {
                 "columns": st.lists(
-                    st.sampled_from(["county_code", "as_of", "belts_within_100km", "bogus", "曹县"])
+                    st.sampled_from(["county_code", "as_of", "belts_within_100km_share", "bogus", "曹县"])
                     | st.text(max_size=12),
                     max_size=4,
                 ),

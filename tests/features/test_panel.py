@@ -96,10 +96,25 @@ def test_emergence_targets(panel):
 
 def test_spatial_features_use_belts_known_at_t(panel):
     at_2013 = panel[panel["as_of"] == 2013]
-    assert at_2013["belts_within_100km"].isna().all()  # no roster before 2014
+    assert at_2013["belts_within_100km_share"].isna().all()  # no roster before 2014
     caoxian = panel[(panel["county_code"] == "371721") & (panel["as_of"] == 2015)].iloc[0]
-    assert caoxian["belts_same_prefecture"] == 1  # 单县
-    assert 0 < caoxian["dist_nearest_belt_km"] < 100
+    assert caoxian["belts_same_prefecture_share"] == pytest.approx(1 / 180)  # 单县, of 180 belts in 2015
+    assert caoxian["dist_nearest_belt_km_rel"] < 0  # nearer than the median county's nearest belt
+
+
+def test_belt_exposure_is_relative_to_the_belts_known_at_t(panel):
+    """79 belts in the 2014 roster, 180 in 2015: exposure is a share of the belts known, the
+    nearest belt's distance a log ratio to the median county's, so a later year with more belts
+    does not look like more exposure everywhere."""
+    belts = {2014: 79, 2015: 180}
+    for as_of, total in belts.items():
+        year = panel[panel["as_of"] == as_of]
+        for column in ("belts_same_province_share", "belts_within_100km_share"):
+            assert year[column].dropna().between(0, 1).all()
+            counts = year[column].dropna() * total
+            np.testing.assert_allclose(counts, counts.round(), atol=1e-6)  # whole belts of this year's total
+        assert year["dist_nearest_belt_km_rel"].median() == pytest.approx(0.0, abs=1e-9)
+    assert panel.loc[panel["as_of"] == 2015, "is_belt"].sum() == belts[2015]
 
 
 def test_features_are_numeric_and_labels_separate(panel):

@@ -15,8 +15,11 @@ from models.drivers import describe, top_drivers
         ("census_education_years_rel", 0.6, "schooling +0.6 years against the median county"),
         ("census_household_size_rel", -0.31, "household size -0.31 persons against the median county"),
         ("viirs_growth_1y_rel", np.log(1.11), "night lights +11 % against the median county in 1 year"),
-        ("belts_within_100km", 12.0, "12 belts within 100 km"),
         ("belts_within_100km_share", 0.05, "5.0% of all belts within 100 km"),
+        ("villages_within_50km_share", 0.002, "0.2% of all Taobao villages within 50 km"),
+        ("belts_same_province_share", 0.106, "10.6% of all belts in the same province"),
+        ("dist_nearest_belt_km_rel", np.log(0.3), "nearest belt at 0.3x the median county's distance"),
+        ("dist_nearest_belt_km_rel", np.nan, "distance to the nearest belt unknown"),
         ("census_it_share_rel", np.nan, "IT jobs unknown"),
     ],
 )
@@ -25,10 +28,10 @@ def test_indicators_read_as_words(feature, value, words):
 
 
 def test_top_drivers_lists_only_features_that_push_the_score_up():
-    names = ["belts_within_100km", "census_manufacturing_share_rel", "viirs_mean_rel"]
+    names = ["belts_within_100km_share", "census_manufacturing_share_rel", "viirs_mean_rel"]
     contrib = np.array([[0.5, -0.2, 0.1], [-0.1, -0.3, -0.2]])
-    numbers = np.array([[3.0, -0.05, 0.0], [0.0, 0.0, 0.0]])
+    numbers = np.array([[0.03, -0.05, 0.0], [0.0, 0.0, 0.0]])
     assert top_drivers(contrib, numbers, names) == [
-        "3 belts within 100 km; night-light radiance 1.0x the median county's",
+        "3.0% of all belts within 100 km; night-light radiance 1.0x the median county's",
         "",
     ]

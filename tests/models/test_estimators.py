@@ -178,3 +178,19 @@ def test_mode_model_fits_when_folds_lose_a_mode(labels, groups):
         assert model.predict(X).tolist() == labels.tolist()
     fixed = LGBMMode(n_estimators=10, model_weight=1.0).fit(X, labels, groups=groups)
     np.testing.assert_allclose(fixed.predict_proba(X).sum(axis=1), 1.0)
+
+
+def test_spatial_neighbors_ranks_by_belt_count_then_distance():
+    # One period of 2,844 counties with 2,844 belts: shares differ by 1/2,844, the least possible.
+    rng = np.random.default_rng(0)
+    n, total = 2844, 2844
+    count = rng.integers(0, 6, n).astype(float)
+    distance = rng.uniform(1, 3000, n)
+    logged = np.log(distance)
+    X = pd.DataFrame({"belts_within_100km_share": count / total, "dist_nearest_belt_km_rel": logged - np.median(logged)})
+    X.loc[:9, "dist_nearest_belt_km_rel"] = np.nan  # no belt known to these rows: last among their count
+    y = (rng.random(n) < 0.01 + 0.02 * count).astype(int)
+    scores = SpatialNeighborsBaseline().fit(X, y).predict_proba(X)[:, 1]
+    known = np.where(X["dist_nearest_belt_km_rel"].isna(), np.inf, distance)
+    expected = np.lexsort((known, -count))  # most belts first, then nearest
+    np.testing.assert_array_equal(np.argsort(-scores, kind="stable"), expected)
