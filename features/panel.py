@@ -19,7 +19,7 @@ from features.errors import SourceFormatError
 from features.labels import BeltRule, emergence_target
 from features.periods import ANNUAL, year_end
 from features.sources.base import SourceTable
-from features.spatial import NeighbourIndex, haversine_to, seat_locations
+from features.spatial import NeighbourIndex, haversine_to, national_total, seat_locations
 
 ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
               "prefecture_code", "as_of"]  # fmt: skip
@@ -57,7 +57,7 @@ class PanelSpec:
     static_sources : tuple of str
         Sources whose values do not change over time (joined to every as-of year).
     radii_km : tuple of int
-        Radii of the neighbour counts.
+        Radii of the neighbour shares.
     """
 
     periods: Sequence[int]
@@ -262,11 +262,10 @@ def _label_columns(status: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
 
 
 def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
-    """Neighbour counts and distances from the belts and villages known at each as-of year."""
+    """Belt exposure from the belts and villages known at each as-of year, relative to them: shares
+    of the national totals and the nearest belt's distance against the median county's."""
     centroids = _centroids(long)
-    if centroids.empty:
-        return pd.DataFrame(columns=["county_code", "as_of"])
-    index = NeighbourIndex(centroids, spec.radii_km)
+    index = None if centroids.empty else NeighbourIndex(centroids, spec.radii_km)
     villages = long[long["variable"] == "taobao_villages"]
     labelled = sorted(status["period"].unique())
     parts = []
@@ -276,8 +275,9 @@ def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec
             continue
         belt = status[status["period"] == known[-1]].set_index("county_code")["is_belt"].astype(int)
         count = villages[villages["period"] == known[-1]].set_index("county_code")["value"]
-        features = index.features(belt, count).reset_index()
-        features = features.merge(_same_area_belts(belt, units), on="county_code", how="left")
+        features = _same_area_belts(belt, units)
+        if index is not None:
+            features = features.merge(index.features(belt, count).reset_index(), on="county_code", how="left")
         parts.append(features.assign(as_of=as_of))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["county_code", "as_of"])
 
@@ -287,13 +287,12 @@ def _same_area_belts(belt: pd.Series, units: pd.DataFrame) -> pd.DataFrame:
     total known at the period (comparable across periods, as the neighbour features)."""
     frame = units[["county_code", "prefecture_code", "province_code"]].copy()
     frame["b"] = frame["county_code"].map(belt).fillna(0)
-    total = max(float(belt.sum()), 1.0)
     names = []
     for level, name in (
         ("prefecture_code", "belts_same_prefecture_share"),
         ("province_code", "belts_same_province_share"),
     ):
-        frame[name] = (frame.groupby(level)["b"].transform("sum") - frame["b"]) / total
+        frame[name] = (frame.groupby(level)["b"].transform("sum") - frame["b"]) / national_total(belt)
         names.append(name)
     return frame[["county_code", *names]]
 

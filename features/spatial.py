@@ -39,7 +39,7 @@ class NeighbourIndex:
     centroids : DataFrame
         ``county_code``, ``lon``, ``lat``.
     radii_km : sequence of int
-        Radii for the "within" counts.
+        Radii of the "within" shares.
     """
 
     def __init__(self, centroids: pd.DataFrame, radii_km: Sequence[int] = (50, 100, 200)):
@@ -69,21 +69,27 @@ class NeighbourIndex:
         -------
         DataFrame indexed by county code: ``belts_within_{r}km_share`` and
         ``villages_within_{r}km_share`` for each radius, the belts (villages) of other counties
-        within ``r`` km as a share of the national total known at the period; and
+        within ``r`` km as a share of the national total known at the period (counties without a
+        centroid count in the total, not as neighbours); and
         ``dist_nearest_belt_km_rel``, the log distance to the nearest other belt minus the median
         county's of the period (NaN while no belt is known).
         """
         b = belt.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
         v = villages.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
         columns = {}
-        for r in self.radii_km:
-            columns[f"belts_within_{r}km_share"] = self._within[r] @ b / max(b.sum(), 1)
-            columns[f"villages_within_{r}km_share"] = self._within[r] @ v / max(v.sum(), 1)
+        for r in self.radii_km:  # whole counts, exact in float32; divided in float64
+            columns[f"belts_within_{r}km_share"] = (self._within[r] @ b).astype(float) / national_total(belt)
+            columns[f"villages_within_{r}km_share"] = (self._within[r] @ v).astype(float) / national_total(villages)
         masked = np.where(b[None, :] > 0, self.distance, np.inf)
         nearest = masked.min(axis=1)
         logged = np.log(np.where(np.isfinite(nearest), nearest, np.nan) + LOG_EPS_KM)
         columns["dist_nearest_belt_km_rel"] = logged - (np.nanmedian(logged) if np.isfinite(logged).any() else 0.0)
         return pd.DataFrame(columns, index=pd.Index(self.codes, name="county_code"))
+
+
+def national_total(counts: pd.Series) -> float:
+    """A national total as a share's denominator (1 when nothing is known yet)."""
+    return max(float(counts.sum()), 1.0)
 
 
 def seat_locations(centroids: pd.DataFrame, units: pd.DataFrame) -> pd.DataFrame:

@@ -47,7 +47,7 @@ LEVEL_NAMES = {
     "census_education_years": "schooling",
     "tudigong_education_years": "schooling",
     "census_household_size": "household size",
-    "dist_nearest_belt_km": "distance to the nearest belt",  # features.spatial, the same way
+    "dist_nearest_belt_km": "distance to the nearest belt",  # relative in features.spatial
 }
 LEVEL_UNITS = {
     "census_education_years": "years",

@@ -367,10 +367,11 @@ class SpatialNeighborsBaseline(_FrameEstimator):
     """Rank by the belts within ``radius_km``, ties by distance to the nearest belt; the score is
     turned into a probability by a one-feature logistic fit on the training data.
 
-    The panel gives the belts within the radius as a share of the period's national total, which
-    ranks the counties of one period as the count does: two different shares of a period differ by
-    at least one belt over the total, 1/2,844 or more with 2,844 counties, and the tie-break adds
-    less than :data:`TIE_BREAK`. The link is fitted on the standardised score."""
+    The panel gives the belts within the radius as a share of the period's national total ``B``,
+    which ranks the counties of one period as the count does: two different shares of a period
+    differ by at least ``1/B``, and ``B`` is at most the number of counties (2,844 in the 2020
+    vintage), so ``1/B`` exceeds the tie-break's :data:`TIE_BREAK`. The link is fitted on the
+    standardised score."""
 
     TIE_BREAK = 1e-4
 

@@ -103,18 +103,23 @@ def test_spatial_features_use_belts_known_at_t(panel):
 
 
 def test_belt_exposure_is_relative_to_the_belts_known_at_t(panel):
-    """79 belts in the 2014 roster, 180 in 2015: exposure is a share of the belts known, the
+    """79 belts in the 2014 roster, 217 in 2016: exposure is a share of the belts known, the
     nearest belt's distance a log ratio to the median county's, so a later year with more belts
     does not look like more exposure everywhere."""
-    belts = {2014: 79, 2015: 180}
+    belts = {2014: 79, 2016: 217}
+    not_belts = {y: panel[(panel["as_of"] == y) & ~panel["is_belt"].fillna(False).astype(bool)] for y in belts}
     for as_of, total in belts.items():
         year = panel[panel["as_of"] == as_of]
         for column in ("belts_same_province_share", "belts_within_100km_share"):
-            assert year[column].dropna().between(0, 1).all()
-            counts = year[column].dropna() * total
-            np.testing.assert_allclose(counts, counts.round(), atol=1e-6)  # whole belts of this year's total
+            counts = year[column] * total
+            assert counts.notna().all()
+            np.testing.assert_allclose(counts, counts.round(), atol=1e-9)  # whole belts over this year's total
         assert year["dist_nearest_belt_km_rel"].median() == pytest.approx(0.0, abs=1e-9)
-    assert panel.loc[panel["as_of"] == 2015, "is_belt"].sum() == belts[2015]
+    for column in ("belts_same_province_share", "belts_within_100km_share"):
+        mean = {y: not_belts[y][column].mean() for y in belts}
+        # a non-belt county had 2.3x the belts around it in 2016, and a similar share of them
+        assert mean[2016] * belts[2016] > 2 * mean[2014] * belts[2014]
+        assert 0.75 < mean[2016] / mean[2014] < 1.25
 
 
 def test_features_are_numeric_and_labels_separate(panel):

@@ -62,7 +62,9 @@ def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
 def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
     base = bundle.forecast(pd.DataFrame({"county_code": ["110003"], "as_of": [2016]}))
-    what_if = bundle.forecast(pd.DataFrame({"county_code": ["110003"], "as_of": [2016], "belts_within_100km_share": [0.11]}))
+    what_if = bundle.forecast(
+        pd.DataFrame({"county_code": ["110003"], "as_of": [2016], "belts_within_100km_share": [0.11]})
+    )
     assert what_if["what_if"].iloc[0] == "belts_within_100km_share"
     assert base["what_if"].iloc[0] == ""
     assert what_if["p_belt"].iloc[0] != base["p_belt"].iloc[0]
@@ -144,7 +146,11 @@ def test_what_if_names_every_replaced_indicator_per_row(bundle_and_models):
             "viirs_mean": [np.nan, np.nan, 2.0],
         }
     )
-    assert bundle.forecast(request)["what_if"].tolist() == ["belts_within_100km_share", "", "belts_within_100km_share, viirs_mean"]
+    assert bundle.forecast(request)["what_if"].tolist() == [
+        "belts_within_100km_share",
+        "",
+        "belts_within_100km_share, viirs_mean",
+    ]
 
 
 def test_compiled_prediction_equals_lightgbm_and_is_cached(bundle_and_models, monkeypatch, tmp_path):

@@ -187,7 +187,9 @@ def test_spatial_neighbors_ranks_by_belt_count_then_distance():
     count = rng.integers(0, 6, n).astype(float)
     distance = rng.uniform(1, 3000, n)
     logged = np.log(distance)
-    X = pd.DataFrame({"belts_within_100km_share": count / total, "dist_nearest_belt_km_rel": logged - np.median(logged)})
+    X = pd.DataFrame(
+        {"belts_within_100km_share": count / total, "dist_nearest_belt_km_rel": logged - np.median(logged)}
+    )
     X.loc[:9, "dist_nearest_belt_km_rel"] = np.nan  # no belt known to these rows: last among their count
     y = (rng.random(n) < 0.01 + 0.02 * count).astype(int)
     scores = SpatialNeighborsBaseline().fit(X, y).predict_proba(X)[:, 1]
