@@ -107,7 +107,8 @@ def _relative_level(level: str, value: float) -> str:
     if level.endswith("_share") or "_share_" in level:
         return f"{name} {value * 100:+.1f} points against the median county"
     unit = LEVEL_UNITS.get(level)
-    return f"{name} {value:+.2g}{' ' + unit if unit else ''} against the median county"
+    amount = f"{value:+.1f}" if abs(value) >= 1 else f"{value:+.2g}"  # "-1.0 years", not "-1 years"
+    return f"{name} {amount}{' ' + unit if unit else ''} against the median county"
 
 
 def _ratio(log_ratio: float) -> str:

@@ -14,6 +14,8 @@ from models.drivers import describe, top_drivers
         ("pref_gdp_per_capita_rel", np.log(0.61), "prefecture GDP per head 0.61x the median county's"),
         ("census_education_years_rel", 0.6, "schooling +0.6 years against the median county"),
         ("census_household_size_rel", -0.31, "household size -0.31 persons against the median county"),
+        ("census_education_years_rel", -1.04, "schooling -1.0 years against the median county"),
+        ("census_education_years_rel", 2.46, "schooling +2.5 years against the median county"),
         ("viirs_growth_1y_rel", np.log(1.11), "night lights +11 % against the median county in 1 year"),
         ("belts_within_100km_share", 0.05, "5.0% of all belts within 100 km"),
         ("villages_within_50km_share", 0.002, "0.2% of all Taobao villages within 50 km"),
