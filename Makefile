@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TRIALS ?= 30
+STUDY ?= emergence
 
 .PHONY: install run test lint bench clean
 
@@ -18,7 +19,7 @@ run: install
 	$(BIN)/beltcast data sync
 	$(BIN)/beltcast features master
 	$(BIN)/beltcast features build
-	$(BIN)/beltcast tune --trials $(TRIALS)
+	$(BIN)/beltcast tune --trials $(TRIALS) --study $(STUDY)
 	$(BIN)/beltcast train
 	$(BIN)/beltcast promote
 	$(BIN)/beltcast score

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from features.errors import BeltcastError
 from pipelines.config import Settings, load_settings
@@ -39,7 +40,7 @@ def _settings(config: Path | None) -> Settings:
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", highlight=False)
+    console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)  # "[tune]" is text, not markup
     raise typer.Exit(code=1)
 
 

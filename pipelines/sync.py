@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from features.errors import DataSyncError
@@ -206,7 +207,7 @@ def run(settings: Settings, mirror: Path | None, console: Console) -> SyncReport
     console.print(f"data sync: from {source or 'upstream URLs'} into {settings.data.cache_dir}")
     report = sync(settings.data.cache_dir, source, show_progress=console.is_terminal)
     for failure in report.failures:
-        console.print(f"[red]  {failure}[/red]", highlight=False)
+        console.print(f"[red]  {escape(str(failure))}[/red]", highlight=False)
     for path in report.repaired:
         console.print(f"  {path}: cached copy was corrupt; replaced by a verified copy")
     console.print(f"data sync: {report.summary()}")

@@ -18,7 +18,7 @@ from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
 
-NEW_STUDY = "beltcast tune --study NAME, or study = NAME under [tune] in the --config file"
+NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
 
 class TuneError(BeltcastError, ValueError):

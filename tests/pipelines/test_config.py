@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 
-from features.errors import ConfigError
+from features.errors import BeltcastError, ConfigError
+from pipelines.cli import _fail
 from pipelines.config import Settings, load_settings
 
 
@@ -60,3 +62,10 @@ def test_broken_toml_and_missing_file(tmp_path):
 def test_settings_are_frozen():
     with pytest.raises(ValueError, match="frozen"):
         Settings().codes.target_vintage = 2016  # type: ignore[misc]
+
+
+def test_an_error_prints_its_brackets_as_text(capsys):
+    # "[tune]" and a list of names are text in an error message, not console markup
+    with pytest.raises(typer.Exit):
+        _fail(BeltcastError("the panel lacks 1 [belts_within_50km]; study = NAME under [tune]"))
+    assert "lacks 1 [belts_within_50km]; study = NAME under [tune]" in capsys.readouterr().out
