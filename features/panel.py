@@ -138,7 +138,7 @@ def with_growth(long: pd.DataFrame) -> pd.DataFrame:
         if (found := _by_year(long, variable)) is None:
             continue
         source, wide = found
-        logged = np.log(wide.clip(lower=0) + LOG_EPS)
+        logged = _log(wide)
         for lag in lags:
             name = f"{variable.removesuffix('_mean').removesuffix('_mt')}_growth_{lag}y{RELATIVE_SUFFIX}"
             growth = _relative_to_year(logged - logged.shift(lag, axis=1))
@@ -177,8 +177,13 @@ def _relative(long: pd.DataFrame, variable: str, logged: bool = False) -> pd.Dat
         return None
     source, wide = found
     if logged:
-        wide = np.log(wide.clip(lower=0) + LOG_EPS)
+        wide = _log(wide)
     return _relative_to_year(wide).assign(variable=variable + RELATIVE_SUFFIX, source=source)
+
+
+def _log(values: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """The log of an amount (negative values count as 0; :data:`LOG_EPS` keeps 0 finite)."""
+    return np.log(values.clip(lower=0) + LOG_EPS)
 
 
 def _by_year(long: pd.DataFrame, variable: str) -> tuple[str, pd.DataFrame] | None:
@@ -278,6 +283,8 @@ def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec
         features = _same_area_belts(belt, units)
         if index is not None:
             features = features.merge(index.features(belt, count).reset_index(), on="county_code", how="left")
+            distance = _log(features.pop("dist_nearest_belt_km"))  # NaN while no belt is known
+            features["dist_nearest_belt_km_rel"] = distance - distance.median()
         parts.append(features.assign(as_of=as_of))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["county_code", "as_of"])
 
@@ -287,14 +294,11 @@ def _same_area_belts(belt: pd.Series, units: pd.DataFrame) -> pd.DataFrame:
     total known at the period (comparable across periods, as the neighbour features)."""
     frame = units[["county_code", "prefecture_code", "province_code"]].copy()
     frame["b"] = frame["county_code"].map(belt).fillna(0)
-    names = []
-    for level, name in (
-        ("prefecture_code", "belts_same_prefecture_share"),
-        ("province_code", "belts_same_province_share"),
-    ):
-        frame[name] = (frame.groupby(level)["b"].transform("sum") - frame["b"]) / national_total(belt)
-        names.append(name)
-    return frame[["county_code", *names]]
+    total = national_total(belt)
+    names = {"prefecture_code": "belts_same_prefecture_share", "province_code": "belts_same_province_share"}
+    for level, name in names.items():
+        frame[name] = (frame.groupby(level)["b"].transform("sum") - frame["b"]) / total
+    return frame[["county_code", *names.values()]]
 
 
 def _centroids(long: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 EARTH_RADIUS_KM = 6371.0088
-LOG_EPS_KM = 1e-3
 
 
 def haversine_matrix(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -55,8 +54,8 @@ class NeighbourIndex:
 
         A model trained on one year scores counties of a later one, when there are more belts:
         79 in the 2014 roster, 217 in 2016. A count of belts nearby would put most counties of the
-        later year beyond what the model saw; the features are therefore the county's exposure
-        relative to the period's totals.
+        later year beyond what the model saw; the counts are therefore shares of the period's
+        totals (the panel makes the distance relative to the median county's as well).
 
         Parameters
         ----------
@@ -70,9 +69,8 @@ class NeighbourIndex:
         DataFrame indexed by county code: ``belts_within_{r}km_share`` and
         ``villages_within_{r}km_share`` for each radius, the belts (villages) of other counties
         within ``r`` km as a share of the national total known at the period (counties without a
-        centroid count in the total, not as neighbours); and
-        ``dist_nearest_belt_km_rel``, the log distance to the nearest other belt minus the median
-        county's of the period (NaN while no belt is known).
+        centroid count in the total, not as neighbours); and ``dist_nearest_belt_km``, to the
+        nearest belt of another county (NaN while no belt is known).
         """
         b = belt.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
         v = villages.reindex(self.codes).fillna(0).to_numpy(dtype=np.float32)
@@ -82,8 +80,7 @@ class NeighbourIndex:
             columns[f"villages_within_{r}km_share"] = (self._within[r] @ v).astype(float) / national_total(villages)
         masked = np.where(b[None, :] > 0, self.distance, np.inf)
         nearest = masked.min(axis=1)
-        logged = np.log(np.where(np.isfinite(nearest), nearest, np.nan) + LOG_EPS_KM)
-        columns["dist_nearest_belt_km_rel"] = logged - (np.nanmedian(logged) if np.isfinite(logged).any() else 0.0)
+        columns["dist_nearest_belt_km"] = np.where(np.isfinite(nearest), nearest, np.nan)
         return pd.DataFrame(columns, index=pd.Index(self.codes, name="county_code"))
 
 
