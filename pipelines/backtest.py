@@ -29,12 +29,18 @@ def run(settings: Settings, out: Path | None, console: Console) -> dict:
 
 
 def evaluate(
-    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, out: Path | None, console: Console
+    panel: pd.DataFrame,
+    settings: Settings,
+    spec: FoldSpec,
+    out: Path | None,
+    console: Console,
+    params: dict | None = None,
 ) -> tuple[dict, list[Path]]:
     """The backtest of every model on ``panel``: JSON contract and curves written, table printed.
 
-    Returns the contract and the paths written (JSON first), for ``train`` to log."""
-    result = emergence_backtest(panel, settings, spec)
+    ``params`` are LightGBM's (default: the tuned ones). Returns the contract and the paths
+    written (JSON first), for ``train`` to log."""
+    result = emergence_backtest(panel, settings, spec, params)
     report = contract(result, mode_backtest(panel, settings), spec)
     out = Path(out or settings.outputs.dir / "backtest.json")
     written = [write_json(report, out), *write_plots(result, out.parent)]
@@ -81,10 +87,12 @@ def tuned_params(settings: Settings) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))["params"] if path.is_file() else None
 
 
-def emergence_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec) -> BacktestResult:
-    """Every emergence model (LightGBM with the tuned parameters) through the folds."""
+def emergence_backtest(
+    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, params: dict | None = None
+) -> BacktestResult:
+    """Every emergence model (LightGBM with ``params``, default the tuned ones) through the folds."""
     data = emergence_transitions(panel)
-    models = emergence_models(tuned_params(settings), settings.model.seed)
+    models = emergence_models(tuned_params(settings) if params is None else params, settings.model.seed)
     return backtest_emergence(models, data.X, data.y, data.periods, data.groups, spec, settings.model.bootstrap)
 
 

@@ -6,12 +6,18 @@ The gate: the challenger's average precision is not lower than the champion's by
 spec on the same panel: stored version tags are compared when both versions were backtested on
 the current panel with the current folds; otherwise both configurations are backtested again now.
 The alias is moved in one registry call, so a crash never leaves the registry without a champion.
+
+The champion always ends fitted on the current panel. When the panel has changed since the
+winner was trained (a new quarter of data, rebuilt features) the gate has judged the winner's
+parameters refitted on the current panel; that refit is what gets served: ``promote`` trains it
+as a new version (tagged ``refit_of``) and points ``champion`` at it. Otherwise a kept champion
+would go on serving its old panel, which does not cover the new period.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -20,6 +26,7 @@ from features.errors import BeltcastError
 from models.backtest import backtest_emergence
 from models.catalog import emergence_models
 from models.datasets import emergence_transitions
+from pipelines import train
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, use_tracking, version_by_alias
@@ -38,10 +45,12 @@ class Decision:
     challenger: str
     champion: str | None
     figures: dict
+    refit: str | None = None
 
 
 def run(settings: Settings, force: bool, reason: str | None, console: Console) -> Decision:
-    """Compare, decide, move the alias if warranted, record the decision as tags."""
+    """Compare, decide, move the alias if warranted, record the decision as tags; refit the
+    champion on the current panel if it was trained on another."""
     if force and not reason:
         raise PromotionError("--force needs --reason TEXT saying why the gate is overridden")
     client = use_tracking(settings)
@@ -55,7 +64,29 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
     if decision.promoted:
         client.set_registered_model_alias(name, CHAMPION, decision.challenger)
     _print(console, name, decision)
+    winner = challenger if decision.promoted else champion
+    if not _fitted_on(winner, frame_hash(load_panel(settings))):
+        decision = replace(decision, refit=refit(settings, winner, console))
     return decision
+
+
+def refit(settings: Settings, version, console: Console) -> str:
+    """Train ``version``'s parameters on the current panel as the champion; its version number.
+
+    An identical refit already registered (same panel, parameters, seed, folds and code) is
+    reused."""
+    params = json.loads(version.tags.get("params_json", "{}"))
+    console.print(
+        f"promote: version {version.version} was trained on another panel; "
+        "its parameters are refitted on the current one and served"
+    )
+    outcome = train.run(settings, console, params=params, alias=CHAMPION, tags={"refit_of": str(version.version)})
+    console.print(f"promote: champion -> version {outcome.version} (version {version.version} refitted)")
+    return outcome.version
+
+
+def _fitted_on(version, panel_sha256: str) -> bool:
+    return version.tags.get("panel_sha256") == panel_sha256
 
 
 def decide(settings: Settings, challenger, champion, force: bool, reason: str | None) -> Decision:

@@ -58,6 +58,8 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
         page = step("report", lambda: report.run(settings, label, None, console))
         summary.challenger, summary.reused = outcome.version, outcome.reused
         summary.decision = f"{'promoted' if decision.promoted else 'kept champion'}: {decision.reason}"
+        if decision.refit is not None:
+            summary.decision += f"; refitted on the panel up to {label} as version {decision.refit}"
         summary.new_champion = _version(client, settings)
         summary.outputs = {"scores": str(scores.csv), "report": str(page), "run": parent.info.run_id}
     console.print(summary_table(summary))

@@ -3,6 +3,7 @@ model, register a version of ``county-belt`` and point the alias ``challenger`` 
 
 Training the same inputs twice (panel content, parameters, seed, folds, code) registers no second
 version: the existing one is found by its fingerprint tag and made the challenger again.
+``promote`` uses the same steps to refit the champion's parameters on a changed panel.
 """
 
 from __future__ import annotations
@@ -50,19 +51,37 @@ class TrainOutcome:
     metrics: dict
 
 
-def run(settings: Settings, console: Console) -> TrainOutcome:
-    """Train (or reuse) the challenger; print what happened."""
+def run(
+    settings: Settings,
+    console: Console,
+    params: dict | None = None,
+    alias: str = CHALLENGER,
+    tags: dict[str, str] | None = None,
+) -> TrainOutcome:
+    """Train (or reuse) a version and point ``alias`` at it; print what happened.
+
+    Parameters
+    ----------
+    settings, console
+    params : dict, optional
+        LightGBM's parameters; default the tuned ones (``model.params_file``), else LightGBM's
+        defaults.
+    alias : str
+        The alias moved to the version: ``challenger``, or ``champion`` for ``promote``'s refit.
+    tags : dict, optional
+        Extra tags of a newly registered version (a reused version keeps its own).
+    """
     client = use_tracking(settings)
     panel = load_panel(settings)
-    params = tuned_params(settings) or {}
+    params = (tuned_params(settings) or {}) if params is None else params
     spec = fold_spec(settings)
     fingerprint = training_fingerprint(panel, params, spec, settings)
     existing = find_version(client, settings.mlflow.registered_model, fingerprint)
     if existing is not None:
-        outcome = reuse(client, settings, existing)
+        outcome = reuse(client, settings, existing, alias)
     else:
-        outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console)
-    _print(console, settings, outcome)
+        outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console, alias, tags)
+    _print(console, settings, outcome, alias)
     return outcome
 
 
@@ -88,9 +107,9 @@ def find_version(client: MlflowClient, name: str, fingerprint: str):
     return found[0] if found else None
 
 
-def reuse(client: MlflowClient, settings: Settings, version) -> TrainOutcome:
-    """Make an existing version the challenger again."""
-    client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version.version)
+def reuse(client: MlflowClient, settings: Settings, version, alias: str = CHALLENGER) -> TrainOutcome:
+    """Point ``alias`` at an existing version again."""
+    client.set_registered_model_alias(settings.mlflow.registered_model, alias, version.version)
     metrics = {m: float(version.tags[m]) for m in VERSION_METRICS if m in version.tags}
     return TrainOutcome(str(version.version), version.run_id, True, metrics)
 
@@ -103,15 +122,17 @@ def train_and_register(
     spec: FoldSpec,
     fingerprint: str,
     console: Console,
+    alias: str = CHALLENGER,
+    extra_tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
-    """Backtest, fit, log and register in one (possibly nested) MLflow run."""
+    """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     with start_run("train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags(lineage)
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
-        report = log_backtest(panel, settings, spec, console)
+        report = log_backtest(panel, settings, spec, console, params)
         metrics = report["emergence"]["models"]["lightgbm"]
-        tags = version_tags(metrics, report, params, spec, fingerprint, lineage)
+        tags = {**version_tags(metrics, report, params, spec, fingerprint, lineage), **(extra_tags or {})}
         emergence, mode = fit_final(panel, params, settings)
         mlflow.log_metric("mode_model_weight", mode.model_weight_)
         console.print(f"train: mode model weight {mode.model_weight_:.2f} against the modes' frequencies")
@@ -123,14 +144,16 @@ def train_and_register(
         # point leaves either no version or a tagged one (found again by its fingerprint).
         registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
         version = str(registered.version)
-        client.set_registered_model_alias(settings.mlflow.registered_model, CHALLENGER, version)
+        client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
-def log_backtest(panel: pd.DataFrame, settings: Settings, spec: FoldSpec, console: Console) -> dict:
+def log_backtest(
+    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, console: Console, params: dict | None = None
+) -> dict:
     """Run the backtest (writing its JSON and curves as ``beltcast backtest`` does), log its
     metrics and files to the run; return the JSON contract."""
-    report, written = evaluate(panel, settings, spec, None, console)
+    report, written = evaluate(panel, settings, spec, None, console, params)
     for fold, block in (
         ("temporal", report["emergence"]["models"]),
         ("spatial", report["emergence"]["spatial"]["models"]),
@@ -225,9 +248,9 @@ def version_tags(
     return tags
 
 
-def _print(console: Console, settings: Settings, outcome: TrainOutcome) -> None:
+def _print(console: Console, settings: Settings, outcome: TrainOutcome, alias: str) -> None:
     name = settings.mlflow.registered_model
     verb = "reused (identical inputs)" if outcome.reused else "registered"
     figures = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items())
-    console.print(f"train: {name} version {outcome.version} {verb}; alias challenger -> {outcome.version}")
+    console.print(f"train: {name} version {outcome.version} {verb}; alias {alias} -> {outcome.version}")
     console.print(f"train: backtest (newest temporal fold): {figures}; run {outcome.run_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from rich.console import Console
 from pipelines import promote, score, train
 from pipelines.config import ModelSettings
 from pipelines.promote import PromotionError
-from pipelines.tracking import version_by_alias
+from pipelines.tracking import frame_hash, version_by_alias
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 QUIET = Console(quiet=True)
@@ -99,6 +100,42 @@ def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, 
     with pytest.raises(PromotionError, match="--force needs --reason"):
         promote.run(worse, True, None, QUIET)
     client.set_registered_model_alias("county-belt", "challenger", "1")
+
+
+def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, client, tmp_path):
+    """A new quarter of data: the gate keeps the champion's parameters against a worse challenger,
+    and the champion served is those parameters fitted on the new panel, not the old fit."""
+    features = tmp_path / "features"
+    shutil.copytree(champion_settings.data.features_dir, features)
+    panel = pd.read_parquet(features / "panel.parquet")
+    panel.loc[panel.index[0], "viirs_mean_rel"] += 0.5  # the panel has changed since version 1
+    panel.to_parquet(features / "panel.parquet", index=False)
+    worse_params = tmp_path / "worse.json"
+    worse_params.write_text(json.dumps({"params": {"n_estimators": 1, "num_leaves": 2, "learning_rate": 0.01}}))
+    changed = champion_settings.model_copy(
+        update={
+            "data": champion_settings.data.model_copy(update={"features_dir": features}),
+            "model": ModelSettings(spatial_folds=2, bootstrap=0, params_file=worse_params),
+        }
+    )
+    old = version_by_alias(client, "county-belt", "champion")
+    try:
+        challenger = train.run(changed, QUIET)
+        decision = promote.run(changed, False, None, QUIET)
+        assert not decision.promoted and decision.figures["source"] == "backtested again on the current panel"
+        refit = version_by_alias(client, "county-belt", "champion")
+        assert decision.refit == str(refit.version) not in (str(old.version), challenger.version)
+        assert refit.tags["refit_of"] == str(old.version)
+        assert refit.tags["params_json"] == old.tags["params_json"]
+        assert refit.tags["panel_sha256"] == frame_hash(panel) != old.tags["panel_sha256"]
+        assert float(refit.tags["average_precision"]) == pytest.approx(decision.figures["champion_ap"], abs=1e-9)
+        assert str(version_by_alias(client, "county-belt", "challenger").version) == challenger.version
+        again = promote.run(changed, False, None, QUIET)
+        assert again.refit is None and again.figures["source"].startswith("version tags")
+        assert str(version_by_alias(client, "county-belt", "champion").version) == decision.refit
+    finally:
+        client.set_registered_model_alias("county-belt", "champion", old.version)
+        client.set_registered_model_alias("county-belt", "challenger", old.version)
 
 
 def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
