@@ -64,7 +64,8 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     outputs = write(scores, out or settings.outputs.dir / f"scores_{label_of(year)}.csv", str(champion.version), year)
     console.print(top_table(scores, 10))
     console.print(
-        f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} -> {outputs.csv}, {outputs.parquet}"
+        f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
+        f"-> {outputs.csv}, {outputs.parquet}"
     )
     return outputs
 
