@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss
 
+from features.periods import parse_period
 from models.backtest import Fold, FoldSpec, _fit_predict
 from models.estimators import LGBMEmergence
 
@@ -69,8 +70,9 @@ def make_objective(
     n_seeds: int = 1,
 ) -> Callable[[optuna.Trial], float]:
     """The objective: mean AP over the inner folds and the LightGBM seeds ``seed``, ...,
-    ``seed + n_seeds - 1``; reports the running mean after each fold for pruning and stores the
-    mean AP of each seed in the trial's ``ap_by_seed`` attribute."""
+    ``seed + n_seeds - 1``; reports the running mean after each fold for pruning (a trial whose
+    ``incumbent`` attribute is set, the reference of a retrain's period, is never pruned) and
+    stores the mean AP of each seed in the trial's ``ap_by_seed`` attribute."""
     folds = inner_folds(periods, groups, y, spec, n_inner)
     seeds = range(seed, seed + n_seeds)
 
@@ -84,7 +86,7 @@ def make_objective(
                 p = _fit_predict(model, X, y, train, test)
                 scores[step, i] = average_precision_score(y[test], p) if 0 < y[test].sum() < test.sum() else 0.0
             trial.report(float(scores[: step + 1].mean()), step)
-            if trial.should_prune():
+            if not trial.user_attrs.get("incumbent") and trial.should_prune():
                 raise optuna.TrialPruned()
         trial.set_user_attr("ap_by_seed", [round(float(v), 6) for v in scores.mean(axis=0)])
         return float(scores.mean())
@@ -131,6 +133,33 @@ def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarr
     in_years = np.isin(periods, fold.train_periods)
     held = np.isin(groups, fold.test_groups)
     return in_years & ~held, in_years & held
+
+
+def best_trial(study: optuna.Study, period: str | None = None) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial, among those run for ``period`` when one is given.
+
+    Trials run for different periods were scored on different panels, so their values are not
+    comparable: a quarterly retrain picks among the trials of its own quarter."""
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if period is None or t.user_attrs.get("period") == period
+    ]
+    return max(trials, key=lambda t: t.value, default=None)
+
+
+def incumbent(study: optuna.Study, period: str) -> dict | None:
+    """The parameters of the best trial of the newest period before ``period`` (``None`` if no
+    trial was run for an earlier period): a retrain scores them again on the new panel first."""
+    current = parse_period(period)[1]
+    earlier = {
+        index: label
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if (label := t.user_attrs.get("period")) is not None and (index := parse_period(label)[1]) < current
+    }
+    if not earlier:
+        return None
+    return best_trial(study, earlier[max(earlier)]).params
 
 
 def make_study(name: str, storage: str | None, seed: int) -> optuna.Study:

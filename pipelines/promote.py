@@ -3,8 +3,8 @@ the gate says the challenger is not worse.
 
 The gate: the challenger's average precision is not lower than the champion's by more than
 ``promote.ap_tolerance``, and its Brier score is not higher. Both figures come from the same fold
-spec on the same panel: stored version tags are compared when both versions were backtested on
-the current panel with the current folds; otherwise both configurations are backtested again now.
+spec on the same panel: a version backtested on the current panel with the current folds gives
+its stored tags; any other is backtested again now, its parameters fitted on the current panel.
 The alias is moved in one registry call, so a crash never leaves the registry without a champion.
 
 The champion always ends fitted on the current panel. When the panel has changed since the
@@ -30,6 +30,8 @@ from pipelines import train
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, use_tracking, version_by_alias
+
+TAGS = "version tags (same panel, same folds)"
 
 
 class PromotionError(BeltcastError):
@@ -125,25 +127,29 @@ def compare(settings: Settings, challenger, champion) -> dict:
         "fold_spec": json.dumps(spec.to_dict(), sort_keys=True),
     }
     if all(_same_backtest(v, current) for v in (challenger, champion)):
-        return {
-            "challenger_ap": float(challenger.tags["average_precision"]),
-            "challenger_brier": float(challenger.tags["brier"]),
-            "champion_ap": float(champion.tags["average_precision"]),
-            "champion_brier": float(champion.tags["brier"]),
-            "source": "version tags (same panel, same folds)",
-        }
+        return {**_tagged("challenger", challenger), **_tagged("champion", champion), "source": TAGS}
     data = emergence_transitions(panel)
-    figures = {"source": "backtested again on the current panel"}
+    figures, again = {}, []
     for role, version in (("challenger", challenger), ("champion", champion)):
+        if _same_backtest(version, current):  # typically the challenger, just trained
+            figures.update(_tagged(role, version))
+            continue
+        again.append(role)
         params = json.loads(version.tags.get("params_json", "{}"))
         model = {"lightgbm": emergence_models(params, settings.model.seed)["lightgbm"]}
         result = backtest_emergence(model, data.X, data.y, data.periods, data.groups, spec, n_boot=0)
         metrics = result.metrics("temporal")["lightgbm"]
+        # at the precision of the version tags, so that equal parameters compare equal
         figures[f"{role}_ap"], figures[f"{role}_brier"] = (
-            metrics["average_precision"],
-            metrics["brier"],
+            float(f"{metrics['average_precision']:.10g}"),
+            float(f"{metrics['brier']:.10g}"),
         )
+    figures["source"] = f"backtested again on the current panel: {' and '.join(again)}"
     return figures
+
+
+def _tagged(role: str, version) -> dict[str, float]:
+    return {f"{role}_ap": float(version.tags["average_precision"]), f"{role}_brier": float(version.tags["brier"])}
 
 
 def _same_backtest(version, current: dict) -> bool:

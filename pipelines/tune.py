@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from features.errors import BeltcastError
 from features.io import write_json
 from models.datasets import emergence_transitions
-from models.tuning import calibration_scores, make_objective, make_study
+from models.tuning import best_trial, calibration_scores, incumbent, make_objective, make_study
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
@@ -31,7 +31,9 @@ def run(
     """Run (or resume) the study, save and print the best parameters.
 
     With ``period`` (the quarterly retrain), trials are tagged with it and only the trials still
-    missing for that period are run: re-running a period adds none."""
+    missing for that period are run: re-running a period adds none. The first trial of a new
+    period scores the previous period's best parameters again on the new panel, and the best is
+    chosen among the period's own trials (trials of other periods were scored on other data)."""
     panel = load_panel(settings)
     data = emergence_transitions(panel)
     spec = fold_spec(settings)
@@ -44,19 +46,25 @@ def run(
     same_objective(study, settings.tune.seeds, list(data.X.columns))
     wanted = settings.tune.trials if trials is None else trials
     done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
+    if period is not None and done == 0 and wanted > 0:
+        enqueue_incumbent(study, period)
     with start_run("tune", nested=mlflow.active_run() is not None):
-        optimise(study, tagged(objective, period), max(wanted - done, 0), console)
-    if _best_value(study) is None:
-        console.print(f"tune: study {study.study_name!r} has no completed trial; default parameters stay")
+        optimise(study, tagged(objective, period), max(wanted - done, 0), console, period)
+    trial = best_trial(study, period)
+    if trial is None:
+        kept = "stay as saved in " + str(settings.model.params_file) if settings.model.params_file.is_file() else "stay"
+        among = f" for {period}" if period is not None else ""
+        console.print(f"tune: study {study.study_name!r} has no completed trial{among}; the parameters {kept}")
         return {}
     briers = calibration_scores(
-        study.best_params, data.X, data.y, data.periods, data.groups, spec,
+        trial.params, data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed,
     )  # fmt: skip
-    best = save_best(study, settings.model.params_file, briers)
+    best = save_best(study, trial, settings.model.params_file, briers, period)
+    among = f"of the trials for {period} " if period is not None else ""
     console.print(
-        f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold "
-        f"AP {study.best_value:.4f} (by seed: {best['best_ap_by_seed']}); calibration cross-fitted over "
+        f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"
+        f"{trial.value:.4f} (trial {trial.number}, by seed: {best['best_ap_by_seed']}); calibration cross-fitted over "
         f"{best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
         f" -> {settings.model.params_file}"
     )
@@ -130,8 +138,9 @@ def _first(names: list[str], k: int = 5) -> str:
     return "[" + ", ".join(names[:k]) + (", ..." if len(names) > k else "") + "]"
 
 
-def optimise(study: optuna.Study, objective, trials: int, console: Console) -> None:
-    """``trials`` more trials, with a progress bar showing the best value so far."""
+def optimise(study: optuna.Study, objective, trials: int, console: Console, period: str | None = None) -> None:
+    """``trials`` more trials, with a progress bar showing the best value so far (of ``period``'s
+    trials when one is given)."""
     columns = (
         TextColumn("tune"),
         BarColumn(),
@@ -142,30 +151,39 @@ def optimise(study: optuna.Study, objective, trials: int, console: Console) -> N
         task = progress.add_task("tune", total=trials, best="")
 
         def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            best = _best_value(study)
-            progress.update(task, advance=1, best=f"best AP {best:.4f}" if best is not None else "")
+            best = best_trial(study, period)
+            progress.update(task, advance=1, best=f"best AP {best.value:.4f}" if best is not None else "")
 
         study.optimize(objective, n_trials=trials, callbacks=[advance, log_trial])
 
 
-def _best_value(study: optuna.Study) -> float | None:
-    try:
-        return study.best_value
-    except ValueError:
-        return None
+def enqueue_incumbent(study: optuna.Study, period: str) -> None:
+    """Queue the previous period's best parameters as this period's first trial (unless a queued
+    trial, left by an interrupted run, is still waiting)."""
+    params = incumbent(study, period)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if params is not None and not waiting:
+        study.enqueue_trial(params, user_attrs={"incumbent": True})
 
 
-def save_best(study: optuna.Study, path: Path, calibration_briers: dict[int, float]) -> dict:
-    """Write the best trial's parameters, with the calibration folds of the lowest inner-fold
-    Brier score, atomically; return what was written."""
+def save_best(
+    study: optuna.Study,
+    trial: optuna.trial.FrozenTrial,
+    path: Path,
+    calibration_briers: dict[int, float],
+    period: str | None = None,
+) -> dict:
+    """Write ``trial``'s parameters, with the calibration folds of the lowest inner-fold Brier
+    score, atomically; return what was written."""
     folds = min(calibration_briers, key=calibration_briers.get)
     payload = {
         "study": study.study_name,
-        "best_value": study.best_value,
-        "best_trial": study.best_trial.number,
+        "period": period,
+        "best_value": trial.value,
+        "best_trial": trial.number,
         "n_trials": len(study.trials),
-        "best_ap_by_seed": study.best_trial.user_attrs.get("ap_by_seed"),
-        "params": {**study.best_params, "calibration_folds": folds},
+        "best_ap_by_seed": trial.user_attrs.get("ap_by_seed"),
+        "params": {**trial.params, "calibration_folds": folds},
         "calibration_inner_brier": {str(k): v for k, v in calibration_briers.items()},
     }
     write_json(payload, path)

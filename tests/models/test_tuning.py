@@ -8,7 +8,15 @@ import optuna
 import pytest
 
 from models.backtest import FoldSpec
-from models.tuning import CALIBRATION_FOLDS, calibration_scores, inner_folds, make_objective, make_study
+from models.tuning import (
+    CALIBRATION_FOLDS,
+    best_trial,
+    calibration_scores,
+    incumbent,
+    inner_folds,
+    make_objective,
+    make_study,
+)
 
 QUICK_SPACE = {"n_estimators": (10, 60), "num_leaves": (3, 31), "min_child_samples": (5, 60)}
 
@@ -104,6 +112,48 @@ def test_a_study_is_resumed_only_on_the_same_features(tmp_path):
     empty = make_study("empty", storage, seed=0)  # created, never run: nothing to compare
     same_objective(empty, 1, ["a"])
     assert make_study("empty", storage, seed=0).user_attrs["features"] == ["a"]
+
+
+def _toy(period: str, level: float):
+    """A cheap objective standing in for one quarter's panel: ``level`` is that data's AP level."""
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("period", period)
+        return level - (trial.suggest_float("x", 0.0, 1.0) - 0.3) ** 2
+
+    return objective
+
+
+def test_a_retrain_period_starts_from_the_previous_best_and_picks_among_its_own_trials(tmp_path):
+    from pipelines.tune import enqueue_incumbent, tagged
+
+    study = make_study("q", f"sqlite:///{tmp_path / 'optuna.db'}", seed=0)
+    study.optimize(_toy("2024Q4", 9.0), n_trials=2)  # an older quarter whose data scored higher
+    study.optimize(_toy("2025Q2", 1.0), n_trials=4)
+    study.optimize(_toy("2025Q1", 5.0), n_trials=2)
+    q2 = best_trial(study, "2025Q2")
+    assert q2.value == max(t.value for t in study.trials if t.user_attrs["period"] == "2025Q2")
+    assert best_trial(study).user_attrs["period"] == "2024Q4"
+    assert incumbent(study, "2025Q3") == q2.params  # the newest earlier quarter, not the highest value
+    assert incumbent(study, "2024Q4") is None and best_trial(study, "2025Q3") is None
+
+    enqueue_incumbent(study, "2025Q3")
+    enqueue_incumbent(study, "2025Q3")  # a trial already waiting (an interrupted run): not queued twice
+    study.optimize(tagged(_toy("2025Q3", 0.0), "2025Q3"), n_trials=3)
+    q3 = [t for t in study.trials if t.user_attrs["period"] == "2025Q3"]
+    assert len(q3) == 3 and q3[0].params == q2.params and q3[0].user_attrs["incumbent"]
+    assert best_trial(study, "2025Q3") in q3  # lower values than every other quarter's, still chosen
+
+
+def test_the_incumbent_trial_is_never_pruned(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    objective = make_objective(X, y, periods, groups, FoldSpec(n_spatial=2), 2, 0, space=quick_space)
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1.1))
+    params = {"n_estimators": 20, "num_leaves": 5, "min_child_samples": 10}
+    study.enqueue_trial(params, user_attrs={"incumbent": True})
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=2)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
 
 def test_calibration_scores_cover_every_candidate_and_differ(synthetic_transitions):

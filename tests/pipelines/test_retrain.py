@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -11,6 +12,7 @@ from rich.console import Console
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
 from pipelines import retrain
+from pipelines.backtest import load_panel
 from pipelines.config import (
     DataSettings,
     MlflowSettings,
@@ -20,7 +22,7 @@ from pipelines.config import (
     Settings,
     TuneSettings,
 )
-from pipelines.tracking import version_by_alias
+from pipelines.tracking import frame_hash, version_by_alias
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 QUIET = Console(quiet=True)
@@ -88,3 +90,26 @@ def test_a_bad_metrics_row_fails_before_training_and_touches_nothing(first, sett
     client = _client(settings)
     assert str(version_by_alias(client, "county-belt", "champion").version) == first.new_champion
     assert scores.read_bytes() == before
+
+
+def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(first, settings, code_history):
+    """A quarter later: the study's first trial for 2025Q4 scores 2025Q3's best parameters again on
+    the new panel, and the champion after the gate covers 2025Q4 (a champion kept by the gate is
+    refitted on the new panel: ``test_a_kept_champion_is_refitted_on_a_changed_panel``)."""
+    import optuna
+
+    q4 = write_synthetic(
+        settings.platform.metrics_file.with_name("platform_metrics_synthetic_q4.csv"),
+        code_history, first="2023Q1", last="2025Q4", seed=3,
+    )  # fmt: skip
+    q3_params = json.loads(settings.model.params_file.read_text(encoding="utf-8"))["params"]
+    summary = retrain.run(settings, "2025Q4", q4, QUIET)
+    study = optuna.load_study(study_name=settings.tune.study, storage=settings.tune.storage)
+    first_q4 = next(t for t in study.trials if t.user_attrs.get("period") == "2025Q4")
+    assert first_q4.user_attrs["incumbent"]
+    assert first_q4.params == {k: v for k, v in q3_params.items() if k != "calibration_folds"}
+    assert summary.old_champion == first.new_champion and summary.new_champion != first.new_champion
+    champion = version_by_alias(_client(settings), "county-belt", "champion")
+    assert champion.tags["panel_sha256"] == frame_hash(load_panel(settings))
+    scores = settings.outputs.dir / "scores_2025Q4.csv"
+    assert "2025Q4" in scores.read_text(encoding="utf-8").splitlines()[1]
