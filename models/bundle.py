@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import expit
 
+from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from models.compiled import COMPILE_ROWS, CompiledForest, compile_or_none
 from models.drivers import top_drivers
@@ -134,13 +135,23 @@ class ForecastBundle:
     def default_as_of(self) -> int:
         return int(self.snapshot["as_of"].max())
 
+    @cached_property
+    def frequency(self) -> str:
+        """``"annual"`` or ``"quarterly"``: the periods of the snapshot."""
+        return frequency_of(self.default_as_of)
+
+    @property
+    def quarterly(self) -> bool:
+        return self.frequency == QUARTERLY
+
     def forecast(self, request: pd.DataFrame, drivers: bool = True) -> pd.DataFrame:
         """Forecast every row of ``request``.
 
         Parameters
         ----------
         request : DataFrame
-            ``county_code`` (6 digits), optional ``as_of`` (a year of the snapshot; default the
+            ``county_code`` (6 digits), optional ``as_of`` (a period of the snapshot: a year
+            such as 2020, or for a quarterly snapshot a quarter such as ``"2025Q3"``; default the
             newest), and optional feature columns whose non-missing values replace the panel's
             (a what-if forecast).
         drivers : bool
@@ -148,7 +159,8 @@ class ForecastBundle:
 
         Returns
         -------
-        DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order.
+        DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order; ``as_of`` is the
+        year, or for a quarterly snapshot the quarter's label (``"2025Q3"``).
         """
         positions = self._lookup(*self._request_keys(request))
         values, what_if = self._apply_overrides(positions, request)
@@ -172,7 +184,11 @@ class ForecastBundle:
 
     @cached_property
     def _id_arrays(self) -> dict:
-        return {name: self.snapshot[name].array for name in SNAPSHOT_IDS}
+        arrays = {name: self.snapshot[name].array for name in SNAPSHOT_IDS}
+        if self.quarterly:
+            labels = self.snapshot["as_of"].map(label_of)
+            arrays["as_of"] = labels.astype(self.snapshot["county_code"].dtype).array
+        return arrays
 
     @cached_property
     def _is_belt(self) -> pd.arrays.BooleanArray:
@@ -256,11 +272,20 @@ class ForecastBundle:
     def _year(self, value: object, row: int) -> int:
         if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             return self.default_as_of
+        if isinstance(value, str):
+            try:
+                return parse_period(value)[1]
+            except PeriodError:
+                raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-            raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
+            raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
         if float(value) != int(value):
-            raise ModelInputError(f"row {row}: as_of must be an integer year; got {value!r}")
+            raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
         return int(value)
+
+    @property
+    def _period_hint(self) -> str:
+        return f"a quarter such as {label_of(self.default_as_of)!r}" if self.quarterly else "an integer year"
 
     @cached_property
     def _keys(self) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +308,9 @@ class ForecastBundle:
         code, year = f"{codes[row]:06d}", int(years[row])
         periods = sorted(self.snapshot["as_of"].unique())
         if year not in periods:
-            raise ModelInputError(f"row {row}: as_of must be one of {periods[0]}..{periods[-1]}; got {year}")
+            raise ModelInputError(
+                f"row {row}: as_of must be one of {label_of(periods[0])}..{label_of(periods[-1])}; got {label_of(year)}"
+            )
         raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
 
     def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -15,6 +15,7 @@ from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ColSpec, Schema
 
+from features.periods import label_of
 from features.taxonomy import MODES
 from models.bundle import ForecastBundle
 from models.estimators import ModelInputError
@@ -41,17 +42,19 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
-def signature(features: list[str]) -> ModelSignature:
+def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
     """Input: ``county_code`` (required), ``as_of`` and every feature (optional); output: the
-    forecast columns."""
-    inputs = [ColSpec("string", "county_code"), ColSpec("long", "as_of", required=False)]
+    forecast columns. ``as_of`` is a year (long), or for a quarterly model a quarter's label
+    (string, ``"2025Q3"``)."""
+    period = "string" if quarterly else "long"
+    inputs = [ColSpec("string", "county_code"), ColSpec(period, "as_of", required=False)]
     inputs += [ColSpec("double", name, required=False) for name in features]
     outputs = [
         ColSpec("string", "county_code"),
         ColSpec("string", "county_name"),
         ColSpec("string", "province"),
         ColSpec("string", "prefecture"),
-        ColSpec("long", "as_of"),
+        ColSpec(period, "as_of"),
         ColSpec("double", "p_belt"),
         ColSpec("boolean", "is_belt"),
         ColSpec("string", "mode"),
@@ -62,6 +65,9 @@ def signature(features: list[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def input_example() -> pd.DataFrame:
-    """曹县 as of 2016."""
-    return pd.DataFrame({"county_code": ["371721"], "as_of": [2016]})
+def input_example(bundle: ForecastBundle) -> pd.DataFrame:
+    """One county of the bundle's newest period (曹县 when the snapshot has it)."""
+    newest = bundle.snapshot.loc[bundle.snapshot["as_of"] == bundle.default_as_of, "county_code"]
+    code = "371721" if (newest == "371721").any() else str(newest.min())
+    as_of = label_of(bundle.default_as_of) if bundle.quarterly else bundle.default_as_of
+    return pd.DataFrame({"county_code": [code], "as_of": [as_of]})

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow.pyfunc
 import pandas as pd
 import pandera.pandas as pa
+from mlflow.types import DataType
 from rich.console import Console
 from rich.table import Table
 
@@ -93,7 +94,15 @@ def counties(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> pd.DataFrame:
             f"got {label_of(as_of)}"
         )
     codes = snapshot.loc[snapshot["as_of"] == as_of, "county_code"].sort_values()
-    return pd.DataFrame({"county_code": codes.to_numpy(), "as_of": as_of})
+    return pd.DataFrame({"county_code": codes.to_numpy(), "as_of": request_period(model, as_of)})
+
+
+def request_period(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> int | str:
+    """``as_of`` as the model's signature takes it: a quarter's label where it is a string (quarterly
+    models), else the period index (years; quarterly models logged before labels were taken)."""
+    schema = model.metadata.get_input_schema()
+    kind = next((c.type for c in (schema.inputs if schema else []) if c.name == "as_of"), None)
+    return label_of(as_of) if kind == DataType.string else as_of
 
 
 def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str) -> pd.DataFrame:

@@ -215,8 +215,8 @@ def log_model(bundle: ForecastBundle, folder: Path):
         python_model=str(package / "pyfunc_entry.py"),
         artifacts={BUNDLE_ARTIFACT: str(folder)},
         code_paths=[str(package), str(Path(features.__file__).parent)],
-        signature=signature(bundle.features),
-        input_example=input_example(),
+        signature=signature(bundle.features, bundle.quarterly),
+        input_example=input_example(bundle),
         pip_requirements=_requirements(),
     )
 

@@ -7,10 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.types import DataType
 
+from features.periods import label_of
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
+from models.served import input_example, signature
 
 
 def _panel(X: pd.DataFrame, periods: np.ndarray) -> pd.DataFrame:
@@ -53,10 +56,36 @@ def test_a_mode_model_at_weight_zero_forecasts_the_frequencies(synthetic_transit
 
 def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
-    out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002"], "as_of": [2015, None]}))
+    out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002", "110003"], "as_of": [2015, None, "2015"]}))
     assert list(out.columns) == OUTPUT_COLUMNS
-    assert out["as_of"].tolist() == [2015, 2016]
+    assert out["as_of"].tolist() == [2015, 2016, 2015]
     assert out[[f"p_{m}" for m in MODES]].sum(axis=1).round(9).eq(1).all()
+
+
+def test_a_quarterly_bundle_takes_and_gives_quarter_labels(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    quarters = periods - periods.min() + 8100  # the SYNTHETIC rows as quarters 2025Q1, 2025Q2, ...
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(
+        X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    )
+    bundle = ForecastBundle.from_models(emergence, mode, _panel(X, quarters), {"horizon": 1})
+    newest = label_of(int(quarters.max()))
+    assert bundle.quarterly and newest.startswith("2025Q")
+    out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002"], "as_of": ["2025Q1", None]}))
+    assert out["as_of"].tolist() == ["2025Q1", newest]
+    annual = bundle.forecast(pd.DataFrame({"county_code": ["110001"], "as_of": [8100]}))  # the period index
+    assert annual["p_belt"].iloc[0] == out["p_belt"].iloc[0]
+    for value, message in (
+        ("2025Q9", rf"row 0: as_of must be a quarter such as '{newest}'; got '2025Q9'"),
+        ("2024Q4", rf"row 0: as_of must be one of 2025Q1\.\.{newest}; got 2024Q4"),
+    ):
+        with pytest.raises(ModelInputError, match=message):
+            bundle.forecast(pd.DataFrame({"county_code": ["110001"], "as_of": [value]}))
+    inputs, outputs = signature(bundle.features, bundle.quarterly).inputs, signature(bundle.features).outputs
+    assert inputs.input_types_dict()["as_of"] == DataType.string
+    assert outputs.input_types_dict()["as_of"] == DataType.long  # an annual model: years
+    assert input_example(bundle).to_dict("records") == [{"county_code": "110001", "as_of": newest}]
 
 
 def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
@@ -76,8 +105,8 @@ def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
         ({"county_code": ["999999"]}, r"row 0: county_code '999999' is not a county of the panel"),
         ({"county_code": ["1100"]}, r"row 0: county_code must be 6 digits; got '1100'"),
         (
-            {"county_code": ["110001"], "as_of": ["2015"]},
-            r"row 0: as_of must be an integer year; got '2015'",
+            {"county_code": ["110001"], "as_of": ["last year"]},
+            r"row 0: as_of must be an integer year; got 'last year'",
         ),
         (
             {"county_code": ["110001"], "as_of": [1999]},
