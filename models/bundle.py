@@ -265,7 +265,7 @@ class ForecastBundle:
             values = np.where(np.isnan(values), self.default_as_of, values)
             bad = np.flatnonzero(values != np.floor(values))
             if bad.size:
-                raise ModelInputError(f"row {bad[0]}: as_of must be an integer year; got {float(values[bad[0]])!r}")
+                raise ModelInputError(f"row {bad[0]}: as_of must be {self._period_hint}; got {float(values[bad[0]])!r}")
             return values.astype(np.int64)
         return np.array([self._year(value, i) for i, value in enumerate(column)], dtype=np.int64)
 
@@ -274,9 +274,12 @@ class ForecastBundle:
             return self.default_as_of
         if isinstance(value, str):
             try:
-                return parse_period(value)[1]
+                frequency, index = parse_period(value.strip().upper())
             except PeriodError:
-                raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}") from None
+                frequency, index = None, None
+            if frequency != self.frequency:
+                raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
+            return index
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
             raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
         if float(value) != int(value):

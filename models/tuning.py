@@ -12,6 +12,7 @@ another. The objective therefore averages over ``n_seeds`` seeds, and records ea
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -146,6 +147,30 @@ def best_trial(study: optuna.Study, period: str | None = None) -> optuna.trial.F
         if period is None or t.user_attrs.get("period") == period
     ]
     return max(trials, key=lambda t: t.value, default=None)
+
+
+def within(space: Callable[[optuna.Trial], dict], params: dict) -> bool:
+    """Whether ``params`` name exactly the parameters of ``space`` and lie inside its ranges (and
+    steps): parameters from a study begun under another search space may not."""
+    trial = optuna.trial.FixedTrial(params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # FixedTrial warns about, and accepts, values out of range
+            space(trial)
+    except ValueError:  # a parameter of the space is missing
+        return False
+    if set(params) != set(trial.distributions):
+        return False
+    for name, distribution in trial.distributions.items():
+        value = params[name]
+        if not distribution.low <= value <= distribution.high:
+            return False
+        step = getattr(distribution, "step", None)
+        if step is not None and not np.isclose(
+            (value - distribution.low) / step, round((value - distribution.low) / step)
+        ):
+            return False
+    return True
 
 
 def incumbent(study: optuna.Study, period: str) -> dict | None:

@@ -10,8 +10,9 @@ The alias is moved in one registry call, so a crash never leaves the registry wi
 The champion always ends fitted on the current panel. When the panel has changed since the
 winner was trained (a new quarter of data, rebuilt features) the gate has judged the winner's
 parameters refitted on the current panel; that refit is what gets served: ``promote`` trains it
-as a new version (tagged ``refit_of``) and points ``champion`` at it. Otherwise a kept champion
-would go on serving its old panel, which does not cover the new period.
+as a new version (tagged ``refit_of``) before moving any alias, then points ``champion`` at it
+(and ``challenger`` too when the winner was the challenger). Otherwise a kept champion would go
+on serving its old panel, which does not cover the new period. A failed refit moves nothing.
 """
 
 from __future__ import annotations
@@ -62,29 +63,42 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
         raise PromotionError(f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`")
     champion = version_by_alias(client, name, CHAMPION)
     decision = decide(settings, challenger, champion, force, reason)
-    record(client, name, decision)
-    if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, decision.challenger)
-    _print(console, name, decision)
     winner = challenger if decision.promoted else champion
+    served = str(winner.version)
     if not _fitted_on(winner, frame_hash(load_panel(settings))):
-        decision = replace(decision, refit=refit(settings, winner, console))
+        served = refit(settings, winner, console)
+        decision = replace(decision, refit=served)
+    record(client, name, decision)
+    if str(winner.version) == str(challenger.version) and served != str(challenger.version):
+        # the challenger's refit stands for it, so that the next promote finds it is the champion
+        client.set_registered_model_alias(name, CHALLENGER, served)
+    if champion is None or served != str(champion.version):
+        client.set_registered_model_alias(name, CHAMPION, served)
+    _print(console, name, decision)
     return decision
 
 
 def refit(settings: Settings, version, console: Console) -> str:
-    """Train ``version``'s parameters on the current panel as the champion; its version number.
-
-    An identical refit already registered (same panel, parameters, seed, folds and code) is
-    reused."""
-    params = json.loads(version.tags.get("params_json", "{}"))
+    """Train ``version``'s parameters on the current panel (no alias moved); the new version's
+    number. An identical refit already registered (same panel, parameters, seed, folds and code)
+    is reused."""
     console.print(
         f"promote: version {version.version} was trained on another panel; "
-        "its parameters are refitted on the current one and served"
+        "its parameters are refitted on the current one, and the refit is served"
     )
-    outcome = train.run(settings, console, params=params, alias=CHAMPION, tags={"refit_of": str(version.version)})
-    console.print(f"promote: champion -> version {outcome.version} (version {version.version} refitted)")
+    tags = {"refit_of": str(version.version)}
+    outcome = train.run(settings, console, params=_params(version), alias=None, tags=tags)
     return outcome.version
+
+
+def _params(version) -> dict:
+    """The LightGBM parameters a version was trained with."""
+    if "params_json" not in version.tags:
+        raise PromotionError(
+            f"version {version.version} has no params_json tag, so it cannot be fitted again on the "
+            "current panel; train it again, or promote with --force --reason"
+        )
+    return json.loads(version.tags["params_json"])
 
 
 def _fitted_on(version, panel_sha256: str) -> bool:
@@ -103,9 +117,13 @@ def decide(settings: Settings, challenger, champion, force: bool, reason: str | 
             str(champion.version),
             {},
         )
-    figures = compare(settings, challenger, champion)
     if force:
+        try:
+            figures = compare(settings, challenger, champion)
+        except PromotionError:  # a champion that cannot be judged again is overridden all the same
+            figures = {}
         return Decision(True, f"forced: {reason}", str(challenger.version), str(champion.version), figures)
+    figures = compare(settings, challenger, champion)
     tolerance = settings.promote.ap_tolerance
     ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
     brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
@@ -135,8 +153,7 @@ def compare(settings: Settings, challenger, champion) -> dict:
             figures.update(_tagged(role, version))
             continue
         again.append(role)
-        params = json.loads(version.tags.get("params_json", "{}"))
-        model = {"lightgbm": emergence_models(params, settings.model.seed)["lightgbm"]}
+        model = {"lightgbm": emergence_models(_params(version), settings.model.seed)["lightgbm"]}
         result = backtest_emergence(model, data.X, data.y, data.periods, data.groups, spec, n_boot=0)
         metrics = result.metrics("temporal")["lightgbm"]
         # at the precision of the version tags, so that equal parameters compare equal
@@ -165,6 +182,8 @@ def record(client: MlflowClient, name: str, decision: Decision) -> None:
         "promotion_compared_with": decision.champion or "none",
         "promotion_figures": json.dumps(decision.figures, sort_keys=True),
     }
+    if decision.refit is not None:
+        tags["promotion_served_refit"] = decision.refit
     for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger, key, value)
 
@@ -172,5 +191,8 @@ def record(client: MlflowClient, name: str, decision: Decision) -> None:
 def _print(console: Console, name: str, decision: Decision) -> None:
     verdict = "promoted to champion" if decision.promoted else "NOT promoted; champion stays"
     console.print(f"promote: {name} version {decision.challenger} {verdict} ({decision.reason})")
+    if decision.refit is not None:
+        winner = decision.challenger if decision.promoted else decision.champion
+        console.print(f"promote: champion -> version {decision.refit} (version {winner} refitted on the current panel)")
     if decision.figures:
         console.print(f"promote: figures {decision.figures}", highlight=False)

@@ -55,7 +55,7 @@ def run(
     settings: Settings,
     console: Console,
     params: dict | None = None,
-    alias: str = CHALLENGER,
+    alias: str | None = CHALLENGER,
     tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
     """Train (or reuse) a version and point ``alias`` at it; print what happened.
@@ -66,8 +66,9 @@ def run(
     params : dict, optional
         LightGBM's parameters; default the tuned ones (``model.params_file``), else LightGBM's
         defaults.
-    alias : str
-        The alias moved to the version: ``challenger``, or ``champion`` for ``promote``'s refit.
+    alias : str or None
+        The alias moved to the version: ``challenger``, or none (``promote``'s refit moves the
+        aliases itself).
     tags : dict, optional
         Extra tags of a newly registered version (a reused version keeps its own).
     """
@@ -107,9 +108,10 @@ def find_version(client: MlflowClient, name: str, fingerprint: str):
     return found[0] if found else None
 
 
-def reuse(client: MlflowClient, settings: Settings, version, alias: str = CHALLENGER) -> TrainOutcome:
-    """Point ``alias`` at an existing version again."""
-    client.set_registered_model_alias(settings.mlflow.registered_model, alias, version.version)
+def reuse(client: MlflowClient, settings: Settings, version, alias: str | None = CHALLENGER) -> TrainOutcome:
+    """Point ``alias`` (if any) at an existing version again."""
+    if alias is not None:
+        client.set_registered_model_alias(settings.mlflow.registered_model, alias, version.version)
     metrics = {m: float(version.tags[m]) for m in VERSION_METRICS if m in version.tags}
     return TrainOutcome(str(version.version), version.run_id, True, metrics)
 
@@ -122,7 +124,7 @@ def train_and_register(
     spec: FoldSpec,
     fingerprint: str,
     console: Console,
-    alias: str = CHALLENGER,
+    alias: str | None = CHALLENGER,
     extra_tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
@@ -144,7 +146,8 @@ def train_and_register(
         # point leaves either no version or a tagged one (found again by its fingerprint).
         registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
         version = str(registered.version)
-        client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
+        if alias is not None:
+            client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
@@ -248,9 +251,10 @@ def version_tags(
     return tags
 
 
-def _print(console: Console, settings: Settings, outcome: TrainOutcome, alias: str) -> None:
+def _print(console: Console, settings: Settings, outcome: TrainOutcome, alias: str | None) -> None:
     name = settings.mlflow.registered_model
     verb = "reused (identical inputs)" if outcome.reused else "registered"
     figures = ", ".join(f"{k} {v:.4f}" for k, v in outcome.metrics.items())
-    console.print(f"train: {name} version {outcome.version} {verb}; alias {alias} -> {outcome.version}")
+    moved = f"alias {alias} -> {outcome.version}" if alias is not None else "no alias moved"
+    console.print(f"train: {name} version {outcome.version} {verb}; {moved}")
     console.print(f"train: backtest (newest temporal fold): {figures}; run {outcome.run_id}")

@@ -3,6 +3,7 @@ where ``train`` and ``backtest`` find them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from features.errors import BeltcastError
 from features.io import write_json
 from models.datasets import emergence_transitions
-from models.tuning import best_trial, calibration_scores, incumbent, make_objective, make_study
+from models.tuning import best_trial, calibration_scores, incumbent, make_objective, make_study, search_space, within
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
@@ -25,13 +26,17 @@ class TuneError(BeltcastError, ValueError):
     """The study cannot be continued with these settings."""
 
 
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)  # a failed or killed trial runs again
+
+
 def run(
     settings: Settings, trials: int | None, study_name: str | None, console: Console, period: str | None = None
 ) -> dict:
     """Run (or resume) the study, save and print the best parameters.
 
     With ``period`` (the quarterly retrain), trials are tagged with it and only the trials still
-    missing for that period are run: re-running a period adds none. The first trial of a new
+    missing for that period are run (completed or pruned ones count; a failed or killed one runs
+    again): re-running a period adds none. The first trial of a new
     period scores the previous period's best parameters again on the new panel, and the best is
     chosen among the period's own trials (trials of other periods were scored on other data)."""
     panel = load_panel(settings)
@@ -45,9 +50,10 @@ def run(
     study = open_study(settings, study_name)
     same_objective(study, settings.tune.seeds, list(data.X.columns))
     wanted = settings.tune.trials if trials is None else trials
-    done = sum(1 for t in study.trials if period is not None and t.user_attrs.get("period") == period)
-    if period is not None and done == 0 and wanted > 0:
-        enqueue_incumbent(study, period)
+    finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("period") == period]
+    done = len(finished) if period is not None else 0
+    if period is not None and wanted > done and not any(t.user_attrs.get("incumbent") for t in finished):
+        enqueue_incumbent(study, period, console)
     with start_run("tune", nested=mlflow.active_run() is not None):
         optimise(study, tagged(objective, period), max(wanted - done, 0), console, period)
     trial = best_trial(study, period)
@@ -157,13 +163,23 @@ def optimise(study: optuna.Study, objective, trials: int, console: Console, peri
         study.optimize(objective, n_trials=trials, callbacks=[advance, log_trial])
 
 
-def enqueue_incumbent(study: optuna.Study, period: str) -> None:
-    """Queue the previous period's best parameters as this period's first trial (unless a queued
-    trial, left by an interrupted run, is still waiting)."""
+def enqueue_incumbent(
+    study: optuna.Study,
+    period: str,
+    console: Console | None = None,
+    space: Callable[[optuna.Trial], dict] = search_space,
+) -> None:
+    """Queue the previous period's best parameters as this period's next trial (unless a queued
+    trial, left by an interrupted run, is still waiting, or they lie outside the search space)."""
     params = incumbent(study, period)
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if params is not None and not waiting:
-        study.enqueue_trial(params, user_attrs={"incumbent": True})
+    if params is None or waiting:
+        return
+    if not within(space, params):
+        if console is not None:
+            console.print(f"tune: the previous best parameters {params} lie outside the search space; not re-scored")
+        return
+    study.enqueue_trial(params, user_attrs={"incumbent": True})
 
 
 def save_best(

@@ -76,8 +76,12 @@ def test_a_quarterly_bundle_takes_and_gives_quarter_labels(synthetic_transitions
     assert out["as_of"].tolist() == ["2025Q1", newest]
     annual = bundle.forecast(pd.DataFrame({"county_code": ["110001"], "as_of": [8100]}))  # the period index
     assert annual["p_belt"].iloc[0] == out["p_belt"].iloc[0]
+    lower = bundle.forecast(pd.DataFrame({"county_code": ["110001"], "as_of": ["2025q1"]}))
+    assert lower["as_of"].tolist() == ["2025Q1"]
     for value, message in (
         ("2025Q9", rf"row 0: as_of must be a quarter such as '{newest}'; got '2025Q9'"),
+        ("8100", rf"row 0: as_of must be a quarter such as '{newest}'; got '8100'"),  # not a year of it
+        ("2025", rf"row 0: as_of must be a quarter such as '{newest}'; got '2025'"),
         ("2024Q4", rf"row 0: as_of must be one of 2025Q1\.\.{newest}; got 2024Q4"),
     ):
         with pytest.raises(ModelInputError, match=message):

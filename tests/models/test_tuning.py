@@ -124,6 +124,9 @@ def _toy(period: str, level: float):
     return objective
 
 
+TOY_SPACE = lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)}  # noqa: E731
+
+
 def test_a_retrain_period_starts_from_the_previous_best_and_picks_among_its_own_trials(tmp_path):
     from pipelines.tune import enqueue_incumbent, tagged
 
@@ -137,12 +140,31 @@ def test_a_retrain_period_starts_from_the_previous_best_and_picks_among_its_own_
     assert incumbent(study, "2025Q3") == q2.params  # the newest earlier quarter, not the highest value
     assert incumbent(study, "2024Q4") is None and best_trial(study, "2025Q3") is None
 
-    enqueue_incumbent(study, "2025Q3")
-    enqueue_incumbent(study, "2025Q3")  # a trial already waiting (an interrupted run): not queued twice
+    enqueue_incumbent(study, "2025Q3", space=TOY_SPACE)
+    enqueue_incumbent(study, "2025Q3", space=TOY_SPACE)  # one already waiting (an interrupted run)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
     study.optimize(tagged(_toy("2025Q3", 0.0), "2025Q3"), n_trials=3)
     q3 = [t for t in study.trials if t.user_attrs["period"] == "2025Q3"]
     assert len(q3) == 3 and q3[0].params == q2.params and q3[0].user_attrs["incumbent"]
+    assert not any(t.user_attrs.get("incumbent") for t in q3[1:])
     assert best_trial(study, "2025Q3") in q3  # lower values than every other quarter's, still chosen
+
+    assert best_trial(study, "2025Q3").params["x"] < 0.5
+    narrower = lambda trial: {"x": trial.suggest_float("x", 0.5, 1.0)}  # noqa: E731
+    enqueue_incumbent(study, "2025Q4", space=narrower)  # 2025Q3's best lies outside: not re-scored
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_parameters_are_checked_against_the_search_space():
+    from models.tuning import search_space, within
+
+    inside = {"n_estimators": 150, "learning_rate": 0.08, "num_leaves": 27, "min_child_samples": 38,
+              "subsample": 0.86, "colsample_bytree": 0.83, "reg_lambda": 0.008, "scale_pos_weight": 1.29}  # fmt: skip
+    assert within(search_space, inside)
+    assert not within(search_space, {**inside, "n_estimators": 700})  # beyond MAX_TREES
+    assert not within(search_space, {**inside, "n_estimators": 145})  # off the step of 10
+    assert not within(search_space, {k: v for k, v in inside.items() if k != "num_leaves"})
+    assert not within(search_space, {**inside, "max_depth": 3})
 
 
 def test_the_incumbent_trial_is_never_pruned(synthetic_transitions):

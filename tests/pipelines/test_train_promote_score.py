@@ -133,6 +133,16 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         again = promote.run(changed, False, None, QUIET)
         assert again.refit is None and again.figures["source"].startswith("version tags")
         assert str(version_by_alias(client, "county-belt", "champion").version) == decision.refit
+
+        # features rebuilt, no train: the challenger is the champion, both fitted on the old panel
+        for alias in ("champion", "challenger"):
+            client.set_registered_model_alias("county-belt", alias, old.version)
+        rebuilt = promote.run(changed, False, None, QUIET)
+        assert rebuilt.refit == decision.refit  # the identical refit is found again, not retrained
+        for alias in ("champion", "challenger"):
+            assert str(version_by_alias(client, "county-belt", alias).version) == decision.refit
+        settled = promote.run(changed, False, None, QUIET)
+        assert settled.reason == "challenger is already the champion" and settled.refit is None
     finally:
         client.set_registered_model_alias("county-belt", "champion", old.version)
         client.set_registered_model_alias("county-belt", "challenger", old.version)
