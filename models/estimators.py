@@ -76,7 +76,8 @@ class LGBMEmergence(_FrameEstimator):
         ``"sigmoid"``: Platt scaling fitted on out-of-fold predictions of the training data
         (``CalibratedClassifierCV(ensemble=False)``); the booster is refitted on all of it.
     calibration_folds : int
-        Folds of the cross-fitting.
+        Folds of the cross-fitting; at most the number of rows of the rarer class (the folds
+        are stratified), which ``calibration_folds_`` records.
     random_state : int
         Seed of LightGBM and of the calibration folds; the same seed gives the same scores.
     n_jobs : int
@@ -139,7 +140,14 @@ class LGBMEmergence(_FrameEstimator):
             self.calibrated_ = None
             self.booster_ = self._booster().fit(features, target)
             return self
-        folds = StratifiedKFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
+        minority = int(min(target.sum(), len(target) - target.sum()))
+        if minority < 2:
+            raise ModelInputError(
+                f"sigmoid calibration needs at least 2 rows of each class (y = 0 and y = 1); got {minority}"
+                " of the rarer; fit with calibration=None or on more rows"
+            )
+        self.calibration_folds_ = min(self.calibration_folds, minority)
+        folds = StratifiedKFold(self.calibration_folds_, shuffle=True, random_state=self.random_state)
         calibrated = CalibratedClassifierCV(self._booster(), method="sigmoid", cv=folds, ensemble=False)
         self.calibrated_ = calibrated.fit(features, target)
         self.booster_ = calibrated.calibrated_classifiers_[0].estimator

@@ -77,6 +77,17 @@ def test_bad_inputs_are_named(synthetic_transitions):
         fitted.predict_proba(X.drop(columns="viirs_mean"))
 
 
+def test_calibration_folds_are_capped_by_the_rarer_class(synthetic_transitions):
+    X, y, _, _ = synthetic_transitions
+    rows = np.r_[np.flatnonzero(y == 1)[:6], np.flatnonzero(y == 0)[:300]]  # 6 belts: few, as on a small platform
+    model = LGBMEmergence(n_estimators=10, calibration_folds=10).fit(X.iloc[rows], y[rows])
+    assert model.calibration_folds_ == 6
+    assert np.isfinite(model.predict_proba(X)[:, 1]).all()
+    assert LGBMEmergence(n_estimators=10, calibration_folds=3).fit(X.iloc[rows], y[rows]).calibration_folds_ == 3
+    with pytest.raises(ModelInputError, match=r"at least 2 rows of each class .* got 1 of the rarer"):
+        LGBMEmergence(n_estimators=10).fit(X.iloc[rows[5:]], y[rows[5:]])
+
+
 def test_mode_model_always_returns_the_four_modes(synthetic_transitions):
     X, _, _, _ = synthetic_transitions
     X = X.head(80)
