@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from features.errors import SourceFormatError
 
@@ -136,9 +137,9 @@ def legend(colour: Callable[[float], str]) -> str:
 def county_map_html(topo: TopoMap, scores) -> str:
     """The ``p_belt`` map of a scores table, with its legend."""
     values = dict(zip(scores["county_code"], scores["p_belt"].astype(float), strict=True))
-    labels = {
+    labels = {  # a county without a rank is a belt already (one of unknown status is ranked)
         row.county_code: f"{row.county_name} ({row.province}) p_belt {row.p_belt:.3f}"
-        + (" · already a belt" if bool(row.is_belt) else f" · rank {int(row.rank)}")
+        + (" · already a belt" if pd.isna(row.rank) else f" · rank {int(row.rank)}")
         for row in scores.itertuples()
     }
     colour = quantile_colour(list(values.values()))

@@ -1,0 +1,38 @@
+"""The county map of a scores table (a SYNTHETIC two-county topology)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.mapping import TopoMap, county_map_html
+
+TOPOLOGY = {
+    "type": "Topology",
+    "arcs": [[[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], [[1, 0], [1, 0], [0, 1], [-1, 0], [0, -1]]],
+    "objects": {
+        "county": {
+            "type": "GeometryCollection",
+            "geometries": [
+                {"type": "Polygon", "arcs": [[0]], "properties": {"CODE": "110101"}},
+                {"type": "Polygon", "arcs": [[1]], "properties": {"CODE": "110102"}},
+            ],
+        }
+    },
+}
+
+
+def test_a_county_of_unknown_status_is_shown_with_its_rank():
+    """Platform metrics cover some counties only: the others have no known status (NA)."""
+    scores = pd.DataFrame(
+        {
+            "county_code": ["110101", "110102"],
+            "county_name": ["东城区", "西城区"],
+            "province": ["北京市", "北京市"],
+            "p_belt": [0.4, 0.1],
+            "rank": pd.array([pd.NA, 1], dtype="Int64"),
+            "is_belt": pd.array([True, pd.NA], dtype="boolean"),
+        }
+    )
+    page = county_map_html(TopoMap(TOPOLOGY), scores)
+    assert "东城区 (北京市) p_belt 0.400 · already a belt" in page
+    assert "西城区 (北京市) p_belt 0.100 · rank 1" in page
