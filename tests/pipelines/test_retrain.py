@@ -32,8 +32,8 @@ QUICK = '{"params": {"n_estimators": 40, "learning_rate": 0.05, "num_leaves": 7,
 @pytest.fixture(scope="module")
 def settings(raw_dir, code_history, tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("retrain")
-    metrics = write_synthetic(
-        root / "platform_metrics_synthetic.csv", code_history, first="2023Q1", last="2025Q3", seed=3
+    metrics = write_synthetic(  # a platform that covers 800 counties: the others' status is unknown
+        root / "platform_metrics_synthetic.csv", code_history, first="2023Q1", last="2025Q3", seed=3, n_counties=800
     )
     (root / "params.json").write_text(QUICK)
     return Settings(
@@ -100,7 +100,7 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
 
     q4 = write_synthetic(
         settings.platform.metrics_file.with_name("platform_metrics_synthetic_q4.csv"),
-        code_history, first="2023Q1", last="2025Q4", seed=3,
+        code_history, first="2023Q1", last="2025Q4", seed=3, n_counties=800,
     )  # fmt: skip
     q3_params = json.loads(settings.model.params_file.read_text(encoding="utf-8"))["params"]
     summary = retrain.run(settings, "2025Q4", q4, QUIET)
@@ -111,5 +111,8 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
     assert summary.old_champion == first.new_champion and summary.new_champion != first.new_champion
     champion = version_by_alias(_client(settings), "county-belt", "champion")
     assert champion.tags["panel_sha256"] == frame_hash(load_panel(settings))
+    if summary.decision.startswith("kept champion"):  # its refit serves (the parameters differ in calibration folds)
+        assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
+        assert champion.tags["refit_of"] == first.new_champion
     scores = settings.outputs.dir / "scores_2025Q4.csv"
     assert "2025Q4" in scores.read_text(encoding="utf-8").splitlines()[1]
