@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from features.taxonomy import MODES
+from models.estimators import ModelInputError
 from models.metrics import judge, mode_metrics
 
 
@@ -147,7 +148,7 @@ def backtest_emergence(
     prediction_parts = []
     for fold in spec.temporal(periods):
         train, test = np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
-        scores = {name: _fit_predict(model, X, y, train, test) for name, model in models.items()}
+        scores = {name: _fit_predict(model, X, y, train, test, (name, fold)) for name, model in models.items()}
         result.folds.append(_fold_entry(fold, y[test], scores, n_boot, reference))
         prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
@@ -159,8 +160,28 @@ def backtest_emergence(
     return result
 
 
-def _fit_predict(model: BaseEstimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray):
-    fitted = clone(model).fit(X[train], y[train])
+def _fit_predict(
+    model: BaseEstimator,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    where: tuple[str, Fold] | None = None,
+):
+    """The model fitted on the ``train`` rows, its probabilities on the ``test`` rows; an input
+    error names the model and fold (``where``) and what the training rows held."""
+    try:
+        fitted = clone(model).fit(X[train], y[train])
+    except ModelInputError as err:
+        if where is None:
+            raise
+        name, fold = where
+        held = f" holding out {list(fold.test_groups)}" if fold.test_groups else ""
+        raise ModelInputError(
+            f"{name} on {fold.kind} fold {fold.name!r}{held}: {int(train.sum())} training rows with "
+            f"{int(y[train].sum())} positive(s): {err}. With so few belts, use fewer folds "
+            "(model.spatial_folds) or more data"
+        ) from err
     return fitted.predict_proba(X[test])[:, 1]
 
 
@@ -195,7 +216,7 @@ def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
         train = in_years & ~np.isin(groups, fold.test_groups)
         held_rows.append(np.flatnonzero(test))
         for name, model in models.items():
-            pooled[name].append(_fit_predict(model, X, y, train, test))
+            pooled[name].append(_fit_predict(model, X, y, train, test, (name, fold)))
     order = np.concatenate(held_rows)
     return {name: np.concatenate(parts) for name, parts in pooled.items()}, order
 

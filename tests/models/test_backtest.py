@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from models.backtest import FoldSpec, backtest_emergence
-from models.estimators import LGBMEmergence, PriorBaseline
+from models.estimators import LGBMEmergence, ModelInputError, PriorBaseline
 
 
 def test_temporal_folds_train_only_on_earlier_targets():
@@ -59,3 +61,19 @@ def test_shuffling_test_year_labels_does_not_change_the_model(synthetic_transiti
     first = LGBMEmergence(n_estimators=30).fit(X[train], y[train]).predict_proba(X[test])
     second = LGBMEmergence(n_estimators=30).fit(X[train], shuffled[train]).predict_proba(X[test])
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_fold_with_too_few_belts_to_calibrate_is_named(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    rows = np.flatnonzero((periods == 2014) & ((y == 0) | (groups == "p0")))  # belts in one province only
+    keep = rows[(y[rows] == 0) | (np.cumsum(y[rows]) <= 3)]  # 3 of them
+    with pytest.raises(ModelInputError) as raised:
+        backtest_emergence(
+            {"lightgbm": LGBMEmergence(n_estimators=10)},
+            X.iloc[keep], y[keep], periods[keep], groups[keep], FoldSpec(n_spatial=2), n_boot=0,
+        )  # fmt: skip
+    message = str(raised.value)
+    assert re.search(
+        r"lightgbm on spatial fold 'spatial_\d' holding out \[.*\]: \d+ training rows with [01] positive", message
+    )
+    assert "at least 2 rows of each class" in message and "model.spatial_folds" in message
