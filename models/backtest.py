@@ -177,10 +177,14 @@ def _fit_predict(
             raise
         name, fold = where
         held = f" holding out {list(fold.test_groups)}" if fold.test_groups else ""
+        positives = int(y[train].sum())
+        hint = ""
+        if min(positives, int(train.sum()) - positives) < 2:
+            hint = ". Too few belts: " + ("fewer folds (model.spatial_folds) or " if fold.kind == "spatial" else "")
+            hint += "more data"
         raise ModelInputError(
             f"{name} on {fold.kind} fold {fold.name!r}{held}: {int(train.sum())} training rows with "
-            f"{int(y[train].sum())} positive(s): {err}. With so few belts, use fewer folds "
-            "(model.spatial_folds) or more data"
+            f"{positives} positive(s): {err}{hint}"
         ) from err
     return fitted.predict_proba(X[test])[:, 1]
 

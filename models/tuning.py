@@ -114,9 +114,13 @@ def calibration_scores(
 
     Fewer folds fit the calibration on scores of models trained on less data, whose scores spread
     differently from the final model's; more folds cost more fits. The tuning keeps the number
-    with the lowest inner-fold Brier score.
+    with the lowest inner-fold Brier score. A number above the rows of the rarer class in some
+    inner fold's training rows is not tried (the folds are stratified; it would be capped).
     """
     folds = inner_folds(periods, groups, y, spec, n_inner)
+    rarest = min(_rarer_class(y[_rows(fold, periods, groups)[0]]) for fold in folds)
+    # more folds than the rarer class has rows would be capped to the same fit: not a candidate
+    candidates = tuple(k for k in candidates if k <= rarest) or (min(candidates),)
     scores = {}
     for k in candidates:
         model = LGBMEmergence(**params, calibration="sigmoid", calibration_folds=k, random_state=seed)
@@ -126,6 +130,10 @@ def calibration_scores(
             briers.append(brier_score_loss(y[test], _fit_predict(model, X, y, train, test)))
         scores[k] = float(np.mean(briers))
     return scores
+
+
+def _rarer_class(y: np.ndarray) -> int:
+    return int(min(y.sum(), len(y) - y.sum()))
 
 
 def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +171,10 @@ def within(space: Callable[[optuna.Trial], dict], params: dict) -> bool:
         return False
     for name, distribution in trial.distributions.items():
         value = params[name]
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            if value not in distribution.choices:
+                return False
+            continue
         if not distribution.low <= value <= distribution.high:
             return False
         step = getattr(distribution, "step", None)

@@ -5,7 +5,8 @@ The gate: the challenger's average precision is not lower than the champion's by
 ``promote.ap_tolerance``, and its Brier score is not higher. Both figures come from the same fold
 spec on the same panel: a version backtested on the current panel with the current folds gives
 its stored tags; any other is backtested again now, its parameters fitted on the current panel.
-The alias is moved in one registry call, so a crash never leaves the registry without a champion.
+``champion`` always points to a whole registered version and is moved last, so a crash never
+leaves the registry without a champion.
 
 The champion always ends fitted on the current panel. When the panel has changed since the
 winner was trained (a new quarter of data, rebuilt features) the gate has judged the winner's

@@ -76,4 +76,4 @@ def test_a_fold_with_too_few_belts_to_calibrate_is_named(synthetic_transitions):
     assert re.search(
         r"lightgbm on spatial fold 'spatial_\d' holding out \[.*\]: \d+ training rows with [01] positive", message
     )
-    assert "at least 2 rows of each class" in message and "model.spatial_folds" in message
+    assert "at least 2 rows of each class" in message and "Too few belts: fewer folds (model.spatial_folds)" in message

@@ -178,6 +178,18 @@ def test_the_incumbent_trial_is_never_pruned(synthetic_transitions):
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
 
 
+def test_calibration_folds_beyond_the_rarer_class_are_not_tried(synthetic_transitions):
+    X, y, periods, groups = synthetic_transitions
+    belts_2014 = np.concatenate(  # a platform with few belts: 2 in each province
+        [np.flatnonzero((periods == 2014) & (y == 1) & (groups == g))[:2] for g in np.unique(groups)]
+    )
+    keep = np.flatnonzero(((periods == 2014) & (y == 0)) | (periods == 2015))
+    keep = np.sort(np.r_[keep, belts_2014])
+    params = {"n_estimators": 20, "num_leaves": 5}
+    scores = calibration_scores(params, X.iloc[keep], y[keep], periods[keep], groups[keep], FoldSpec(), 2, 0)
+    assert 3 in scores and 10 not in scores
+
+
 def test_calibration_scores_cover_every_candidate_and_differ(synthetic_transitions):
     X, y, periods, groups = synthetic_transitions
     scores = calibration_scores({"n_estimators": 20, "num_leaves": 5}, X, y, periods, groups, FoldSpec(), 2, 0)

@@ -111,8 +111,9 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
     assert summary.old_champion == first.new_champion and summary.new_champion != first.new_champion
     champion = version_by_alias(_client(settings), "county-belt", "champion")
     assert champion.tags["panel_sha256"] == frame_hash(load_panel(settings))
-    if summary.decision.startswith("kept champion"):  # its refit serves (the parameters differ in calibration folds)
-        assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
-        assert champion.tags["refit_of"] == first.new_champion
+    # the gate keeps the champion (the parameters differ in calibration folds), and its refit serves
+    assert summary.decision.startswith("kept champion")
+    assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
+    assert champion.tags["refit_of"] == first.new_champion
     scores = settings.outputs.dir / "scores_2025Q4.csv"
     assert "2025Q4" in scores.read_text(encoding="utf-8").splitlines()[1]
