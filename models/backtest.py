@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from features.taxonomy import MODES
-from models.estimators import ModelInputError
+from models.estimators import ModelInputError, rarer_class_count
 from models.metrics import judge, mode_metrics
 
 
@@ -179,7 +179,7 @@ def _fit_predict(
         held = f" holding out {list(fold.test_groups)}" if fold.test_groups else ""
         positives = int(y[train].sum())
         hint = ""
-        if min(positives, int(train.sum()) - positives) < 2:
+        if rarer_class_count(y[train]) < 2:
             hint = ". Too few belts: " + ("fewer folds (model.spatial_folds) or " if fold.kind == "spatial" else "")
             hint += "more data"
         raise ModelInputError(

@@ -280,9 +280,8 @@ class ForecastBundle:
             if frequency != self.frequency:
                 raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
             return index
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-            raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
-        if float(value) != int(value):
+        number = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool)
+        if not number or float(value) != int(value):
             raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
         return int(value)
 

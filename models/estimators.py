@@ -56,6 +56,12 @@ class _FrameEstimator(ClassifierMixin, BaseEstimator):
         return X.astype(float)
 
 
+def rarer_class_count(y: np.ndarray) -> int:
+    """Rows of the rarer class of a 0/1 target: the most stratified folds it allows."""
+    positives = int(np.sum(y))
+    return min(positives, len(y) - positives)
+
+
 def _binary_target(y: Sequence) -> np.ndarray:
     y = np.asarray(y)
     values = set(np.unique(y).tolist())
@@ -140,7 +146,7 @@ class LGBMEmergence(_FrameEstimator):
             self.calibrated_ = None
             self.booster_ = self._booster().fit(features, target)
             return self
-        minority = int(min(target.sum(), len(target) - target.sum()))
+        minority = rarer_class_count(target)
         if minority < 2:
             raise ModelInputError(
                 f"sigmoid calibration needs at least 2 rows of each class (y = 0 and y = 1); got {minority}"

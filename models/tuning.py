@@ -23,7 +23,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss
 
 from features.periods import parse_period
 from models.backtest import Fold, FoldSpec, _fit_predict
-from models.estimators import LGBMEmergence
+from models.estimators import LGBMEmergence, rarer_class_count
 
 MAX_TREES = 150
 MAX_LEAVES = 32
@@ -118,7 +118,7 @@ def calibration_scores(
     inner fold's training rows is not tried (the folds are stratified; it would be capped).
     """
     folds = inner_folds(periods, groups, y, spec, n_inner)
-    rarest = min(_rarer_class(y[_rows(fold, periods, groups)[0]]) for fold in folds)
+    rarest = min(rarer_class_count(y[_rows(fold, periods, groups)[0]]) for fold in folds)
     # more folds than the rarer class has rows would be capped to the same fit: not a candidate
     candidates = tuple(k for k in candidates if k <= rarest) or (min(candidates),)
     scores = {}
@@ -130,10 +130,6 @@ def calibration_scores(
             briers.append(brier_score_loss(y[test], _fit_predict(model, X, y, train, test)))
         scores[k] = float(np.mean(briers))
     return scores
-
-
-def _rarer_class(y: np.ndarray) -> int:
-    return int(min(y.sum(), len(y) - y.sum()))
 
 
 def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
@@ -63,10 +64,12 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
     if challenger is None:
         raise PromotionError(f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`")
     champion = version_by_alias(client, name, CHAMPION)
-    decision = decide(settings, challenger, champion, force, reason)
+    panel = load_panel(settings)
+    panel_sha256 = frame_hash(panel)
+    decision = decide(settings, challenger, champion, force, reason, panel, panel_sha256)
     winner = challenger if decision.promoted else champion
     served = str(winner.version)
-    if not _fitted_on(winner, frame_hash(load_panel(settings))):
+    if not _fitted_on(winner, panel_sha256):
         served = refit(settings, winner, console)
         decision = replace(decision, refit=served)
     record(client, name, decision)
@@ -106,8 +109,16 @@ def _fitted_on(version, panel_sha256: str) -> bool:
     return version.tags.get("panel_sha256") == panel_sha256
 
 
-def decide(settings: Settings, challenger, champion, force: bool, reason: str | None) -> Decision:
-    """Apply the gate (or the forced override)."""
+def decide(
+    settings: Settings,
+    challenger,
+    champion,
+    force: bool,
+    reason: str | None,
+    panel: pd.DataFrame,
+    panel_sha256: str,
+) -> Decision:
+    """Apply the gate (or the forced override) on ``panel`` (whose hash is ``panel_sha256``)."""
     if champion is None:
         return Decision(True, "first model: no champion yet", str(challenger.version), None, {})
     if champion.version == challenger.version:
@@ -120,11 +131,11 @@ def decide(settings: Settings, challenger, champion, force: bool, reason: str | 
         )
     if force:
         try:
-            figures = compare(settings, challenger, champion)
+            figures = compare(settings, challenger, champion, panel, panel_sha256)
         except PromotionError:  # a champion that cannot be judged again is overridden all the same
             figures = {}
         return Decision(True, f"forced: {reason}", str(challenger.version), str(champion.version), figures)
-    figures = compare(settings, challenger, champion)
+    figures = compare(settings, challenger, champion, panel, panel_sha256)
     tolerance = settings.promote.ap_tolerance
     ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
     brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
@@ -137,12 +148,11 @@ def decide(settings: Settings, challenger, champion, force: bool, reason: str | 
     return Decision(ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures)
 
 
-def compare(settings: Settings, challenger, champion) -> dict:
-    """AP and Brier of both versions on the same backtest."""
-    panel = load_panel(settings)
+def compare(settings: Settings, challenger, champion, panel: pd.DataFrame, panel_sha256: str) -> dict:
+    """AP and Brier of both versions on the same backtest of ``panel``."""
     spec = fold_spec(settings)
     current = {
-        "panel_sha256": frame_hash(panel),
+        "panel_sha256": panel_sha256,
         "fold_spec": json.dumps(spec.to_dict(), sort_keys=True),
     }
     if all(_same_backtest(v, current) for v in (challenger, champion)):
