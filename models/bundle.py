@@ -2,7 +2,8 @@
 county panel, the calibrated emergence booster, the mode booster and the drivers.
 
 It is stored without pickles: boosters in LightGBM's text format, the sigmoid calibration as two
-numbers in JSON, the panel snapshot as Parquet, everything else as JSON.
+numbers in JSON, the emergence model's linear margin (if any) as its coefficients in JSON, the
+panel snapshot as Parquet, everything else as JSON.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from features.taxonomy import MODES
 from models.compiled import COMPILE_ROWS, CompiledForest, compile_or_none
 from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
+from models.margin import LinearMargin
 
 SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
 # and codes are checked row by row (cheaper than pandas' vectorised string methods for a few rows)
@@ -46,8 +48,8 @@ class ForecastBundle:
     emergence : lgb.Booster
         The emergence booster (its raw probability before calibration).
     calibration : tuple of float or None
-        Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the booster's raw score ``f``
-        (its log-odds, which is what scikit-learn's calibration reads from LightGBM).
+        Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the model's log-odds ``f`` (the
+        booster's raw score, plus the margin's; what scikit-learn's calibration reads).
     mode : lgb.Booster
         The mode booster.
     mode_classes : list of str
@@ -63,6 +65,8 @@ class ForecastBundle:
         The panel's ids, status and features for every county and as-of year.
     meta : dict
         Default as-of year, horizon, target vintage, and anything for lineage.
+    margin : LinearMargin or None
+        The linear margin the emergence booster starts from (:mod:`models.margin`), or ``None``.
     """
 
     emergence: lgb.Booster
@@ -74,6 +78,7 @@ class ForecastBundle:
     features: list[str]
     snapshot: pd.DataFrame
     meta: dict
+    margin: LinearMargin | None = None
 
     @classmethod
     def from_models(cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict) -> ForecastBundle:
@@ -92,6 +97,7 @@ class ForecastBundle:
             features=features,
             snapshot=snapshot,
             meta=dict(meta),
+            margin=emergence.margin_,
         )
 
     def save(self, folder: Path) -> Path:
@@ -107,6 +113,7 @@ class ForecastBundle:
             "mode_weight": self.mode_weight,
             "mode_frequencies": self.mode_frequencies,
             "features": self.features,
+            "linear_margin": self.margin.to_dict() if self.margin is not None else None,
             "meta": self.meta,
         }
         (folder / "bundle.json").write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -129,6 +136,8 @@ class ForecastBundle:
             features=spec["features"],
             snapshot=pd.read_parquet(folder / "panel_snapshot.parquet"),
             meta=spec["meta"],
+            # bundles written before the linear margin: the booster alone
+            margin=LinearMargin.from_dict(spec["linear_margin"]) if spec.get("linear_margin") else None,
         )
 
     @cached_property
@@ -197,10 +206,14 @@ class ForecastBundle:
     def p_belt(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Calibrated probability of becoming a belt within the horizon."""
         values = self._matrix(X)
-        raw = self.calibration is not None
+        raw = self.calibration is not None or self.margin is not None
         scores = self._predict(self.emergence, values, raw_score=raw)
         if not raw:
             return scores
+        if self.margin is not None:
+            scores = scores + self.margin.logit(values)
+        if self.calibration is None:
+            return expit(scores)
         a, b = self.calibration
         return expit(-(a * scores + b))
 
@@ -240,8 +253,10 @@ class ForecastBundle:
     def drivers(self, X: pd.DataFrame | np.ndarray) -> list[str]:
         """The three indicators that push each row's ``p_belt`` up most, in words."""
         values = self._matrix(X)
-        contrib = self.emergence.predict(values, pred_contrib=True, num_threads=_threads(len(values)))
-        return top_drivers(contrib[:, :-1], values, self.features)
+        contrib = self.emergence.predict(values, pred_contrib=True, num_threads=_threads(len(values)))[:, :-1]
+        if self.margin is not None:
+            contrib = contrib + self.margin.terms(values)
+        return top_drivers(contrib, values, self.features)
 
     def _request_keys(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """County codes (as integers) and as-of periods of the request rows, validated."""

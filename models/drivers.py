@@ -2,7 +2,8 @@
 +5.2 points against the median county".
 
 ``top_drivers`` names, per county, the three features that push ``p_belt`` up most (largest
-positive LightGBM ``pred_contrib``), each written with its value.
+positive contribution to the log-odds: LightGBM's ``pred_contrib``, plus the feature's terms in
+the linear margin when the model has one), each written with its value.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def top_drivers(contrib: np.ndarray, numbers: np.ndarray, names: list[str], k: i
     Parameters
     ----------
     contrib : array (rows, features)
-        SHAP contributions (LightGBM ``pred_contrib`` without its bias column).
+        Contributions to the log-odds (LightGBM ``pred_contrib`` without its bias column, plus
+        the linear margin's terms).
     numbers : array (rows, features)
         The feature values.
     names : list of str

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.impute import SimpleImputer
@@ -23,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.errors import BeltcastError
 from features.taxonomy import MODES
+from models.margin import LinearMargin, check_strength
 
 
 class ModelInputError(BeltcastError, ValueError):
@@ -70,14 +72,45 @@ def _binary_target(y: Sequence) -> np.ndarray:
     return y.astype(int)
 
 
+class _MarginBooster(ClassifierMixin, BaseEstimator):
+    """A LightGBM booster that starts from the log-odds of a :class:`~models.margin.LinearMargin`
+    fitted on the same rows (``init_score``); its score is the sum of the two."""
+
+    def __init__(self, booster: lgb.LGBMClassifier, C: float = 1.0):
+        self.booster = booster
+        self.C = C
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> _MarginBooster:
+        self.margin_ = LinearMargin.fit(X.to_numpy(dtype=float), y, self.C)
+        self.booster_ = clone(self.booster).fit(X, y, init_score=self.margin_.logit(X.to_numpy(dtype=float)))
+        self.classes_ = self.booster_.classes_
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Log-odds: the booster's raw score plus the margin's."""
+        return self.booster_.predict(X, raw_score=True) + self.margin_.logit(X.to_numpy(dtype=float))
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
 class LGBMEmergence(_FrameEstimator):
     """LightGBM binary classifier of belt emergence, with sigmoid calibration cross-fitted
-    inside the training data.
+    inside the training data, optionally boosted from a linear margin.
 
     Parameters
     ----------
     n_estimators, learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
     reg_lambda, scale_pos_weight : LightGBM hyper-parameters.
+    linear_margin_C : float or None
+        ``None``: the booster alone. A number: a standardised logistic regression with this
+        inverse regularisation strength is fitted first and the booster starts from its log-odds
+        (:mod:`models.margin`); ``margin_`` holds it. Within the calibration's cross-fitting, it
+        is refitted in every fold with the booster.
     calibration : {"sigmoid", None}
         ``"sigmoid"``: Platt scaling fitted on out-of-fold predictions of the training data
         (``CalibratedClassifierCV(ensemble=False)``); the booster is refitted on all of it.
@@ -100,6 +133,7 @@ class LGBMEmergence(_FrameEstimator):
         colsample_bytree: float = 0.8,
         reg_lambda: float = 1.0,
         scale_pos_weight: float = 1.0,
+        linear_margin_C: float | None = None,
         calibration: str | None = "sigmoid",
         calibration_folds: int = 3,
         random_state: int = 0,
@@ -113,6 +147,7 @@ class LGBMEmergence(_FrameEstimator):
         self.colsample_bytree = colsample_bytree
         self.reg_lambda = reg_lambda
         self.scale_pos_weight = scale_pos_weight
+        self.linear_margin_C = linear_margin_C
         self.calibration = calibration
         self.calibration_folds = calibration_folds
         self.random_state = random_state
@@ -142,9 +177,14 @@ class LGBMEmergence(_FrameEstimator):
             raise ModelInputError(f"calibration must be 'sigmoid' or None; got {self.calibration!r}")
         features, target = self._fit_frame(X), _binary_target(y)
         self.classes_ = np.array([0, 1])
+        if self.linear_margin_C is None:
+            estimator = self._booster()
+        else:
+            check_strength(self.linear_margin_C)
+            estimator = _MarginBooster(self._booster(), self.linear_margin_C)
         if self.calibration is None:
             self.calibrated_ = None
-            self.booster_ = self._booster().fit(features, target)
+            self._keep(estimator.fit(features, target))
             return self
         minority = rarer_class_count(target)
         if minority < 2:
@@ -154,29 +194,41 @@ class LGBMEmergence(_FrameEstimator):
             )
         self.calibration_folds_ = min(self.calibration_folds, minority)
         folds = StratifiedKFold(self.calibration_folds_, shuffle=True, random_state=self.random_state)
-        calibrated = CalibratedClassifierCV(self._booster(), method="sigmoid", cv=folds, ensemble=False)
+        calibrated = CalibratedClassifierCV(estimator, method="sigmoid", cv=folds, ensemble=False)
         self.calibrated_ = calibrated.fit(features, target)
-        self.booster_ = calibrated.calibrated_classifiers_[0].estimator
+        self._keep(calibrated.calibrated_classifiers_[0].estimator)
         return self
+
+    def _keep(self, fitted: lgb.LGBMClassifier | _MarginBooster) -> None:
+        """The fitted parts: ``estimator_`` (what the calibration reads), ``booster_`` (the
+        LightGBM classifier) and ``margin_`` (the linear margin, or ``None``)."""
+        self.estimator_ = fitted
+        margin = isinstance(fitted, _MarginBooster)
+        self.booster_ = fitted.booster_ if margin else fitted
+        self.margin_ = fitted.margin_ if margin else None
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities, columns ``[not belt, belt]``."""
         features = self._predict_frame(X)
-        model = self.calibrated_ if self.calibrated_ is not None else self.booster_
+        model = self.calibrated_ if self.calibrated_ is not None else self.estimator_
         return model.predict_proba(features)
 
     def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
-        """The booster's own probability of becoming a belt, before calibration."""
-        return self.booster_.predict_proba(self._predict_frame(X))[:, 1]
+        """The model's own probability of becoming a belt (booster and margin), before calibration."""
+        return self.estimator_.predict_proba(self._predict_frame(X))[:, 1]
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Per-row SHAP contributions (log-odds) of each feature, from LightGBM ``pred_contrib``."""
+        """Per-row contributions (log-odds) of each feature: LightGBM's SHAP values
+        (``pred_contrib``) plus, with a linear margin, the feature's terms in it."""
         features = self._predict_frame(X)
-        raw = self.booster_.predict(features, pred_contrib=True)
-        return pd.DataFrame(raw[:, :-1], columns=list(self.feature_names_in_), index=X.index)
+        raw = self.booster_.predict(features, pred_contrib=True)[:, :-1]
+        if self.margin_ is not None:
+            raw = raw + self.margin_.terms(features.to_numpy(dtype=float))
+        return pd.DataFrame(raw, columns=list(self.feature_names_in_), index=X.index)
 
     def feature_importance(self) -> pd.Series:
-        """Total gain per feature, largest first."""
+        """Total gain per feature in the booster's trees, largest first (a linear margin's part
+        is in :meth:`contributions`)."""
         check_is_fitted(self)
         gain = self.booster_.booster_.feature_importance(importance_type="gain")
         return pd.Series(gain, index=list(self.feature_names_in_)).sort_values(ascending=False)

@@ -64,8 +64,9 @@ def _save(figure: Figure, path: Path) -> Path:
 
 
 def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15) -> Path:
-    """A SHAP summary (beeswarm-style) of LightGBM ``pred_contrib``: per feature, each row's
-    contribution, coloured by the feature's value rank."""
+    """A SHAP summary (beeswarm-style) of the model's contributions (LightGBM ``pred_contrib``,
+    plus a linear margin's terms): per feature, each row's contribution, coloured by the
+    feature's value rank."""
     order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
     figure, axis = _figure(7, 0.35 * len(order) + 1.2)
     for i, feature in enumerate(order):
@@ -75,6 +76,6 @@ def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, 
         axis.scatter(contribution, i + jitter, c=colour, cmap="coolwarm", s=4, alpha=0.6)
     axis.set_yticks(range(len(order)), labels=list(order), fontsize=8)
     axis.axvline(0, color="grey", linewidth=0.8)
-    axis.set(xlabel="contribution to log-odds (SHAP, LightGBM pred_contrib)",
+    axis.set(xlabel="contribution to log-odds (SHAP of the trees + linear terms)",
              title="What drives p_belt (colour: low -> high feature value)")  # fmt: skip
     return _save(figure, path)

@@ -27,6 +27,9 @@ from models.estimators import LGBMEmergence, rarer_class_count
 
 MAX_TREES = 150
 MAX_LEAVES = 32
+# None: the booster alone; a number: the booster starts from a logistic regression's log-odds with
+# this inverse regularisation strength (models.margin)
+LINEAR_MARGIN_C = (None, 0.01, 0.1, 1.0)
 
 
 def search_space(trial: optuna.Trial) -> dict:
@@ -36,7 +39,9 @@ def search_space(trial: optuna.Trial) -> dict:
     ``bench/bench_scoring.py``): prediction time grows with the number of trees, and 100 trees of
     about 27 leaves score about 317,000 rows/s compiled, 700 trees of 32 leaves 93,000. Hence at
     most :data:`MAX_TREES` trees of at most :data:`MAX_LEAVES` leaves, with learning rates high
-    enough for few trees to fit."""
+    enough for few trees to fit. The trees may start from a linear margin (``linear_margin_C``):
+    on the public data's inner folds, a logistic regression alone ranked new belts better than the
+    booster alone."""
     return {
         "n_estimators": trial.suggest_int("n_estimators", 50, MAX_TREES, step=10),
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
@@ -46,6 +51,7 @@ def search_space(trial: optuna.Trial) -> dict:
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
         "scale_pos_weight": trial.suggest_float("scale_pos_weight", 1.0, 20.0, log=True),
+        "linear_margin_C": trial.suggest_categorical("linear_margin_C", LINEAR_MARGIN_C),
     }
 
 

@@ -25,10 +25,10 @@ def _panel(X: pd.DataFrame, periods: np.ndarray) -> pd.DataFrame:
     )  # fmt: skip
 
 
-@pytest.fixture
-def bundle_and_models(synthetic_transitions, tmp_path):
+@pytest.fixture(params=[None, 0.1], ids=["booster", "linear-margin"])
+def bundle_and_models(synthetic_transitions, tmp_path, request):
     X, y, periods, _ = synthetic_transitions
-    emergence = LGBMEmergence(n_estimators=40).fit(X, y)
+    emergence = LGBMEmergence(n_estimators=40, linear_margin_C=request.param).fit(X, y)
     modes = np.asarray(MODES, dtype=object)[np.arange(200) % 4]
     mode = LGBMMode(n_estimators=20, model_weight=0.7).fit(X.head(200), modes)
     bundle = ForecastBundle.from_models(emergence, mode, _panel(X, periods), {"horizon": 1})
@@ -39,6 +39,39 @@ def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
     bundle, emergence, mode, X = bundle_and_models
     np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
+
+
+def test_drivers_read_the_same_contributions_as_the_estimator(bundle_and_models):
+    from models.drivers import top_drivers
+
+    bundle, emergence, _, X = bundle_and_models
+    rows = X.head(30)
+    expected = top_drivers(emergence.contributions(rows).to_numpy(), rows.to_numpy(dtype=float), list(X.columns))
+    assert bundle.drivers(rows) == expected
+
+
+def test_an_uncalibrated_model_with_a_margin_is_served_as_trained(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=30, linear_margin_C=1.0, calibration=None).fit(X, y)
+    mode = LGBMMode(n_estimators=10, model_weight=0.0).fit(
+        X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    )
+    bundle = ForecastBundle.load(
+        ForecastBundle.from_models(emergence, mode, _panel(X, periods), {}).save(tmp_path / "b")
+    )
+    assert bundle.calibration is None and bundle.margin is not None
+    np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_a_damaged_margin_is_named(bundle_and_models, tmp_path):
+    bundle, _, _, _ = bundle_and_models
+    folder = bundle.save(tmp_path / "damaged")
+    spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+    spec["linear_margin"] = {"fill": [0.0], "flagged": [], "center": [0.0, 1.0], "scale": [1.0], "coef": [1.0],
+                             "intercept": 0.0}  # fmt: skip
+    (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match="linear_margin's center, scale and coef must have 1 entries"):
+        ForecastBundle.load(folder)
 
 
 def test_a_mode_model_at_weight_zero_forecasts_the_frequencies(synthetic_transitions, tmp_path):

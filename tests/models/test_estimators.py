@@ -24,6 +24,7 @@ from models.estimators import (
     "estimator",
     [
         LGBMEmergence(n_estimators=30),
+        LGBMEmergence(n_estimators=30, linear_margin_C=0.1),
         LogisticBaseline(),
         SpatialNeighborsBaseline(),
         PriorBaseline(),
@@ -62,6 +63,55 @@ def test_contributions_add_up_to_the_raw_score(synthetic_transitions):
     bias = model.booster_.predict(X.head(5), pred_contrib=True)[:, -1]
     np.testing.assert_allclose(contributions.sum(axis=1) + bias, raw, rtol=1e-6)
     assert list(contributions.columns) == list(X.columns)
+
+
+def test_a_linear_margin_is_the_logistic_regression_the_booster_starts_from(synthetic_transitions):
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, _, _ = synthetic_transitions
+    model = LGBMEmergence(n_estimators=30, linear_margin_C=0.1, calibration=None).fit(X, y)
+    logistic = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(C=0.1, max_iter=5000),
+    ).fit(X.to_numpy(), y)
+    unseen = X.head(40).copy()
+    unseen.iloc[:10, 2] = np.nan  # missing where training had no missing values
+    margin = model.margin_.logit(unseen.to_numpy())
+    np.testing.assert_allclose(margin, logistic.decision_function(unseen.to_numpy()), rtol=0, atol=1e-9)
+    raw = model.booster_.predict(unseen, raw_score=True) + margin
+    np.testing.assert_allclose(model.predict_proba(unseen)[:, 1], 1 / (1 + np.exp(-raw)), rtol=0, atol=1e-12)
+    # contributions: the trees' SHAP values plus the margin's terms add up to the log-odds
+    bias = model.booster_.predict(unseen, pred_contrib=True)[:, -1] + model.margin_.intercept
+    np.testing.assert_allclose(model.contributions(unseen).sum(axis=1) + bias, raw, rtol=0, atol=1e-9)
+    # the trees fit what the margin misses: they differ from a booster fitted without it
+    alone = LGBMEmergence(n_estimators=30, calibration=None).fit(X, y)
+    assert not np.allclose(
+        alone.booster_.predict(unseen, raw_score=True), model.booster_.predict(unseen, raw_score=True)
+    )
+
+
+def test_a_calibrated_margin_model_refits_the_margin_in_every_calibration_fold(synthetic_transitions, monkeypatch):
+    from models import margin
+
+    X, y, _, _ = synthetic_transitions
+    rows = []
+    original = margin.LinearMargin.fit.__func__
+    monkeypatch.setattr(
+        margin.LinearMargin, "fit", classmethod(lambda cls, v, t, C: rows.append(len(v)) or original(cls, v, t, C))
+    )
+    LGBMEmergence(n_estimators=20, linear_margin_C=1.0, calibration_folds=3).fit(X, y)
+    assert len(rows) == 4 and max(rows) == len(X) and all(r < len(X) for r in rows[:3])
+
+
+@pytest.mark.parametrize("C", [0, -1.0, "0.1", True])
+def test_a_bad_margin_strength_is_named(synthetic_transitions, C):
+    X, y, _, _ = synthetic_transitions
+    with pytest.raises(ValueError, match=f"linear_margin_C must be a positive number or None; got {C!r}"):
+        LGBMEmergence(n_estimators=5, linear_margin_C=C).fit(X, y)
 
 
 def test_bad_inputs_are_named(synthetic_transitions):

@@ -159,8 +159,12 @@ def test_parameters_are_checked_against_the_search_space():
     from models.tuning import search_space, within
 
     inside = {"n_estimators": 150, "learning_rate": 0.08, "num_leaves": 27, "min_child_samples": 38,
-              "subsample": 0.86, "colsample_bytree": 0.83, "reg_lambda": 0.008, "scale_pos_weight": 1.29}  # fmt: skip
+              "subsample": 0.86, "colsample_bytree": 0.83, "reg_lambda": 0.008, "scale_pos_weight": 1.29,
+              "linear_margin_C": None}  # fmt: skip
     assert within(search_space, inside)
+    assert within(search_space, {**inside, "linear_margin_C": 0.1})
+    assert not within(search_space, {**inside, "linear_margin_C": 0.5})  # not a choice
+    assert not within(search_space, {k: v for k, v in inside.items() if k != "linear_margin_C"})  # an older space
     assert not within(search_space, {**inside, "n_estimators": 700})  # beyond MAX_TREES
     assert not within(search_space, {**inside, "n_estimators": 145})  # off the step of 10
     assert not within(search_space, {k: v for k, v in inside.items() if k != "num_leaves"})
