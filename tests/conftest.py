@@ -32,7 +32,13 @@ def code_history(raw_dir: Path) -> CodeHistory:
     return load_code_history(raw_dir / "areacodes", range(2009, 2025))
 
 
-QUICK_PARAMS = {"n_estimators": 60, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 20, "linear_margin_C": 0.1}
+QUICK_PARAMS = {
+    "n_estimators": 60,
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "min_child_samples": 20,
+    "linear_margin_C": 0.1,
+}
 
 
 @pytest.fixture(scope="session")

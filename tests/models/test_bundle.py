@@ -67,10 +67,13 @@ def test_a_damaged_margin_is_named(bundle_and_models, tmp_path):
     bundle, _, _, _ = bundle_and_models
     folder = bundle.save(tmp_path / "damaged")
     spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
-    spec["linear_margin"] = {"fill": [0.0], "flagged": [], "center": [0.0, 1.0], "scale": [1.0], "coef": [1.0],
-                             "intercept": 0.0}  # fmt: skip
+    spec["linear_margin"] = {"fill": [0.0], "center": [0.0, 1.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}
     (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
-    with pytest.raises(ValueError, match="linear_margin's center, scale and coef must have 1 entries"):
+    with pytest.raises(ValueError, match=r"one entry per feature; got \[1, 2, 1, 1\]"):
+        ForecastBundle.load(folder)
+    del spec["linear_margin"]["intercept"]
+    (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match="linear_margin must hold fill, center, scale, coef and intercept"):
         ForecastBundle.load(folder)
 
 

@@ -74,12 +74,13 @@ def test_a_linear_margin_is_the_logistic_regression_the_booster_starts_from(synt
     X, y, _, _ = synthetic_transitions
     model = LGBMEmergence(n_estimators=30, linear_margin_C=0.1, calibration=None).fit(X, y)
     logistic = make_pipeline(
-        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+        SimpleImputer(strategy="median", keep_empty_features=True),
         StandardScaler(),
         LogisticRegression(C=0.1, max_iter=5000),
     ).fit(X.to_numpy(), y)
     unseen = X.head(40).copy()
     unseen.iloc[:10, 2] = np.nan  # missing where training had no missing values
+    assert np.isnan(unseen.iloc[:, 3]).any()  # and where it had some
     margin = model.margin_.logit(unseen.to_numpy())
     np.testing.assert_allclose(margin, logistic.decision_function(unseen.to_numpy()), rtol=0, atol=1e-9)
     raw = model.booster_.predict(unseen, raw_score=True) + margin
