@@ -264,7 +264,7 @@ def bench_bundle(
     with mock.patch.object(models.bundle, "top_drivers", _timed(models.bundle.top_drivers, formatting)):
         drivers, _ = timer(lambda: bundle.drivers(X))
     _rate("drivers(X)", drivers, n)
-    _rate("  of which pred_contrib (the rest)", drivers - formatting[0], n)
+    _rate("  of which contributions (the rest)", drivers - formatting[0], n)
     _rate("  of which top_drivers formatting", formatting[0], n)
     print(f"  drivers(X) / p_belt(X): {drivers / p_belt:.0f}x the time")
 

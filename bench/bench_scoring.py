@@ -122,8 +122,9 @@ def describe(bundle: ForecastBundle) -> str:
     emergence, mode = bundle.emergence.dump_model(), bundle.mode.dump_model()
     leaves = np.mean([t["num_leaves"] for t in emergence["tree_info"]])
     return (
-        f"emergence {len(emergence['tree_info'])} trees (mean {leaves:.1f} leaves), "
-        f"mode {len(mode['tree_info'])} trees ({mode['num_class']} classes) at weight {bundle.mode_weight:.2f}"
+        f"emergence {len(emergence['tree_info'])} trees (mean {leaves:.1f} leaves)"
+        + (" from a linear margin, " if bundle.margin is not None else ", ")
+        + f"mode {len(mode['tree_info'])} trees ({mode['num_class']} classes) at weight {bundle.mode_weight:.2f}"
         + (" (not run)" if bundle.mode_weight == 0 else "")
     )
 

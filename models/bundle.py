@@ -1,5 +1,6 @@
 """The one inference object that is saved, logged and served: feature lookup in a snapshot of the
-county panel, the calibrated emergence booster, the mode booster and the drivers.
+county panel, the calibrated emergence model (booster and linear margin), the mode booster and the
+drivers.
 
 It is stored without pickles: boosters in LightGBM's text format, the sigmoid calibration as two
 numbers in JSON, the emergence model's linear margin (if any) as its coefficients in JSON, the
@@ -27,6 +28,7 @@ from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 from models.margin import LinearMargin
 
+FORMAT = 2  # bundle.json's layout: 2 adds the linear margin; a newer format is refused, not misread
 SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
 # and codes are checked row by row (cheaper than pandas' vectorised string methods for a few rows)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
@@ -46,7 +48,7 @@ class ForecastBundle:
     Attributes
     ----------
     emergence : lgb.Booster
-        The emergence booster (its raw probability before calibration).
+        The emergence booster (its raw score, plus the margin's, is the log-odds before calibration).
     calibration : tuple of float or None
         Sigmoid ``(a, b)``: ``p = 1 / (1 + exp(a * f + b))`` of the model's log-odds ``f`` (the
         booster's raw score, plus the margin's; what scikit-learn's calibration reads).
@@ -108,6 +110,7 @@ class ForecastBundle:
         self.mode.save_model(str(folder / "mode.txt"))
         self.snapshot.to_parquet(folder / "panel_snapshot.parquet", index=False)
         spec = {
+            "format": FORMAT,
             "calibration": self.calibration,
             "mode_classes": self.mode_classes,
             "mode_weight": self.mode_weight,
@@ -124,6 +127,11 @@ class ForecastBundle:
         """Read a bundle written by :meth:`save`."""
         folder = Path(folder)
         spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+        if spec.get("format", 1) not in range(1, FORMAT + 1):
+            raise ModelInputError(
+                f"bundle.json format must be at most {FORMAT} (what this beltcast reads); got {spec.get('format')!r}:"
+                " the model was saved by a newer beltcast"
+            )
         calibration = tuple(spec["calibration"]) if spec["calibration"] else None
         return cls(
             emergence=lgb.Booster(model_file=str(folder / "emergence.txt")),
@@ -338,10 +346,12 @@ class ForecastBundle:
         for column in (c for c in request.columns if c in self.features):
             given = request[column].reset_index(drop=True)
             values = pd.to_numeric(given, errors="coerce")
-            bad = given.notna() & values.isna()
+            bad = (given.notna() & values.isna()) | np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ModelInputError(f"row {row}: {column} must be a number; got {given.iloc[row]!r}")
+                value = given.iloc[row]
+                shown = value.item() if isinstance(value, np.generic) else value
+                raise ModelInputError(f"row {row}: {column} must be a finite number; got {shown!r}")
             present = values.notna().to_numpy()
             X[present, self.features.index(column)] = values[present].to_numpy(dtype=float)
             separator = np.where(applied[present] == "", "", ", ").astype(object)

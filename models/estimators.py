@@ -113,7 +113,8 @@ class LGBMEmergence(_FrameEstimator):
         is refitted in every fold with the booster.
     calibration : {"sigmoid", None}
         ``"sigmoid"``: Platt scaling fitted on out-of-fold predictions of the training data
-        (``CalibratedClassifierCV(ensemble=False)``); the booster is refitted on all of it.
+        (``CalibratedClassifierCV(ensemble=False)``); the booster (and margin) is refitted on all
+        of it.
     calibration_folds : int
         Folds of the cross-fitting; at most the number of rows of the rarer class (the folds
         are stratified), which ``calibration_folds_`` records.
@@ -181,6 +182,11 @@ class LGBMEmergence(_FrameEstimator):
             estimator = self._booster()
         else:
             check_strength(self.linear_margin_C)
+            if len(np.unique(target)) < 2:
+                raise ModelInputError(
+                    "linear_margin_C needs both classes (y = 0 and y = 1) in the training rows;"
+                    f" got only y = {np.unique(target).tolist()}; fit with linear_margin_C=None or on more rows"
+                )
             estimator = _MarginBooster(self._booster(), self.linear_margin_C)
         if self.calibration is None:
             self.calibrated_ = None

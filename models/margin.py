@@ -6,11 +6,16 @@ new belts per year, the linear part carries what a few trees cannot estimate wel
 increase with manufacturing, with nearby belts), and the trees add thresholds, interactions and
 what a missing value says.
 
-A missing value takes the feature's training median in the margin, which is then neutral about
-it: a missingness term of its own would be a coefficient on a handful of rows (on the public data,
+A missing value takes the feature's training median in the margin (its term is the median's):
+a missingness term of its own would be a coefficient on a handful of rows (on the public data,
 the 14 training counties without night lights) or a stand-in for the year (two-year growth is
 missing in the first year of every series), and standardising such a rare flag gives it a large
 weight per county.
+
+Unlike the trees, the linear part goes on beyond the training range. Held-out provinces have
+counties beyond it, and on the public data's inner folds the tuned model ranked them better so
+(AP 0.380 over 5 seeds) than with each feature clipped to its training range (0.364). A what-if
+value far outside the panel's moves the log-odds in proportion; ``terms`` shows by how much.
 
 The margin is kept as numbers (no pickle): the bundle stores it in JSON and applies it with the
 same code as the estimator, so the served probability equals the trained model's.
@@ -66,6 +71,17 @@ class LinearMargin:
     def fit(cls, values: np.ndarray, y: np.ndarray, C: float, max_iter: int = 5000) -> LinearMargin:
         """Fit the logistic regression with inverse regularisation strength ``C`` on ``values``."""
         C = check_strength(C)
+        if len(np.unique(y)) < 2:
+            raise MarginError(
+                "linear_margin_C needs both classes (y = 0 and y = 1) in the training rows;"
+                f" got only y = {np.unique(y).tolist()}"
+            )
+        values = np.asarray(values, dtype=float)
+        infinite = np.flatnonzero(np.isinf(values).any(axis=0))
+        if infinite.size:
+            raise MarginError(
+                f"feature column(s) {infinite.tolist()} hold infinite values; expected finite numbers or NaN"
+            )
         imputer = SimpleImputer(strategy="median", keep_empty_features=True)
         scaler, logistic = StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)
         make_pipeline(imputer, scaler, logistic).fit(values, y)
@@ -81,18 +97,27 @@ class LinearMargin:
     def n_features(self) -> int:
         return len(self.fill)
 
-    def terms(self, values: np.ndarray) -> np.ndarray:
-        """Each feature's part of the log-odds, per row, relative to the training mean (as SHAP
-        values are relative to the expected score)."""
+    def _inputs(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as the regression reads them: a missing value is ``fill``."""
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise MarginError(f"values must have {self.n_features} feature columns; got shape {values.shape}")
-        return (np.where(np.isnan(values), self.fill, values) - self.center) * (self.coef / self.scale)
+        return np.where(np.isnan(values), self.fill, values)
+
+    @property
+    def _weights(self) -> np.ndarray:
+        return self.coef / self.scale
+
+    def terms(self, values: np.ndarray) -> np.ndarray:
+        """Each feature's part of the log-odds, per row, relative to the training mean (as SHAP
+        values are relative to the expected score)."""
+        return (self._inputs(values) - self.center) * self._weights
 
     def logit(self, values: np.ndarray) -> np.ndarray:
-        """The margin's log-odds for every row of ``values`` (features in the fitted order)."""
-        # the terms are centred on the training mean, where the log-odds are the intercept
-        return self.terms(values).sum(axis=1) + self.intercept
+        """The margin's log-odds for every row of ``values`` (features in the fitted order): the
+        sum of :meth:`terms` and the intercept (the log-odds at the training mean)."""
+        weights = self._weights
+        return self._inputs(values) @ weights + (self.intercept - self.center @ weights)
 
     def to_dict(self) -> dict:
         return {
@@ -115,7 +140,7 @@ class LinearMargin:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise MarginError(f"linear_margin must hold fill, center, scale, coef and intercept; {error}") from None
-        sizes = [len(margin.fill), len(margin.center), len(margin.scale), len(margin.coef)]
+        sizes = [len(v) for v in (margin.fill, margin.center, margin.scale, margin.coef)]
         if len(set(sizes)) != 1:
             raise MarginError(
                 f"linear_margin's fill, center, scale and coef must have one entry per feature; got {sizes}"

@@ -30,6 +30,9 @@ MAX_LEAVES = 32
 # None: the booster alone; a number: the booster starts from a logistic regression's log-odds with
 # this inverse regularisation strength (models.margin)
 LINEAR_MARGIN_C = (None, 0.01, 0.1, 1.0)
+# parameters added to the search space after studies had begun, with the value that gives the
+# model of before: a trial of an older study lacks them and means that value
+ADDED_PARAMETERS = {"linear_margin_C": None}
 
 
 def search_space(trial: optuna.Trial) -> dict:
@@ -185,6 +188,13 @@ def within(space: Callable[[optuna.Trial], dict], params: dict) -> bool:
         ):
             return False
     return True
+
+
+def completed(space: Callable[[optuna.Trial], dict], params: dict) -> dict:
+    """``params`` with the :data:`ADDED_PARAMETERS` they lack, if that puts them inside ``space``
+    (a trial from before a parameter was added), else as they are."""
+    filled = {**{k: v for k, v in ADDED_PARAMETERS.items() if k not in params}, **params}
+    return filled if filled != params and within(space, filled) else params
 
 
 def incumbent(study: optuna.Study, period: str) -> dict | None:

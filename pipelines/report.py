@@ -172,7 +172,8 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section(
             "What drives the forecast",
-            "Global feature importance (gain) and SHAP contributions of the emergence model.",
+            "Feature importance (total gain of the emergence model's trees) and contributions to its"
+            " log-odds (the trees' SHAP values plus the linear margin's terms).",
             _images(context.figures, ("feature_importance", "shap_summary")),
             "drivers",
         ),

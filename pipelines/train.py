@@ -183,7 +183,8 @@ def fit_final(panel: pd.DataFrame, params: dict, settings: Settings):
 
 
 def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
-    """Feature importance (CSV + PNG) and a SHAP summary plot of the training rows."""
+    """Feature importance of the trees (CSV + PNG), the linear margin's coefficients (CSV, when
+    the model has one) and a summary plot of the contributions on the training rows."""
     importance = emergence.feature_importance()
     write_csv(
         importance.rename("gain").rename_axis("feature").reset_index(),
@@ -191,11 +192,23 @@ def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
     )
     data = emergence_transitions(panel)
     contributions = emergence.contributions(data.X)
-    for path in (
+    paths = [
         folder / "feature_importance.csv",
         importance_bars(importance, folder / "feature_importance.png"),
         shap_summary(contributions, data.X, folder / "shap_summary.png"),
-    ):
+    ]
+    if emergence.margin_ is not None:
+        margin = emergence.margin_
+        coefficients = pd.DataFrame(
+            {
+                "feature": emergence.feature_names_in_,
+                "coef_standardised": margin.coef,
+                "coef_per_unit": margin.coef / margin.scale,
+                "fill": margin.fill,
+            }
+        ).sort_values("coef_standardised", key=abs, ascending=False)
+        paths.append(write_csv(coefficients, folder / "linear_margin.csv"))
+    for path in paths:
         mlflow.log_artifact(str(path), "explanations")
 
 

@@ -14,7 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from features.errors import BeltcastError
 from features.io import write_json
 from models.datasets import emergence_transitions
-from models.tuning import best_trial, calibration_scores, incumbent, make_objective, make_study, search_space, within
+from models.tuning import (
+    best_trial,
+    calibration_scores,
+    completed,
+    incumbent,
+    make_objective,
+    make_study,
+    search_space,
+    within,
+)
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import start_run, use_tracking
@@ -175,6 +184,7 @@ def enqueue_incumbent(
     waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     if params is None or waiting:
         return
+    params = completed(space, params)
     if not within(space, params):
         if console is not None:
             console.print(f"tune: the previous best parameters {params} lie outside the search space; not re-scored")

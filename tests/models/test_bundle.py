@@ -63,6 +63,17 @@ def test_an_uncalibrated_model_with_a_margin_is_served_as_trained(synthetic_tran
     np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
 
 
+def test_a_bundle_of_a_newer_format_is_refused(bundle_and_models, tmp_path):
+    bundle, _, _, _ = bundle_and_models
+    folder = bundle.save(tmp_path / "newer")
+    spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
+    assert spec["format"] == 2
+    spec["format"] = 3
+    (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ModelInputError, match=r"format must be at most 2 .*; got 3: the model was saved by a newer"):
+        ForecastBundle.load(folder)
+
+
 def test_a_damaged_margin_is_named(bundle_and_models, tmp_path):
     bundle, _, _, _ = bundle_and_models
     folder = bundle.save(tmp_path / "damaged")
@@ -156,7 +167,11 @@ def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
         ({"as_of": [2015]}, r"must have a county_code column"),
         (
             {"county_code": ["110001"], "viirs_mean": ["bright"]},
-            r"row 0: viirs_mean must be a number; got 'bright'",
+            r"row 0: viirs_mean must be a finite number; got 'bright'",
+        ),
+        (
+            {"county_code": ["110001", "110002"], "viirs_mean": [1.0, float("inf")]},
+            r"row 1: viirs_mean must be a finite number; got inf",
         ),
     ],
 )

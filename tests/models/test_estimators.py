@@ -78,7 +78,7 @@ def test_a_linear_margin_is_the_logistic_regression_the_booster_starts_from(synt
         StandardScaler(),
         LogisticRegression(C=0.1, max_iter=5000),
     ).fit(X.to_numpy(), y)
-    unseen = X.head(40).copy()
+    unseen = X.head(40).copy()  # inside the training range, where the margin is the regression
     unseen.iloc[:10, 2] = np.nan  # missing where training had no missing values
     assert np.isnan(unseen.iloc[:, 3]).any()  # and where it had some
     margin = model.margin_.logit(unseen.to_numpy())
@@ -106,6 +106,24 @@ def test_a_calibrated_margin_model_refits_the_margin_in_every_calibration_fold(s
     )
     LGBMEmergence(n_estimators=20, linear_margin_C=1.0, calibration_folds=3).fit(X, y)
     assert len(rows) == 4 and max(rows) == len(X) and all(r < len(X) for r in rows[:3])
+
+
+def test_the_margin_is_linear_beyond_the_training_range(synthetic_transitions):
+    X, y, _, _ = synthetic_transitions
+    margin = LGBMEmergence(n_estimators=5, linear_margin_C=1.0, calibration=None).fit(X, y).margin_
+    top = X.head(3).to_numpy(dtype=float, copy=True)
+    top[:, 2] = X.iloc[:, 2].max()
+    beyond = top.copy()
+    beyond[:, 2] += 1.0
+    assert margin.coef[2] != 0
+    np.testing.assert_allclose(margin.logit(beyond) - margin.logit(top), margin.coef[2] / margin.scale[2], atol=1e-12)
+    np.testing.assert_allclose(margin.terms(beyond).sum(axis=1) + margin.intercept, margin.logit(beyond), atol=1e-12)
+
+
+def test_a_margin_needs_both_classes(synthetic_transitions):
+    X, _, _, _ = synthetic_transitions
+    with pytest.raises(ModelInputError, match=r"linear_margin_C needs both classes .*; got only y = \[0\]"):
+        LGBMEmergence(n_estimators=5, linear_margin_C=1.0, calibration=None).fit(X, np.zeros(len(X), dtype=int))
 
 
 @pytest.mark.parametrize("C", [0, -1.0, "0.1", True])

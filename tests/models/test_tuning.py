@@ -156,7 +156,7 @@ def test_a_retrain_period_starts_from_the_previous_best_and_picks_among_its_own_
 
 
 def test_parameters_are_checked_against_the_search_space():
-    from models.tuning import search_space, within
+    from models.tuning import completed, search_space, within
 
     inside = {"n_estimators": 150, "learning_rate": 0.08, "num_leaves": 27, "min_child_samples": 38,
               "subsample": 0.86, "colsample_bytree": 0.83, "reg_lambda": 0.008, "scale_pos_weight": 1.29,
@@ -164,7 +164,10 @@ def test_parameters_are_checked_against_the_search_space():
     assert within(search_space, inside)
     assert within(search_space, {**inside, "linear_margin_C": 0.1})
     assert not within(search_space, {**inside, "linear_margin_C": 0.5})  # not a choice
-    assert not within(search_space, {k: v for k, v in inside.items() if k != "linear_margin_C"})  # an older space
+    older = {k: v for k, v in inside.items() if k != "linear_margin_C"}  # a trial from before the margin
+    assert not within(search_space, older)
+    assert completed(search_space, older) == inside  # it means the model without a margin
+    assert completed(TOY_SPACE, {"x": 0.3}) == {"x": 0.3}  # a space without the added parameter
     assert not within(search_space, {**inside, "n_estimators": 700})  # beyond MAX_TREES
     assert not within(search_space, {**inside, "n_estimators": 145})  # off the step of 10
     assert not within(search_space, {k: v for k, v in inside.items() if k != "num_leaves"})

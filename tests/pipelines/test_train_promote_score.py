@@ -50,7 +50,7 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
         "backtest/calibration_curve.png",
     } <= artifacts
     explanations = {a.path for a in client.list_artifacts(champion.run_id, "explanations")}
-    assert "explanations/shap_summary.png" in explanations
+    assert {"explanations/shap_summary.png", "explanations/linear_margin.csv"} <= explanations
 
 
 def test_backtest_json_keeps_the_contract(champion_settings, client, tmp_path):
