@@ -58,7 +58,13 @@ from pipelines.tracking import CHAMPION, artifact_root, model_uri, require_champ
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-QUICK_PARAMS = {"n_estimators": 60, "learning_rate": 0.05, "num_leaves": 7, "min_child_samples": 20}
+QUICK_PARAMS = {
+    "n_estimators": 60,
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "min_child_samples": 20,
+    "linear_margin_C": 0.1,
+}
 ECHO_EXPERIMENT = "bench-serving"
 CLIENTS = (1, 8)
 TARGET_RATIO = 0.5
