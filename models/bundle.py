@@ -127,10 +127,12 @@ class ForecastBundle:
         """Read a bundle written by :meth:`save`."""
         folder = Path(folder)
         spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
-        if spec.get("format", 1) not in range(1, FORMAT + 1):
+        version = spec.get("format", 1)  # bundles written before the format number: 1
+        if type(version) is not int or not 1 <= version <= FORMAT:
+            newer = type(version) is int and version > FORMAT
             raise ModelInputError(
-                f"bundle.json format must be at most {FORMAT} (what this beltcast reads); got {spec.get('format')!r}:"
-                " the model was saved by a newer beltcast"
+                f"bundle.json format must be an integer from 1 to {FORMAT} (what this beltcast reads);"
+                f" got {version!r}" + (": the model was saved by a newer beltcast" if newer else "")
             )
         calibration = tuple(spec["calibration"]) if spec["calibration"] else None
         return cls(
@@ -183,13 +185,26 @@ class ForecastBundle:
         values, what_if = self._apply_overrides(positions, request)
         modes = self.mode_proba(values)
         columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
-        columns["p_belt"] = self.p_belt(values)
+        columns["p_belt"] = self._finite(self.p_belt(values), what_if)
         columns["is_belt"] = self._is_belt.take(positions)
         columns["mode"] = MODE_NAMES.take(modes.argmax(axis=1))
         columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
         columns["top_drivers"] = self.drivers(values) if drivers else np.full(len(values), "", dtype=object)
         columns["what_if"] = what_if
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
+
+    @staticmethod
+    def _finite(p_belt: np.ndarray, what_if: np.ndarray) -> np.ndarray:
+        """``p_belt``, or an error naming the first row whose what-if values leave no finite
+        probability (values so large that the margin's terms overflow; the panel's never do)."""
+        bad = np.flatnonzero(np.isnan(p_belt))
+        if bad.size:
+            row = int(bad[0])
+            raise ModelInputError(
+                f"row {row}: the what-if value(s) of {what_if[row] or 'no indicator'} are too large to forecast;"
+                " expected values of the panel's order"
+            )
+        return p_belt
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Feature values as a float matrix in the boosters' column order."""
@@ -345,7 +360,10 @@ class ForecastBundle:
         applied = np.full(len(X), "", dtype=object)
         for column in (c for c in request.columns if c in self.features):
             given = request[column].reset_index(drop=True)
-            values = pd.to_numeric(given, errors="coerce")
+            try:
+                values = pd.to_numeric(given, errors="coerce")
+            except OverflowError:  # an integer beyond float64 in an object column
+                values = pd.Series([_as_float(v) for v in given], dtype=float)
             bad = (given.notna() & values.isna()) | np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
@@ -357,6 +375,16 @@ class ForecastBundle:
             separator = np.where(applied[present] == "", "", ", ").astype(object)
             applied[present] = applied[present] + separator + column
         return X, applied
+
+
+def _as_float(value: object) -> float:
+    """``value`` as a float: ``inf`` beyond float64's range, NaN when it is not a number."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf")
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _threads(rows: int) -> int:

@@ -204,9 +204,14 @@ def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
                 "feature": emergence.feature_names_in_,
                 "coef_standardised": margin.coef,
                 "coef_per_unit": margin.coef / margin.scale,
+                "center": margin.center,
+                "scale": margin.scale,
                 "fill": margin.fill,
             }
         ).sort_values("coef_standardised", key=abs, ascending=False)
+        # log-odds = intercept + sum of coef_standardised * (x - center) / scale, x missing -> fill
+        intercept = pd.DataFrame({"feature": ["(intercept)"], "coef_standardised": [margin.intercept]})
+        coefficients = pd.concat([intercept, coefficients], ignore_index=True)
         paths.append(write_csv(coefficients, folder / "linear_margin.csv"))
     for path in paths:
         mlflow.log_artifact(str(path), "explanations")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -70,8 +71,33 @@ def test_a_bundle_of_a_newer_format_is_refused(bundle_and_models, tmp_path):
     assert spec["format"] == 2
     spec["format"] = 3
     (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
-    with pytest.raises(ModelInputError, match=r"format must be at most 2 .*; got 3: the model was saved by a newer"):
+    with pytest.raises(ModelInputError, match=r"format must be an integer from 1 to 2 .*; got 3: the model was saved"):
         ForecastBundle.load(folder)
+    for damaged in (True, "2", 0):
+        spec["format"] = damaged
+        (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
+        with pytest.raises(ModelInputError, match=rf"from 1 to 2 \(what this beltcast reads\); got {damaged!r}$"):
+            ForecastBundle.load(folder)
+
+
+def test_what_if_values_too_large_to_forecast_are_named(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    request = pd.DataFrame({"county_code": ["110001", "110002"], "viirs_mean": [1.0, 10**400]})
+    with pytest.raises(ModelInputError, match=r"row 1: viirs_mean must be a finite number; got 10{400}"):
+        bundle.forecast(request.astype({"viirs_mean": object}))
+    if bundle.margin is None:
+        return
+    # two huge values whose terms overflow with opposite signs (+10 and -10 log-odds per unit)
+    coef = np.zeros_like(bundle.margin.coef)
+    coef[:2] = [10 * bundle.margin.scale[0], -10 * bundle.margin.scale[1]]
+    steep = dataclasses.replace(bundle, margin=dataclasses.replace(bundle.margin, coef=coef))
+    request = pd.DataFrame({"county_code": ["110001", "110002"]})
+    request[bundle.features[0]] = [np.nan, 1e308]
+    request[bundle.features[1]] = [np.nan, 1e308]
+    match = rf"row 1: the what-if value\(s\) of {bundle.features[0]}, {bundle.features[1]} are too large to forecast"
+    with pytest.raises(ModelInputError, match=match):
+        steep.forecast(request)
+    assert steep.forecast(request.head(1))["p_belt"].notna().all()
 
 
 def test_a_damaged_margin_is_named(bundle_and_models, tmp_path):
