@@ -56,15 +56,11 @@ from pipelines.config import (
 )
 from pipelines.tracking import CHAMPION, artifact_root, model_uri, require_champion, use_tracking
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import QUICK_PARAMS  # the tests' quick model, with the public-data model's margin
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-QUICK_PARAMS = {
-    "n_estimators": 60,
-    "learning_rate": 0.05,
-    "num_leaves": 7,
-    "min_child_samples": 20,
-    "linear_margin_C": 0.1,
-}
 ECHO_EXPERIMENT = "bench-serving"
 CLIENTS = (1, 8)
 TARGET_RATIO = 0.5
