@@ -81,8 +81,9 @@ class _MarginBooster(ClassifierMixin, BaseEstimator):
         self.C = C
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> _MarginBooster:
-        self.margin_ = LinearMargin.fit(X.to_numpy(dtype=float), y, self.C)
-        self.booster_ = clone(self.booster).fit(X, y, init_score=self.margin_.logit(X.to_numpy(dtype=float)))
+        values = X.to_numpy(dtype=float)
+        self.margin_ = LinearMargin.fit(values, y, self.C)
+        self.booster_ = clone(self.booster).fit(X, y, init_score=self.margin_.logit(values))
         self.classes_ = self.booster_.classes_
         return self
 

@@ -71,12 +71,7 @@ class LinearMargin:
     @classmethod
     def fit(cls, values: np.ndarray, y: np.ndarray, C: float, max_iter: int = 5000) -> LinearMargin:
         """Fit the logistic regression with inverse regularisation strength ``C`` on ``values``."""
-        C = check_strength(C)
-        if len(np.unique(y)) < 2:
-            raise MarginError(
-                "linear_margin_C needs both classes (y = 0 and y = 1) in the training rows;"
-                f" got only y = {np.unique(y).tolist()}"
-            )
+        C = check_strength(C)  # both classes in y: checked where the model is fitted (LGBMEmergence.fit)
         values = np.asarray(values, dtype=float)
         infinite = np.flatnonzero(np.isinf(values).any(axis=0))
         if infinite.size:
