@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.errors import SourceFormatError
-from features.sources.base import SourceTable
+from features.sources.base import SourceTable, read_excel_sheet
 from features.sources.census import CENSUS_FILES, read_census, read_tudigong
 
 pytestmark = pytest.mark.realdata
@@ -240,7 +240,7 @@ def test_renamed_census_column_is_named_in_the_error(raw_dir, code_history, tmp_
     spec = CENSUS_FILES[2010]
     copy = tmp_path / spec.path
     copy.parent.mkdir(parents=True)
-    head = pd.read_excel(raw_dir / spec.path, sheet_name=spec.sheet, nrows=20)
+    head = read_excel_sheet(raw_dir / spec.path, spec.sheet, nrows=20)
     head.rename(columns={"制造业": "制造"}).to_excel(copy, sheet_name=spec.sheet, index=False)
     with pytest.raises(
         SourceFormatError,

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from features.errors import CountyCodeError, SourceFormatError
+from features.sources.base import read_excel_sheet
 from features.sources.taobao import match_county_names, read_taobao, read_taobao_villages
 
 pytestmark = pytest.mark.realdata
@@ -174,7 +175,7 @@ def test_a_roster_with_a_renamed_column_names_file_column_and_columns_found(raw_
     folder = tmp_path / "taobao_villages"
     folder.mkdir()
     source = raw_dir / "taobao_villages" / "taobao-village-list-2014.xlsx"
-    roster = pd.read_excel(source, sheet_name="Table 1", dtype=str)
+    roster = read_excel_sheet(source, "Table 1", dtype=str)
     roster.rename(columns={"区/县": "区县"}).to_excel(folder / source.name, sheet_name="Table 1", index=False)
     with pytest.raises(SourceFormatError) as caught:
         read_taobao(tmp_path, code_history)
@@ -190,7 +191,7 @@ def test_a_filled_empty_column_in_the_2016_roster_is_an_error(raw_dir, code_hist
     for name in ("taobao-village-list-2014.xlsx", "taobao-village-list-2015.xlsx"):
         shutil.copy(raw_dir / "taobao_villages" / name, folder / name)
     source = raw_dir / "taobao_villages" / "taobaovillage_list_2016.xlsx"
-    roster = pd.read_excel(source, sheet_name="Table 1", header=1, dtype=str)
+    roster = read_excel_sheet(source, "Table 1", header=1, dtype=str)
     roster.loc[0, "Unnamed: 3"] = "x"
     roster.to_excel(folder / source.name, sheet_name="Table 1", index=False, startrow=1)
     with pytest.raises(SourceFormatError, match=r"column 'Unnamed: 3' must be empty; got 'x'"):
