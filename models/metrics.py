@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import (
@@ -15,6 +16,9 @@ from sklearn.metrics import (
 )
 
 TOP_KS = (25, 50, 100)
+# Resamples x rows held at once by the bootstrap (float64: 160 MB): the resamples are drawn and
+# judged in blocks of this many cells, so a fold of 500,000 rows needs no 4 GB matrix per model.
+RESAMPLE_CELLS = 20_000_000
 
 
 def precision_at(y: np.ndarray, score: np.ndarray, k: int) -> float:
@@ -81,15 +85,21 @@ def emergence_metrics(
 def bootstrap_ap(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> list[float]:
     """A 90 % percentile bootstrap interval of average precision.
 
-    All resamples at once: each is a vector of multiplicities over the rows, and the weighted AP of
-    every resample is computed from one sort of the scores (ties grouped as scikit-learn does)."""
-    return _interval(weighted_average_precision(y, p, _resamples(len(y), n_boot, seed)))
+    Many resamples at once: each is a vector of multiplicities over the rows, and the weighted AP
+    of every resample of a block is computed from one sort of the scores (ties grouped as
+    scikit-learn does)."""
+    draws = [weighted_average_precision(y, p, block) for block in _resamples(len(y), n_boot, seed)]
+    return _interval(np.concatenate(draws))
 
 
-def _resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot`` bootstrap resamples of ``n`` rows, as multiplicities (resamples x rows)."""
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap resamples of ``n`` rows, as multiplicities (resamples x rows), in
+    blocks of at most :data:`RESAMPLE_CELLS` cells. One generator draws them in turn, so the
+    resamples do not depend on the block size."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(float)
+    size = max(1, RESAMPLE_CELLS // max(n, 1))
+    for start in range(0, n_boot, size):
+        yield rng.multinomial(n, np.full(n, 1 / n), size=min(size, n_boot - start)).astype(float)
 
 
 def _interval(values: np.ndarray) -> list[float]:
@@ -155,13 +165,11 @@ def judge(
         other model (empty when ``reference`` is None or not among ``scores``).
     """
     y = np.asarray(y, dtype=int)
-    weights = _point_and_resamples(y, n_boot, seed)
-    metrics, draws = {}, {}
-    for name, p in scores.items():
-        metrics[name] = emergence_metrics(y, p, n_boot=0)
-        draws[name] = _draws(y, _probabilities(p), weights, k)
-        if len(weights) > 1:
-            metrics[name]["average_precision_ci"] = _interval(draws[name][0, 1:])
+    metrics = {name: emergence_metrics(y, p, n_boot=0) for name, p in scores.items()}
+    draws = _all_draws(y, scores, n_boot, seed, k)
+    for name, d in draws.items():
+        if d.shape[1] > 1:
+            metrics[name]["average_precision_ci"] = _interval(d[0, 1:])
     comparisons = {}
     if reference in draws:
         comparisons = {name: _difference(draws[reference], d, k) for name, d in draws.items() if name != reference}
@@ -197,16 +205,22 @@ def paired_difference(
         strictly ahead).
     """
     y = np.asarray(y, dtype=int)
-    weights = _point_and_resamples(y, n_boot, seed)
-    return _difference(_draws(y, _probabilities(p), weights, k), _draws(y, _probabilities(q), weights, k), k)
+    draws = _all_draws(y, {"p": p, "q": q}, n_boot, seed, k)
+    return _difference(draws["p"], draws["q"], k)
 
 
-def _point_and_resamples(y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    """Unit weights (the fold itself) followed by the resamples, when there are two classes."""
-    ones = np.ones((1, len(y)))
-    if not (n_boot and 0 < y.sum() < len(y)):
-        return ones
-    return np.vstack([ones, _resamples(len(y), n_boot, seed)])
+def _all_draws(y: np.ndarray, scores: Mapping[str, np.ndarray], n_boot: int, seed: int, k: int) -> dict:
+    """:func:`_draws` of every model: column 0 the fold itself (unit weights), then one column per
+    resample when there are two classes; every model is judged on the same resamples."""
+    scores = {name: _probabilities(p) for name, p in scores.items()}
+    blocks = [np.ones((1, len(y)))]
+    if n_boot and 0 < y.sum() < len(y):
+        blocks = itertools.chain(blocks, _resamples(len(y), n_boot, seed))
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    for weights in blocks:
+        for name, p in scores.items():
+            parts[name].append(_draws(y, p, weights, k))
+    return {name: np.concatenate(part, axis=1) for name, part in parts.items()}
 
 
 def _draws(y: np.ndarray, p: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:

@@ -92,3 +92,18 @@ def test_paired_difference_of_a_model_with_itself_is_zero():
     assert result["average_precision_diff"] == 0.0
     assert result["average_precision_diff_ci"] == [0.0, 0.0]
     assert result["precision_at_5_diff_ahead"] == 0.0
+
+
+def test_the_bootstrap_in_blocks_gives_the_same_resamples_as_in_one(monkeypatch):
+    import models.metrics
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.05).astype(int)
+    scores = {"a": rng.random(400) + 0.4 * y, "b": np.round(rng.random(400), 1)}  # "b" has ties
+    whole = models.metrics.judge(y, scores, "a", n_boot=250, seed=5)
+    interval = models.metrics.bootstrap_ap(y, scores["a"], n_boot=250, seed=5)
+    monkeypatch.setattr(models.metrics, "RESAMPLE_CELLS", 400 * 7)  # blocks of 7 resamples
+    assert models.metrics.judge(y, scores, "a", n_boot=250, seed=5) == whole
+    assert models.metrics.bootstrap_ap(y, scores["a"], n_boot=250, seed=5) == interval
+    assert whole[0]["a"]["average_precision_ci"] == pytest.approx(interval, rel=1e-12)
+    assert 0.0 < whole[1]["b"]["average_precision_diff_ahead"] <= 1.0
