@@ -1,15 +1,17 @@
 """Benchmark the models: fit, backtest, predict and the forecast bundle's serving paths.
 
-Fit and predict run on SYNTHETIC rows of the real panel's shape: the feature columns of
-``data/features/panel.parquet``, each drawn independently from that column's empirical
+Fit, predict and the bundle run on SYNTHETIC rows of the real panel's shape: the feature columns
+of ``data/features/panel.parquet``, each drawn independently from that column's empirical
 distribution with its share of missing values, and a seeded SYNTHETIC 0/1 target (~2 % base rate)
-that depends on a few features. The backtest runs on the real panel's transitions.
+that depends on a few features. The backtest runs on the real panel's transitions, then on
+``--backtest-rows`` SYNTHETIC transitions (default: ``--rows``), whose origin years and provinces
+are drawn with the real transitions' shares.
 
 Run from the project root::
 
-    .venv/bin/python bench/bench_models.py                      # 1M rows: ~19 min at load 3-4
-    .venv/bin/python bench/bench_models.py --rows 100000 --bundle-rows 10000    # 3-6 min
-    .venv/bin/python bench/bench_models.py --sections backtest                 # ~1.5 min
+    .venv/bin/python bench/bench_models.py                      # 1M rows: about an hour
+    .venv/bin/python bench/bench_models.py --rows 100000 --bundle-rows 10000    # 6-10 min
+    .venv/bin/python bench/bench_models.py --sections backtest --backtest-rows 0   # real panel: ~1.5 min
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="SYNTHETIC rows to fit on")
     parser.add_argument("--bundle-rows", type=int, default=100_000, help="SYNTHETIC rows for the bundle paths")
     parser.add_argument(
+        "--backtest-rows",
+        type=int,
+        default=None,
+        help="SYNTHETIC transitions of the backtest section (default: --rows; 0: the real panel only)",
+    )
+    parser.add_argument(
         "--n-boot",
         type=int,
         default=ModelSettings().bootstrap,
@@ -96,6 +104,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--sections must be among {list(SECTIONS)}; got {sorted(unknown)}")
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1; got {args.repeat}")
+    if args.backtest_rows is None:
+        args.backtest_rows = args.rows
+    if args.backtest_rows and not 1_000 <= args.backtest_rows <= args.rows:
+        parser.error(f"--backtest-rows must be 0 or within 1000..--rows ({args.rows}); got {args.backtest_rows}")
 
 
 def timer(func: Callable, repeat: int = 1) -> tuple[float, object]:
@@ -220,12 +232,9 @@ def bench_predict(models: dict[str, LGBMEmergence], X: pd.DataFrame, repeat: int
 def bench_backtest(panel: pd.DataFrame, n_boot: int) -> None:
     data = emergence_transitions(panel)
     spec = FoldSpec()
-    temporal = spec.temporal(data.periods)
-    spatial = spec.spatial(data.periods, data.groups, data.y)
     print(
         f"\n== backtest_emergence, emergence_models(), FoldSpec() on the REAL panel's "
-        f"transitions ({len(data.y):,} rows, {int(data.y.sum())} positives; "
-        f"{len(temporal)} temporal + {len(spatial)} spatial folds) =="
+        f"transitions ({_folds(data.y, data.periods, data.groups, spec)}) =="
     )
     seconds = {}
     for boot in dict.fromkeys((n_boot, 0)):
@@ -238,6 +247,32 @@ def bench_backtest(panel: pd.DataFrame, n_boot: int) -> None:
     if n_boot:
         share = (seconds[n_boot] - seconds[0]) / seconds[n_boot]
         print(f"  bootstrap share of the backtest with n_boot={n_boot}: {share:.0%}")
+
+
+def bench_backtest_synthetic(
+    panel: pd.DataFrame, X: pd.DataFrame, y: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> None:
+    """The same backtest on SYNTHETIC transitions: origin years and provinces drawn with the real
+    transitions' shares, so the folds are cut as on the panel."""
+    real = emergence_transitions(panel)
+    periods = rng.choice(real.periods, len(X))
+    groups = rng.choice(real.groups, len(X))
+    spec = FoldSpec()
+    print(
+        f"\n== backtest_emergence, emergence_models(), FoldSpec() on SYNTHETIC transitions "
+        f"({_folds(y, periods, groups, spec)}; origin years and provinces drawn with the real shares) =="
+    )
+    seconds, _ = timer(lambda: backtest_emergence(emergence_models(), X, y, periods, groups, spec, n_boot))
+    _rate(f"n_boot={n_boot}", seconds, len(X))
+
+
+def _folds(y: np.ndarray, periods: np.ndarray, groups: np.ndarray, spec: FoldSpec) -> str:
+    temporal = spec.temporal(periods)
+    spatial = spec.spatial(periods, groups, y)
+    return (
+        f"{len(y):,} rows, {int(y.sum()):,} positives; {len(temporal)} temporal fold(s) testing "
+        f"{sum(int(np.isin(periods, f.test_periods).sum()) for f in temporal):,} rows + {len(spatial)} spatial folds"
+    )
 
 
 def bench_bundle(
@@ -287,13 +322,13 @@ def main(argv: list[str] | None = None) -> None:
     panel = pd.read_parquet(args.panel)
     if "backtest" in args.sections:
         bench_backtest(panel, args.n_boot)
-    if {"fit", "predict", "bundle"} & set(args.sections):
+    if {"fit", "predict", "bundle"} & set(args.sections) or ("backtest" in args.sections and args.backtest_rows):
         bench_synthetic(panel, args)
     print(f"\ntotal {time.perf_counter() - start:.0f} s; peak RSS {peak_rss_gb():.2f} GB; load average {_load()}")
 
 
 def bench_synthetic(panel: pd.DataFrame, args: argparse.Namespace) -> None:
-    """Fit, predict and bundle sections on the SYNTHETIC rows."""
+    """Fit, predict, bundle and the backtest's SYNTHETIC part on the SYNTHETIC rows."""
     rng = np.random.default_rng(args.seed)
     X = synthetic_features(panel, args.rows, rng)
     y = synthetic_target(X, rng)
@@ -301,6 +336,11 @@ def bench_synthetic(panel: pd.DataFrame, args: argparse.Namespace) -> None:
         f"\nSYNTHETIC data (seed {args.seed}): {len(X):,} rows x {X.shape[1]} feature columns of "
         f"{args.panel.name}, drawn per column; SYNTHETIC target base rate {y.mean():.2%}"
     )
+    if "backtest" in args.sections and args.backtest_rows:
+        rows = slice(0, args.backtest_rows)
+        bench_backtest_synthetic(panel, X.iloc[rows], y[rows], np.random.default_rng(args.seed + 1), args.n_boot)
+    if not {"fit", "predict", "bundle"} & set(args.sections):
+        return
     if "fit" in args.sections:
         fitted = bench_fit(X, y, args.uncalibrated)
     else:
