@@ -10,8 +10,8 @@ are drawn with the real transitions' shares.
 Run from the project root::
 
     .venv/bin/python bench/bench_models.py                      # 1M rows: about an hour
-    .venv/bin/python bench/bench_models.py --rows 100000 --bundle-rows 10000    # 6-10 min
-    .venv/bin/python bench/bench_models.py --sections backtest --backtest-rows 0   # real panel: ~1.5 min
+    .venv/bin/python bench/bench_models.py --rows 100000 --bundle-rows 10000    # ~7 min
+    .venv/bin/python bench/bench_models.py --sections backtest --backtest-rows 0   # real panel: ~1 min
 """
 
 from __future__ import annotations
