@@ -249,8 +249,15 @@ def weighted_precision_at(y: np.ndarray, score: np.ndarray, weights: np.ndarray,
     Rows are taken in the order of :func:`precision_at` (score descending, ties by position) until
     their multiplicities add up to ``k``; the row crossing ``k`` counts with the part that fits."""
     order = np.argsort(-score, kind="stable")
-    w = weights[:, order]
-    before = np.cumsum(w, axis=1) - w
-    taken = np.clip(k - before, 0, w)
-    size = np.minimum(k, w.sum(axis=1))
-    return (taken @ y[order].astype(float)) / size
+    # only the leading rows can be taken: widen the prefix until every resample has k rows in it
+    width = min(len(order), max(4 * k, 256))
+    while True:
+        w = weights[:, order[:width]]
+        cumulative = np.cumsum(w, axis=1)
+        if width == len(order) or (cumulative[:, -1] >= k).all():
+            break
+        width = min(len(order), 4 * width)
+    taken = np.clip(k - (cumulative - w), 0, w)
+    # a prefix short of all rows holds k in every resample, so k rows are taken from each
+    size = np.minimum(k, w.sum(axis=1)) if width == len(order) else np.full(len(w), float(k))
+    return (taken @ y[order[:width]].astype(float)) / size

@@ -50,17 +50,19 @@ def test_weighted_average_precision_matches_scikit_learn():
     np.testing.assert_allclose(weighted_average_precision(y, p, weights), expected, rtol=1e-12)
 
 
-def test_weighted_precision_at_counts_duplicated_rows():
+@pytest.mark.parametrize("n", [200, 5000])  # 5000: the top rows are read from a prefix of the ranking
+def test_weighted_precision_at_counts_duplicated_rows(n):
     from models.metrics import weighted_precision_at
 
     rng = np.random.default_rng(7)
-    y = (rng.random(200) < 0.2).astype(int)
-    p = np.round(rng.random(200), 1)  # ties broken by position, as precision_at does
-    weights = rng.multinomial(200, np.full(200, 1 / 200), size=4).astype(float)
-    for k in (5, 20, 50):
-        assert weighted_precision_at(y, p, np.ones((1, 200)), k)[0] == precision_at(y, p, k)
+    y = (rng.random(n) < 0.2).astype(int)
+    p = np.round(rng.random(n), 1 if n < 1000 else 3)  # ties broken by position, as precision_at does
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=4).astype(float)
+    weights[0, np.argsort(-p, kind="stable")[: n // 5]] = 0  # a resample without the top fifth
+    for k in (5, 20, 50, 300):
+        assert weighted_precision_at(y, p, np.ones((1, n)), k)[0] == precision_at(y, p, k)
         for w in weights:
-            rows = np.repeat(np.arange(200), w.astype(int))  # the resample, row by row, in order
+            rows = np.repeat(np.arange(n), w.astype(int))  # the resample, row by row, in order
             assert weighted_precision_at(y, p, w[None, :], k)[0] == pytest.approx(precision_at(y[rows], p[rows], k))
 
 
