@@ -316,3 +316,13 @@ def test_a_mode_model_trained_on_one_mode_forecasts_it(synthetic_transitions, tm
     bundle = ForecastBundle.load(saved)
     np.testing.assert_allclose(bundle.mode_proba(X.head(3)), np.tile([0, 1, 0, 0], (3, 1)))
     np.testing.assert_allclose(bundle.mode_proba(X.head(3)), mode.predict_proba(X.head(3)))
+
+
+def test_a_forecast_shares_no_memory_with_the_bundle(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    request = pd.DataFrame({"county_code": ["110001", "110002"], "as_of": [2015, 2016]})
+    first = bundle.forecast(request)
+    expected = first.copy()
+    for column in OUTPUT_COLUMNS:  # overwrite every column of the output in place
+        first.loc[:, column] = first[column].iloc[::-1].to_numpy()
+    pd.testing.assert_frame_equal(bundle.forecast(request), expected)
