@@ -29,10 +29,9 @@ class ServeError(BeltcastError):
 
 
 def command(host: str, port: int, workers: int) -> list[str]:
-    """The uvicorn command line of the guarded scoring app (this interpreter's uvicorn)."""
+    """The command line of the guarded scoring app under uvicorn (this interpreter's)."""
     return [
-        sys.executable, "-m", "uvicorn", "--factory", "pipelines.scoring_app:create_app",
-        "--host", host, "--port", str(port), "--workers", str(workers),
+        sys.executable, "-m", "pipelines.scoring_app", "--host", host, "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
 
 

@@ -63,11 +63,12 @@ def output_to(log: Path) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def server(champion_settings, tmp_path_factory) -> Iterator[str]:
-    """The base URL of a scoring server for ``county-belt@champion`` (version 1)."""
+    """The base URL of a scoring server for ``county-belt@champion`` (version 1), with two worker
+    processes (the server of ``test_a_body_over_the_size_limit_is_a_413`` has one)."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
     port = free_port()
     with output_to(log):
-        process = serve.start(champion_settings, host=HOST, port=port)
+        process = serve.start(champion_settings, host=HOST, port=port, workers=2)
     try:
         url = f"http://{HOST}:{port}"
         serve.wait_until_serving(process, url, log, START_TIMEOUT_S)
@@ -176,10 +177,67 @@ def test_the_bundle_rejects_an_unknown_column(champion_settings):
 
 
 def test_the_server_command_binds_loopback_and_runs_the_guarded_app():
+    from pipelines.scoring_app import APP
+
     command = serve.command("127.0.0.1", 5000, 1)
 
-    assert command[:3] == [sys.executable, "-m", "uvicorn"]
-    assert "--factory pipelines.scoring_app:create_app --host 127.0.0.1 --port 5000 --workers 1" in " ".join(command)
+    assert command[:3] == [sys.executable, "-m", "pipelines.scoring_app"]
+    assert command[3:] == ["--host", "127.0.0.1", "--port", "5000", "--workers", "1"]
+    assert APP == "pipelines.scoring_app:create_app"
+
+
+def _accepted_nodelay(listener: socket.socket) -> int:
+    """TCP_NODELAY of the connection asyncio accepts on ``listener`` (as uvicorn's workers do)."""
+    import asyncio
+
+    async def accept_one() -> int:
+        accepted = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport):
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        host, port = listener.getsockname()[:2]
+        _, writer = await asyncio.open_connection(host, port)
+        try:
+            return await asyncio.wait_for(accepted, timeout=10)
+        finally:
+            writer.close()
+            server.close()
+
+    return asyncio.run(accept_one())
+
+
+def test_the_listening_socket_gives_its_connections_tcp_nodelay():
+    from pipelines.scoring_app import listening_socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as plain:  # proto 0, as uvicorn binds for workers
+        plain.bind((HOST, 0))
+        plain.listen()
+        assert _accepted_nodelay(plain) == 0  # Nagle on: a two-part answer waits for the delayed ACK
+
+    with listening_socket(HOST, 0) as ours:
+        ours.listen()
+        assert ours.proto == socket.IPPROTO_TCP and ours.get_inheritable()
+        assert _accepted_nodelay(ours) != 0
+
+
+def test_a_port_in_use_is_named_and_the_server_exits(tmp_path):
+    import subprocess
+
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            serve.command(HOST, port, 2), capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2]
+        )
+
+    assert result.returncode == 3
+    assert f"cannot listen on {HOST}:{port}" in result.stderr
 
 
 def test_the_server_pins_the_champion_version_of_the_configured_registry(champion_settings):
