@@ -32,6 +32,7 @@ APP = "pipelines.scoring_app:create_app"
 MODEL_URI_VARIABLE = "BELTCAST_SERVE_MODEL_URI"
 MAX_REQUEST_VARIABLE = "BELTCAST_MAX_REQUEST_MB"
 MAX_DEPTH = 64
+STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
 JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 OPEN, CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
 
@@ -120,14 +121,25 @@ async def _reply(send, status: int, message: str) -> None:
 
 
 def create_app():
-    """MLflow's scoring server for the model at ``BELTCAST_SERVE_MODEL_URI``, guarded."""
+    """MLflow's scoring server for the model at ``BELTCAST_SERVE_MODEL_URI``, guarded.
+
+    A model that cannot be loaded ends the worker with :data:`STARTUP_FAILURE`, which stops
+    uvicorn's supervisor too (any other status and it would start the worker again, forever).
+    """
     from mlflow.pyfunc import scoring_server
 
+    log = logging.getLogger("uvicorn.error")
     uri = os.environ.get(MODEL_URI_VARIABLE)
     if not uri:
-        raise RuntimeError(f"{MODEL_URI_VARIABLE} must name the model to serve; it is not set")
-    model = scoring_server.load_model_with_mlflow_config(uri)
-    return RequestGuard(scoring_server.init(model), max_request_bytes())
+        log.error("%s must name the model to serve; it is not set", MODEL_URI_VARIABLE)
+        sys.exit(STARTUP_FAILURE)
+    try:
+        model = scoring_server.load_model_with_mlflow_config(uri)
+        guard = RequestGuard(scoring_server.init(model), max_request_bytes())
+    except Exception:  # whatever stops the model or the guard loading, the server cannot start
+        log.exception("cannot serve %s", uri)
+        sys.exit(STARTUP_FAILURE)
+    return guard
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -172,14 +184,16 @@ def main(argv: list[str] | None = None) -> int:
         sock = listening_socket(args.host, args.port)
     except OSError as err:
         log.error(err.strerror)
-        return 3  # uvicorn's exit status for a server that could not start
-    log.info("serving on http://%s:%d with %d worker(s) (Press CTRL+C to quit)", args.host, args.port, args.workers)
+        return STARTUP_FAILURE
+    log.info("listening on http://%s:%d for %d worker(s) (Press CTRL+C to quit)", args.host, args.port, args.workers)
     if args.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
-        return 0
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+        failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
+        return STARTUP_FAILURE if failed else 0
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
-    return 0 if server.started else 3
+    return 0 if server.started else STARTUP_FAILURE
 
 
 if __name__ == "__main__":

@@ -225,6 +225,21 @@ def test_the_listening_socket_gives_its_connections_tcp_nodelay():
         assert _accepted_nodelay(ours) != 0
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_model_that_cannot_load_stops_the_server_with_status_3(tmp_path, workers):
+    import subprocess
+
+    env = dict(os.environ, BELTCAST_SERVE_MODEL_URI="models:/no-such-model/1")
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = subprocess.run(
+        serve.command(HOST, free_port(), workers), env=env, capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+
+    assert result.returncode == 3  # not restarted again and again by uvicorn's supervisor
+    assert "cannot serve models:/no-such-model/1" in result.stderr
+
+
 def test_a_port_in_use_is_named_and_the_server_exits(tmp_path):
     import subprocess
 
