@@ -32,6 +32,18 @@ ConfigOption = Annotated[
 ]
 
 
+def _within(low: int, high: int | None = None):
+    """A callback refusing an integer option outside ``low``..``high``, naming what was given."""
+
+    def check(value: int | None) -> int | None:
+        if value is not None and (value < low or (high is not None and value > high)):
+            expected = f"at least {low}" if high is None else f"within {low}..{high}"
+            raise typer.BadParameter(f"must be {expected}; got {value}")
+        return value
+
+    return check
+
+
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
@@ -100,7 +112,7 @@ def backtest(
 @app.command("tune")
 def tune(
     config: ConfigOption = None,
-    trials: Annotated[int | None, typer.Option(min=1, help="Trials to add to the study.")] = None,
+    trials: Annotated[int | None, typer.Option(callback=_within(1), help="Trials to add to the study.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name (resumed if it exists).")] = None,
 ) -> None:
     """Optuna study of the LightGBM emergence model on inner folds; saves the best parameters."""
@@ -160,8 +172,10 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; keep 127.0.0.1 unless it must be reachable.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
-    workers: Annotated[int, typer.Option(help="Server worker processes.")] = 1,
+    port: Annotated[int, typer.Option(callback=_within(1, 65535), help="Port.")] = 5000,
+    workers: Annotated[
+        int, typer.Option(callback=_within(1), help="Server worker processes, each with its own copy of the model.")
+    ] = 1,
 ) -> None:
     """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
     from pipelines import serve as job

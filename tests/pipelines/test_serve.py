@@ -287,6 +287,16 @@ def test_beltcast_serve_binds_loopback_by_default(monkeypatch):
     assert calls == [("127.0.0.1", 5000, 1)]
 
 
+@pytest.mark.parametrize(("option", "value"), [("--workers", "0"), ("--port", "70000")])
+def test_beltcast_serve_names_a_bad_option(monkeypatch, option, value):
+    monkeypatch.setattr(serve, "run", lambda *args: pytest.fail("served with a bad option"))
+
+    result = CliRunner().invoke(cli.app, ["serve", option, value])
+
+    assert result.exit_code == 2
+    assert f"Invalid value for '{option}'" in result.output and f"got {value}" in result.output
+
+
 FUZZ_CASES = {"tried": 0, "status": {}}
 
 
