@@ -112,7 +112,9 @@ def backtest(
 @app.command("tune")
 def tune(
     config: ConfigOption = None,
-    trials: Annotated[int | None, typer.Option(callback=_within(1), help="Trials to add to the study.")] = None,
+    trials: Annotated[
+        int | None, typer.Option(callback=_within(1), help="Trials to add to the study (at least 1).")
+    ] = None,
     study: Annotated[str | None, typer.Option(help="Study name (resumed if it exists).")] = None,
 ) -> None:
     """Optuna study of the LightGBM emergence model on inner folds; saves the best parameters."""
@@ -172,15 +174,18 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Address to bind; keep 127.0.0.1 unless it must be reachable.")
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(callback=_within(1, 65535), help="Port.")] = 5000,
+    port: Annotated[int, typer.Option(callback=_within(1, 65535), help="Port, 1..65535.")] = 5000,
     workers: Annotated[
-        int, typer.Option(callback=_within(1), help="Server worker processes, each with its own copy of the model.")
+        int, typer.Option(callback=_within(1), help="Server worker processes (at least 1), each with its own model.")
     ] = 1,
 ) -> None:
     """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
     from pipelines import serve as job
 
-    raise typer.Exit(code=job.run(_settings(config), host, port, workers, console))
+    try:
+        job.run(_settings(config), host, port, workers, console)  # becomes the server: no return
+    except BeltcastError as err:
+        _fail(err)
 
 
 @app.command("report")

@@ -13,12 +13,13 @@ they reach MLflow, where they would cost a 5xx or the server's memory:
   hit its recursion limit, which MLflow's server reports as a 500).
 
 ``python -m pipelines.scoring_app --host H --port P --workers N`` runs it (what ``beltcast
-serve`` does): uvicorn on a listening socket made here, see :func:`listening_socket`.
+serve`` does): uvicorn on listening sockets made here, see :func:`listening_sockets`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -142,36 +143,60 @@ def create_app():
     return guard
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The server's listening TCP socket, made with ``proto=IPPROTO_TCP`` and inheritable by the
-    worker processes.
+def listening_sockets(host: str, port: int, backlog: int = 2048) -> list[socket.socket]:
+    """The server's listening TCP sockets, one per address ``host`` resolves to (as asyncio
+    would bind them), made with ``proto=IPPROTO_TCP``, listening, and inheritable by the worker
+    processes.
 
     asyncio turns Nagle's algorithm off (``TCP_NODELAY``) only on accepted sockets whose
     ``proto`` is TCP, and an accepted socket takes its listener's. uvicorn 0.54 binds the socket
     it shares among several workers with ``proto`` 0, so with ``--workers 2`` a response written
     in two parts (headers, then body) would wait for the client's delayed ACK: about 40 ms more on
-    every request of a kept-alive connection after the first, on Linux.
+    every request of a kept-alive connection after the first, on Linux. The sockets listen from
+    the start, so connections made while the workers load the model wait in the backlog.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except (OSError, OverflowError) as err:
+        raise OSError(getattr(err, "errno", None), f"cannot listen on {host}:{port}: {err}") from None
+    addresses = list(dict.fromkeys((family, address) for family, _, _, _, address in infos))
+    sockets: list[socket.socket] = []
+    try:
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and len(addresses) > 1:  # leave IPv4 to its own socket
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.set_inheritable(True)
     except OSError as err:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         raise OSError(err.errno, f"cannot listen on {host}:{port}: {err.strerror}") from None
-    sock.set_inheritable(True)
-    return sock
+    return sockets
+
+
+def url_of(sock: socket.socket) -> str:
+    """``http://address:port`` of a listening socket (an IPv6 address in brackets)."""
+    address, port = sock.getsockname()[:2]
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve :func:`create_app` with uvicorn on :func:`listening_socket` (one worker in this
-    process, several under uvicorn's process supervisor); returns the exit status."""
+    """Serve :func:`create_app` with uvicorn on :func:`listening_sockets` (one worker in this
+    process, several under uvicorn's process supervisor); returns the exit status,
+    :data:`STARTUP_FAILURE` when the server cannot start, else 0 (after Ctrl+C, or SIGTERM to
+    several workers; one worker stopped by SIGTERM ends by that signal, as under uvicorn's own
+    command)."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.scoring_app", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be within 0..65535; got {args.port}")
     if args.workers < 1:
         parser.error(f"--workers must be at least 1; got {args.workers}")
 
@@ -181,18 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     config = uvicorn.Config(APP, factory=True, host=args.host, port=args.port, workers=args.workers)
     log = logging.getLogger("uvicorn.error")  # set up by Config
     try:
-        sock = listening_socket(args.host, args.port)
+        sockets = listening_sockets(args.host, args.port, config.backlog)
     except OSError as err:
         log.error(err.strerror)
         return STARTUP_FAILURE
-    log.info("listening on http://%s:%d for %d worker(s) (Press CTRL+C to quit)", args.host, args.port, args.workers)
+    urls = ", ".join(url_of(sock) for sock in sockets)
+    log.info("listening on %s; %d worker(s) loading the model (Press CTRL+C to quit)", urls, args.workers)
     if args.workers > 1:
-        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor = Multiprocess(config, sockets=sockets)
         supervisor.run()
         failed = any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes)
         return STARTUP_FAILURE if failed else 0
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl+C again once it has shut down
+        server.run(sockets=sockets)
     return 0 if server.started else STARTUP_FAILURE
 
 

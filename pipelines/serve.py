@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 
@@ -82,8 +83,12 @@ def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
         process.wait(timeout=timeout_s)
 
 
-def run(settings: Settings, host: str, port: int, workers: int, console: Console) -> int:
-    """Serve the champion in the foreground until interrupted."""
+def run(settings: Settings, host: str, port: int, workers: int, console: Console) -> NoReturn:
+    """Serve the champion in the foreground: this process becomes the server (``exec``), so
+    Ctrl+C, SIGTERM and the exit status are the server's own (3: it could not start)."""
     uri = champion_uri(settings)
     console.print(f"serve: {uri} (the {CHAMPION}) on http://{host}:{port}/invocations")
-    return subprocess.call(command(host, port, workers), env=environment(settings, uri))
+    line = command(host, port, workers)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(line[0], line, environment(settings, uri))

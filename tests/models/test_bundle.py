@@ -320,9 +320,15 @@ def test_a_mode_model_trained_on_one_mode_forecasts_it(synthetic_transitions, tm
 
 def test_a_forecast_shares_no_memory_with_the_bundle(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
-    request = pd.DataFrame({"county_code": ["110001", "110002"], "as_of": [2015, 2016]})
+    request = pd.DataFrame(
+        {"county_code": ["110001", "110002"], "as_of": [2015, 2016], "belts_within_100km_share": [0.2, None]}
+    )
     first = bundle.forecast(request)
     expected = first.copy()
+    sentinels = {"as_of": 1999, "is_belt": not bool(first["is_belt"].iloc[0])}
     for column in OUTPUT_COLUMNS:  # overwrite every column of the output in place
-        first.loc[:, column] = first[column].iloc[::-1].to_numpy()
+        value = sentinels.get(column, -1.0 if column.startswith("p_") else "overwritten")
+        first.loc[:, column] = value
+        assert not first[column].equals(expected[column]), column
+
     pd.testing.assert_frame_equal(bundle.forecast(request), expected)
