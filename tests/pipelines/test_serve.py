@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -245,31 +246,30 @@ def test_a_host_is_listened_on_at_every_address_it_resolves_to():
             sock.close()
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_model_that_cannot_load_stops_the_server_with_status_3(tmp_path, workers):
-    import subprocess
-
-    env = dict(os.environ, BELTCAST_SERVE_MODEL_URI="models:/no-such-model/1")
-    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = f"sqlite:///{tmp_path / 'empty.db'}"
-    result = subprocess.run(
-        serve.command(HOST, free_port(), workers), env=env, capture_output=True, text=True, timeout=300,
+def run_server(port: int, workers: int, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The server's command in the foreground, for a server expected to stop by itself."""
+    return subprocess.run(
+        serve.command(HOST, port, workers), env=env, capture_output=True, text=True, timeout=300,
         cwd=Path(__file__).parents[2],
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_model_that_cannot_load_stops_the_server_with_status_3(tmp_path, workers):
+    env = dict(os.environ, BELTCAST_SERVE_MODEL_URI="models:/no-such-model/1")
+    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = f"sqlite:///{tmp_path / 'empty.db'}"
+    result = run_server(free_port(), workers, env)
 
     assert result.returncode == 3  # not restarted again and again by uvicorn's supervisor
     assert "cannot serve models:/no-such-model/1" in result.stderr
 
 
-def test_a_port_in_use_is_named_and_the_server_exits(tmp_path):
-    import subprocess
-
+def test_a_port_in_use_is_named_and_the_server_exits():
     with socket.socket() as taken:
         taken.bind((HOST, 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            serve.command(HOST, port, 2), capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2]
-        )
+        result = run_server(port, 2)
 
     assert result.returncode == 3
     assert f"cannot listen on {HOST}:{port}" in result.stderr
