@@ -222,6 +222,8 @@ def load_code_history(areacodes_dir: Path, years: Iterable[int]) -> CodeHistory:
 
 
 def _read_records(path: Path) -> list[CodeRecord]:
+    if not path.is_file():
+        raise SourceFormatError(f"{path}: file is missing (run `beltcast data sync`)")
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
         missing = set(RESULT_COLUMNS) - set(reader.fieldnames or ())
@@ -248,7 +250,10 @@ def _successor(item: str, default_year: int) -> tuple[str, int]:
 
 def _read_year(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise SourceFormatError(f"{path}: code list file is missing")
+        raise SourceFormatError(
+            f"{path}: code list file is missing (run `beltcast data sync`; the years read are"
+            " codes.first_year..codes.last_year of the config)"
+        )
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

@@ -22,3 +22,7 @@ class SourceFormatError(BeltcastError, ValueError):
 
 class CountyCodeError(BeltcastError, ValueError):
     """A county code is malformed or unknown in the vintage it claims."""
+
+
+class OutputPathError(BeltcastError):
+    """An output path is a directory, or cannot be created or written."""

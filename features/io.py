@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from features.errors import OutputPathError
+
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
@@ -23,18 +25,46 @@ def atomic_path(target: Path) -> Iterator[Path]:
     temporary files of a writer that was killed are recognised and deleted by the next write of
     the same target, while those of writers still running are left alone.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_dead_leftovers(target)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".part")
+    target = writable_target(target)
+    try:
+        _remove_dead_leftovers(target)
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".part")
+    except OSError as err:
+        raise _cannot_write(target, err) from err
     os.close(handle)
     tmp = Path(name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
     try:
         yield tmp
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            raise _cannot_write(target, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def writable_target(target: Path) -> Path:
+    """``target`` as a path a file can be written to, its folder created; a clear
+    :class:`OutputPathError` otherwise. Jobs call it on an output path before they compute."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputPathError(f"output {target} is a directory; expected a file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _cannot_write(target, err) from err
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise OutputPathError(
+            f"output {target}: its folder {target.parent} is not writable; expected a writable folder"
+        )
+    return target
+
+
+def _cannot_write(target: Path, err: OSError) -> OutputPathError:
+    return OutputPathError(
+        f"cannot write output {target}: {err.strerror or err}; expected a file path in a writable folder"
+    )
 
 
 def _remove_dead_leftovers(target: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -11,10 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import BeltcastError
-from features.io import write_json
+from features.io import writable_target, write_json
+from features.panel import ID_COLUMNS
 from models.backtest import BacktestResult, FoldSpec, backtest_emergence, backtest_mode
 from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
+from models.estimators import LGBMEmergence
 from models.plots import calibration_curves, pr_curves
 from pipelines.config import Settings
 
@@ -23,7 +26,11 @@ SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "br
 
 def run(settings: Settings, out: Path | None, console: Console) -> dict:
     """Backtest, write the JSON contract and the curves, print the comparison table."""
+    if out is not None:
+        writable_target(out)  # before minutes of work, not after
     panel = load_panel(settings)
+    if tuned_params(settings) is None:
+        console.print(f"backtest: no tuned parameters ({settings.model.params_file}): LightGBM's defaults")
     report, _ = evaluate(panel, settings, fold_spec(settings), out, console)
     return report
 
@@ -56,7 +63,19 @@ def load_panel(settings: Settings) -> pd.DataFrame:
     path = settings.data.features_dir / "panel.parquet"
     if not path.is_file():
         raise BeltcastError(f"panel {path} does not exist; run `beltcast features build` first")
-    return pd.read_parquet(path)
+    try:
+        panel = pd.read_parquet(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise BeltcastError(
+            f"panel {path} cannot be read ({err}); expected the Parquet file `beltcast features build` writes"
+        ) from err
+    missing = [c for c in (*ID_COLUMNS, "is_belt", "emerged") if c not in panel.columns]
+    if missing:
+        raise BeltcastError(
+            f"panel {path} lacks column(s) {missing}; expected the panel `beltcast features build` writes"
+            f" (got {len(panel.columns)} columns: {list(panel.columns)[:8]}...)"
+        )
+    return panel
 
 
 def fold_spec(settings: Settings) -> FoldSpec:
@@ -81,10 +100,60 @@ def mode_period(settings: Settings) -> int | None:
     return None if is_platform(settings) else settings.model.mode_year
 
 
+# What each tuned parameter must be: (integer only, within bounds, as said in an error).
+PARAM_RULES = {
+    "n_estimators": (True, lambda v: v >= 1, "an integer >= 1"),
+    "num_leaves": (True, lambda v: v >= 2, "an integer >= 2"),
+    "min_child_samples": (True, lambda v: v >= 1, "an integer >= 1"),
+    "calibration_folds": (True, lambda v: v >= 2, "an integer >= 2"),
+    "learning_rate": (False, lambda v: v > 0, "a number > 0"),
+    "subsample": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "colsample_bytree": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "reg_lambda": (False, lambda v: v >= 0, "a number >= 0"),
+    "scale_pos_weight": (False, lambda v: v > 0, "a number > 0"),
+    "linear_margin_C": (False, lambda v: v > 0, "a number > 0 or null"),
+}
+
+
 def tuned_params(settings: Settings) -> dict | None:
-    """Parameters saved by ``beltcast tune``, if any."""
+    """Parameters saved by ``beltcast tune``: ``None`` when the default file does not exist yet
+    (LightGBM's defaults), an error when a configured file does not, or holds what ``tune``
+    would not have written."""
     path = settings.model.params_file
-    return json.loads(path.read_text(encoding="utf-8"))["params"] if path.is_file() else None
+    if not path.is_file():
+        if "params_file" in settings.model.model_fields_set:
+            raise BeltcastError(f"model.params_file {path} does not exist; expected the file `beltcast tune` writes")
+        return None
+    try:
+        params = json.loads(path.read_text(encoding="utf-8"))["params"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise BeltcastError(
+            f"model.params_file {path} cannot be read ({type(err).__name__}: {err}); expected JSON with an"
+            " object 'params', as `beltcast tune` writes"
+        ) from err
+    return check_params(params, f"model.params_file {path}")
+
+
+def check_params(params: object, source: str) -> dict:
+    """``params`` if every key is a parameter of the emergence model with a value of its kind
+    and within its bounds; an error naming ``source``, the key, what was expected and the value."""
+    if not isinstance(params, dict):
+        raise BeltcastError(f"{source}: 'params' must be an object; got {params!r}")
+    known = set(inspect.signature(LGBMEmergence).parameters) - {"random_state", "n_jobs"}
+    for key, value in params.items():
+        if key not in known:
+            raise BeltcastError(f"{source}: unknown parameter {key!r}; expected one of {sorted(known)}")
+        if key == "calibration":
+            if value not in (None, "sigmoid"):
+                raise BeltcastError(f"{source}: calibration must be 'sigmoid' or null; got {value!r}")
+            continue
+        if key == "linear_margin_C" and value is None:
+            continue
+        integer, within, expected = PARAM_RULES[key]
+        kinds = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not within(value):
+            raise BeltcastError(f"{source}: {key} must be {expected}; got {value!r}")
+    return params
 
 
 def emergence_backtest(

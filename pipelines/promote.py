@@ -56,8 +56,10 @@ class Decision:
 def run(settings: Settings, force: bool, reason: str | None, console: Console) -> Decision:
     """Compare, decide, move the alias if warranted, record the decision as tags; refit the
     champion on the current panel if it was trained on another."""
-    if force and not reason:
-        raise PromotionError("--force needs --reason TEXT saying why the gate is overridden")
+    if force and not (reason or "").strip():
+        raise PromotionError(f"--force needs --reason TEXT saying why the gate is overridden; got {reason!r}")
+    if reason is not None and not force:
+        raise PromotionError(f"--reason is recorded only with --force (the gate decides otherwise); got {reason!r}")
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
     challenger = version_by_alias(client, name, CHALLENGER)

@@ -15,18 +15,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
-from features.io import write_atomic
+from features.io import writable_target, write_atomic
 from features.periods import label_of
 from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
 from pipelines.score import ScoreError, as_of_period, default_as_of, score
-from pipelines.tracking import model_uri, require_champion, use_tracking
+from pipelines.tracking import load_pinned, model_uri, require_champion, use_tracking
 
 TOP_N = 50
 FIGURES = {
@@ -70,6 +69,8 @@ class ReportContext:
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
     """Score with the pinned champion, render the page, write it atomically, log it to the run."""
+    if out is not None:
+        writable_target(out)
     client = use_tracking(settings)
     context = gather(client, settings, as_of)
     topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
@@ -86,7 +87,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
-    model = mlflow.pyfunc.load_model(uri)
+    model = load_pinned(uri, ScoreError)
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), "pandas")
     run = client.get_run(champion.run_id)

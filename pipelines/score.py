@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import BeltcastError
-from features.io import write_together
+from features.io import writable_target, write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
-from pipelines.tracking import model_uri, require_champion, use_tracking
+from pipelines.tracking import load_pinned, model_uri, require_champion, use_tracking
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
@@ -55,11 +55,13 @@ class ScoreOutputs:
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: str, console: Console) -> ScoreOutputs:
     """Resolve the champion, score every county, rank, validate, write atomically."""
+    if out is not None:
+        check_out(out)
     client = use_tracking(settings)
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
-    model = mlflow.pyfunc.load_model(uri)
+    model = load_pinned(uri, ScoreError)
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), engine)
     outputs = write(scores, out or settings.outputs.dir / f"scores_{label_of(year)}.csv", str(champion.version), year)
@@ -69,6 +71,15 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         f"-> {outputs.csv}, {outputs.parquet}"
     )
     return outputs
+
+
+def check_out(out: Path) -> None:
+    """``--out`` names the CSV; its Parquet twin is written beside it under the same stem."""
+    out = Path(out)
+    if out.suffix.lower() != ".csv":
+        raise ScoreError(f"--out must be a .csv path (a .parquet of the same name is written beside it); got {out}")
+    writable_target(out)
+    writable_target(out.with_suffix(".parquet"))
 
 
 def as_of_period(as_of: int | str) -> int:

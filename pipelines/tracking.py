@@ -18,7 +18,9 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
+from features.errors import BeltcastError
 from features.io import process_alive
 from pipelines.config import Settings
 from pipelines.manifest import manifest_hash, read_manifest
@@ -28,18 +30,47 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 
 
+class TrackingError(BeltcastError):
+    """The MLflow store or a model in it cannot be used."""
+
+
 def use_tracking(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured store and experiment; return a client. Runs left
-    ``RUNNING`` by a killed job of this machine are marked ``KILLED`` on the way."""
-    uri = settings.mlflow.tracking_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
-        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifact_root(uri))
-    experiment = mlflow.set_experiment(settings.mlflow.experiment)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    close_dead_runs(client, experiment.experiment_id)
+    ``RUNNING`` by a killed job of this machine are marked ``KILLED`` on the way; a store that
+    cannot be opened is a :class:`TrackingError` naming the settings."""
+    uri, name = settings.mlflow.tracking_uri, settings.mlflow.experiment
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=artifact_root(uri))
+        experiment = mlflow.set_experiment(name)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        close_dead_runs(client, experiment.experiment_id)
+    except (MlflowException, SQLAlchemyError, OSError) as err:
+        raise TrackingError(
+            f"the MLflow store mlflow.tracking_uri = {uri!r}, mlflow.experiment = {name!r} cannot be used"
+            f" ({type(err).__name__}: {_first_line(err)}); expected a reachable store (default"
+            " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
+        ) from err
     return client
+
+
+def load_pinned(uri: str, error: type[Exception]) -> mlflow.pyfunc.PyFuncModel:
+    """The model at ``uri``; ``error`` (the job's own) naming the version when its files cannot
+    be loaded (artifacts moved or deleted, a store copied without them)."""
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except (MlflowException, OSError) as err:
+        raise error(
+            f"cannot load {uri} ({type(err).__name__}: {_first_line(err)}); expected its artifacts in the"
+            f" MLflow store {mlflow.get_tracking_uri()} (with the default store: mlruns/artifacts)"
+        ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def start_run(run_name: str, nested: bool = False):

@@ -74,7 +74,14 @@ def run(
     """
     client = use_tracking(settings)
     panel = load_panel(settings)
-    params = (tuned_params(settings) or {}) if params is None else params
+    if params is None:
+        params = tuned_params(settings)
+        if params is None:
+            console.print(
+                f"train: no tuned parameters ({settings.model.params_file}): LightGBM's defaults"
+                "; run `beltcast tune` to tune"
+            )
+        params = params or {}
     spec = fold_spec(settings)
     fingerprint = training_fingerprint(panel, params, spec, settings)
     existing = find_version(client, settings.mlflow.registered_model, fingerprint)

@@ -10,6 +10,7 @@ import mlflow
 import optuna
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from features.errors import BeltcastError
 from features.io import write_json
@@ -26,7 +27,7 @@ from models.tuning import (
 )
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
-from pipelines.tracking import start_run, use_tracking
+from pipelines.tracking import TrackingError, start_run, use_tracking
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
@@ -116,7 +117,13 @@ def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return make_study(study_name or settings.tune.study, storage, settings.model.seed)
+    try:
+        return make_study(study_name or settings.tune.study, storage, settings.model.seed)
+    except (SQLAlchemyError, OSError, ImportError) as err:
+        raise TrackingError(
+            f"the study store tune.storage = {storage!r} cannot be opened ({type(err).__name__}: {err});"
+            " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db"
+        ) from err
 
 
 def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:

@@ -1,0 +1,169 @@
+"""Bad paths, files and settings given to the jobs: a clear error naming what was wrong, what was
+expected and what came in, raised before any work, and nothing already written touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from features.codes import load_code_history
+from features.errors import BeltcastError, OutputPathError, SourceFormatError
+from features.io import write_atomic
+from pipelines import backtest, promote, score, tune
+from pipelines.backtest import check_params, load_panel, tuned_params
+from pipelines.config import DataSettings, MlflowSettings, ModelSettings, Settings, TuneSettings
+from pipelines.promote import PromotionError
+from pipelines.score import ScoreError
+from pipelines.tracking import TrackingError, use_tracking
+
+QUIET = Console(quiet=True)
+
+
+def test_an_output_path_that_is_a_directory_is_named(tmp_path):
+    with pytest.raises(OutputPathError, match=f"output {tmp_path} is a directory; expected a file path"):
+        write_atomic(tmp_path, lambda tmp: tmp.write_text("x"))
+
+
+def test_an_output_path_under_a_file_is_named_and_the_file_kept(tmp_path):
+    blocker = tmp_path / "scores.csv"
+    blocker.write_text("kept", encoding="utf-8")
+    with pytest.raises(OutputPathError, match=r"cannot write output .*scores.csv/report.html"):
+        write_atomic(blocker / "report.html", lambda tmp: tmp.write_text("x"))
+    assert blocker.read_text(encoding="utf-8") == "kept"
+
+
+def test_backtest_refuses_a_directory_out_before_reading_the_panel(tmp_path):
+    settings = Settings(data=DataSettings(features_dir=tmp_path / "no-panel-here"))
+    with pytest.raises(OutputPathError, match=r"is a directory"):  # not "panel ... does not exist"
+        backtest.run(settings, tmp_path, QUIET)
+
+
+@pytest.mark.parametrize("name", ["scores.parquet", "scores", "scores.txt"])
+def test_score_out_must_name_a_csv(tmp_path, name):
+    settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    with pytest.raises(ScoreError, match=f"--out must be a .csv path .*; got {tmp_path / name}"):
+        score.run(settings, None, tmp_path / name, "pandas", QUIET)
+    assert not (tmp_path / "mlflow.db").exists()  # refused before the store was opened
+
+
+def _model(tmp_path: Path, params_file: Path | None) -> Settings:
+    model = ModelSettings() if params_file is None else ModelSettings(params_file=params_file)
+    return Settings(model=model)
+
+
+def test_a_configured_params_file_that_does_not_exist_is_an_error(tmp_path):
+    missing = tmp_path / "tuned.json"
+    with pytest.raises(BeltcastError, match=f"model.params_file {missing} does not exist"):
+        tuned_params(_model(tmp_path, missing))
+
+
+def test_without_a_configured_params_file_the_defaults_apply(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default mlruns/tuned_params.json does not exist here
+    assert tuned_params(_model(tmp_path, None)) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot be read \\(JSONDecodeError"),
+        ('{"foo": 1}', "cannot be read \\(KeyError"),
+        ('{"params": [1]}', "'params' must be an object; got \\[1\\]"),
+        ('{"params": {"num_leaves": "abc"}}', "num_leaves must be an integer >= 2; got 'abc'"),
+        ('{"params": {"subsample": 1.5}}', "subsample must be a number in \\(0, 1\\]; got 1.5"),
+        ('{"params": {"n_estimators": true}}', "n_estimators must be an integer >= 1; got True"),
+        ('{"params": {"learning_rate": NaN}}', "learning_rate must be a number > 0; got nan"),
+        ('{"params": {"max_bin": 63}}', "unknown parameter 'max_bin'"),
+        ('{"params": {"calibration": "platt"}}', "calibration must be 'sigmoid' or null; got 'platt'"),
+    ],
+)
+def test_a_params_file_tune_would_not_write_is_named(tmp_path, content, message):
+    path = tmp_path / "tuned.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(BeltcastError, match=f"model.params_file {path}.*{message}"):
+        tuned_params(_model(tmp_path, path))
+
+
+def test_tuned_parameters_pass_the_check():
+    params = {"n_estimators": 60, "learning_rate": 0.0146, "num_leaves": 23, "min_child_samples": 15}
+    params |= {"subsample": 0.6, "colsample_bytree": 0.56, "reg_lambda": 4.7, "scale_pos_weight": 1.3}
+    params |= {"linear_margin_C": None, "calibration_folds": 10, "calibration": "sigmoid"}
+    assert check_params(params, "here") == params
+
+
+def test_a_panel_that_is_not_parquet_is_named(tmp_path):
+    (tmp_path / "panel.parquet").write_bytes(b"PAR1 truncated")
+    settings = Settings(data=DataSettings(features_dir=tmp_path))
+    with pytest.raises(BeltcastError, match=r"panel .*panel.parquet cannot be read .*expected the Parquet file"):
+        load_panel(settings)
+
+
+def test_a_panel_without_the_label_columns_is_named(tmp_path):
+    pd.DataFrame({"county_code": ["371721"], "as_of": [2020]}).to_parquet(tmp_path / "panel.parquet")
+    settings = Settings(data=DataSettings(features_dir=tmp_path))
+    with pytest.raises(BeltcastError, match=r"lacks column\(s\) \['county_name', .*'is_belt', 'emerged'\]"):
+        load_panel(settings)
+
+
+@pytest.mark.parametrize(
+    ("mlflow", "message"),
+    [
+        ({"tracking_uri": "bogus://x"}, "mlflow.tracking_uri = 'bogus://x'"),
+        ({"experiment": ""}, "mlflow.experiment = '' cannot be used .*Invalid experiment name"),
+    ],
+)
+def test_an_unusable_mlflow_setting_is_named(tmp_path, mlflow, message):
+    settings = Settings(mlflow=MlflowSettings(**{"tracking_uri": f"sqlite:///{tmp_path / 'm.db'}", **mlflow}))
+    with pytest.raises(TrackingError, match=message):
+        use_tracking(settings)
+
+
+def test_a_store_that_is_not_a_database_is_named_and_kept(tmp_path):
+    database = tmp_path / "mlflow.db"
+    database.write_bytes(b"not a database" * 100)
+    with pytest.raises(TrackingError, match=f"'sqlite:///{database}'.*file is not a database"):
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{database}")))
+    assert database.read_bytes() == b"not a database" * 100
+
+
+def test_an_unusable_study_store_is_named(tmp_path):
+    settings = Settings(tune=TuneSettings(storage="bogus:///x"))
+    with pytest.raises(TrackingError, match=r"tune.storage = 'bogus:///x' cannot be opened"):
+        tune.open_study(settings, None)
+
+
+def test_the_code_history_before_a_sync_says_to_sync(tmp_path):
+    with pytest.raises(SourceFormatError, match=r"result.csv: file is missing \(run `beltcast data sync`\)"):
+        load_code_history(tmp_path / "areacodes", [2020])
+
+
+@pytest.mark.parametrize(
+    ("force", "reason", "message"),
+    [
+        (True, "   ", "--force needs --reason TEXT .*; got '   '"),
+        (True, None, "--force needs --reason TEXT .*; got None"),
+        (False, "it is better", "--reason is recorded only with --force .*; got 'it is better'"),
+    ],
+)
+def test_promote_refuses_a_reason_that_says_nothing_or_is_not_used(tmp_path, force, reason, message):
+    settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
+    with pytest.raises(PromotionError, match=message):
+        promote.run(settings, force, reason, QUIET)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_a_champion_whose_files_are_gone_is_named_by_score(champion_settings, tmp_path):
+    artifacts = Path(champion_settings.mlflow.tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    kept = tmp_path / "scores.csv"
+    kept.write_text("kept", encoding="utf-8")
+    away = artifacts.rename(artifacts.with_name("artifacts.away"))  # the store's files, moved for a moment
+    try:
+        with pytest.raises(ScoreError, match=r"cannot load models:/county-belt/1 .*expected its artifacts"):
+            score.run(champion_settings, None, kept, "pandas", QUIET)
+    finally:
+        away.rename(artifacts)
+    assert kept.read_text(encoding="utf-8") == "kept"
