@@ -11,10 +11,12 @@ from rich.table import Table
 from features.codes import CodeHistory, load_code_history
 from features.io import write_parquet
 from pipelines.config import Settings
+from pipelines.sync import verify_cache
 
 
 def run(settings: Settings, console: Console) -> pd.DataFrame:
     """Read the code lists, build the master and crosswalk, write and summarise them."""
+    verify_cache(settings.data.cache_dir)
     history = load_history(settings)
     master = county_master(history)
     crosswalk = crosswalk_to_target(history, settings.codes.target_vintage)

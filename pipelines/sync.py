@@ -103,6 +103,27 @@ def sync(
     return report
 
 
+def verify_cache(cache_dir: Path, entries: list[ManifestEntry] | None = None) -> None:
+    """Check that every manifest file is in ``cache_dir`` with its sha256, before a job reads
+    them: a file edited, cut short or deleted since the sync is named, never read."""
+    entries = read_manifest() if entries is None else entries
+    problems = []
+    for entry in entries:
+        cached = Path(cache_dir) / entry.path
+        if not cached.is_file():
+            problems.append(f"{cached}: missing")
+        elif (got := sha256_of(cached)) != entry.sha256:
+            problems.append(_mismatch(str(cached), entry, got))
+    if problems and len(problems) == len(entries) and all(p.endswith(": missing") for p in problems):
+        raise DataSyncError(
+            f"the raw-data cache {cache_dir} holds none of the manifest's {len(entries)} files;"
+            " run `beltcast data sync`"
+        )
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise DataSyncError(f"the raw-data cache does not match the manifest: {shown}; run `beltcast data sync`")
+
+
 def _fetch_all(
     todo: list[ManifestEntry], cache_dir: Path, mirror: Path | None, report: SyncReport, show_progress: bool
 ) -> None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from features.errors import DataSyncError
 from pipelines.cli import app
 from pipelines.manifest import ManifestEntry, manifest_hash, read_manifest, sha256_of
-from pipelines.sync import resolve_mirror, sync
+from pipelines.sync import resolve_mirror, sync, verify_cache
 
 
 def _write(path: Path, data: bytes) -> ManifestEntry:
@@ -129,3 +129,24 @@ def test_cli_sync_twice_then_fail_on_a_bad_mirror(tmp_path, raw_dir):
     assert first.exit_code == 0, first.output
     assert "52 fetched and verified" in first.output
     assert "52 file(s) already verified in the cache, 0 fetched and verified" in second.output
+
+
+def test_a_cache_changed_since_the_sync_is_named_before_a_job_reads_it(mirror, tmp_path):
+    root, entries = mirror
+    cache = tmp_path / "cache"
+    sync(cache, root, entries, show_progress=False)
+    verify_cache(cache, entries)  # as synced: nothing to say
+    (cache / "a" / "one.csv").write_bytes(b"code,value\n")  # cut at a line end: still reads as a CSV
+    (cache / "b" / "two.txt").unlink()
+    with pytest.raises(DataSyncError) as caught:
+        verify_cache(cache, entries)
+    message = str(caught.value)
+    assert f"{cache / 'a' / 'one.csv'}: sha256 mismatch, expected {entries[0].sha256}, got " in message
+    assert f"{cache / 'b' / 'two.txt'}: missing" in message
+    assert message.endswith("run `beltcast data sync`")
+
+
+def test_a_cache_never_synced_says_so_in_one_line(mirror, tmp_path):
+    _, entries = mirror
+    with pytest.raises(DataSyncError, match=r"holds none of the manifest's 2 files; run `beltcast data sync`$"):
+        verify_cache(tmp_path / "never-synced", entries)
