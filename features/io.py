@@ -33,7 +33,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise _cannot_write(target, err) from err
     os.close(handle)
     tmp = Path(name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
+    os.chmod(tmp, usual_file_mode())  # mkstemp makes 0600
     try:
         yield tmp
         try:
@@ -85,10 +85,11 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def _umask() -> int:
+def usual_file_mode() -> int:
+    """The mode ``open`` gives a new file under the process's umask (``mkstemp`` gives 0600)."""
     current = os.umask(0)
     os.umask(current)
-    return current
+    return 0o666 & ~current
 
 
 def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:

@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from features.errors import DataSyncError
+from features.io import usual_file_mode
 from pipelines.config import Settings
 from pipelines.manifest import ManifestEntry, read_manifest, sha256_of
 
@@ -174,6 +175,7 @@ def _fetch_one(entry: ManifestEntry, cache_dir: Path, mirror: Path | None, repor
     handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     os.close(handle)
     tmp = Path(tmp_name)
+    os.chmod(tmp, usual_file_mode())  # a cached file reads like any other, not 0600
     try:
         _fetcher_for(entry, mirror)(entry, tmp)
         got = sha256_of(tmp)

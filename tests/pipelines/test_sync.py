@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from features.errors import DataSyncError
+from features.io import usual_file_mode
 from pipelines.cli import app
 from pipelines.manifest import ManifestEntry, manifest_hash, read_manifest, sha256_of
 from pipelines.sync import resolve_mirror, sync, verify_cache
@@ -45,6 +46,13 @@ def test_second_sync_copies_nothing(tmp_path, mirror):
     assert (len(first.fetched), len(first.verified)) == (2, 0)
     assert (len(second.fetched), len(second.verified)) == (0, 2)
     assert second.summary().startswith("2 file(s) already verified in the cache, 0 fetched")
+
+
+def test_synced_files_have_the_usual_mode(tmp_path, mirror):
+    root, entries = mirror
+    sync(tmp_path / "cache", root, entries, show_progress=False)
+    for entry in entries:
+        assert (tmp_path / "cache" / entry.path).stat().st_mode & 0o777 == usual_file_mode()
 
 
 def test_a_corrupt_cached_file_is_named_and_fetched_again(tmp_path, mirror):
