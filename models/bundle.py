@@ -10,9 +10,11 @@ panel snapshot as Parquet, everything else as JSON.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -39,6 +41,52 @@ OUTPUT_COLUMNS = [
     "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
 ]  # fmt: skip
 MODE_NAMES = pd.array(list(MODES), dtype="str")
+LOG_RATIO_LIMIT = 50.0  # a log ratio beyond this is a factor of e^50 (5e21) from the median county
+# The values a what-if may give a feature, by the panel's naming conventions (features/panel.py,
+# features/spatial.py, pipelines/build.py's platform_ features): (pattern matching the whole name,
+# low, high, what the value is). The first match decides; a name none matches takes any finite number.
+FEATURE_DOMAINS = (
+    (r".+_share(_age_.+)?_rel", -1.0, 1.0, "a share minus the median county's"),
+    (r".+_education_years_rel", -25.0, 25.0, "years of schooling minus the median county's"),
+    (r".+_rel", -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, "a log ratio or a difference to the median county"),
+    (r".+_share", 0.0, 1.0, "a share of a total"),
+    (r"taobao_villages|taobao_towns|platform_active_merchants", 0.0, np.inf, "a count"),
+    (r"platform_gmv_annual_cny", 0.0, np.inf, "an amount in yuan"),
+    (r"platform_gmv_growth_yoy", -1.0, np.inf, "a growth rate; -1 is all GMV lost"),
+    (r"poverty_county", 0.0, 1.0, "the poverty-county flag"),
+    (r"centroid_lat", 3.0, 54.0, "degrees north, in China"),
+    (r"centroid_lon", 73.0, 136.0, "degrees east, in China"),
+    (r"dist_.+_km", 0.0, 20_040.0, "km along the Earth's surface, at most half its circumference"),
+    (r"area_km2", 0.0, 9.6e6, "km², at most China's area"),
+    (r"terrain_relief", 0.0, np.inf, "a relief index"),
+)
+
+
+class Domain(NamedTuple):
+    """The values a what-if may give a feature: finite numbers from ``low`` to ``high``."""
+
+    low: float
+    high: float
+    what: str = ""
+
+    @property
+    def expected(self) -> str:
+        """The domain in words, for an error message."""
+        if self.low == -np.inf and self.high == np.inf:
+            return "a finite number"
+        if self.high == np.inf:
+            return f"a finite number >= {self.low:g} ({self.what})"
+        return f"a number from {self.low:g} to {self.high:g} ({self.what})"
+
+
+@cache
+def feature_domain(column: str) -> Domain:
+    """The domain of feature ``column``, from :data:`FEATURE_DOMAINS` (any finite number when no
+    pattern names it)."""
+    for pattern, low, high, what in FEATURE_DOMAINS:
+        if re.fullmatch(pattern, column):
+            return Domain(low, high, what)
+    return Domain(-np.inf, np.inf)
 
 
 @dataclass
@@ -172,17 +220,20 @@ class ForecastBundle:
             ``county_code`` (6 digits), optional ``as_of`` (a period of the snapshot: a year
             such as 2020, or for a quarterly snapshot a quarter such as ``"2025Q3"``; default the
             newest), and optional feature columns whose non-missing values replace the panel's
-            (a what-if forecast).
+            (a what-if forecast); each must lie in the feature's domain (:func:`feature_domain`).
         drivers : bool
             Compute ``top_drivers`` (the slower part).
 
         Returns
         -------
         DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order; ``as_of`` is the
-        year, or for a quarterly snapshot the quarter's label (``"2025Q3"``).
+        year, or for a quarterly snapshot the quarter's label (``"2025Q3"``). A request of no rows
+        gives no rows, with the same columns and dtypes.
         """
         positions = self._lookup(*self._request_keys(request))
         values, what_if = self._apply_overrides(positions, request)
+        if not len(values):  # LightGBM cannot predict no rows; a batch of none is not an error
+            return self._no_forecast(positions)
         modes = self.mode_proba(values)
         columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
         columns["p_belt"] = self._finite(self.p_belt(values), what_if)
@@ -194,6 +245,14 @@ class ForecastBundle:
         # built in OUTPUT_COLUMNS order from arrays made for this call: no copy, no reordering (a
         # third of a single-county forecast's frame time); the snapshot's arrays were taken, not shared
         return pd.DataFrame(columns, copy=False)
+
+    def _no_forecast(self, positions: np.ndarray) -> pd.DataFrame:
+        """The forecast of no rows: :data:`OUTPUT_COLUMNS` with a forecast's dtypes, no booster run."""
+        columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
+        columns.update(p_belt=np.zeros(0), is_belt=self._is_belt.take(positions), mode=MODE_NAMES.take(positions))
+        columns.update({f"p_{mode}": np.zeros(0) for mode in MODES})
+        columns.update(top_drivers=pd.array([], dtype="str"), what_if=pd.array([], dtype="str"))
+        return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
     @staticmethod
     def _finite(p_belt: np.ndarray, what_if: np.ndarray) -> np.ndarray:
@@ -357,7 +416,8 @@ class ForecastBundle:
 
     def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The snapshot's feature values, with the request's non-missing indicator values in place,
-        and per row the names of the indicators replaced (``""`` when none)."""
+        and per row the names of the indicators replaced (``""`` when none); a value that is not a
+        number of the feature's domain (:func:`feature_domain`) is an error naming its row."""
         X = self._feature_matrix[positions]  # fancy indexing copies: the snapshot is never changed
         applied = np.full(len(X), "", dtype=object)
         for column in (c for c in request.columns if c in self.features):
@@ -366,14 +426,17 @@ class ForecastBundle:
                 values = pd.to_numeric(given, errors="coerce")
             except OverflowError:  # an integer beyond float64 in an object column
                 values = pd.Series([_as_float(v) for v in given], dtype=float)
-            bad = (given.notna() & values.isna()) | np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            numbers = values.to_numpy(dtype=float, na_value=np.nan)
+            domain = feature_domain(column)
+            inside = np.isfinite(numbers) & (numbers >= domain.low) & (numbers <= domain.high)
+            bad = given.notna().to_numpy() & ~inside  # given, but no number of the domain
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 value = given.iloc[row]
                 shown = value.item() if isinstance(value, np.generic) else value
-                raise ModelInputError(f"row {row}: {column} must be a finite number; got {shown!r}")
-            present = values.notna().to_numpy()
-            X[present, self.features.index(column)] = values[present].to_numpy(dtype=float)
+                raise ModelInputError(f"row {row}: {column} must be {domain.expected}; got {shown!r}")
+            present = ~np.isnan(numbers)
+            X[present, self.features.index(column)] = numbers[present]
             separator = np.where(applied[present] == "", "", ", ").astype(object)
             applied[present] = applied[present] + separator + column
         return X, applied

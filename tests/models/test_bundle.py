@@ -87,14 +87,21 @@ def test_what_if_values_too_large_to_forecast_are_named(bundle_and_models):
         bundle.forecast(request.astype({"viirs_mean": object}))
     if bundle.margin is None:
         return
-    # two huge values whose terms overflow with opposite signs (+10 and -10 log-odds per unit)
+    # two huge values whose terms overflow with opposite signs (+10 and -10 log-odds per unit), of
+    # features with no upper bound (platform metrics), so that they pass the domain check
     coef = np.zeros_like(bundle.margin.coef)
     coef[:2] = [10 * bundle.margin.scale[0], -10 * bundle.margin.scale[1]]
-    steep = dataclasses.replace(bundle, margin=dataclasses.replace(bundle.margin, coef=coef))
+    names = dict(zip(bundle.features[:2], ["platform_gmv_annual_cny", "platform_active_merchants"], strict=True))
+    steep = dataclasses.replace(
+        bundle,
+        margin=dataclasses.replace(bundle.margin, coef=coef),
+        features=[names.get(f, f) for f in bundle.features],
+        snapshot=bundle.snapshot.rename(columns=names),
+    )
     request = pd.DataFrame({"county_code": ["110001", "110002"]})
-    request[bundle.features[0]] = [np.nan, 1e308]
-    request[bundle.features[1]] = [np.nan, 1e308]
-    match = rf"row 1: the what-if value\(s\) of {bundle.features[0]}, {bundle.features[1]} are too large to forecast"
+    request["platform_gmv_annual_cny"] = [np.nan, 1e308]
+    request["platform_active_merchants"] = [np.nan, 1e308]
+    match = r"row 1: the what-if value\(s\) of platform_gmv_annual_cny, platform_active_merchants are too large"
     with pytest.raises(ModelInputError, match=match):
         steep.forecast(request)
     assert steep.forecast(request.head(1))["p_belt"].notna().all()
