@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
+from features.periods import label_of
 from features.taxonomy import MODES
 from models.estimators import ModelInputError, rarer_class_count
 from models.metrics import judge, mode_metrics
@@ -65,7 +66,7 @@ class FoldSpec:
         for test in origins[1:]:
             train = tuple(p for p in origins if p + self.horizon <= test)
             if train:
-                folds.append(Fold(f"temporal_{test + self.horizon}", "temporal", train, (test,)))
+                folds.append(Fold(f"temporal_{label_of(test + self.horizon)}", "temporal", train, (test,)))
         return folds[-self.max_temporal :] if self.max_temporal else folds
 
     def spatial(self, periods: np.ndarray, groups: np.ndarray, y: np.ndarray) -> list[Fold]:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.periods import parse_period
 from models.backtest import FoldSpec, backtest_emergence
 from models.estimators import LGBMEmergence, ModelInputError, PriorBaseline
 
@@ -19,6 +20,12 @@ def test_temporal_folds_train_only_on_earlier_targets():
         ("temporal_2017", (2014, 2015), (2016,)),
     ]
     assert FoldSpec(horizon=2).temporal(np.array([2014, 2015, 2016]))[-1].train_periods == (2014,)
+
+
+def test_quarterly_folds_are_named_by_their_target_quarter():
+    quarters = np.array([parse_period(q)[1] for q in ("2025Q1", "2025Q2", "2025Q3")])
+    assert [f.name for f in FoldSpec(horizon=4).temporal(quarters)] == []  # no target 4 quarters on
+    assert [f.name for f in FoldSpec(horizon=1).temporal(quarters)] == ["temporal_2025Q3", "temporal_2025Q4"]
 
 
 def test_spatial_folds_hold_out_whole_provinces(synthetic_transitions):
