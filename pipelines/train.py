@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 import features
 import models
-from features.io import write_csv
+from features.io import write_atomic, write_csv
 from models.backtest import FoldSpec
 from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
@@ -87,6 +89,7 @@ def run(
     existing = find_version(client, settings.mlflow.registered_model, fingerprint)
     if existing is not None:
         outcome = reuse(client, settings, existing, alias)
+        restore_backtest(client, settings, outcome.run_id, console)
     else:
         outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console, alias, tags)
     _print(console, settings, outcome, alias)
@@ -121,6 +124,22 @@ def reuse(client: MlflowClient, settings: Settings, version, alias: str | None =
         client.set_registered_model_alias(settings.mlflow.registered_model, alias, version.version)
     metrics = {m: float(version.tags[m]) for m in VERSION_METRICS if m in version.tags}
     return TrainOutcome(str(version.version), version.run_id, True, metrics)
+
+
+def restore_backtest(client: MlflowClient, settings: Settings, run_id: str, console: Console) -> list[Path]:
+    """Put the backtest files of a reused version's run back in the outputs folder, so that
+    ``backtest.json`` and the curves there describe the version ``train`` points to."""
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(client.download_artifacts(run_id, "backtest", tmp))
+        except (MlflowException, OSError) as err:
+            console.print(f"train: the reused run's backtest files cannot be read ({err}); outputs left as they are")
+            return written
+        for source in sorted(local.iterdir()):
+            target = settings.outputs.dir / source.name
+            written.append(write_atomic(target, lambda part, source=source: shutil.copyfile(source, part)))
+    return written
 
 
 def train_and_register(

@@ -79,10 +79,14 @@ def test_backtest_json_keeps_the_contract(champion_settings, client, tmp_path):
 
 
 def test_training_identical_inputs_registers_no_new_version(champion_settings, client):
+    written = champion_settings.outputs.dir / "backtest.json"
+    logged = json.loads(written.read_text(encoding="utf-8"))
+    written.write_text('{"from": "another version"}', encoding="utf-8")  # as a later train would leave it
     outcome = train.run(champion_settings, QUIET)
     assert outcome.reused
     assert outcome.version == "1"
     assert len(client.search_model_versions("name = 'county-belt'")) == 1
+    assert json.loads(written.read_text(encoding="utf-8")) == logged  # the reused version's backtest again
 
 
 def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, client, tmp_path):
