@@ -72,6 +72,23 @@ class BeltRule:
     def metrics(self) -> list[str]:
         return list(dict.fromkeys(condition.metric for condition in self.conditions))
 
+    def require_metrics(self, available: Sequence[str], source: str) -> None:
+        """Raise :class:`LabelError` unless every metric of the rule is one of ``available``.
+
+        Parameters
+        ----------
+        available : sequence of str
+            The metrics ``source`` provides.
+        source : str
+            What provides them, as the message names it (e.g. ``"the label source 'taobao'"``).
+        """
+        missing = [metric for metric in self.metrics if metric not in available]
+        if missing:
+            raise LabelError(
+                f"belt rule metric must be one of the metrics of {source} {sorted(available)}; "
+                f"got {missing[0]!r} (rule: {self.describe()})"
+            )
+
     def describe(self) -> str:
         conditions = "; ".join(str(c) for c in self.conditions)
         return f"at least {self.min_met} of {len(self.conditions)}: {conditions}"

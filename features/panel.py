@@ -206,9 +206,10 @@ def _label_metrics(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
             f"panel needs the label source {spec.label_source!r}; got sources {sorted(set(long['source']))}"
         )
     label_long = long[long["source"] == spec.label_source]
+    spec.rule.require_metrics(sorted(set(label_long["variable"])), f"the label source {spec.label_source!r}")
     metrics = label_long[label_long["variable"].isin(spec.rule.metrics)]
     wide = metrics.pivot_table(index=["county_code", "period"], columns="variable", values="value")
-    wide = wide.reindex(columns=spec.rule.metrics).reset_index()
+    wide = wide.reindex(columns=spec.rule.metrics).reset_index()  # in the rule's order; each is a variable (checked)
     wide.columns.name = None
     return wide
 

@@ -86,6 +86,9 @@ FLAG_VALUES = {"true": True, "false": False, "1": True, "0": False}
 FRAME_COLUMNS = ("county_code", "period", CATEGORY, "gmv_cny", "active_merchants")
 GROWTH_DECIMALS = 9
 PLACEHOLDER_THRESHOLDS = (("gmv_annual_cny", 1e8), ("active_merchants", 100.0), ("gmv_growth_yoy", 0.2))
+# The metrics :func:`rule_metrics` computes, each with the years of one county's history it needs
+# in the period it is computed for (0: the period alone). ``pipelines.config`` lists the same names.
+RULE_METRICS = {"gmv_annual_cny": 1, "active_merchants": 0, "gmv_growth_yoy": 2}
 
 
 class PlatformMetricsError(SourceFormatError):
@@ -147,6 +150,7 @@ def read_platform_metrics(
     code_vintage: int | None = None,
     *,
     as_of_limit: str | None = None,
+    limit_name: str = "as_of_limit",
     intensive: Sequence[str] = (),
     split_weights: pd.Series | None = None,
 ) -> PlatformMetrics:
@@ -166,6 +170,8 @@ def read_platform_metrics(
     as_of_limit : str, optional
         The latest period the file may hold (e.g. the current quarter, ``"2025Q3"``); a later
         period is an error (data from the future). None: no limit.
+    limit_name : str, default "as_of_limit"
+        What the error message calls the limit (``"--period"`` when a command line option set it).
     intensive : sequence of str, optional
         Further metric columns that are rates or means rather than counts: averaged (by area
         share) on a merge and copied on a split. ``gmv_cny`` and ``active_merchants`` are counts.
@@ -187,7 +193,7 @@ def read_platform_metrics(
     path = Path(path)
     _check_vintages(history, target, code_vintage)
     raw = _read_file(path)
-    table, frequency, is_synthetic = _validated(raw, path, history, target, as_of_limit, intensive)
+    table, frequency, is_synthetic = _validated(raw, path, history, target, (as_of_limit, limit_name), intensive)
     vintage = target if code_vintage is None else code_vintage
     extras = [c for c in table.columns if c not in (*FRAME_COLUMNS, "row")]
     keys = ["period", CATEGORY] if table[CATEGORY].notna().any() else ["period"]
@@ -269,14 +275,14 @@ def _validated(
     path: Path,
     history: CodeHistory,
     target: int,
-    as_of_limit: str | None,
+    limit: tuple[str | None, str],
     intensive: Sequence[str],
 ) -> tuple[pd.DataFrame, str, bool]:
     """The checked table (``row``, ``county_code``, ``period`` as int, ``category``, metrics),
-    its frequency and whether it is marked synthetic."""
+    its frequency and whether it is marked synthetic; ``limit`` is ``as_of_limit`` and its name."""
     codes = _codes(raw, path, history, target)
     frequency, periods = _periods(raw, path)
-    _check_future(raw, path, periods, frequency, as_of_limit)
+    _check_future(raw, path, periods, frequency, *limit)
     extras = _extra_metrics(raw, intensive, path)
     metrics = {c: _numbers(raw, c, path, required=c in REQUIRED) for c in ("gmv_cny", "active_merchants", *extras)}
     is_synthetic = _synthetic_flag(raw, path)
@@ -349,7 +355,9 @@ def _parse(value: str) -> tuple[str, int] | None:
     return (kind, index) if year in YEARS else None
 
 
-def _check_future(raw: pd.DataFrame, path: Path, periods: pd.Series, frequency: str, as_of_limit: str | None) -> None:
+def _check_future(
+    raw: pd.DataFrame, path: Path, periods: pd.Series, frequency: str, as_of_limit: str | None, limit_name: str
+) -> None:
     if as_of_limit is None:
         return
     limit = _limit(as_of_limit, frequency)
@@ -357,7 +365,7 @@ def _check_future(raw: pd.DataFrame, path: Path, periods: pd.Series, frequency: 
     if late.any():
         i = _first(late)
         raise PlatformMetricsError(
-            f"period must not be after as_of_limit {as_of_limit!r} (no data from the future); "
+            f"period must not be after {limit_name} {as_of_limit!r} (no data from the future); "
             f"got {_show(raw.at[i, 'period'])} ({_where(path, i)})"
         )
 
@@ -495,7 +503,14 @@ def rule_metrics(metrics: PlatformMetrics) -> pd.DataFrame:
     table = table.merge(earlier, on=["county_code", "period"], how="left")
     growth = (table["gmv_annual_cny"] / table["earlier"] - 1).where(table["earlier"] > 0)
     table["gmv_growth_yoy"] = growth.round(GROWTH_DECIMALS)
-    return table[["county_code", "period", "gmv_annual_cny", "active_merchants", "gmv_growth_yoy"]]
+    return table[["county_code", "period", *RULE_METRICS]]
+
+
+def periods_needed(metric: str, frequency: str) -> int:
+    """How many consecutive periods of one county :func:`rule_metrics` needs before ``metric`` is
+    known in the last of them: ``gmv_growth_yoy`` 8 quarters (2 years), ``gmv_annual_cny`` 4
+    (1 year), ``active_merchants`` 1 (annual data: 2, 1 and 1)."""
+    return max(1, RULE_METRICS[metric] * per_year(frequency))
 
 
 def _totals(frame: pd.DataFrame) -> pd.DataFrame:
@@ -585,7 +600,7 @@ def default_platform_rule() -> BeltRule:
     as not met).
 
     The thresholds are placeholders to be set by the platform's strategists from their own data:
-    they are not calibrated on anything. Set the real ones in the config (the ``labels`` section)
+    they are not calibrated on anything. Set the real ones in the config (the ``platform`` section)
     rather than relying on these.
     """
     conditions = tuple(Condition(metric, ">=", threshold) for metric, threshold in PLACEHOLDER_THRESHOLDS)

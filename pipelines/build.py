@@ -14,8 +14,16 @@ from features.codes import CodeHistory
 from features.io import write_csv, write_json, write_parquet
 from features.labels import BeltRule, Condition
 from features.panel import PanelSpec, build_panel
-from features.periods import label_of, parse_period
-from features.platform import category_modes, read_platform_metrics, rule_metrics
+from features.periods import QUARTERLY, label, label_of, parse_period
+from features.platform import (
+    RULE_METRICS,
+    PlatformMetrics,
+    PlatformMetricsError,
+    category_modes,
+    periods_needed,
+    read_platform_metrics,
+    rule_metrics,
+)
 from features.quality import coverage_table, quality_summary
 from features.sources import (
     census,
@@ -57,17 +65,28 @@ class BuildOutputs:
     unmatched: Path
 
 
+@dataclass(frozen=True)
+class PlatformInputs:
+    """The platform's metrics, read and checked, and the rule's metrics in the periods they label."""
+
+    metrics: PlatformMetrics
+    labels: pd.DataFrame
+
+
 def run(settings: Settings, console: Console, until: str | None = None) -> BuildOutputs:
     """Read every source, build the point-in-time panel, write it with its quality summary.
 
     With ``platform.metrics_file`` set, labels, modes and periods come from the platform's metrics
-    (``until`` caps the periods, e.g. ``2025Q3``); otherwise from the public Taobao rosters."""
+    (``until`` caps the periods, e.g. ``2025Q3``); otherwise from the public Taobao rosters. The
+    metrics file is read and checked first: a file that labels no period fails before the public
+    sources are read, and nothing is written."""
     target = settings.codes.target_vintage
     history = load_history(settings)
     units = history.county_units(target)
+    platform = None if settings.platform.metrics_file is None else read_platform(settings, history, until)
     sources = read_sources(Path(settings.data.cache_dir), history, target)
-    if settings.platform.metrics_file is not None:
-        panel, modes, rule = platform_panel(settings, history, units, sources, until)
+    if platform is not None:
+        panel, modes, rule = platform_panel(settings, platform, units, sources, until)
     else:
         modes = mode_labels(sources)
         panel, rule = build_panel(sources, units, panel_spec(settings), modes), belt_rule(settings.labels)
@@ -79,16 +98,67 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
     return outputs
 
 
+def read_platform(settings: Settings, history: CodeHistory, until: str | None) -> PlatformInputs:
+    """The platform metrics up to ``until``, validated, with the periods they label (at least one)."""
+    path = settings.platform.metrics_file
+    metrics = read_platform_metrics(path, history, settings.codes.target_vintage, as_of_limit=until)
+    return PlatformInputs(metrics, platform_labels(metrics, belt_rule(settings.platform), path))
+
+
+def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> pd.DataFrame:
+    """The rule's metrics in the periods they can label (:func:`labelled_periods_only`).
+
+    Raises
+    ------
+    PlatformMetricsError
+        When they label no period (too few periods, or gaps in every county's): the message gives
+        the periods of ``path`` and how many consecutive periods a label needs, and why.
+    """
+    rule.require_metrics(list(RULE_METRICS), "the platform metrics file (features.platform.rule_metrics)")
+    labels = labelled_periods_only(rule_metrics(metrics), rule)
+    if labels.empty:
+        raise PlatformMetricsError(_nothing_labelled(metrics, rule, path))
+    return labels
+
+
+def longest_history(rule: BeltRule, frequency: str) -> tuple[str, int]:
+    """The rule's metric that needs the most consecutive periods of a county, and how many."""
+    metric = max(rule.metrics, key=lambda m: periods_needed(m, frequency))
+    return metric, periods_needed(metric, frequency)
+
+
+def unit_of(frequency: str) -> str:
+    """``quarter`` or ``year``, as messages name a period."""
+    return "quarter" if frequency == QUARTERLY else "year"
+
+
+def span(periods: pd.Series, frequency: str) -> str:
+    """``3 quarter(s), 2025Q1..2025Q3`` for the distinct values of ``periods``."""
+    if periods.empty:
+        return f"no {unit_of(frequency)}"
+    first, last = label(int(periods.min()), frequency), label(int(periods.max()), frequency)
+    return f"{periods.nunique()} {unit_of(frequency)}(s), {first}..{last}"
+
+
+def _nothing_labelled(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> str:
+    unit = unit_of(metrics.frequency)
+    metric, needed = longest_history(rule, metrics.frequency)
+    window = f" (t-{needed - 1}..t)" if needed > 1 else ""
+    got = span(metrics.frame["period"], metrics.frequency)
+    return (
+        f"{path}: platform metrics must label at least one {unit}: a {unit} t is labelled once every metric of "
+        f"the belt rule ({', '.join(rule.metrics)}) is known for some county in t, and {metric} needs {needed} "
+        f"consecutive {unit}s of a county{window}; got {got}, none with every metric known"
+    )
+
+
 def platform_panel(
-    settings: Settings, history: CodeHistory, units: pd.DataFrame, sources: list[SourceTable], until: str | None
+    settings: Settings, platform: PlatformInputs, units: pd.DataFrame, sources: list[SourceTable], until: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, BeltRule]:
     """The panel of the platform's periods: labels by the configured rule over the platform's
     metrics, modes by category mix, the platform's metrics as features, public data as of each period."""
-    metrics = read_platform_metrics(
-        settings.platform.metrics_file, history, settings.codes.target_vintage, as_of_limit=until
-    )
+    metrics, labels = platform.metrics, platform.labels
     rule = belt_rule(settings.platform)
-    labels = labelled_periods_only(rule_metrics(metrics), rule)
     last = labels["period"].max() if until is None else parse_period(until)[1]
     periods = tuple(range(int(metrics.frame["period"].min()), int(last) + 1))
     spec = PanelSpec(

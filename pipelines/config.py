@@ -10,11 +10,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.errors import ConfigError
 
 Year = Annotated[int, Field(ge=1981, le=2100)]
+# The metrics a belt rule can name. Both sets are fixed by code, so a misspelt metric is an error
+# when the config is read, not a rule that labels nothing. The config imports neither module (it
+# stays free of pandas); tests keep these equal to what the code computes.
+PUBLIC_LABEL_METRICS = ("taobao_villages", "taobao_towns")  # features.sources.taobao.read_taobao
+PLATFORM_RULE_METRICS = ("gmv_annual_cny", "active_merchants", "gmv_growth_yoy")  # features.platform.RULE_METRICS
 
 
 class _Section(BaseModel):
@@ -86,14 +91,41 @@ class ConditionSettings(_Section):
     threshold: float
 
 
+class PublicConditionSettings(ConditionSettings):
+    """A condition of the public belt rule: its metric is a variable of the Taobao rosters."""
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        return _one_of(metric, PUBLIC_LABEL_METRICS, "a variable of the public label source (the Taobao rosters)")
+
+
+class PlatformConditionSettings(ConditionSettings):
+    """A condition of the platform's belt rule: its metric is one computed from the metrics file."""
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        return _one_of(metric, PLATFORM_RULE_METRICS, "a metric computed from the platform metrics file")
+
+
+def _one_of(metric: str, known: tuple[str, ...], what: str) -> str:
+    if metric not in known:
+        raise ValueError(f"must be {what}, one of {sorted(known)}")
+    return metric
+
+
 class LabelSettings(_Section):
     """The belt rule ("at least ``min_met`` of ``conditions``") and the emergence horizon.
 
     The public-data default: a county is a belt in a year when it has at least one Taobao
     village that year. Stricter variants: ``taobao_villages >= 3``, or ``taobao_towns >= 1``.
+    A condition's metric must be one of :data:`PUBLIC_LABEL_METRICS`.
     """
 
-    conditions: tuple[ConditionSettings, ...] = (ConditionSettings(metric="taobao_villages", op=">=", threshold=1),)
+    conditions: tuple[PublicConditionSettings, ...] = (
+        PublicConditionSettings(metric="taobao_villages", op=">=", threshold=1),
+    )
     min_met: int = Field(default=1, ge=1)
     horizon: int = Field(default=1, ge=1)
 
@@ -148,13 +180,14 @@ class PlatformSettings(_Section):
     that defines these belts. **The default thresholds are placeholders**: set them to the values
     your platform uses. ``gmv_annual_cny`` sums the trailing four quarters; ``gmv_growth_yoy``
     compares them with the four quarters before (unknown, so not met, with less history).
+    A condition's metric must be one of :data:`PLATFORM_RULE_METRICS`.
     """
 
     metrics_file: Path | None = None
-    conditions: tuple[ConditionSettings, ...] = (
-        ConditionSettings(metric="gmv_annual_cny", op=">=", threshold=1e8),
-        ConditionSettings(metric="active_merchants", op=">=", threshold=100),
-        ConditionSettings(metric="gmv_growth_yoy", op=">=", threshold=0.2),
+    conditions: tuple[PlatformConditionSettings, ...] = (
+        PlatformConditionSettings(metric="gmv_annual_cny", op=">=", threshold=1e8),
+        PlatformConditionSettings(metric="active_merchants", op=">=", threshold=100),
+        PlatformConditionSettings(metric="gmv_growth_yoy", op=">=", threshold=0.2),
     )
     min_met: int = Field(default=2, ge=1)
     horizon: int = Field(default=1, ge=1)
@@ -223,7 +256,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _describe(err: ValidationError, path: Path) -> str:
     lines = [f"config file {path} has {err.error_count()} invalid setting(s):"]
     for problem in err.errors():
-        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        got = problem.get("input")
-        lines.append(f"  {key}: {problem['msg']}; got {got!r}")
+        message = problem["msg"].removeprefix("Value error, ")  # our own checks' messages stand alone
+        lines.append(f"  {_key(problem['loc'])}: {message}; got {problem.get('input')!r}")
     return "\n".join(lines)
+
+
+def _key(loc: tuple[str | int, ...]) -> str:
+    """``("labels", "conditions", 0, "metric")`` -> ``labels.conditions[0].metric``."""
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    return key or "(top level)"

@@ -2,9 +2,11 @@
 
 sync -> features build (up to P) -> tune (resuming the study; only the trials still missing for
 P) -> train (a challenger; an identical one is reused, not registered twice) -> promote (the gate)
--> score (as of P) -> report, under one parent MLflow run with a child run per step. The metrics
-file is validated before anything else runs, so a bad row stops the flow with the champion and
-the outputs untouched. Re-running a period reuses what is done.
+-> score (as of P) -> report, under one parent MLflow run with a child run per step. ``--period``
+and the metrics file are checked before anything else runs (P a quarter, or a year for annual
+metrics, in 2000..2099; every row valid; the file's last period is P; enough periods to label and
+to cut a temporal fold), so bad input stops the flow with the panel, the champion and the outputs
+untouched. Re-running a period reuses what is done.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from features.errors import ConfigError
-from features.periods import label_of, parse_period
-from features.platform import read_platform_metrics
+from features.labels import BeltRule, emergence_target
+from features.periods import QUARTERLY, PeriodError, label_of, parse_period
+from features.platform import YEARS, PlatformMetrics, PlatformMetricsError, read_platform_metrics
 from pipelines import build, promote, report, score, sync, train, tune
+from pipelines.backtest import fold_spec
 from pipelines.config import Settings
 from pipelines.master import load_history
 from pipelines.tracking import CHAMPION, start_run, use_tracking, version_by_alias
@@ -42,8 +48,8 @@ class RetrainSummary:
 
 def run(settings: Settings, period: str, metrics_file: Path | None, console: Console) -> RetrainSummary:
     """The whole flow for one period; prints a summary table at the end."""
+    label = period_label(period)
     settings = with_metrics(settings, metrics_file)
-    label = label_of(parse_period(period)[1])
     validate_metrics(settings, label)
     client = use_tracking(settings)
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
@@ -76,10 +82,85 @@ def with_metrics(settings: Settings, metrics_file: Path | None) -> Settings:
     return settings.model_copy(update={"platform": platform})
 
 
+def period_label(period: str) -> str:
+    """``--period`` as a period label: a quarter (``2025Q3``), or a year for annual metrics, in 2000..2099."""
+    expected = (
+        f"--period must be a quarter like 2025Q3 (or a year like 2025 for annual metrics) in "
+        f"{YEARS[0]}..{YEARS[-1]}; got {period!r}"
+    )
+    try:
+        kind, index = parse_period(period)
+    except PeriodError as err:
+        raise PeriodError(expected) from err
+    if (index // 4 if kind == QUARTERLY else index) not in YEARS:
+        raise PeriodError(expected)
+    return label_of(index)  # in range, quarters and years cannot be mistaken
+
+
 def validate_metrics(settings: Settings, period: str) -> None:
-    """Read and validate the metrics file up to ``period`` before any step runs."""
+    """Read and validate the metrics file for ``period`` before any step runs.
+
+    Every row is checked and none may be after ``period``; the file must be of ``period``'s
+    frequency and reach it (its last period is ``period``), label some period by the rule, and
+    give tune and the backtest a temporal fold.
+
+    Raises
+    ------
+    PlatformMetricsError
+        A bad row, or too few periods to label or to fold, naming the file.
+    PeriodError
+        ``period`` of another frequency than the file, or after its last period, naming ``--period``.
+    """
+    path = settings.platform.metrics_file
     history = load_history(settings)
-    read_platform_metrics(settings.platform.metrics_file, history, settings.codes.target_vintage, as_of_limit=period)
+    target = settings.codes.target_vintage
+    metrics = read_platform_metrics(path, history, target, as_of_limit=period, limit_name="--period")
+    check_covered(metrics, period, path)
+    rule = build.belt_rule(settings.platform)
+    labels = build.platform_labels(metrics, rule, path)
+    check_temporal_fold(settings, metrics, labels, rule)
+
+
+def check_covered(metrics: PlatformMetrics, period: str, path: Path) -> None:
+    """``period`` is of the file's frequency and not after its last period (the file covers it)."""
+    kind, index = parse_period(period)
+    periods = metrics.frame["period"]
+    if kind != metrics.frequency:
+        example = "a quarter like 2025Q3" if metrics.frequency == QUARTERLY else "a year like 2025"
+        raise PeriodError(
+            f"--period must be {example}, as the periods of the {metrics.frequency} metrics file {path} "
+            f"({build.span(periods, metrics.frequency)}); got {period!r}"
+        )
+    if not periods.empty and index > periods.max():
+        raise PeriodError(
+            f"--period must not be after the last period of the metrics file {path}, "
+            f"{label_of(periods.max())} (the file must cover the period retrained for); got {period!r}"
+        )
+
+
+def check_temporal_fold(settings: Settings, metrics: PlatformMetrics, labels: pd.DataFrame, rule: BeltRule) -> None:
+    """Tune and the backtest need one temporal fold: emergence transitions in two periods at least
+    ``horizon`` apart (:meth:`models.backtest.FoldSpec.temporal`)."""
+    horizon = settings.platform.horizon
+    transitions = emergence_target(rule.apply(labels, "period"), horizon, "period")["period"]
+    if fold_spec(settings).temporal(np.sort(transitions.unique())):
+        return
+    frequency = metrics.frequency
+    unit = build.unit_of(frequency)
+    metric, needed = build.longest_history(rule, frequency)
+    labelled, known = (build.span(periods, frequency) for periods in (labels["period"], metrics.frame["period"]))
+    raise PlatformMetricsError(
+        f"{settings.platform.metrics_file}: platform metrics must give tune and the backtest a temporal fold: "
+        f"emergence transitions (a county not a belt in a {unit}, labelled {horizon} {unit}(s) later) in two "
+        f"{unit}s at least {horizon} apart, which takes {2 * horizon + 1} consecutive labelled {unit}s, so "
+        f"{needed + 2 * horizon} consecutive {unit}s of metrics with this rule ({metric} needs {needed}); "
+        f"got transitions in {_period_list(transitions, frequency)} (labelled: {labelled}; metrics: {known})"
+    )
+
+
+def _period_list(periods: pd.Series, frequency: str) -> str:
+    shown = [label_of(p) for p in sorted(periods.unique())]
+    return ", ".join(shown) if shown else f"no {build.unit_of(frequency)}"
 
 
 def step(name: str, action: Callable[[], Any]) -> Any:

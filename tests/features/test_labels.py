@@ -102,3 +102,13 @@ def test_unknown_operator_and_horizon_are_errors():
 def test_apply_names_a_missing_metric_column():
     with pytest.raises(LabelError, match=r"need column\(s\) \['gmv_growth'\]"):
         TWO_OF_THREE.apply(_metrics([]).drop(columns="gmv_growth"))
+
+
+def test_require_metrics_names_the_first_metric_the_source_lacks():
+    TWO_OF_THREE.require_metrics(["active_merchants", "gmv_cny", "gmv_growth", "other"], "the test table")
+    with pytest.raises(
+        LabelError,
+        match=r"^belt rule metric must be one of the metrics of the test table \['active_merchants', 'gmv_cny'\]; "
+        r"got 'gmv_growth' \(rule: at least 2 of 3: .*\)$",
+    ):
+        TWO_OF_THREE.require_metrics(["gmv_cny", "active_merchants"], "the test table")

@@ -18,6 +18,7 @@ from features.panel import (
 )
 from features.sources.base import SourceTable
 from pipelines.build import READERS, mode_labels
+from pipelines.config import PUBLIC_LABEL_METRICS
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -72,6 +73,11 @@ def test_caoxian_is_a_belt_with_its_village_counts(panel):
     assert pd.isna(caoxian.loc[2018, "is_belt"])  # no roster in 2018: no label is invented
     assert caoxian.loc[2018, "is_belt_known"]
     assert caoxian.loc[2014, "mode"] == "industrial_transformation"
+
+
+def test_the_config_accepts_exactly_the_variables_of_the_label_source(sources):
+    taobao = next(source for source in sources if source.name == SPEC.label_source)
+    assert sorted(taobao.long["variable"].unique()) == sorted(PUBLIC_LABEL_METRICS)
 
 
 def test_staleness_counts_years_since_the_newest_value(panel):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import typer
+from pydantic import ValidationError
 
 from features.errors import BeltcastError, ConfigError
+from features.platform import RULE_METRICS, PlatformMetrics, rule_metrics
 from pipelines.cli import _fail
-from pipelines.config import Settings, load_settings
+from pipelines.config import PLATFORM_RULE_METRICS, PlatformConditionSettings, Settings, load_settings
 
 
 def test_defaults_are_documented_values():
@@ -69,3 +72,41 @@ def test_an_error_prints_its_brackets_as_text(capsys):
     with pytest.raises(typer.Exit):
         _fail(BeltcastError("the panel lacks 1 [belts_within_50km]; study = NAME under [tune]"))
     assert "lacks 1 [belts_within_50km]; study = NAME under [tune]" in capsys.readouterr().out
+
+
+def test_a_misspelt_label_metric_names_the_condition_the_metrics_and_the_value(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[[labels.conditions]]\nmetric = "taobao_vilages"\nop = ">="\nthreshold = 1\n')
+    with pytest.raises(
+        ConfigError,
+        match=r"\n  labels\.conditions\[0\]\.metric: must be a variable of the public label source \(the Taobao "
+        r"rosters\), one of \['taobao_towns', 'taobao_villages'\]; got 'taobao_vilages'$",
+    ):
+        load_settings(path)
+
+
+def test_a_misspelt_platform_metric_names_the_condition_the_metrics_and_the_value(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text(
+        "[platform]\nmin_met = 1\n"
+        '[[platform.conditions]]\nmetric = "gmv_annual_cny"\nthreshold = 1e8\n'
+        '[[platform.conditions]]\nmetric = "gmv_annual"\nthreshold = 1e8\n'
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"\n  platform\.conditions\[1\]\.metric: must be a metric computed from the platform metrics file, "
+        r"one of \['active_merchants', 'gmv_annual_cny', 'gmv_growth_yoy'\]; got 'gmv_annual'$",
+    ):
+        load_settings(path)
+
+
+def test_a_condition_built_in_code_is_checked_too():
+    with pytest.raises(ValidationError, match="must be a metric computed from the platform metrics file"):
+        PlatformConditionSettings(metric="gmv_annual", threshold=1e8)
+
+
+def test_the_configs_platform_metrics_are_those_the_code_computes():
+    synthetic = pd.DataFrame({"county_code": ["371721"], "period": [8100], "category": [None], "gmv_cny": [1.0],
+                              "active_merchants": [1.0]})  # fmt: skip
+    computed = rule_metrics(PlatformMetrics(synthetic, "quarterly")).columns[2:]
+    assert PLATFORM_RULE_METRICS == tuple(RULE_METRICS) == tuple(computed)

@@ -1,0 +1,103 @@
+"""``features build`` with platform metrics too short to label any period: a clear error before the
+public sources are read and before anything is written. Every metrics file here is SYNTHETIC
+(made-up values on two real county codes), small and seeded by hand; it describes no real county."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from features.codes import CodeHistory, CodeRecord
+from features.labels import BeltRule, Condition, LabelError
+from features.platform import PlatformMetrics, PlatformMetricsError
+from pipelines import build
+from pipelines.config import DataSettings, PlatformSettings, Settings
+
+QUIET = Console(quiet=True)
+RULE = build.belt_rule(PlatformSettings())  # the default 2 of 3, placeholder thresholds
+SYNTHETIC_CODES = ("371721", "330782")  # real codes, made-up metrics
+
+
+def two_county_history() -> CodeHistory:
+    """曹县 and 义乌市 with their prefectures and provinces, unchanged, in the 2020 code list."""
+    records = [CodeRecord("371721", "曹县", 2009, 10_000, ()), CodeRecord("330782", "义乌市", 2009, 10_000, ())]
+    codes = {"370000": "山东省", "371700": "菏泽市", "371721": "曹县", "330000": "浙江省", "330700": "金华市",
+             "330782": "义乌市"}  # fmt: skip
+    return CodeHistory(records, {2020: pd.DataFrame({"code": list(codes), "name": list(codes.values())})})
+
+
+def quarters(first: str, n: int) -> list[str]:
+    year, quarter = int(first[:4]), int(first[-1]) - 1
+    return [f"{year + (quarter + i) // 4}Q{(quarter + i) % 4 + 1}" for i in range(n)]
+
+
+def synthetic_metrics(periods: list[str]) -> PlatformMetrics:
+    """SYNTHETIC quarterly metrics: every county sells in every period of ``periods``."""
+    rows = [(code, int(p[:4]) * 4 + int(p[-1]) - 1, None, 1e6 * (i + 1), 10.0)
+            for code in SYNTHETIC_CODES for i, p in enumerate(periods)]  # fmt: skip
+    return PlatformMetrics(pd.DataFrame(rows, columns=["county_code", "period", "category", "gmv_cny",
+                                                       "active_merchants"]), "quarterly")  # fmt: skip
+
+
+def write_synthetic_metrics(path, periods: list[str]):
+    """The same SYNTHETIC metrics as a CSV file marked ``is_synthetic``."""
+    lines = ["county_code,period,gmv_cny,active_merchants,is_synthetic"]
+    lines += [f"{code},{p},{1e6 * (i + 1)},10,true" for code in SYNTHETIC_CODES for i, p in enumerate(periods)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_three_quarters_label_nothing_and_the_error_says_why():
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"^metrics_synthetic\.csv: platform metrics must label at least one quarter: a quarter t is "
+        r"labelled once every metric of the belt rule \(gmv_annual_cny, active_merchants, gmv_growth_yoy\) is "
+        r"known for some county in t, and gmv_growth_yoy needs 8 consecutive quarters of a county \(t-7\.\.t\); "
+        r"got 3 quarter\(s\), 2025Q1\.\.2025Q3, none with every metric known$",
+    ):
+        build.platform_labels(synthetic_metrics(quarters("2025Q1", 3)), RULE, "metrics_synthetic.csv")
+
+
+def test_seven_quarters_label_nothing_and_eight_label_their_last():
+    with pytest.raises(PlatformMetricsError, match=r"got 7 quarter\(s\), 2023Q4\.\.2025Q2"):
+        build.platform_labels(synthetic_metrics(quarters("2023Q4", 7)), RULE, "metrics_synthetic.csv")
+    labels = build.platform_labels(synthetic_metrics(quarters("2023Q4", 8)), RULE, "metrics_synthetic.csv")
+    assert sorted(labels["period"].unique()) == [2025 * 4 + 2]  # 2025Q3
+
+
+def test_a_rule_without_growth_needs_four_quarters():
+    rule = BeltRule((Condition("gmv_annual_cny", ">=", 1e8), Condition("active_merchants", ">=", 100)), 1)
+    with pytest.raises(PlatformMetricsError, match=r"gmv_annual_cny needs 4 consecutive quarters of a county"):
+        build.platform_labels(synthetic_metrics(quarters("2025Q1", 3)), rule, "metrics_synthetic.csv")
+
+
+def test_annual_metrics_need_two_years_for_growth():
+    frame = pd.DataFrame({"county_code": ["371721"], "period": [2025], "category": [None], "gmv_cny": [1e8],
+                          "active_merchants": [10.0]})  # fmt: skip
+    with pytest.raises(PlatformMetricsError, match=r"at least one year: .* needs 2 consecutive years of a county "
+                       r"\(t-1\.\.t\); got 1 year\(s\), 2025\.\.2025"):  # fmt: skip
+        build.platform_labels(PlatformMetrics(frame, "annual"), RULE, "metrics_synthetic.csv")
+
+
+def test_a_rule_metric_the_platform_does_not_compute_is_an_error_not_a_key_error():
+    rule = BeltRule((Condition("gmv_annual", ">=", 1e8),), 1)
+    with pytest.raises(LabelError, match=r"one of the metrics of the platform metrics file .*; got 'gmv_annual'"):
+        build.platform_labels(synthetic_metrics(quarters("2023Q1", 11)), rule, "metrics_synthetic.csv")
+
+
+def test_build_fails_before_reading_the_sources_and_keeps_the_panel(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "load_history", lambda settings: two_county_history())
+    metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2025Q1", 3))
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "panel.parquet").write_bytes(b"the good panel")
+    settings = Settings(
+        data=DataSettings(cache_dir=tmp_path / "no_raw_data", features_dir=features),
+        platform=PlatformSettings(metrics_file=metrics),
+    )
+    # the raw cache is empty: reading a public source would fail with another error
+    with pytest.raises(PlatformMetricsError, match=r"must label at least one quarter: .*got 3 quarter\(s\)"):
+        build.run(settings, QUIET)
+    assert (features / "panel.parquet").read_bytes() == b"the good panel"
+    assert sorted(p.name for p in features.iterdir()) == ["panel.parquet"]
