@@ -39,6 +39,7 @@ from features.sources.base import SourceTable
 from features.taxonomy import county_modes, load_taxonomy, mode_counts
 from pipelines.config import LabelSettings, PlatformSettings, Settings
 from pipelines.master import load_history
+from pipelines.sync import verify_cache
 
 Reader = Callable[[Path, CodeHistory, int], SourceTable]
 
@@ -84,6 +85,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
     history = load_history(settings)
     units = history.county_units(target)
     platform = None if settings.platform.metrics_file is None else read_platform(settings, history, until)
+    verify_cache(settings.data.cache_dir)  # a raw file changed since the sync is named, not read
     sources = read_sources(Path(settings.data.cache_dir), history, target)
     if platform is not None:
         panel, modes, rule = platform_panel(settings, platform, units, sources, until)

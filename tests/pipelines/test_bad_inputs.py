@@ -3,6 +3,7 @@ expected and what came in, raised before any work, and nothing already written t
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -10,9 +11,9 @@ import pytest
 from rich.console import Console
 
 from features.codes import load_code_history
-from features.errors import BeltcastError, OutputPathError, SourceFormatError
+from features.errors import BeltcastError, DataSyncError, OutputPathError, SourceFormatError
 from features.io import write_atomic
-from pipelines import backtest, promote, score, tune
+from pipelines import backtest, build, promote, score, tune
 from pipelines.backtest import check_params, load_panel, tuned_params
 from pipelines.config import DataSettings, MlflowSettings, ModelSettings, Settings, TuneSettings
 from pipelines.promote import PromotionError
@@ -167,3 +168,17 @@ def test_a_champion_whose_files_are_gone_is_named_by_score(champion_settings, tm
     finally:
         away.rename(artifacts)
     assert kept.read_text(encoding="utf-8") == "kept"
+
+
+@pytest.mark.realdata
+def test_build_names_a_raw_file_cut_short_since_the_sync_and_writes_nothing(raw_dir, tmp_path):
+    cache = tmp_path / "raw"
+    shutil.copytree(raw_dir, cache)
+    employment = cache / "tudigong" / "input" / "employment.csv"
+    lines = employment.read_text(encoding="utf-8").splitlines(keepends=True)
+    employment.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")  # still a well-formed CSV
+    features = tmp_path / "features"
+    settings = Settings(data=DataSettings(cache_dir=cache, features_dir=features))
+    with pytest.raises(DataSyncError, match=rf"{employment}: sha256 mismatch, .*run `beltcast data sync`"):
+        build.run(settings, QUIET)
+    assert not features.exists() or not any(features.iterdir())
