@@ -3,6 +3,7 @@ where ``train`` and ``backtest`` find them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from models.tuning import (
     search_space,
     within,
 )
-from pipelines.backtest import fold_spec, load_panel
+from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import TrackingError, start_run, use_tracking
 
@@ -76,6 +77,7 @@ def run(
         trial.params, data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed,
     )  # fmt: skip
+    replaced = saved_study(settings.model.params_file)
     best = save_best(study, trial, settings.model.params_file, briers, period)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
@@ -84,7 +86,20 @@ def run(
         f"{best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
         f" -> {settings.model.params_file}"
     )
+    if replaced not in (None, study.study_name):
+        console.print(
+            f"tune: these replace the parameters of study {replaced!r} that `train` would have used;"
+            f" `beltcast tune --study {replaced} --trials 1` puts that study's best back"
+        )
     return best
+
+
+def saved_study(path: Path) -> str | None:
+    """The study whose best parameters ``path`` holds, if it can be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _briers(briers: dict[int, float]) -> str:
@@ -111,6 +126,18 @@ def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             mlflow.log_metric("inner_fold_average_precision", trial.value)
 
 
+PLATFORM_STUDY = "platform"
+
+
+def default_study(settings: Settings) -> str:
+    """``tune.study`` when the config sets it or the panel is the public one; ``platform`` for a
+    panel of the platform's metrics, whose features differ from the public panel's (a study
+    resumes only on the features it was scored on)."""
+    if is_platform(settings) and "study" not in settings.tune.model_fields_set:
+        return PLATFORM_STUDY
+    return settings.tune.study
+
+
 def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
     """Create or resume the study in its storage (``mlruns/optuna.db`` by default)."""
     storage = settings.tune.storage
@@ -118,7 +145,7 @@ def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return make_study(study_name or settings.tune.study, storage, settings.model.seed)
+        return make_study(study_name or default_study(settings), storage, settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {storage!r} cannot be opened ({type(err).__name__}: {err});"

@@ -226,6 +226,11 @@ def test_the_tuned_parameters_carry_the_calibration_folds_of_the_lowest_brier(bu
     briers = {int(k): v for k, v in saved["calibration_inner_brier"].items()}
     assert saved["params"]["calibration_folds"] == min(briers, key=briers.get)
     assert set(briers) == set(CALIBRATION_FOLDS)
+    # a scratch study replacing them says whose parameters `train` loses
+    console = Console(record=True, width=400)
+    tune.run(settings, 1, "scratch", console)
+    assert json.loads((tmp_path / "tuned.json").read_text())["study"] == "scratch"
+    assert "these replace the parameters of study 'calibration-check'" in console.export_text()
 
 
 @pytest.mark.parametrize("k", CALIBRATION_FOLDS)

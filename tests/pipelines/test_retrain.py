@@ -11,7 +11,7 @@ from rich.console import Console
 
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
-from pipelines import retrain
+from pipelines import retrain, tune
 from pipelines.backtest import load_panel
 from pipelines.config import (
     DataSettings,
@@ -104,7 +104,7 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
     )  # fmt: skip
     q3_params = json.loads(settings.model.params_file.read_text(encoding="utf-8"))["params"]
     summary = retrain.run(settings, "2025Q4", q4, QUIET)
-    study = optuna.load_study(study_name=settings.tune.study, storage=settings.tune.storage)
+    study = optuna.load_study(study_name=tune.default_study(settings), storage=settings.tune.storage)
     first_q4 = next(t for t in study.trials if t.user_attrs.get("period") == "2025Q4")
     assert first_q4.user_attrs["incumbent"]
     assert first_q4.params == {k: v for k, v in q3_params.items() if k != "calibration_folds"}

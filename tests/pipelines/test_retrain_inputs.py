@@ -8,8 +8,8 @@ from rich.console import Console
 
 from features.periods import PeriodError
 from features.platform import PlatformMetricsError
-from pipelines import retrain
-from pipelines.config import DataSettings, MlflowSettings, Settings
+from pipelines import retrain, tune
+from pipelines.config import DataSettings, MlflowSettings, PlatformSettings, Settings, TuneSettings
 from tests.pipelines.test_build_platform_inputs import quarters, two_county_history, write_synthetic_metrics
 
 QUIET = Console(quiet=True)
@@ -100,3 +100,11 @@ def test_a_file_that_covers_the_period_reaches_the_steps(settings, tmp_path, fir
     with pytest.raises(StepsReached):
         retrain.run(settings, " 2025Q3", metrics, QUIET)
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_platform_panel_is_tuned_in_its_own_study_unless_the_config_names_one(tmp_path):
+    metrics = tmp_path / "platform_metrics_synthetic.csv"
+    public, platform = Settings(), Settings(platform=PlatformSettings(metrics_file=metrics))
+    named = Settings(platform=PlatformSettings(metrics_file=metrics), tune=TuneSettings(study="q"))
+    # the public study's features differ from a platform panel's: it could not be resumed on one
+    assert [tune.default_study(s) for s in (public, platform, named)] == ["emergence", "platform", "q"]
