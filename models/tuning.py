@@ -21,9 +21,9 @@ import optuna
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss
 
-from features.periods import parse_period
+from features.periods import label_of, parse_period
 from models.backtest import Fold, FoldSpec, _fit_predict
-from models.estimators import LGBMEmergence, rarer_class_count
+from models.estimators import LGBMEmergence, ModelInputError, rarer_class_count
 
 MAX_TREES = 150
 MAX_LEAVES = 32
@@ -59,8 +59,17 @@ def search_space(trial: optuna.Trial) -> dict:
 
 
 def inner_folds(periods: np.ndarray, groups: np.ndarray, y: np.ndarray, spec: FoldSpec, n_inner: int) -> list[Fold]:
-    """Folds within the training rows of the newest temporal fold."""
-    outer = spec.temporal(periods)[-1]
+    """Folds within the training rows of the newest temporal fold; an error saying what is
+    missing when there is none (transitions of one period only)."""
+    outer_folds = spec.temporal(periods)
+    if not outer_folds:
+        found = ", ".join(label_of(p) for p in sorted(set(np.asarray(periods).tolist()))) or "none"
+        raise ModelInputError(
+            f"tuning needs a temporal fold: emergence transitions in two periods at least {spec.horizon} apart,"
+            f" to train on the earlier and test on the later; got transitions as of {found} (more periods of"
+            " labels are needed)"
+        )
+    outer = outer_folds[-1]
     inside = np.isin(periods, outer.train_periods)
     temporal = spec.temporal(periods[inside])
     if temporal:

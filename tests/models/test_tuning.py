@@ -8,6 +8,7 @@ import optuna
 import pytest
 
 from models.backtest import FoldSpec
+from models.estimators import ModelInputError
 from models.tuning import (
     CALIBRATION_FOLDS,
     best_trial,
@@ -32,6 +33,13 @@ def test_inner_folds_never_touch_the_test_period(synthetic_transitions):
     for fold in inner_folds(periods, groups, y, spec, 3):
         assert not set(fold.train_periods) & set(test_periods)
         assert not set(getattr(fold, "test_periods", ()) or ()) & set(test_periods)
+
+
+def test_transitions_of_one_period_are_a_named_error_not_an_index_error(synthetic_transitions):
+    _, y, periods, groups = synthetic_transitions
+    one = periods == periods.max()
+    with pytest.raises(ModelInputError, match=rf"needs a temporal fold: .*got transitions as of {periods.max()} "):
+        inner_folds(periods[one], groups[one], y[one], FoldSpec(n_spatial=3), 3)
 
 
 def test_a_seeded_study_replays_and_a_resumed_one_continues(synthetic_transitions, tmp_path):
