@@ -10,14 +10,14 @@ county × period, or per county × period × product category:
 * ``county_code`` (required): 6-digit county-level code, of any vintage;
 * ``period`` (required): ``2025Q3`` (quarterly) or ``2025`` (annual), one frequency per file,
   years 2000-2099;
-* ``gmv_cny`` (required): gross merchandise value in CNY over the period, a number >= 0;
-* ``active_merchants`` (required): merchants active in the period, a number >= 0;
+* ``gmv_cny`` (required): gross merchandise value in CNY over the period, a number from 0 to 1e15;
+* ``active_merchants`` (required): merchants active in the period, a number from 0 to 1e15;
 * ``category`` (optional): a product string (``女装``, ``家具、竹制品``) that the mode taxonomy
   maps to a development mode; an empty cell is a row without category;
 * ``is_synthetic`` (optional): ``true``/``false``; any true row makes
   :attr:`PlatformMetrics.is_synthetic` true (files from :mod:`features.synthetic`);
 * ``county_name``, ``province``, ``prefecture`` (optional): read and ignored, the code decides;
-* any other column is a further metric: a number >= 0, or an empty cell (missing). Further
+* any other column is a further metric: a number from 0 to 1e15, or an empty cell (missing). Further
   metrics are counts (summed on a merge, divided on a split) unless named in ``intensive``.
 
 Validation
@@ -63,6 +63,7 @@ maps to no unit of the target vintage are returned in ``unmatched``.
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,7 @@ YEARS = range(2000, 2100)
 FLAG_VALUES = {"true": True, "false": False, "1": True, "0": False}
 FRAME_COLUMNS = ("county_code", "period", CATEGORY, "gmv_cny", "active_merchants")
 GROWTH_DECIMALS = 9
+LARGEST = 1e15  # a metric's largest value: sums over counties and quarters stay finite and exact enough
 PLACEHOLDER_THRESHOLDS = (("gmv_annual_cny", 1e8), ("active_merchants", 100.0), ("gmv_growth_yoy", 0.2))
 # The metrics :func:`rule_metrics` computes, each with the years of one county's history it needs
 # in the period it is computed for (0: the period alone). ``pipelines.config`` lists the same names.
@@ -227,14 +229,40 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise PlatformMetricsError(f"{path}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
     if not path.is_file():
         raise PlatformMetricsError(f"{path}: file is missing")
+    header = _csv_header(path) if kind == "csv" else None
     raw = _read_csv(path) if kind == "csv" else _read_parquet(path)
-    raw.columns = [str(column).strip() for column in raw.columns]
+    raw.columns = [str(column).strip() for column in (header or raw.columns)]
+    _check_header(raw.columns, path)
     missing = [column for column in REQUIRED if column not in raw.columns]
     if missing:
         raise PlatformMetricsError(f"{path}: missing required column(s) {missing}; found columns {list(raw.columns)}")
     if raw.empty:
         raise PlatformMetricsError(f"{path}: must hold at least one data row; got only the header")
     return raw
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The header cells as written (pandas renames a repeated one ``x.1`` and an empty one
+    ``Unnamed: N``); None when the first line cannot be read (:func:`_read_csv` says why)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader(handle), None)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _check_header(columns: pd.Index, path: Path) -> None:
+    """Every column named, and once."""
+    names = list(columns)
+    empty = [i + 1 for i, name in enumerate(names) if name == ""]
+    if empty:
+        raise PlatformMetricsError(
+            f"{path}: every column must have a name in the header; got none for column(s) {empty}"
+            " (an index saved with the table?)"
+        )
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PlatformMetricsError(f"{path}: each column must appear once in the header; got {repeated} more than once")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -306,11 +334,11 @@ def _integral_text(series: pd.Series) -> pd.Series:
 
 def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> pd.Series:
     codes = _integral_text(raw["county_code"])
-    malformed = ~codes.str.fullmatch(r"\d{6}")
+    malformed = ~codes.str.fullmatch(r"[0-9]{6}")
     if malformed.any():
         i = _first(malformed)
         raise PlatformMetricsError(
-            f"county_code {_show(raw.at[i, 'county_code'])} must be 6 digits; "
+            f"county_code {_show(raw.at[i, 'county_code'])} must be 6 digits 0-9; "
             f"got {len(codes.at[i])} characters ({_where(path, i)})"
         )
     known = {code: history.nearest_year(code, target) is not None for code in codes.unique()}
@@ -392,18 +420,18 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
 
 
 def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool) -> pd.Series:
-    """A metric column as float; a number >= 0 or (unless ``required``) empty in every row."""
+    """A metric column as float; a number from 0 to :data:`LARGEST` or (unless ``required``) empty in every row."""
     series = raw[column]
     if pd.api.types.is_bool_dtype(series):
         raise PlatformMetricsError(f"{path}: {column} must hold numbers >= 0; got a true/false column")
     text = _text(series)
     empty = text == ""
     values = pd.to_numeric(text.mask(empty), errors="coerce").astype(float)
-    invalid = (values.isna() & ~empty) | (values < 0) | np.isinf(values) | (empty & required)
+    invalid = (values.isna() & ~empty) | (values < 0) | (values > LARGEST) | (empty & required)
     if invalid.any():
         i = _first(invalid)
         got = "an empty cell" if empty.at[i] else _show(raw.at[i, column])
-        raise PlatformMetricsError(f"{column} must be a number >= 0; got {got} ({_where(path, i)})")
+        raise PlatformMetricsError(f"{column} must be a number from 0 to {LARGEST:.0e}; got {got} ({_where(path, i)})")
     return values
 
 

@@ -330,7 +330,7 @@ GOOD = "371721,2024Q1,1e7,10"
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("37172,2024Q2,1,1", r"county_code '37172' must be 6 digits; got 5 characters \(data row 2, line 3 of "),
+        ("37172,2024Q2,1,1", r"county_code '37172' must be 6 digits 0-9; got 5 characters \(data row 2, line 3 of "),
         ("999999,2024Q2,1,1", r"county_code '999999' must be a county-level code .* valid in no year \(data row 2"),
         ("371721,2025Q5,1,1", r"period must look like 2025 .* or 2025Q3 .*; got '2025Q5' \(data row 2, line 3"),
         ("371721,1925,1,1", r"with a year in 2000\.\.2099; got '1925'"),
@@ -338,11 +338,16 @@ GOOD = "371721,2024Q1,1e7,10"
             "371721,2025,1,1",
             r"period must be quarterly in every row, like '2024Q1' in data row 1, line 2 .*; got annual",
         ),
-        ("371721,2024Q2,-5,1", r"gmv_cny must be a number >= 0; got '-5' \(data row 2, line 3 of .*metrics\.csv\)"),
-        ("371721,2024Q2,1,-1", r"active_merchants must be a number >= 0; got '-1' \(data row 2"),
-        ("371721,2024Q2,abc,1", r"gmv_cny must be a number >= 0; got 'abc' \(data row 2"),
-        ("371721,2024Q2,1e7,", r"active_merchants must be a number >= 0; got an empty cell \(data row 2"),
-        ("371721,2024Q2,inf,1", r"gmv_cny must be a number >= 0; got 'inf'"),
+        (
+            "371721,2024Q2,-5,1",
+            r"gmv_cny must be a number from 0 to 1e\+15; got '-5' \(data row 2, line 3 of .*metrics\.csv\)",
+        ),
+        ("371721,2024Q2,1,-1", r"active_merchants must be a number from 0 to 1e\+15; got '-1' \(data row 2"),
+        ("371721,2024Q2,abc,1", r"gmv_cny must be a number from 0 to 1e\+15; got 'abc' \(data row 2"),
+        ("371721,2024Q2,1e7,", r"active_merchants must be a number from 0 to 1e\+15; got an empty cell \(data row 2"),
+        ("371721,2024Q2,inf,1", r"gmv_cny must be a number from 0 to 1e\+15; got 'inf'"),
+        ("371721,2024Q2,1.7e308,1", r"gmv_cny must be a number from 0 to 1e\+15; got '1.7e308'"),  # sums to inf
+        ("３７１７２１,2024Q2,1,1", r"county_code '３７１７２１' must be 6 digits 0-9; got 6 characters"),
         (
             "371721,2024Q1,5,1",
             r"\(county_code, period\) must be unique; got \('371721', '2024Q1'\) again \(data row 2, line 3 of "
@@ -353,6 +358,20 @@ GOOD = "371721,2024Q1,1e7,10"
 def test_invalid_rows_are_errors_naming_file_row_and_field(tmp_path, toy_history, line, message):
     path = write(tmp_path, [GOOD, line])
     with pytest.raises(PlatformMetricsError, match=message):
+        read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("county_code,period,gmv_cny,active_merchants,gmv_cny", r"got \['gmv_cny'\] more than once"),
+        (",county_code,period,gmv_cny,active_merchants", r"got none for column\(s\) \[1\] \(an index saved"),
+    ],
+)
+def test_a_header_column_repeated_or_unnamed_is_an_error(tmp_path, toy_history, header, message):
+    row = "371721,2024Q1,1e7,10,5" if header.endswith("gmv_cny") else "0,371721,2024Q1,1e7,10"
+    path = write(tmp_path, [row], header=header)
+    with pytest.raises(PlatformMetricsError, match=message):  # not a metric named gmv_cny.1 or Unnamed: 0
         read_platform_metrics(path, toy_history)
 
 
@@ -368,7 +387,9 @@ def test_a_missing_column_is_named_with_the_columns_found(tmp_path, toy_history)
 
 def test_a_further_metric_must_be_a_non_negative_number_or_empty(tmp_path, toy_history):
     path = write(tmp_path, ["371721,2024Q1,1,1,", "510117,2024Q1,1,1,-0.5"], header=HEADER + ",orders")
-    with pytest.raises(PlatformMetricsError, match=r"orders must be a number >= 0; got '-0\.5' \(data row 2"):
+    with pytest.raises(
+        PlatformMetricsError, match=r"orders must be a number from 0 to 1e\+15; got '-0\.5' \(data row 2"
+    ):
         read_platform_metrics(path, toy_history)
 
 
@@ -416,7 +437,9 @@ def test_parquet_rows_are_named_without_lines(tmp_path, toy_history):
         {"county_code": ["371721", "371721"], "period": ["2024Q1", "2024Q2"], "gmv_cny": [1.0, -2.0],
          "active_merchants": [1, 1]}
     ).to_parquet(path)  # fmt: skip
-    with pytest.raises(PlatformMetricsError, match=r"gmv_cny must be a number >= 0; got -2\.0 \(data row 2 of "):
+    with pytest.raises(
+        PlatformMetricsError, match=r"gmv_cny must be a number from 0 to 1e\+15; got -2\.0 \(data row 2 of "
+    ):
         read_platform_metrics(path, toy_history)
 
 
