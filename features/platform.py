@@ -231,7 +231,8 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise PlatformMetricsError(f"{path}: file is missing")
     header = _csv_header(path) if kind == "csv" else None
     raw = _read_csv(path) if kind == "csv" else _read_parquet(path)
-    raw.columns = [str(column).strip() for column in (header or raw.columns)]
+    named = header if header is not None and len(header) == len(raw.columns) else raw.columns
+    raw.columns = [str(column).strip() for column in named]
     _check_header(raw.columns, path)
     missing = [column for column in REQUIRED if column not in raw.columns]
     if missing:
