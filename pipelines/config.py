@@ -23,7 +23,15 @@ PLATFORM_RULE_METRICS = ("gmv_annual_cny", "active_merchants", "gmv_growth_yoy")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any) -> Any:
+        """``seed = true`` is a mistake, not 1: no setting here is a true/false one."""
+        if isinstance(value, bool):
+            raise ValueError("must be a number or text, not true/false")
+        return value
 
 
 class DataSettings(_Section):
@@ -154,8 +162,8 @@ class TuneSettings(_Section):
     """The Optuna study: resumable storage, name, trials per call, inner folds, and the LightGBM
     seeds each trial's inner-fold AP is averaged over (``model.seed`` onwards)."""
 
-    storage: str = "sqlite:///mlruns/optuna.db"
-    study: str = "emergence"
+    storage: str = Field(default="sqlite:///mlruns/optuna.db", min_length=1)
+    study: str = Field(default="emergence", min_length=1)
     trials: int = Field(default=30, ge=1)
     inner_folds: int = Field(default=4, ge=2)
     seeds: int = Field(default=3, ge=1, le=20)
@@ -206,9 +214,9 @@ class PlatformSettings(_Section):
 class MlflowSettings(_Section):
     """Experiment tracking and the model registry."""
 
-    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    experiment: str = "beltcast"
-    registered_model: str = "county-belt"
+    tracking_uri: str = Field(default="sqlite:///mlruns/mlflow.db", min_length=1)
+    experiment: str = Field(default="beltcast", min_length=1)
+    registered_model: str = Field(default="county-belt", min_length=1)
 
 
 class Settings(_Section):
@@ -245,6 +253,8 @@ def load_settings(path: Path | None = None) -> Settings:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; expected a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:

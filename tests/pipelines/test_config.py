@@ -39,6 +39,30 @@ def test_a_wrong_type_names_the_key_and_the_value(tmp_path):
         load_settings(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[model]\nseed = true\n", r"model\.seed: must be a number or text, not true/false; got True"),
+        (
+            '[[labels.conditions]]\nmetric = "taobao_villages"\nop = ">="\nthreshold = inf\n',
+            r"labels\.conditions\[0\]\.threshold: Input should be a finite number; got inf",
+        ),
+        ('[tune]\nstudy = ""\n', r"tune\.study: String should have at least 1 character; got ''"),
+        ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
+    ],
+)
+def test_a_value_of_the_right_type_but_no_sense_names_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_a_config_path_that_is_a_directory_says_so(tmp_path):
+    with pytest.raises(ConfigError, match=rf"config file {tmp_path} is a directory; expected a TOML file"):
+        load_settings(tmp_path)
+
+
 def test_an_unknown_key_is_an_error(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[mlflow]\ntracking_url = 'x'\n")
