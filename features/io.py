@@ -122,5 +122,10 @@ def write_csv(frame: pd.DataFrame, target: Path) -> Path:
 
 def write_json(payload: Any, target: Path) -> Path:
     """Write ``payload`` as indented UTF-8 JSON atomically."""
-    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-    return write_atomic(target, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    text = json_text(payload)
+    return write_atomic(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def json_text(payload: Any) -> str:
+    """``payload`` as the JSON text :func:`write_json` writes (indented, keys sorted, UTF-8 kept)."""
+    return json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"

@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from features.codes import CodeHistory
-from features.io import write_csv, write_json, write_parquet
+from features.io import json_text, write_together
 from features.labels import BeltRule, Condition
 from features.panel import PanelSpec, build_panel
-from features.periods import QUARTERLY, label, label_of, parse_period
+from features.periods import QUARTERLY, frequency_of, label, label_of, parse_period, per_year
 from features.platform import (
     RULE_METRICS,
     PlatformMetrics,
@@ -94,6 +94,11 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
         panel, rule = build_panel(sources, units, panel_spec(settings), modes), belt_rule(settings.labels)
     summary = quality_summary(sources, panel, units)
     summary["modes"] = {str(k): int(v) for k, v in mode_counts(modes).items()}
+    summary["modes_of"] = (
+        "counties by the category mix of their GMV, newest period"
+        if platform is not None
+        else "belts with a known mode, from their villages' main products"
+    )
     summary["belt_rule"] = rule.describe()
     outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
     report(console, panel, summary, sources, outputs)
@@ -213,16 +218,21 @@ def panel_spec(settings: Settings) -> PanelSpec:
 
 
 def write_outputs(features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]) -> BuildOutputs:
-    """Write the panel, the quality JSON and the unmatched rows, each atomically."""
+    """Write the panel, the quality JSON and the unmatched rows together: all three to temporary
+    names first, then renamed one after the other."""
     unmatched = pd.concat(
         [s.unmatched.astype(str).assign(source=s.name) for s in sources if len(s.unmatched)],
         ignore_index=True,
     )
-    return BuildOutputs(
-        panel=write_parquet(panel, features_dir / "panel.parquet"),
-        quality=write_json(summary, features_dir / "quality.json"),
-        unmatched=write_csv(unmatched, features_dir / "unmatched.csv"),
+    paths = BuildOutputs(features_dir / "panel.parquet", features_dir / "quality.json", features_dir / "unmatched.csv")
+    write_together(  # a panel never sits beside the quality summary of another
+        {
+            paths.panel: lambda tmp: panel.to_parquet(tmp, index=False),
+            paths.quality: lambda tmp: tmp.write_text(json_text(summary), encoding="utf-8"),
+            paths.unmatched: lambda tmp: unmatched.to_csv(tmp, index=False, encoding="utf-8"),
+        }
     )
+    return paths
 
 
 def report(
@@ -233,12 +243,12 @@ def report(
     outputs: BuildOutputs,
 ) -> None:
     """Print coverage, unmatched rows, labels and mode class counts."""
-    years = sorted(panel["as_of"].unique())
+    years = sorted({int(p) // per_year(frequency_of(int(p))) for p in panel["as_of"].unique()})  # the sources' years
     console.print(_coverage(summary, range(years[0] - 3, years[-1] + 1)))
     _print_unmatched(console, sources)
     console.print(_labels(panel))
     console.print(f"belt rule: {summary['belt_rule']}")
-    console.print(f"mode classes (belts with a known mode): {summary['modes']}", highlight=False)
+    console.print(f"mode classes ({summary['modes_of']}): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
     console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,10 @@ features_app = typer.Typer(help="County indicators: master, panel.", no_args_is_
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 
+LOG_WIDTH = 160
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = LOG_WIDTH  # a log or a pipe: rich's 80 columns cut the tables' cells to "20…"
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file; defaults apply to what it omits."),
