@@ -60,7 +60,7 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
         raise PromotionError(f"--force needs --reason TEXT saying why the gate is overridden; got {reason!r}")
     if reason is not None and not force:
         raise PromotionError(f"--reason is recorded only with --force (the gate decides otherwise); got {reason!r}")
-    client = use_tracking(settings)
+    client = use_tracking(settings, existing=True)
     name = settings.mlflow.registered_model
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:

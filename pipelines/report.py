@@ -71,7 +71,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
     """Score with the pinned champion, render the page, write it atomically, log it to the run."""
     if out is not None:
         writable_target(out)
-    client = use_tracking(settings)
+    client = use_tracking(settings, existing=True)
     context = gather(client, settings, as_of)
     topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
     page = render(context, topo)

@@ -57,7 +57,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     """Resolve the champion, score every county, rank, validate, write atomically."""
     if out is not None:
         check_out(out)
-    client = use_tracking(settings)
+    client = use_tracking(settings, existing=True)
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)

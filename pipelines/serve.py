@@ -39,7 +39,7 @@ def command(host: str, port: int, workers: int) -> list[str]:
 def champion_uri(settings: Settings) -> str:
     """``models:/<name>/<version>`` of the champion, resolved now."""
     name = settings.mlflow.registered_model
-    return model_uri(name, require_champion(use_tracking(settings), name, ServeError).version)
+    return model_uri(name, require_champion(use_tracking(settings, existing=True), name, ServeError).version)
 
 
 def environment(settings: Settings, uri: str) -> dict[str, str]:

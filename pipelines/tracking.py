@@ -34,11 +34,19 @@ class TrackingError(BeltcastError):
     """The MLflow store or a model in it cannot be used."""
 
 
-def use_tracking(settings: Settings) -> MlflowClient:
+def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     """Point MLflow at the configured store and experiment; return a client. Runs left
     ``RUNNING`` by a killed job of this machine are marked ``KILLED`` on the way; a store that
-    cannot be opened is a :class:`TrackingError` naming the settings."""
+    cannot be opened is a :class:`TrackingError` naming the settings. With ``existing`` (jobs
+    that only read models: score, report, serve, promote), a local store must exist already:
+    such a job would otherwise leave an empty database behind."""
     uri, name = settings.mlflow.tracking_uri, settings.mlflow.experiment
+    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if existing and database is not None and not database.is_file():
+        raise TrackingError(
+            f"there is no MLflow store at {database} (mlflow.tracking_uri = {uri!r}); run `beltcast train`"
+            " first, or point mlflow.tracking_uri at the store that holds the models"
+        )
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from models.estimators import ModelInputError
 from pipelines import cli, score, serve
-from pipelines.config import Settings
-from pipelines.tracking import model_uri, use_tracking
+from pipelines.config import Settings, load_settings
+from pipelines.tracking import TrackingError, model_uri, use_tracking
 from tests.payloads import PAYLOADS, encode
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -288,6 +288,10 @@ def test_serving_without_a_champion_is_a_clear_error(tmp_path):
     from pipelines.config import MlflowSettings
 
     settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'empty.db'}"))
+    with pytest.raises(TrackingError, match=f"there is no MLflow store at {tmp_path / 'empty.db'} "):
+        serve.champion_uri(settings)
+    assert not (tmp_path / "empty.db").exists()  # not left behind, empty
+    use_tracking(settings)  # a store, with no model in it
     with pytest.raises(serve.ServeError, match="has no 'champion'; run `beltcast train` and `beltcast promote`"):
         serve.champion_uri(settings)
 
@@ -295,6 +299,7 @@ def test_serving_without_a_champion_is_a_clear_error(tmp_path):
 def test_beltcast_serve_without_a_champion_is_a_clear_error(tmp_path):
     config = tmp_path / "beltcast.toml"
     config.write_text(f'[mlflow]\ntracking_uri = "sqlite:///{tmp_path / "empty.db"}"\n', encoding="utf-8")
+    use_tracking(load_settings(config))
 
     result = CliRunner().invoke(cli.app, ["serve", "--config", str(config)])
 
