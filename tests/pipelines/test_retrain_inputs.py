@@ -50,30 +50,31 @@ def test_a_period_that_is_no_quarter_of_2000_to_2099_is_refused(settings, eleven
         retrain.run(settings, period, eleven_quarters, QUIET)
 
 
-def test_a_period_after_the_files_last_quarter_is_refused(settings, eleven_quarters):
-    with pytest.raises(
-        PeriodError,
-        match=rf"^--period must not be after the last period of the metrics file {eleven_quarters}, 2025Q3 "
-        r"\(the file must cover the period retrained for\); got '2025Q4'$",
-    ):
-        retrain.run(settings, "2025Q4", eleven_quarters, QUIET)
-
-
-def test_a_year_for_a_quarterly_file_is_refused(settings, eleven_quarters):
-    with pytest.raises(
-        PeriodError,
-        match=r"^--period must be a quarter like 2025Q3, as the periods of the quarterly metrics file .* "
-        r"\(11 quarter\(s\), 2023Q1\.\.2025Q3\); got '2025'$",
-    ):
-        retrain.run(settings, "2025", eleven_quarters, QUIET)
-
-
-def test_rows_after_the_period_are_named_against_the_period_option(settings, eleven_quarters):
-    with pytest.raises(
-        PlatformMetricsError,
-        match=r"^period must not be after --period '2025Q2' \(no data from the future\); got '2025Q3' \(data row 11",
-    ):
-        retrain.run(settings, "2025Q2", eleven_quarters, QUIET)
+@pytest.mark.parametrize(
+    ("period", "error", "message"),
+    [
+        (  # the file stops before the period
+            "2025Q4",
+            PeriodError,
+            r"^--period must not be after the last period of the metrics file {file}, 2025Q3 "
+            r"\(the file must cover the period retrained for\); got '2025Q4'$",
+        ),
+        (  # a year for a quarterly file
+            "2025",
+            PeriodError,
+            r"^--period must be a quarter like 2025Q3, as the periods of the quarterly metrics file .* "
+            r"\(11 quarter\(s\), 2023Q1\.\.2025Q3\); got '2025'$",
+        ),
+        (  # rows after the period are named against the option
+            "2025Q2",
+            PlatformMetricsError,
+            r"^period must not be after --period '2025Q2' \(no data from the future\); got '2025Q3' \(data row 11",
+        ),
+    ],
+)
+def test_a_period_the_file_does_not_end_at_is_refused(settings, eleven_quarters, period, error, message):
+    with pytest.raises(error, match=message.replace("{file}", str(eleven_quarters))):
+        retrain.run(settings, period, eleven_quarters, QUIET)
 
 
 def test_a_file_that_labels_no_quarter_is_refused(settings, tmp_path):
