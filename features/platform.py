@@ -233,6 +233,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     raw = _read_csv(path) if kind == "csv" else _read_parquet(path)
     named = header if header is not None and len(header) == len(raw.columns) else raw.columns
     raw.columns = [str(column).strip() for column in named]
+    raw = _without_empty_unnamed(raw)
     _check_header(raw.columns, path)
     missing = [column for column in REQUIRED if column not in raw.columns]
     if missing:
@@ -252,8 +253,16 @@ def _csv_header(path: Path) -> list[str] | None:
         return None
 
 
+def _without_empty_unnamed(raw: pd.DataFrame) -> pd.DataFrame:
+    """``raw`` without the columns that have no name and no value (a trailing comma on every
+    line, as spreadsheets export); an unnamed column with values stays, for :func:`_check_header`."""
+    unnamed = [i for i, name in enumerate(raw.columns) if name == ""]
+    empty = [i for i in unnamed if _text(raw.iloc[:, i]).eq("").all()]
+    return raw.iloc[:, [i for i in range(raw.shape[1]) if i not in empty]] if empty else raw
+
+
 def _check_header(columns: pd.Index, path: Path) -> None:
-    """Every column named, and once."""
+    """Every column named (an unnamed one holds values: an index saved with the table?), and once."""
     names = list(columns)
     empty = [i + 1 for i, name in enumerate(names) if name == ""]
     if empty:

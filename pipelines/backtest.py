@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
 from models.estimators import LGBMEmergence
 from models.plots import calibration_curves, pr_curves
-from pipelines.config import Settings
+from pipelines.config import ModelSettings, Settings
 
 SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -106,12 +107,12 @@ PARAM_RULES = {
     "num_leaves": (True, lambda v: v >= 2, "an integer >= 2"),
     "min_child_samples": (True, lambda v: v >= 1, "an integer >= 1"),
     "calibration_folds": (True, lambda v: v >= 2, "an integer >= 2"),
-    "learning_rate": (False, lambda v: v > 0, "a number > 0"),
-    "subsample": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "colsample_bytree": (False, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    "reg_lambda": (False, lambda v: v >= 0, "a number >= 0"),
-    "scale_pos_weight": (False, lambda v: v > 0, "a number > 0"),
-    "linear_margin_C": (False, lambda v: v > 0, "a number > 0 or null"),
+    "learning_rate": (False, lambda v: v > 0, "a finite number > 0"),
+    "subsample": (False, lambda v: 0 < v <= 1, "a finite number in (0, 1]"),
+    "colsample_bytree": (False, lambda v: 0 < v <= 1, "a finite number in (0, 1]"),
+    "reg_lambda": (False, lambda v: v >= 0, "a finite number >= 0"),
+    "scale_pos_weight": (False, lambda v: v > 0, "a finite number > 0"),
+    "linear_margin_C": (False, lambda v: v > 0, "a finite number > 0 or null"),
 }
 
 
@@ -121,7 +122,7 @@ def tuned_params(settings: Settings) -> dict | None:
     would not have written."""
     path = settings.model.params_file
     if not path.is_file():
-        if "params_file" in settings.model.model_fields_set:
+        if path != ModelSettings.model_fields["params_file"].default:  # a file of the user's own
             raise BeltcastError(f"model.params_file {path} does not exist; expected the file `beltcast tune` writes")
         return None
     try:
@@ -151,7 +152,7 @@ def check_params(params: object, source: str) -> dict:
             continue
         integer, within, expected = PARAM_RULES[key]
         kinds = int if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not within(value):
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):
             raise BeltcastError(f"{source}: {key} must be {expected}; got {value!r}")
     return params
 

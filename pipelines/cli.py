@@ -160,7 +160,9 @@ def promote(
 def score(
     config: ConfigOption = None,
     as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
-    out: Annotated[Path | None, typer.Option(help="CSV path (a Parquet file is written beside it).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="A .csv path (a .parquet of the same name is written beside it).")
+    ] = None,
     engine: Annotated[str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")] = "pandas",
 ) -> None:
     """Score every county with the champion; ranked CSV and Parquet."""

@@ -18,7 +18,8 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from features.errors import BeltcastError
 from features.io import process_alive
@@ -41,7 +42,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     that only read models: score, report, serve, promote), a local store must exist already:
     such a job would otherwise leave an empty database behind."""
     uri, name = settings.mlflow.tracking_uri, settings.mlflow.experiment
-    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    database = sqlite_file(uri)
     if existing and database is not None and not database.is_file():
         raise TrackingError(
             f"there is no MLflow store at {database} (mlflow.tracking_uri = {uri!r}); run `beltcast train`"
@@ -62,6 +63,18 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
         ) from err
     return client
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a SQLite store URI as SQLAlchemy reads it (query and percent-encoding
+    removed); None for another kind of store, or an in-memory one."""
+    if not uri.startswith("sqlite:"):
+        return None
+    try:
+        database = make_url(uri).database
+    except ArgumentError:
+        return None
+    return None if database in (None, "", ":memory:") else Path(database)
 
 
 def load_pinned(uri: str, error: type[Exception]) -> mlflow.pyfunc.PyFuncModel:

@@ -23,7 +23,8 @@ from rich.console import Console
 
 import features
 import models
-from features.io import write_atomic, write_csv
+from features.errors import OutputPathError
+from features.io import write_csv, write_together
 from models.backtest import FoldSpec
 from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
@@ -129,17 +130,20 @@ def reuse(client: MlflowClient, settings: Settings, version, alias: str | None =
 def restore_backtest(client: MlflowClient, settings: Settings, run_id: str, console: Console) -> list[Path]:
     """Put the backtest files of a reused version's run back in the outputs folder, so that
     ``backtest.json`` and the curves there describe the version ``train`` points to."""
-    written = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(client.download_artifacts(run_id, "backtest", tmp))
-        except (MlflowException, OSError) as err:
-            console.print(f"train: the reused run's backtest files cannot be read ({err}); outputs left as they are")
-            return written
-        for source in sorted(local.iterdir()):
-            target = settings.outputs.dir / source.name
-            written.append(write_atomic(target, lambda part, source=source: shutil.copyfile(source, part)))
-    return written
+            return write_together(  # all or none: never one version's JSON beside another's curves
+                {
+                    settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
+                    for source in sorted(local.iterdir())
+                }
+            )
+        except (MlflowException, OSError, OutputPathError) as err:
+            console.print(
+                f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
+            )
+            return []
 
 
 def train_and_register(

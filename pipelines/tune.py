@@ -4,6 +4,8 @@ where ``train`` and ``backtest`` find them."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.errors import BeltcastError
-from features.io import write_json
+from features.io import write_atomic, write_json
 from models.datasets import emergence_transitions
 from models.tuning import (
     best_trial,
@@ -27,7 +29,7 @@ from models.tuning import (
     within,
 )
 from pipelines.backtest import fold_spec, is_platform, load_panel
-from pipelines.config import Settings
+from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import TrackingError, start_run, use_tracking
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
@@ -58,7 +60,7 @@ def run(
         settings.tune.inner_folds, settings.model.seed, n_seeds=settings.tune.seeds,
     )  # fmt: skip
     use_tracking(settings)
-    study = open_study(settings, study_name)
+    study = open_study(settings, study_name, list(data.X.columns))
     same_objective(study, settings.tune.seeds, list(data.X.columns))
     wanted = settings.tune.trials if trials is None else trials
     finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("period") == period]
@@ -77,7 +79,7 @@ def run(
         trial.params, data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed,
     )  # fmt: skip
-    replaced = saved_study(settings.model.params_file)
+    kept = keep_other_study(settings.model.params_file, study.study_name)
     best = save_best(study, trial, settings.model.params_file, briers, period)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
@@ -86,12 +88,24 @@ def run(
         f"{best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
         f" -> {settings.model.params_file}"
     )
-    if replaced not in (None, study.study_name):
+    if kept is not None:
+        other, copy = kept
         console.print(
-            f"tune: these replace the parameters of study {replaced!r} that `train` would have used;"
-            f" `beltcast tune --study {replaced} --trials 1` puts that study's best back"
+            f"tune: these replace the parameters of study {other!r} that `train` would have used; those are"
+            f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
         )
     return best
+
+
+def keep_other_study(path: Path, study: str) -> tuple[str, Path] | None:
+    """When ``path`` holds the parameters of another study than ``study``, copy it beside itself
+    as ``NAME.<other study>.json`` before it is replaced; the other study and the copy."""
+    other = saved_study(path)
+    if other is None or other == study:
+        return None
+    copy = path.with_name(f"{path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', other)}{path.suffix}")
+    write_atomic(copy, lambda tmp: shutil.copyfile(path, tmp))
+    return other, copy
 
 
 def saved_study(path: Path) -> str | None:
@@ -129,23 +143,35 @@ def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
 PLATFORM_STUDY = "platform"
 
 
-def default_study(settings: Settings) -> str:
-    """``tune.study`` when the config sets it or the panel is the public one; ``platform`` for a
-    panel of the platform's metrics, whose features differ from the public panel's (a study
-    resumes only on the features it was scored on)."""
-    if is_platform(settings) and "study" not in settings.tune.model_fields_set:
-        return PLATFORM_STUDY
-    return settings.tune.study
+def default_study(settings: Settings, features: list[str] | None = None) -> str:
+    """``tune.study``, unless it is the default name and the panel is the platform's: then
+    ``platform``, whose trials were scored on the platform panel's features (the public study's
+    cannot be resumed on them), or the default study itself if it was scored on ``features``
+    already (a store whose retrains have run in it)."""
+    study = settings.tune.study
+    if not is_platform(settings) or study != TuneSettings.model_fields["study"].default:
+        return study
+    if features is not None and scored_features(settings.tune.storage, study) == sorted(features):
+        return study
+    return PLATFORM_STUDY
 
 
-def open_study(settings: Settings, study_name: str | None) -> optuna.Study:
+def scored_features(storage: str, study: str) -> list[str] | None:
+    """The features ``study`` in ``storage`` records, or None when it does not exist or records none."""
+    try:
+        return optuna.load_study(study_name=study, storage=storage).user_attrs.get("features")
+    except KeyError:  # no such study
+        return None
+
+
+def open_study(settings: Settings, study_name: str | None, features: list[str] | None = None) -> optuna.Study:
     """Create or resume the study in its storage (``mlruns/optuna.db`` by default)."""
     storage = settings.tune.storage
     if storage.startswith("sqlite:///"):
         Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return make_study(study_name or default_study(settings), storage, settings.model.seed)
+        return make_study(study_name or default_study(settings, features), storage, settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {storage!r} cannot be opened ({type(err).__name__}: {err});"

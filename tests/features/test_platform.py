@@ -375,6 +375,13 @@ def test_a_header_column_repeated_or_unnamed_is_an_error(tmp_path, toy_history, 
         read_platform_metrics(path, toy_history)
 
 
+def test_a_trailing_comma_on_every_line_is_no_column(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1e7,10,"], header="county_code,period,gmv_cny,active_merchants,")
+    frame = read_platform_metrics(path, toy_history).frame
+    plain = read_platform_metrics(write(tmp_path, [GOOD], name="plain.csv"), toy_history).frame
+    assert list(frame.columns) == list(plain.columns)
+
+
 def test_a_missing_column_is_named_with_the_columns_found(tmp_path, toy_history):
     path = write(tmp_path, ["371721,2024Q1,1"], header="county_code,period,gmv_cny")
     with pytest.raises(

@@ -234,11 +234,14 @@ def test_the_tuned_parameters_carry_the_calibration_folds_of_the_lowest_brier(bu
     briers = {int(k): v for k, v in saved["calibration_inner_brier"].items()}
     assert saved["params"]["calibration_folds"] == min(briers, key=briers.get)
     assert set(briers) == set(CALIBRATION_FOLDS)
-    # a scratch study replacing them says whose parameters `train` loses
+    # a scratch study replacing them says whose parameters `train` loses, and where they are kept
     console = Console(record=True, width=400)
     tune.run(settings, 1, "scratch", console)
     assert json.loads((tmp_path / "tuned.json").read_text())["study"] == "scratch"
-    assert "these replace the parameters of study 'calibration-check'" in console.export_text()
+    assert json.loads((tmp_path / "tuned.calibration-check.json").read_text()) == saved
+    assert f"study 'calibration-check' that `train` would have used; those are kept in {tmp_path}" in (
+        console.export_text()
+    )
 
 
 @pytest.mark.parametrize("k", CALIBRATION_FOLDS)

@@ -18,7 +18,7 @@ from pipelines.backtest import check_params, load_panel, tuned_params
 from pipelines.config import DataSettings, MlflowSettings, ModelSettings, Settings, TuneSettings
 from pipelines.promote import PromotionError
 from pipelines.score import ScoreError
-from pipelines.tracking import TrackingError, use_tracking
+from pipelines.tracking import TrackingError, sqlite_file, use_tracking
 
 QUIET = Console(quiet=True)
 
@@ -61,6 +61,11 @@ def test_a_configured_params_file_that_does_not_exist_is_an_error(tmp_path):
         tuned_params(_model(tmp_path, missing))
 
 
+def test_the_default_params_file_written_out_in_a_config_is_still_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default mlruns/tuned_params.json does not exist here
+    assert tuned_params(_model(tmp_path, Path("mlruns/tuned_params.json"))) is None
+
+
 def test_without_a_configured_params_file_the_defaults_apply(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default mlruns/tuned_params.json does not exist here
     assert tuned_params(_model(tmp_path, None)) is None
@@ -73,9 +78,10 @@ def test_without_a_configured_params_file_the_defaults_apply(tmp_path, monkeypat
         ('{"foo": 1}', "cannot be read \\(KeyError"),
         ('{"params": [1]}', "'params' must be an object; got \\[1\\]"),
         ('{"params": {"num_leaves": "abc"}}', "num_leaves must be an integer >= 2; got 'abc'"),
-        ('{"params": {"subsample": 1.5}}', "subsample must be a number in \\(0, 1\\]; got 1.5"),
+        ('{"params": {"subsample": 1.5}}', "subsample must be a finite number in \\(0, 1\\]; got 1.5"),
         ('{"params": {"n_estimators": true}}', "n_estimators must be an integer >= 1; got True"),
-        ('{"params": {"learning_rate": NaN}}', "learning_rate must be a number > 0; got nan"),
+        ('{"params": {"learning_rate": NaN}}', "learning_rate must be a finite number > 0; got nan"),
+        ('{"params": {"scale_pos_weight": Infinity}}', "scale_pos_weight must be a finite number > 0; got inf"),
         ('{"params": {"max_bin": 63}}', "unknown parameter 'max_bin'"),
         ('{"params": {"calibration": "platt"}}', "calibration must be 'sigmoid' or null; got 'platt'"),
     ],
@@ -175,3 +181,23 @@ def test_build_names_a_raw_file_cut_short_since_the_sync_and_writes_nothing(raw_
     with pytest.raises(DataSyncError, match=rf"{employment}: sha256 mismatch, .*run `beltcast data sync`"):
         build.run(settings, QUIET)
     assert not features.exists() or not any(features.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("uri", "database"),
+    [
+        ("sqlite:///mlruns/mlflow.db?timeout=30", "mlruns/mlflow.db"),
+        ("sqlite:///my%20dir/mlflow.db", "my dir/mlflow.db"),
+        ("sqlite:////srv/mlflow.db", "/srv/mlflow.db"),
+        ("sqlite://", None),
+        ("http://mlflow.internal:5000", None),
+        ("postgresql://user@host/mlflow", None),
+    ],
+)
+def test_the_store_file_is_read_as_sqlalchemy_reads_it(uri, database):
+    assert sqlite_file(uri) == (None if database is None else Path(database))
+
+
+def test_a_store_given_with_a_query_is_found(tmp_path):
+    use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")))
+    use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}?timeout=30")), True)

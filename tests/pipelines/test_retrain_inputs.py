@@ -3,6 +3,7 @@ step runs. The metrics files are SYNTHETIC (made-up values on two real county co
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from rich.console import Console
 
@@ -100,12 +101,17 @@ def test_a_file_that_covers_the_period_reaches_the_steps(settings, tmp_path, fir
     metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters(first, n))
     with pytest.raises(StepsReached):
         retrain.run(settings, " 2025Q3", metrics, QUIET)
-    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_a_platform_panel_is_tuned_in_its_own_study_unless_the_config_names_one(tmp_path):
-    metrics = tmp_path / "platform_metrics_synthetic.csv"
-    public, platform = Settings(), Settings(platform=PlatformSettings(metrics_file=metrics))
-    named = Settings(platform=PlatformSettings(metrics_file=metrics), tune=TuneSettings(study="q"))
+    metrics, storage = tmp_path / "platform_metrics_synthetic.csv", f"sqlite:///{tmp_path / 'optuna.db'}"
+    public = Settings(tune=TuneSettings(storage=storage))
+    platform = Settings(platform=PlatformSettings(metrics_file=metrics), tune=TuneSettings(storage=storage))
+    named = Settings(platform=PlatformSettings(metrics_file=metrics), tune=TuneSettings(storage=storage, study="q"))
+    features = ["census_population_rel", "platform_gmv_annual_cny"]
     # the public study's features differ from a platform panel's: it could not be resumed on one
-    assert [tune.default_study(s) for s in (public, platform, named)] == ["emergence", "platform", "q"]
+    assert [tune.default_study(s, features) for s in (public, platform, named)] == ["emergence", "platform", "q"]
+    # a store whose retrains ran in the default study keeps resuming it
+    optuna.create_study(study_name="emergence", storage=storage).set_user_attr("features", sorted(features))
+    assert tune.default_study(platform, features) == "emergence"
+    assert tune.default_study(platform, ["census_population_rel"]) == "platform"
