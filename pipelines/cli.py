@@ -48,6 +48,14 @@ def _within(low: int, high: int | None = None):
     return check
 
 
+def _file_path(value: str | None) -> Path | None:
+    """An ``--out`` value as a path, refused when it names a folder (``reports/``): a path drops
+    the trailing slash, and the job would write a file of the folder's name."""
+    if value is not None and value.endswith(("/", os.sep)):
+        raise typer.BadParameter(f"must be a file path, not a folder; got {value!r}")
+    return None if value is None else Path(value)
+
+
 def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
@@ -102,7 +110,7 @@ def features_build(config: ConfigOption = None) -> None:
 @app.command("backtest")
 def backtest(
     config: ConfigOption = None,
-    out: Annotated[Path | None, typer.Option(help="JSON file of the results.")] = None,
+    out: Annotated[str | None, typer.Option(callback=_file_path, help="JSON file of the results.")] = None,
 ) -> None:
     """Rolling-origin backtest of every model and baseline: JSON, table, PR and calibration PNGs."""
     from pipelines import backtest as job
@@ -161,7 +169,8 @@ def score(
     config: ConfigOption = None,
     as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
     out: Annotated[
-        Path | None, typer.Option(help="A .csv path (a .parquet of the same name is written beside it).")
+        str | None,
+        typer.Option(callback=_file_path, help="A .csv path (a .parquet of the same name is written beside it)."),
     ] = None,
     engine: Annotated[str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")] = "pandas",
 ) -> None:
@@ -198,7 +207,7 @@ def serve(
 def report(
     config: ConfigOption = None,
     as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
-    out: Annotated[Path | None, typer.Option(help="HTML path.")] = None,
+    out: Annotated[str | None, typer.Option(callback=_file_path, help="HTML path.")] = None,
 ) -> None:
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
     from pipelines import report as job
