@@ -119,9 +119,9 @@ def close_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
 
 def artifact_root(uri: str) -> str | None:
     """For a local SQLite store, artifacts live beside the database (``mlruns/artifacts``)."""
-    if not uri.startswith("sqlite:///"):
+    database = sqlite_file(uri)
+    if database is None:
         return None
-    database = Path(uri.removeprefix("sqlite:///"))
     database.parent.mkdir(parents=True, exist_ok=True)
     return (database.parent.resolve() / "artifacts").as_uri()
 

@@ -30,7 +30,7 @@ from models.tuning import (
 )
 from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings, TuneSettings
-from pipelines.tracking import TrackingError, start_run, use_tracking
+from pipelines.tracking import TrackingError, sqlite_file, start_run, use_tracking
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
@@ -60,8 +60,9 @@ def run(
         settings.tune.inner_folds, settings.model.seed, n_seeds=settings.tune.seeds,
     )  # fmt: skip
     use_tracking(settings)
-    study = open_study(settings, study_name, list(data.X.columns))
-    same_objective(study, settings.tune.seeds, list(data.X.columns))
+    features = list(data.X.columns)
+    study = open_study(settings, study_name, features)
+    same_objective(study, settings.tune.seeds, features)
     wanted = settings.tune.trials if trials is None else trials
     finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("period") == period]
     done = len(finished) if period is not None else 0
@@ -167,8 +168,9 @@ def scored_features(storage: str, study: str) -> list[str] | None:
 def open_study(settings: Settings, study_name: str | None, features: list[str] | None = None) -> optuna.Study:
     """Create or resume the study in its storage (``mlruns/optuna.db`` by default)."""
     storage = settings.tune.storage
-    if storage.startswith("sqlite:///"):
-        Path(storage.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(storage)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return make_study(study_name or default_study(settings, features), storage, settings.model.seed)
