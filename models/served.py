@@ -13,7 +13,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import ColSpec, Schema
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 from features.periods import label_of
 from features.taxonomy import MODES
@@ -43,11 +43,21 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
 
 
 def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
-    """Input: ``county_code`` (required), ``as_of`` and every feature (optional); output: the
-    forecast columns. ``as_of`` is a year (long), or for a quarterly model a quarter's label
-    (string, ``"2025Q3"``)."""
+    """Input: ``county_code``, ``as_of`` and every feature; output: the forecast columns.
+    ``as_of`` is a year (long), or for a quarterly model a quarter's label (string, ``"2025Q3"``).
+
+    The input schema is looser than the model, on purpose, so that MLflow's scoring server lets
+    two bad requests through to :meth:`ForecastBundle.forecast`, whose 400 names the row and the
+    field: ``county_code`` is marked optional (the model refuses a request without it; MLflow's
+    own message would list the whole schema), and an annual model's ``as_of`` is of any type (the
+    model refuses 2020.7 and "2014x"; as a long, MLflow would turn 2020.7 into 2020 without a
+    word, and as a double it would refuse the int64 years of a pandas frame).
+    """
     period = "string" if quarterly else "long"
-    inputs = [ColSpec("string", "county_code"), ColSpec(period, "as_of", required=False)]
+    inputs = [
+        ColSpec("string", "county_code", required=False),
+        ColSpec("string" if quarterly else AnyType(), "as_of", required=False),
+    ]
     inputs += [ColSpec("double", name, required=False) for name in features]
     outputs = [
         ColSpec("string", "county_code"),

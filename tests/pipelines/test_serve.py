@@ -112,22 +112,27 @@ def test_unknown_county_code_is_a_400_naming_it(server):
     assert "county_code '999999' is not a county of the panel" in response.json()["message"]
 
 
-@pytest.mark.parametrize("year", ["2014x", "twenty"])
-def test_a_string_year_is_a_400_naming_as_of(server, year):
-    # MLflow's schema enforcement rejects it before the model runs (as_of is `long`).
+@pytest.mark.parametrize("year", ["2014x", "twenty", True])
+def test_a_year_that_is_no_integer_is_a_400_naming_as_of(server, year):
     response = invoke(server, ["county_code", "as_of"], [[CAOXIAN, year]])
 
     assert response.status_code == 400
-    message = response.json()["message"]
-    assert "Failed to convert column as_of to type 'int64'" in message
-    assert repr(year) in message
+    assert f"row 0: as_of must be an integer year; got {year!r}" in response.json()["message"]
+
+
+def test_a_fractional_year_is_a_400_naming_as_of(server):
+    # With as_of declared a long, MLflow would turn 2020.7 into 2020 and answer for that year.
+    response = invoke(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF + 0.7]])
+
+    assert response.status_code == 400
+    assert f"row 0: as_of must be an integer year; got {AS_OF + 0.7!r}" in response.json()["message"]
 
 
 def test_a_request_without_county_code_is_a_400_naming_it(server):
     response = invoke(server, ["as_of"], [[AS_OF]])
 
     assert response.status_code == 400
-    assert "Model is missing inputs ['county_code']" in response.json()["message"]
+    assert "request must have a county_code column; got columns ['as_of']" in response.json()["message"]
 
 
 def test_the_server_keeps_serving_after_bad_requests(server):
