@@ -346,11 +346,13 @@ class ForecastBundle:
         """County codes (as integers) and as-of periods of the request rows, validated."""
         if not isinstance(request, pd.DataFrame):
             raise ModelInputError(f"request must be a DataFrame; got {type(request).__name__}")
-        if "county_code" not in request.columns:
-            raise ModelInputError(f"request must have a county_code column; got columns {list(request.columns)}")
         unknown = [c for c in request.columns if c not in REQUEST_KEYS and c not in self.features]
         if unknown:
             raise ModelInputError(f"request has unknown column(s) {unknown}; expected county_code, as_of or features")
+        if not len(request):  # no rows: no column is needed (``{"dataframe_records": []}`` has none)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        if "county_code" not in request.columns:
+            raise ModelInputError(f"request must have a county_code column; got columns {list(request.columns)}")
         return _codes(request["county_code"]), self._years(request)
 
     def _years(self, request: pd.DataFrame) -> np.ndarray:
@@ -398,6 +400,10 @@ class ForecastBundle:
     def _lookup(self, codes: np.ndarray, years: np.ndarray) -> np.ndarray:
         """Snapshot row of every request row; an unknown key is an error naming the row."""
         sorted_keys, order = self._keys
+        first, last = self._period_range
+        outside = np.flatnonzero((years < first) | (years > last))
+        if outside.size:  # checked before the keys, which hold a period only within 0..99999
+            self._raise_missing(codes, years, int(outside[0]))
         wanted = _key(codes, years)
         found = np.searchsorted(sorted_keys, wanted).clip(max=len(sorted_keys) - 1)
         missing = np.flatnonzero(sorted_keys[found] != wanted)
@@ -405,12 +411,17 @@ class ForecastBundle:
             self._raise_missing(codes, years, int(missing[0]))
         return order[found]
 
+    @cached_property
+    def _period_range(self) -> tuple[int, int]:
+        return int(self.snapshot["as_of"].min()), self.default_as_of
+
     def _raise_missing(self, codes: np.ndarray, years: np.ndarray, row: int) -> None:
         code, year = f"{codes[row]:06d}", int(years[row])
         periods = sorted(self.snapshot["as_of"].unique())
         if year not in periods:
+            given = label_of(year) if self.quarterly else str(year)  # a quarter's index only came from a label
             raise ModelInputError(
-                f"row {row}: as_of must be one of {label_of(periods[0])}..{label_of(periods[-1])}; got {label_of(year)}"
+                f"row {row}: as_of must be one of {label_of(periods[0])}..{label_of(periods[-1])}; got {given}"
             )
         raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
 

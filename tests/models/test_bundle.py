@@ -196,6 +196,18 @@ def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
             {"county_code": ["110001"], "as_of": [1999]},
             r"row 0: as_of must be one of 2014\.\.2016; got 1999",
         ),
+        (  # 110001 as of 102015 has the key of 110002 as of 2015: the period is checked first
+            {"county_code": ["110002", "110001"], "as_of": [2015, 102015]},
+            r"row 1: as_of must be one of 2014\.\.2016; got 102015",
+        ),
+        (
+            {"county_code": ["110003"], "as_of": [-97985]},
+            r"row 0: as_of must be one of 2014\.\.2016; got -97985",
+        ),
+        (
+            {"county_code": ["110001"], "as_of": [np.iinfo(np.int64).max]},
+            rf"row 0: as_of must be one of 2014\.\.2016; got {np.iinfo(np.int64).max}",
+        ),
         ({"county_code": ["110001"], "gdp": [1.0]}, r"unknown column\(s\) \['gdp'\]"),
         ({"as_of": [2015]}, r"must have a county_code column"),
         (

@@ -275,9 +275,27 @@ def _invoke(
     return scoring_server.invocations(body, "application/json", model, model.metadata.get_input_schema())
 
 
-def test_the_served_model_answers_an_empty_request_with_no_predictions(served):
-    response = _invoke(served, ["county_code"], [])
-    assert (response.status, json.loads(response.response)) == (200, {"predictions": []})
+def _post(model: mlflow.pyfunc.PyFuncModel, payload: dict) -> list[dict]:
+    """The predictions the scoring server answers ``payload`` with (any of its JSON formats)."""
+    response = scoring_server.invocations(
+        json.dumps(payload), "application/json", model, model.metadata.get_input_schema()
+    )
+    assert response.status == 200, response.response
+    return json.loads(response.response)["predictions"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"dataframe_split": {"columns": ["county_code"], "data": []}},
+        {"dataframe_records": []},  # a frame of no columns either
+        {"instances": []},
+        {"inputs": {"county_code": []}},
+    ],
+    ids=["split", "records", "instances", "inputs"],
+)
+def test_the_served_model_answers_an_empty_request_with_no_predictions(served, payload):
+    assert _post(served, payload) == []
     one = json.loads(_invoke(served, ["county_code"], [["110001"]]).response)["predictions"]
     assert list(one[0]) == OUTPUT_COLUMNS
 
@@ -286,3 +304,33 @@ def test_the_served_model_names_a_what_if_outside_its_domain(served):
     with pytest.raises(MlflowException, match=r"row 0: belts_within_50km_share must be a number from 0 to 1") as err:
         _invoke(served, ["county_code", "belts_within_50km_share"], [["110001", 2]])
     assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_a_served_request_may_give_as_of_for_some_rows_only(served):
+    # as a long, MLflow could not cast the column with a missing value and answered 400
+    rows = [
+        {"county_code": "110001", "as_of": 2015},
+        {"county_code": "110001"},
+        {"county_code": "110001", "as_of": None},
+    ]
+    got = _post(served, {"dataframe_records": rows})
+    assert [row["as_of"] for row in got] == [2015, 2016, 2016]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "message"),
+    [
+        (2015.5, "row 0: as_of must be an integer year; got 2015.5"),  # as a long, MLflow made it 2015
+        ("2015x", "row 0: as_of must be an integer year; got '2015x'"),
+        (102015, r"row 0: as_of must be one of 2015\.\.2016; got 102015"),  # the key of 110002 as of 2015
+    ],
+)
+def test_the_served_model_names_a_bad_year(served, as_of, message):
+    with pytest.raises(MlflowException, match=message) as err:
+        _post(served, {"dataframe_records": [{"county_code": "110001", "as_of": as_of}]})
+    assert err.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_the_served_model_names_a_missing_county_code(served):
+    with pytest.raises(MlflowException, match=r"request must have a county_code column; got columns \['as_of'\]"):
+        _post(served, {"dataframe_records": [{"as_of": 2016}]})
