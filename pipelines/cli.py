@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,9 +29,15 @@ app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 
 LOG_WIDTH = 160
-console = Console()
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = LOG_WIDTH  # a log or a pipe: rich's 80 columns cut the tables' cells to "20…"
+console = Console()  # what a job reports, on stdout
+errors = Console(stderr=True)  # why a job failed, on stderr
+for _stream in (console, errors):
+    if not _stream.is_terminal:  # a log or a pipe
+        if "COLUMNS" not in os.environ:
+            _stream.width = LOG_WIDTH  # rich's 80 columns cut the tables' cells to "20…"
+        _stream.soft_wrap = True  # a message stays on one line (tables keep the width)
+        # MLflow's artifact downloads draw a progress bar, which in a log is one line of redraws
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file; defaults apply to what it omits."),
@@ -57,14 +65,33 @@ def _file_path(value: str | None) -> Path | None:
 
 
 def _settings(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Run a verb's job; a failure the job names (:class:`BeltcastError`), or one of the MLflow
+    store it could not foresee (a race with another job, a store on a server that went away), is
+    one line ``error: ...`` on stderr and exit status 1."""
     try:
-        return load_settings(config)
+        yield
     except BeltcastError as err:
-        _fail(err)
+        _fail(str(err))
+    except Exception as err:
+        if not _from_mlflow(err):
+            raise
+        lines = str(err).strip().splitlines() or [type(err).__name__]
+        _fail(f"MLflow: {type(err).__name__}: {lines[0][:500]}")
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)  # "[tune]" is text, not markup
+def _from_mlflow(err: Exception) -> bool:
+    """Whether ``err`` is MLflow's own exception (told without importing mlflow, which takes
+    seconds: ``--help`` does not need it)."""
+    return any(kind.__module__.split(".")[0] == "mlflow" for kind in type(err).__mro__)
+
+
+def _fail(message: str) -> NoReturn:
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # "[tune]" is text, not markup
     raise typer.Exit(code=1)
 
 
@@ -79,10 +106,8 @@ def data_sync(
     """Copy or download every raw file of the manifest into the cache, sha256-verified."""
     from pipelines import sync
 
-    try:
+    with _reported():
         sync.run(_settings(config), mirror, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @features_app.command("master")
@@ -90,10 +115,8 @@ def features_master(config: ConfigOption = None) -> None:
     """Build the county master (units per year, crosswalk to the target vintage); summarise it."""
     from pipelines import master
 
-    try:
+    with _reported():
         master.run(_settings(config), console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @features_app.command("build")
@@ -101,10 +124,8 @@ def features_build(config: ConfigOption = None) -> None:
     """Build the point-in-time county panel and print its data-quality summary."""
     from pipelines import build
 
-    try:
+    with _reported():
         build.run(_settings(config), console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("backtest")
@@ -115,10 +136,8 @@ def backtest(
     """Rolling-origin backtest of every model and baseline: JSON, table, PR and calibration PNGs."""
     from pipelines import backtest as job
 
-    try:
+    with _reported():
         job.run(_settings(config), out, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("tune")
@@ -132,10 +151,8 @@ def tune(
     """Optuna study of the LightGBM emergence model on inner folds; saves the best parameters."""
     from pipelines import tune as job
 
-    try:
+    with _reported():
         job.run(_settings(config), trials, study, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("train")
@@ -143,10 +160,8 @@ def train(config: ConfigOption = None) -> None:
     """Fit the final models, log an MLflow run, register a version and alias it challenger."""
     from pipelines import train as job
 
-    try:
+    with _reported():
         job.run(_settings(config), console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("promote")
@@ -158,10 +173,8 @@ def promote(
     """Compare challenger with champion on the same backtest; move champion only if better."""
     from pipelines import promote as job
 
-    try:
+    with _reported():
         job.run(_settings(config), force, reason, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("score")
@@ -177,10 +190,8 @@ def score(
     """Score every county with the champion; ranked CSV and Parquet."""
     from pipelines import score as job
 
-    try:
+    with _reported():
         job.run(_settings(config), as_of, out, engine, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("serve")
@@ -197,10 +208,8 @@ def serve(
     """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
     from pipelines import serve as job
 
-    try:
+    with _reported():
         job.run(_settings(config), host, port, workers, console)  # becomes the server: no return
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("report")
@@ -212,10 +221,8 @@ def report(
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
     from pipelines import report as job
 
-    try:
+    with _reported():
         job.run(_settings(config), as_of, out, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 @app.command("retrain")
@@ -227,10 +234,8 @@ def retrain(
     """The quarterly flow: sync, build, tune, train, promote, score, report (safe to re-run)."""
     from pipelines import retrain as job
 
-    try:
+    with _reported():
         job.run(_settings(config), period, metrics, console)
-    except BeltcastError as err:
-        _fail(err)
 
 
 def main() -> None:  # pragma: no cover - console entry point

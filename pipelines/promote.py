@@ -32,7 +32,7 @@ from models.datasets import emergence_transitions
 from pipelines import train
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
-from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, use_tracking, version_by_alias
+from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, registry_lock, use_tracking, version_by_alias
 
 TAGS = "version tags (same panel, same folds)"
 
@@ -61,6 +61,11 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
     if reason is not None and not force:
         raise PromotionError(f"--reason is recorded only with --force (the gate decides otherwise); got {reason!r}")
     client = use_tracking(settings, existing=True)
+    with registry_lock(settings):  # promotes take turns: each decides on the aliases the last one left
+        return _promote(client, settings, force, reason, console)
+
+
+def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str | None, console: Console) -> Decision:
     name = settings.mlflow.registered_model
     challenger = version_by_alias(client, name, CHALLENGER)
     if challenger is None:

@@ -111,13 +111,33 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     Raises
     ------
     ScoreError
-        pyspark is not installed, or the model has no output signature.
+        pyspark is not installed, the model has no output signature, or Spark fails (no Java, a
+        master that cannot be reached, a failed job).
     """
     outputs = output_schema(model_uri)
-    with spark_session() as spark:
-        predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(outputs), env_manager="local")
-        scored = _score(spark, predict, request)
+    try:
+        with spark_session() as spark:
+            predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(outputs), env_manager="local")
+            scored = _score(spark, predict, request)
+    except Exception as err:
+        if not _from_spark(err):
+            raise
+        raise ScoreError(
+            f"the spark engine failed on master {spark_master()!r} ({type(err).__name__}: {_first_line(err)});"
+            f" expected Java 17 (JAVA_HOME or java on the PATH) and a reachable master ({MASTER_VARIABLE});"
+            " --engine pandas scores without Spark"
+        ) from err
     return _as_pandas_forecast(scored, outputs)
+
+
+def _from_spark(err: BaseException) -> bool:
+    """Whether ``err`` is Spark's (pyspark's, or the JVM's through py4j)."""
+    return any(kind.__module__.split(".")[0] in ("pyspark", "py4j") for kind in type(err).__mro__)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else "no message"
 
 
 def output_schema(model_uri: str) -> Schema:
@@ -187,5 +207,7 @@ def _pyspark_session_class() -> type[SparkSession]:
     try:
         from pyspark.sql import SparkSession
     except ImportError as err:
-        raise ScoreError("engine 'spark' needs pyspark, which is not installed; pip install beltcast[spark]") from err
+        raise ScoreError(
+            "engine 'spark' needs pyspark, which is not installed; pip install -e '.[spark]' in the checkout"
+        ) from err
     return SparkSession

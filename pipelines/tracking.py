@@ -5,11 +5,14 @@ Nothing here runs at import time; every job calls :func:`use_tracking` with its 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -29,6 +32,8 @@ from pipelines.manifest import manifest_hash, read_manifest
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
+REGISTRY_LOCK = ".registry.lock"
+_held_registry_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds
 
 
 class TrackingError(BeltcastError):
@@ -63,6 +68,35 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
         ) from err
     return client
+
+
+@contextmanager
+def registry_lock(settings: Settings) -> Iterator[None]:
+    """Hold the registry of a local SQLite store for this process while the block runs, so that
+    jobs registering versions or moving aliases (``train``, ``promote``) take turns: two trains
+    of identical inputs register one version, and two promotes record one decision each, in turn.
+    The lock (``.registry.lock`` beside the database) is reentrant within a process and released
+    by the kernel however the process ends. A store that is not a local file (a tracking server)
+    is not locked here."""
+    database = sqlite_file(settings.mlflow.tracking_uri)
+    if database is None:
+        yield
+        return
+    path = (database.parent / REGISTRY_LOCK).resolve()
+    if _held_registry_locks.get(path):
+        _held_registry_locks[path] += 1
+        try:
+            yield
+        finally:
+            _held_registry_locks[path] -= 1
+        return
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _held_registry_locks[path] = 1
+        try:
+            yield
+        finally:
+            del _held_registry_locks[path]
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -143,9 +177,11 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
 
 
 def git_sha() -> str:
-    """The checkout's commit, or ``unknown`` outside a git checkout."""
+    """The commit of the checkout beltcast runs from (not of the working directory), or
+    ``unknown`` when beltcast is not installed from a git checkout."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"

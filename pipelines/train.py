@@ -39,7 +39,15 @@ from pipelines.backtest import (
     tuned_params,
 )
 from pipelines.config import Settings
-from pipelines.tracking import CHALLENGER, frame_hash, git_sha, lineage_tags, start_run, use_tracking
+from pipelines.tracking import (
+    CHALLENGER,
+    frame_hash,
+    git_sha,
+    lineage_tags,
+    registry_lock,
+    start_run,
+    use_tracking,
+)
 
 VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -75,8 +83,8 @@ def run(
     tags : dict, optional
         Extra tags of a newly registered version (a reused version keeps its own).
     """
+    panel = load_panel(settings)  # first: a train that cannot start leaves no empty store behind
     client = use_tracking(settings)
-    panel = load_panel(settings)
     if params is None:
         params = tuned_params(settings)
         if params is None:
@@ -172,12 +180,19 @@ def train_and_register(
             log_explanations(emergence, panel, Path(tmp))
             bundle = ForecastBundle.from_models(emergence, mode, panel, bundle_meta(settings, spec))
             info = log_model(bundle, Path(tmp) / BUNDLE_ARTIFACT)
-        # The version and its tags are written in one registry transaction: a train killed at any
-        # point leaves either no version or a tagged one (found again by its fingerprint).
-        registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
-        version = str(registered.version)
-        if alias is not None:
-            client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
+        with registry_lock(settings):
+            # a train of the same inputs that ran beside this one may have registered first
+            twin = find_version(client, settings.mlflow.registered_model, fingerprint)
+            if twin is not None:
+                mlflow.set_tag("duplicate_of_version", str(twin.version))
+                console.print(f"train: version {twin.version}, trained beside this run on the same inputs, is used")
+                return reuse(client, settings, twin, alias)
+            # The version and its tags are written in one registry transaction: a train killed at
+            # any point leaves either no version or a tagged one (found again by its fingerprint).
+            registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
+            version = str(registered.version)
+            if alias is not None:
+                client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 

@@ -1,7 +1,11 @@
 """The command line refuses bad option values before any job runs, naming the option, the range
-and the value given."""
+and the value given; a job's error is one line on stderr."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -38,3 +42,48 @@ def test_the_help_states_the_ranges():
 
     assert result.exit_code == 0
     assert "1..65535" in result.output and "at least 1" in result.output
+
+
+def test_a_job_error_is_one_line_on_stderr_in_a_log(tmp_path):
+    # a log: stdout and stderr are files, not a terminal; the message is longer than the log width
+    deep = tmp_path / ("d" * 150) / "mlruns" / "mlflow.db"
+    config = tmp_path / "beltcast.toml"
+    config.write_text(f'[mlflow]\ntracking_uri = "sqlite:///{deep}"\n', encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "score", "--config", str(config)],
+        capture_output=True, text=True, timeout=300, env=environment,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: there is no MLflow store at {deep} ")
+    assert lines[0].endswith("point mlflow.tracking_uri at the store that holds the models")
+
+
+def test_an_mlflow_error_no_job_foresaw_is_one_line_not_a_traceback(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    def race(*args):
+        raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: model_version_tags.key\n[SQL: ...]")
+
+    monkeypatch.setattr(score, "run", race)
+    result = CliRunner().invoke(cli.app, ["score"], terminal_width=200)
+
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "error: MLflow: MlflowException: (sqlite3.IntegrityError) UNIQUE constraint failed: model_version_tags.key"
+    ]
+
+
+def test_another_error_is_not_hidden(monkeypatch):
+    def bug(*args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(score, "run", bug)
+    result = CliRunner().invoke(cli.app, ["score"], terminal_width=200)
+
+    assert isinstance(result.exception, KeyError)

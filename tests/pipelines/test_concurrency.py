@@ -4,6 +4,8 @@ Syncs into one cache at once take turns."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +17,7 @@ import pytest
 
 from pipelines import score
 from pipelines.manifest import read_manifest
-from pipelines.tracking import model_uri
+from pipelines.tracking import REGISTRY_LOCK, model_uri
 from tests.pipelines.jobs import (
     NAME,
     Store,
@@ -96,3 +98,42 @@ def test_syncs_into_one_cache_take_turns_and_fetch_each_file_once(raw_dir, tmp_p
     fetched = sorted(int(re.search(r"(\d+)\s+fetched and verified", text).group(1)) for text in printed)
     assert fetched == [0, 0, len(entries)]
     assert cache_contents(tmp_path / "cache", entries) == (len(entries), 0)
+
+
+def _at_once(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
+    """Start every command at once; wait for all of them."""
+    started = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    outputs = [process.communicate(timeout=900) for process in started]
+    return [
+        subprocess.CompletedProcess(c, p.returncode, o, e)
+        for c, p, (o, e) in zip(commands, started, outputs, strict=True)
+    ]
+
+
+@pytest.mark.slow
+def test_two_trains_of_the_same_inputs_at_once_register_one_version(own_store):
+    before = len(own_store.client().search_model_versions(f"name = '{NAME}'"))
+    done = _at_once([beltcast("train", own_store.config(trees=63))] * 2)
+
+    assert [d.returncode for d in done] == [0, 0], [d.stderr[-2000:] for d in done]
+    versions = own_store.client().search_model_versions(f"name = '{NAME}'")
+    assert len(versions) == before + 1
+    new = str(max(int(v.version) for v in versions))
+    assert all(f"version {new}" in d.stdout for d in done), [d.stdout[-500:] for d in done]
+    assert alias_targets(own_store, {})["challenger"] == new
+
+
+def test_a_promote_waits_for_the_registry_while_another_job_holds_it(registry_template, own_store):
+    """Promotes take turns (two at once had raced to write the same version tag, and one died on
+    SQLite's UNIQUE constraint): while the registry lock is held, a promote does not decide."""
+    lock_file = own_store.root / "mlruns" / REGISTRY_LOCK
+    with open(lock_file, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = subprocess.Popen(beltcast("promote", own_store.config()), stdout=subprocess.PIPE, text=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # twice the template's promote, at least 20 s
+            process.wait(timeout=max(2 * registry_template.promote_s, 20.0))
+        assert process.poll() is None, "promote finished while the registry was locked"
+        assert "promotion_decision" not in own_store.client().get_model_version(NAME, "2").tags
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    assert own_store.client().get_model_version(NAME, "2").tags["promotion_decision"] in {"promoted", "rejected"}

@@ -3,6 +3,8 @@ on the real panel with the trained champion; one Spark session for the whole mod
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import numpy as np
@@ -14,6 +16,7 @@ from models.served import signature
 from pipelines import score, spark_engine
 from pipelines.score import ScoreError
 from pipelines.spark_engine import _booleans, result_type, session_config, spark_master, spark_session
+from tests.pipelines.jobs import beltcast
 
 QUIET = Console(quiet=True)
 # PySpark 4 warns that it does not fully support pandas 3; the comparisons below are the check
@@ -124,7 +127,26 @@ def test_session_is_quiet_and_only_a_local_driver_gets_quick_start_jvm_options()
 def test_missing_pyspark_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspark.sql", None)
     with (
-        pytest.raises(ScoreError, match=r"engine 'spark' needs pyspark.*pip install beltcast\[spark\]"),
+        pytest.raises(ScoreError, match=r"engine 'spark' needs pyspark.*pip install -e '\.\[spark\]' in the checkout"),
         spark_session(),
     ):
         pass
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_spark_without_java_is_a_one_line_error_naming_the_engine(own_store):
+    pytest.importorskip("pyspark")
+    environment = {**os.environ, "JAVA_HOME": str(own_store.root / "no-java")}  # in a process of its own:
+    # a JVM already started by this one would be reused
+    done = subprocess.run(
+        beltcast("score", own_store.config(), "--engine", "spark"), capture_output=True, text=True, timeout=600,
+        env=environment,
+    )  # fmt: skip
+
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: the spark engine failed on master 'local[2]' ("), done.stderr[-3000:]
+    assert lines[-1].endswith("--engine pandas scores without Spark")
+    assert "Traceback" not in done.stderr
+    assert not list(own_store.outputs.glob("scores_*"))  # nothing written
