@@ -6,9 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from pipelines import tracking
 from pipelines.config import MlflowSettings, Settings
-from pipelines.tracking import HOST_TAG, PID_TAG, use_tracking
+from pipelines.tracking import HOST_TAG, PID_TAG, git_sha, use_tracking
 
 
 def test_runs_of_dead_processes_are_marked_killed(tmp_path):
@@ -27,3 +31,13 @@ def test_runs_of_dead_processes_are_marked_killed(tmp_path):
     status = {run: client.get_run(run.info.run_id).info.status for run in (dead, alive, elsewhere, untagged)}
     assert status[dead] == "KILLED"
     assert [status[r] for r in (alive, elsewhere, untagged)] == ["RUNNING"] * 3
+
+
+def test_the_commit_is_the_checkout_s_wherever_the_job_starts(monkeypatch, tmp_path):
+    checkout = Path(tracking.__file__).resolve().parent
+    expected = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=checkout)
+    if expected.returncode != 0:
+        pytest.skip("beltcast is not installed from a git checkout here")
+    monkeypatch.chdir(tmp_path)  # not a checkout (or, in a job's folder, another one)
+
+    assert git_sha() == expected.stdout.strip()
