@@ -48,7 +48,7 @@ def mode_rows(panel: pd.DataFrame, as_of: int | None, group_column: str = "provi
     known = panel[panel["mode"].notna() & panel["is_belt"].fillna(False).astype(bool)]
     if as_of is None:
         as_of = int(known["as_of"].max()) if len(known) else int(panel["as_of"].max())
-    rows = panel[(panel["as_of"] == as_of) & panel["mode"].notna()].reset_index(drop=True)
+    rows = known[known["as_of"] == as_of].reset_index(drop=True)  # belts only: a platform gives every county a mode
     return ModeRows(
         X=rows[feature_columns(panel)].astype(float),
         y=rows["mode"].astype(str).to_numpy(dtype=object),
