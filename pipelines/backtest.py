@@ -51,7 +51,7 @@ def evaluate(
     result = emergence_backtest(panel, settings, spec, params)
     report = contract(result, mode_backtest(panel, settings), spec)
     out = Path(out or settings.outputs.dir / "backtest.json")
-    written = [write_json(report, out), *write_plots(result, out.parent)]
+    written = [write_json(report, out), *write_plots(result, out)]
     console.print(comparison_table(report))
     if report["emergence"]["comparisons"]:
         console.print(difference_table(report))
@@ -76,7 +76,24 @@ def load_panel(settings: Settings) -> pd.DataFrame:
             f"panel {path} lacks column(s) {missing}; expected the panel `beltcast features build` writes"
             f" (got {len(panel.columns)} columns: {list(panel.columns)[:8]}...)"
         )
+    from_platform = any(str(c).startswith(PLATFORM_PREFIX) for c in panel.columns)
+    if from_platform and not is_platform(settings):
+        raise BeltcastError(
+            f"panel {path} was built from platform metrics (its {PLATFORM_PREFIX}* columns), but the config has"
+            " no [platform] metrics_file, so its labels and folds would be read as the public rosters';"
+            " expected the config that built it (--config FILE with [platform] metrics_file), or a public"
+            " panel (`beltcast features build` without it)"
+        )
+    if is_platform(settings) and not from_platform:
+        raise BeltcastError(
+            f"panel {path} was built from the public rosters, but the config sets [platform] metrics_file ="
+            f" {str(settings.platform.metrics_file)!r}; expected the platform's panel: run"
+            " `beltcast features build` with this config, or `beltcast retrain`"
+        )
     return panel
+
+
+PLATFORM_PREFIX = "platform_"  # the platform metrics' feature columns (pipelines.build.platform_features)
 
 
 def fold_spec(settings: Settings) -> FoldSpec:
@@ -192,12 +209,15 @@ def contract(result: BacktestResult, mode: dict, spec: FoldSpec) -> dict:
     }
 
 
-def write_plots(result: BacktestResult, folder: Path) -> list[Path]:
-    """PR and calibration curves of the newest temporal fold."""
+def write_plots(result: BacktestResult, out: Path) -> list[Path]:
+    """PR and calibration curves of the newest temporal fold, beside the JSON ``out``:
+    ``pr_curve.png`` and ``calibration_curve.png`` beside ``backtest.json``, else prefixed with the
+    JSON's name (``a.json``: ``a_pr_curve.png``), so that two backtests in one folder keep their own."""
     newest = [f["name"] for f in result.folds if f["kind"] == "temporal"][-1]
+    prefix = "" if out.name == "backtest.json" else f"{out.stem}_"
     return [
-        pr_curves(result.predictions, newest, folder / "pr_curve.png"),
-        calibration_curves(result.predictions, newest, folder / "calibration_curve.png"),
+        pr_curves(result.predictions, newest, out.with_name(f"{prefix}pr_curve.png")),
+        calibration_curves(result.predictions, newest, out.with_name(f"{prefix}calibration_curve.png")),
     ]
 
 

@@ -168,13 +168,24 @@ def train(config: ConfigOption = None) -> None:
 def promote(
     config: ConfigOption = None,
     force: Annotated[bool, typer.Option(help="Promote even if the gate says no.")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why the gate is overridden (with --force).")] = None,
+    reason: Annotated[
+        str | None, typer.Option(help="Why the gate is overridden (with --force), or why --rollback.")
+    ] = None,
+    rollback: Annotated[
+        str | None,
+        typer.Option(help="Point champion back at this registered version, as trained (no gate, no refit)."),
+    ] = None,
 ) -> None:
     """Compare challenger with champion on the same backtest; move champion only if better."""
     from pipelines import promote as job
 
     with _reported():
-        job.run(_settings(config), force, reason, console)
+        if rollback is not None:
+            if force:
+                raise job.PromotionError("--rollback takes no --force: it moves champion without the gate")
+            job.rollback(_settings(config), rollback, reason, console)
+        else:
+            job.run(_settings(config), force, reason, console)
 
 
 @app.command("score")

@@ -18,21 +18,36 @@ on serving its old panel, which does not cover the new period. A failed refit mo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, replace
 
+import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.errors import BeltcastError
+from features.periods import frequency_of, label_of
 from models.backtest import backtest_emergence
 from models.catalog import emergence_models
 from models.datasets import emergence_transitions
 from pipelines import train
 from pipelines.backtest import fold_spec, load_panel
 from pipelines.config import Settings
-from pipelines.tracking import CHALLENGER, CHAMPION, frame_hash, registry_lock, use_tracking, version_by_alias
+from pipelines.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    LAST_PERIOD_TAG,
+    _first_line,
+    frame_hash,
+    last_period,
+    registry_lock,
+    start_run,
+    use_tracking,
+    version_by_alias,
+)
 
 TAGS = "version tags (same panel, same folds)"
 
@@ -62,7 +77,42 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
         raise PromotionError(f"--reason is recorded only with --force (the gate decides otherwise); got {reason!r}")
     client = use_tracking(settings, existing=True)
     with registry_lock(settings):  # promotes take turns: each decides on the aliases the last one left
-        return _promote(client, settings, force, reason, console)
+        with start_run("promote", nested=mlflow.active_run() is not None):
+            decision = _promote(client, settings, force, reason, console)
+            mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
+            mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
+        return decision
+
+
+def rollback(settings: Settings, version: str, reason: str | None, console: Console) -> Decision:
+    """Point ``champion`` at ``version`` as it was trained: no gate, no refit (the current panel
+    may be what went wrong); the decision is recorded on the version and in a ``promote`` run.
+    The version serves the periods of its own panel only."""
+    if not (reason or "").strip():
+        raise PromotionError(f"--rollback needs --reason TEXT saying why; got {reason!r}")
+    client = use_tracking(settings, existing=True)
+    name = settings.mlflow.registered_model
+    with registry_lock(settings), start_run("promote", nested=mlflow.active_run() is not None):
+        try:
+            target = client.get_model_version(name, str(version))
+        except MlflowException as err:
+            raise PromotionError(
+                f"--rollback must name a registered version of {name!r}; got {version!r} ({_first_line(err)})"
+            ) from err
+        champion = version_by_alias(client, name, CHAMPION)
+        decision = Decision(
+            True, f"rollback: {reason}", str(target.version), None if champion is None else str(champion.version), {}
+        )
+        record(client, name, decision)
+        client.set_registered_model_alias(name, CHAMPION, str(target.version))
+        mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
+        mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
+    reaches = target.tags.get(LAST_PERIOD_TAG)
+    console.print(
+        f"promote: {name} champion -> version {target.version} as trained (was {decision.champion or 'none'});"
+        f" it forecasts up to {reaches or 'the newest period of its own panel'}"
+    )
+    return decision
 
 
 def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str | None, console: Console) -> Decision:
@@ -72,6 +122,7 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
         raise PromotionError(f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`")
     champion = version_by_alias(client, name, CHAMPION)
     panel = load_panel(settings)
+    not_behind(champion, panel)
     panel_sha256 = frame_hash(panel)
     decision = decide(settings, challenger, champion, force, reason, panel, panel_sha256)
     winner = challenger if decision.promoted else champion
@@ -79,7 +130,8 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
     if not _fitted_on(winner, panel_sha256):
         served = refit(settings, winner, console)
         decision = replace(decision, refit=served)
-    record(client, name, decision)
+    if decision.challenger != decision.champion or decision.refit is not None:
+        record(client, name, decision)  # "already the champion", and nothing refitted: the record stays
     if str(winner.version) == str(challenger.version) and served != str(challenger.version):
         # the challenger's refit stands for it, so that the next promote finds it is the champion
         client.set_registered_model_alias(name, CHALLENGER, served)
@@ -87,6 +139,18 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
         client.set_registered_model_alias(name, CHAMPION, served)
     _print(console, name, decision)
     return decision
+
+
+def not_behind(champion, panel: pd.DataFrame) -> None:
+    """Refuse a panel that ends before the champion's: whatever won would be (re)fitted on it and
+    served, and the forecast would no longer reach the champion's newest period."""
+    newest, ends = last_period(champion), int(panel["as_of"].max())
+    if newest is not None and frequency_of(newest) == frequency_of(ends) and ends < newest:
+        raise PromotionError(
+            f"the panel ends at {label_of(ends)}, before the champion's newest period {label_of(newest)}"
+            f" (version {champion.version}); expected a panel up to {label_of(newest)} at least: build it"
+            " again (`beltcast features build`, or `beltcast retrain --period` that period)"
+        )
 
 
 def refit(settings: Settings, version, console: Console) -> str:
@@ -192,8 +256,8 @@ def _same_backtest(version, current: dict) -> bool:
     return run_panel == current["panel_sha256"] and version.tags.get("fold_spec") == current["fold_spec"]
 
 
-def record(client: MlflowClient, name: str, decision: Decision) -> None:
-    """Store the decision and its figures as tags of the challenger version."""
+def decision_tags(decision: Decision) -> dict[str, str]:
+    """The decision and its figures as tag values."""
     tags = {
         "promotion_decision": "promoted" if decision.promoted else "rejected",
         "promotion_reason": decision.reason,
@@ -202,7 +266,13 @@ def record(client: MlflowClient, name: str, decision: Decision) -> None:
     }
     if decision.refit is not None:
         tags["promotion_served_refit"] = decision.refit
-    for key, value in tags.items():
+    return tags
+
+
+def record(client: MlflowClient, name: str, decision: Decision) -> None:
+    """Store the decision and its figures as tags of the challenger version (the latest decision
+    on it; every decision is also the ``promote`` run's, in ``promotion.json``)."""
+    for key, value in decision_tags(decision).items():
         client.set_model_version_tag(name, decision.challenger, key, value)
 
 

@@ -24,13 +24,13 @@ from rich.table import Table
 
 from features.errors import ConfigError
 from features.labels import BeltRule, emergence_target
-from features.periods import QUARTERLY, PeriodError, label_of, parse_period
+from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.platform import YEARS, PlatformMetrics, PlatformMetricsError, read_platform_metrics
 from pipelines import build, promote, report, score, sync, train, tune
 from pipelines.backtest import fold_spec
 from pipelines.config import Settings
 from pipelines.master import load_history
-from pipelines.tracking import CHAMPION, start_run, use_tracking, version_by_alias
+from pipelines.tracking import CHAMPION, last_period, start_run, use_tracking, version_by_alias
 
 
 @dataclass
@@ -52,6 +52,7 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     settings = with_metrics(settings, metrics_file)
     validate_metrics(settings, label)
     client = use_tracking(settings)
+    not_before_champion(client, settings, label)
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
     with start_run(f"retrain-{label}") as parent:
         mlflow.set_tags({"retrain.period": label, "retrain.metrics_file": str(settings.platform.metrics_file)})
@@ -70,6 +71,20 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
         summary.outputs = {"scores": str(scores.csv), "report": str(page), "run": parent.info.run_id}
     console.print(summary_table(summary))
     return summary
+
+
+def not_before_champion(client, settings: Settings, period: str) -> None:
+    """Refuse a period before the champion's newest: its flow would rebuild the panel up to that
+    period and refit the champion on it, serving a model that no longer reaches the newer periods."""
+    champion = version_by_alias(client, settings.mlflow.registered_model, CHAMPION)
+    newest = last_period(champion)
+    index = parse_period(period)[1]
+    if newest is not None and frequency_of(newest) == frequency_of(index) and index < newest:
+        raise PeriodError(
+            f"--period must not be before the champion's newest period, {label_of(newest)} (version"
+            f" {champion.version}): retraining it would serve a model that does not reach {label_of(newest)};"
+            f" got {period!r}"
+        )
 
 
 def with_metrics(settings: Settings, metrics_file: Path | None) -> Settings:

@@ -26,13 +26,15 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from features.errors import BeltcastError
 from features.io import process_alive
+from features.periods import parse_period
 from pipelines.config import Settings
-from pipelines.manifest import manifest_hash, read_manifest
+from pipelines.manifest import manifest_hash, read_manifest, sha256_of
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 REGISTRY_LOCK = ".registry.lock"
+LAST_PERIOD_TAG = "panel_last_period"  # a version's newest panel period, as a label ("2025Q3", "2020")
 _held_registry_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds
 
 
@@ -128,10 +130,18 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def start_run(run_name: str, nested: bool = False):
+@contextmanager
+def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]:
     """``mlflow.start_run`` tagged with this machine and process, so that a run whose job was
-    killed can be told apart from one still running (:func:`close_dead_runs`)."""
-    return mlflow.start_run(run_name=run_name, nested=nested, tags=process_tags())
+    killed can be told apart from one still running (:func:`close_dead_runs`). When the active
+    run already has this name (the retrain's child run of a step, around the step's job), the job
+    logs to it rather than to a run of the same name nested under it."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_name == run_name:
+        yield active
+        return
+    with mlflow.start_run(run_name=run_name, nested=nested, tags=process_tags()) as run:
+        yield run
 
 
 def process_tags() -> dict[str, str]:
@@ -171,20 +181,38 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
         "python": platform.python_version(),
         "target_vintage": str(settings.codes.target_vintage),
     }
+    metrics_file = settings.platform.metrics_file
+    if metrics_file is not None:  # the platform's own data: the panel hash alone does not name the file
+        tags["platform_metrics_file"] = str(Path(metrics_file).resolve())
+        tags["platform_metrics_sha256"] = sha256_of(Path(metrics_file)) if Path(metrics_file).is_file() else "missing"
     for library in LIBRARIES:
         tags[f"version.{library}"] = metadata.version(library)
     return tags
 
 
-def git_sha() -> str:
-    """The commit of the checkout beltcast runs from (not of the working directory), or
-    ``unknown`` when beltcast is not installed from a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=here)
-    except (OSError, subprocess.TimeoutExpired):
+def git_sha(folder: Path | None = None) -> str:
+    """The commit of the checkout beltcast runs from (not of the working directory; ``folder``
+    for another checkout), followed by
+    ``+dirty.<hash of the changes>`` when tracked files differ from it (a changed line of code is
+    another model: ``train`` must not reuse a version for it); ``unknown`` when beltcast is not
+    installed from a git checkout."""
+    here = folder or Path(__file__).resolve().parent
+    head = _git(["rev-parse", "HEAD"], here)
+    if head is None:
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+    changes = _git(["diff", "HEAD", "--no-ext-diff", "--binary"], here)
+    if not changes:
+        return head.strip()
+    return f"{head.strip()}+dirty.{hashlib.sha256(changes.encode()).hexdigest()[:16]}"
+
+
+def _git(arguments: list[str], folder: Path) -> str | None:
+    """What ``git arguments`` prints in ``folder``; None when git is missing or fails."""
+    try:
+        out = subprocess.run(["git", *arguments], capture_output=True, text=True, timeout=30, cwd=folder)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -201,6 +229,13 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def last_period(version: ModelVersion | None) -> int | None:
+    """The newest panel period ``version`` was trained on, as a period index; None when unknown
+    (no version, or one registered before the tag was)."""
+    label = None if version is None else version.tags.get(LAST_PERIOD_TAG)
+    return None if label is None else parse_period(label)[1]
 
 
 def require_champion(client: MlflowClient, name: str, error: type[Exception]) -> ModelVersion:

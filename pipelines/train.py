@@ -25,6 +25,7 @@ import features
 import models
 from features.errors import OutputPathError
 from features.io import write_csv, write_together
+from features.periods import label_of
 from models.backtest import FoldSpec
 from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
@@ -41,6 +42,7 @@ from pipelines.backtest import (
 from pipelines.config import Settings
 from pipelines.tracking import (
     CHALLENGER,
+    LAST_PERIOD_TAG,
     frame_hash,
     git_sha,
     lineage_tags,
@@ -92,6 +94,7 @@ def run(
                 f"train: no tuned parameters ({settings.model.params_file}): LightGBM's defaults"
                 "; run `beltcast tune` to tune"
             )
+        tags = {**params_source(settings, params is not None), **(tags or {})}
         params = params or {}
     spec = fold_spec(settings)
     fingerprint = training_fingerprint(panel, params, spec, settings)
@@ -103,6 +106,19 @@ def run(
         outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console, alias, tags)
     _print(console, settings, outcome, alias)
     return outcome
+
+
+def params_source(settings: Settings, tuned: bool) -> dict[str, str]:
+    """Tags naming where the parameters came from: the study, trial and period ``tune`` saved them
+    from, or LightGBM's defaults."""
+    if not tuned:
+        return {"params_source": "lightgbm defaults"}
+    saved = json.loads(settings.model.params_file.read_text(encoding="utf-8"))
+    tags = {"params_source": str(settings.model.params_file.resolve())}
+    for key in ("study", "best_trial", "period", "best_value"):
+        if saved.get(key) is not None:
+            tags[f"params_{key}"] = str(saved[key])
+    return tags
 
 
 def training_fingerprint(panel: pd.DataFrame, params: dict, spec: FoldSpec, settings: Settings) -> str:
@@ -167,12 +183,17 @@ def train_and_register(
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
+    lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     with start_run("train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags(lineage)
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
         report = log_backtest(panel, settings, spec, console, params)
         metrics = report["emergence"]["models"]["lightgbm"]
-        tags = {**version_tags(metrics, report, params, spec, fingerprint, lineage), **(extra_tags or {})}
+        tags = {
+            **version_tags(metrics, report, params, spec, fingerprint, lineage),
+            LAST_PERIOD_TAG: lineage[LAST_PERIOD_TAG],
+            **(extra_tags or {}),
+        }
         emergence, mode = fit_final(panel, params, settings)
         mlflow.log_metric("mode_model_weight", mode.model_weight_)
         console.print(f"train: mode model weight {mode.model_weight_:.2f} against the modes' frequencies")

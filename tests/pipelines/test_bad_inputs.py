@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -13,9 +15,10 @@ from rich.console import Console
 from features.codes import load_code_history
 from features.errors import BeltcastError, DataSyncError, OutputPathError, SourceFormatError
 from features.io import write_atomic
+from features.panel import ID_COLUMNS
 from pipelines import backtest, build, promote, score, tune
 from pipelines.backtest import check_params, load_panel, tuned_params
-from pipelines.config import DataSettings, MlflowSettings, ModelSettings, Settings, TuneSettings
+from pipelines.config import DataSettings, MlflowSettings, ModelSettings, PlatformSettings, Settings, TuneSettings
 from pipelines.promote import PromotionError
 from pipelines.score import ScoreError
 from pipelines.tracking import TrackingError, sqlite_file, use_tracking
@@ -114,6 +117,29 @@ def test_a_panel_without_the_label_columns_is_named(tmp_path):
         load_panel(settings)
 
 
+def _minimal_panel(folder: Path, *extra: str) -> None:
+    columns = [*ID_COLUMNS, "is_belt", "emerged", *extra]
+    pd.DataFrame({c: [1] for c in columns}).to_parquet(folder / "panel.parquet")
+
+
+def test_a_platform_panel_read_without_the_platform_config_is_named(tmp_path):
+    # a `beltcast train` or `promote` after `retrain --metrics FILE`, without that config: the
+    # public rosters' labels and folds on a platform panel ended in a ValueError minutes in
+    _minimal_panel(tmp_path, "platform_gmv_annual_cny")
+    settings = Settings(data=DataSettings(features_dir=tmp_path))
+    with pytest.raises(BeltcastError, match=r"built from platform metrics .* no \[platform\] metrics_file"):
+        load_panel(settings)
+
+
+def test_a_public_panel_read_with_a_platform_config_is_named(tmp_path):
+    _minimal_panel(tmp_path, "viirs_mean_rel")
+    platform = PlatformSettings(metrics_file=tmp_path / "platform_metrics.csv")
+    settings = Settings(data=DataSettings(features_dir=tmp_path), platform=platform)
+    with pytest.raises(BeltcastError, match=r"built from the public rosters, but the config sets \[platform\]"):
+        load_panel(settings)
+    assert len(load_panel(Settings(data=DataSettings(features_dir=tmp_path)))) == 1
+
+
 def test_an_unusable_tracking_uri_is_named(tmp_path):
     settings = Settings(mlflow=MlflowSettings(tracking_uri="bogus://x"))
     with pytest.raises(TrackingError, match=r"mlflow.tracking_uri = 'bogus://x'.*cannot be used"):
@@ -201,3 +227,18 @@ def test_the_store_file_is_read_as_sqlalchemy_reads_it(uri, database):
 def test_a_store_given_with_a_query_is_found(tmp_path):
     use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")))
     use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}?timeout=30")), True)
+
+
+def test_two_backtests_in_one_folder_keep_their_own_curves(tmp_path):
+    rng = np.random.default_rng(0)  # SYNTHETIC predictions of one fold, logic only
+    predictions = pd.DataFrame(
+        {"fold": "temporal_2016", "model": "m", "y": rng.integers(0, 2, 200), "p": rng.random(200)}
+    )
+    result = SimpleNamespace(folds=[{"name": "temporal_2016", "kind": "temporal"}], predictions=predictions)
+
+    default = backtest.write_plots(result, tmp_path / "backtest.json")
+    named = backtest.write_plots(result, tmp_path / "a.json")
+
+    assert [p.name for p in default] == ["pr_curve.png", "calibration_curve.png"]
+    assert [p.name for p in named] == ["a_pr_curve.png", "a_calibration_curve.png"]
+    assert all(p.is_file() for p in default + named)

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from features.periods import PeriodError
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
 from pipelines import retrain, tune
@@ -22,6 +23,7 @@ from pipelines.config import (
     Settings,
     TuneSettings,
 )
+from pipelines.manifest import sha256_of
 from pipelines.tracking import frame_hash, version_by_alias
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -65,6 +67,11 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     parent = client.get_run(first.outputs["run"])
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert {run.info.run_name for run in children} == {"sync", "build", "tune", "train", "promote", "score", "report"}
+    champion = version_by_alias(client, "county-belt", "champion")
+    trained = client.get_run(champion.run_id)  # the retrain's train step, not a run nested in it
+    assert trained.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert trained.data.tags["platform_metrics_sha256"] == sha256_of(settings.platform.metrics_file)
+    assert champion.tags["panel_last_period"] == "2025Q3"
 
 
 def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings):
@@ -115,5 +122,19 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
     assert summary.decision.startswith("kept champion")
     assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
     assert champion.tags["refit_of"] == first.new_champion
+    assert champion.tags["panel_last_period"] == "2025Q4"
     scores = settings.outputs.dir / "scores_2025Q4.csv"
     assert "2025Q4" in scores.read_text(encoding="utf-8").splitlines()[1]
+
+
+def test_an_older_period_is_refused_once_the_champion_is_newer(first, settings):
+    """After 2025Q4 (the test above), retraining 2025Q3 would rebuild the panel up to 2025Q3 and
+    refit the champion on it: the served model would no longer reach 2025Q4."""
+    champion = version_by_alias(_client(settings), "county-belt", "champion")
+    if champion.tags.get("panel_last_period") != "2025Q4":
+        pytest.skip("needs the champion of 2025Q4 (test_the_next_quarter_...)")
+    panel = (settings.data.features_dir / "panel.parquet").read_bytes()
+    with pytest.raises(PeriodError, match=r"--period must not be before the champion's newest period, 2025Q4"):
+        retrain.run(settings, "2025Q3", None, QUIET)
+    assert version_by_alias(_client(settings), "county-belt", "champion").version == champion.version
+    assert (settings.data.features_dir / "panel.parquet").read_bytes() == panel

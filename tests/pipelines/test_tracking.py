@@ -40,4 +40,29 @@ def test_the_commit_is_the_checkout_s_wherever_the_job_starts(monkeypatch, tmp_p
         pytest.skip("beltcast is not installed from a git checkout here")
     monkeypatch.chdir(tmp_path)  # not a checkout (or, in a job's folder, another one)
 
-    assert git_sha() == expected.stdout.strip()
+    assert git_sha().split("+dirty.")[0] == expected.stdout.strip()
+
+
+def test_uncommitted_changes_make_another_code_id(tmp_path):
+    def git(*arguments: str) -> str:
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *arguments]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
+
+    git("init", "-q")
+    code = tmp_path / "catalog.py"
+    code.write_text("seed = 0\n", encoding="utf-8")
+    git("add", "catalog.py")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "HEAD")
+
+    assert git_sha(tmp_path) == head
+    code.write_text("seed = 7\n", encoding="utf-8")
+    changed = git_sha(tmp_path)
+    assert changed.startswith(f"{head}+dirty.")
+    code.write_text("seed = 8\n", encoding="utf-8")
+    assert git_sha(tmp_path) not in (changed, head)
+    code.write_text("seed = 0\n", encoding="utf-8")
+    assert git_sha(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("untracked files are not code", encoding="utf-8")
+    assert git_sha(tmp_path) == head
+    assert git_sha(tmp_path / "nowhere") == "unknown"

@@ -43,6 +43,8 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
         assert tag in run.data.tags
     assert "temporal.lightgbm.average_precision" in run.data.metrics
     assert 0.0 <= run.data.metrics["mode_model_weight"] <= 1.0
+    assert champion.tags["panel_last_period"] == "2020"
+    assert champion.tags["params_source"] == str(champion_settings.model.params_file.resolve())
     artifacts = {a.path for a in client.list_artifacts(champion.run_id, "backtest")}
     assert {
         "backtest/backtest.json",
@@ -147,6 +149,11 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
             assert str(version_by_alias(client, "county-belt", alias).version) == decision.refit
         settled = promote.run(changed, False, None, QUIET)
         assert settled.reason == "challenger is already the champion" and settled.refit is None
+        # a promote that decides nothing leaves the version's record as it was, and is a run of its own
+        assert client.get_model_version("county-belt", decision.refit).tags.get("promotion_reason") != settled.reason
+        experiment = client.get_experiment_by_name(changed.mlflow.experiment).experiment_id
+        last = client.search_runs([experiment], "tags.mlflow.runName = 'promote'", order_by=["start_time DESC"])[0]
+        assert last.data.tags["promotion.promotion_reason"] == settled.reason
     finally:
         client.set_registered_model_alias("county-belt", "champion", old.version)
         client.set_registered_model_alias("county-belt", "challenger", old.version)
