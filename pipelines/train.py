@@ -223,20 +223,35 @@ def log_backtest(
     """Run the backtest (writing its JSON and curves as ``beltcast backtest`` does), log its
     metrics and files to the run; return the JSON contract."""
     report, written = evaluate(panel, settings, spec, None, console, params)
-    for fold, block in (
-        ("temporal", report["emergence"]["models"]),
-        ("spatial", report["emergence"]["spatial"]["models"]),
-    ):
+    emergence = report["emergence"]
+    blocks = [("temporal", emergence["models"]), ("spatial", emergence["spatial"]["models"])]
+    blocks += [("mode", report["mode"]["models"])]
+    # every other temporal fold by its name (a platform backtest has one per quarter)
+    blocks += [
+        (f["name"], f["models"])
+        for f in emergence["folds"]
+        if f["kind"] == "temporal" and f["name"] != emergence["newest_fold"]
+    ]
+    for fold, block in blocks:
         for model, metrics in block.items():
-            mlflow.log_metrics({f"{fold}.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
-    for model, metrics in report["mode"]["models"].items():
-        mlflow.log_metrics({f"mode.{model}.{k}": v for k, v in metrics.items() if isinstance(v, float)})
+            mlflow.log_metrics(_numbers(f"{fold}.{model}", metrics))
     for path in written:
         mlflow.log_artifact(str(path), "backtest")
     quality = settings.data.features_dir / "quality.json"
     if quality.is_file():
         mlflow.log_artifact(str(quality), "data")
     return report
+
+
+def _numbers(prefix: str, metrics: dict) -> dict[str, float]:
+    """The metrics MLflow can hold: numbers (counts too), and each interval as ``_low``/``_high``."""
+    numbers = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[f"{prefix}.{key}"] = float(value)
+        elif key.endswith("_ci") and isinstance(value, (list, tuple)) and len(value) == 2:
+            numbers[f"{prefix}.{key}_low"], numbers[f"{prefix}.{key}_high"] = map(float, value)
+    return numbers
 
 
 def fit_final(panel: pd.DataFrame, params: dict, settings: Settings):

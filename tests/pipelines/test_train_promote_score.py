@@ -42,6 +42,8 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
     ):
         assert tag in run.data.tags
     assert "temporal.lightgbm.average_precision" in run.data.metrics
+    assert run.data.metrics["temporal.lightgbm.n_positive"] == 49  # counts are metrics too
+    assert run.data.metrics["mode.majority.n"] > 0
     assert 0.0 <= run.data.metrics["mode_model_weight"] <= 1.0
     assert champion.tags["panel_last_period"] == "2020"
     assert champion.tags["params_source"] == str(champion_settings.model.params_file.resolve())
