@@ -158,17 +158,62 @@ def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarr
     return in_years & ~held, in_years & held
 
 
-def best_trial(study: optuna.Study, period: str | None = None) -> optuna.trial.FrozenTrial | None:
-    """The best completed trial, among those run for ``period`` when one is given.
+def best_trial(
+    study: optuna.Study, period: str | None = None, data: str | None = None
+) -> optuna.trial.FrozenTrial | None:
+    """The best completed trial; when given, only those run for ``period`` count, and only those
+    scored on ``data`` (a trial's ``data`` attribute).
 
-    Trials run for different periods were scored on different panels, so their values are not
-    comparable: a quarterly retrain picks among the trials of its own quarter."""
+    Trials run for different periods, or scored on different data or settings, have values that
+    are not comparable: a quarterly retrain picks among the trials of its own quarter scored on
+    its own panel."""
     trials = [
         t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if period is None or t.user_attrs.get("period") == period
+        if (period is None or t.user_attrs.get("period") == period)
+        and (data is None or t.user_attrs.get("data") == data)
     ]
     return max(trials, key=lambda t: t.value, default=None)
+
+
+def scored_alike(trial: optuna.trial.FrozenTrial) -> tuple[str | None, str | None]:
+    """The period a trial was run for and the data it was scored on (``None`` when not recorded):
+    trials share both, or their values are not comparable."""
+    return trial.user_attrs.get("period"), trial.user_attrs.get("data")
+
+
+class ComparableMedianPruner(optuna.pruners.BasePruner):
+    """Optuna's median rule, with a trial compared only with the trials run for the same period
+    and scored on the same data (:func:`scored_alike`): a quarter whose data score lower would
+    otherwise see most of its trials pruned against the medians of easier quarters.
+
+    Parameters
+    ----------
+    n_startup_trials : int
+        Completed comparable trials needed before any trial is pruned.
+    n_warmup_steps : int
+        Inner folds reported before a trial can be pruned.
+    """
+
+    def __init__(self, n_startup_trials: int = 5, n_warmup_steps: int = 1) -> None:
+        self._median = optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=n_warmup_steps)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self._median.prune(_Comparable(study, scored_alike(trial)), trial)
+
+
+class _Comparable:
+    """What the median rule reads of a study (its direction and trials), restricted to the trials
+    scored alike ``tags``."""
+
+    def __init__(self, study: optuna.Study, tags: tuple[str | None, str | None]) -> None:
+        self.direction, self._study, self._tags = study.direction, study, tags
+
+    def get_trials(
+        self, deepcopy: bool = True, states: tuple[optuna.trial.TrialState, ...] | None = None
+    ) -> list[optuna.trial.FrozenTrial]:
+        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
+        return [t for t in trials if scored_alike(t) == self._tags]
 
 
 def within(space: Callable[[optuna.Trial], dict], params: dict) -> bool:
@@ -208,20 +253,25 @@ def completed(space: Callable[[optuna.Trial], dict], params: dict) -> dict:
 
 def incumbent(study: optuna.Study, period: str) -> dict | None:
     """The parameters of the best trial of the newest period before ``period`` (``None`` if no
-    trial was run for an earlier period): a retrain scores them again on the new panel first."""
+    trial was run for an earlier period), among the trials of that period scored on the data of
+    its newest trial (its last retrain, when it was retrained on corrected data or another rule):
+    a retrain scores them again on the new panel first."""
     current = parse_period(period)[1]
-    earlier = {
-        index: label
+    earlier = [
+        t
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if (label := t.user_attrs.get("period")) is not None and (index := parse_period(label)[1]) < current
-    }
+        if (label := t.user_attrs.get("period")) is not None and parse_period(label)[1] < current
+    ]
     if not earlier:
         return None
-    return best_trial(study, earlier[max(earlier)]).params
+    newest = max(earlier, key=lambda t: (parse_period(t.user_attrs["period"])[1], t.number))
+    return max((t for t in earlier if scored_alike(t) == scored_alike(newest)), key=lambda t: t.value).params
 
 
 def make_study(name: str, storage: str | None, seed: int) -> optuna.Study:
-    """A resumable study with a seeded TPE sampler and a median pruner, set explicitly.
+    """A resumable study with a seeded TPE sampler and a median pruner over comparable trials
+    (:class:`ComparableMedianPruner`), set explicitly: Optuna stores neither, so a resumed study
+    gets them here too.
 
     On resume the sampler is re-seeded with ``seed + trials so far``, so new trials do not repeat
     the first ones while a fresh study with the same seed still replays identically.
@@ -231,7 +281,7 @@ def make_study(name: str, storage: str | None, seed: int) -> optuna.Study:
         storage=storage,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+        pruner=ComparableMedianPruner(n_startup_trials=5, n_warmup_steps=1),
         load_if_exists=True,
     )
     if study.trials:

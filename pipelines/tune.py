@@ -3,6 +3,7 @@ where ``train`` and ``backtest`` find them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,12 +27,13 @@ from models.tuning import (
     incumbent,
     make_objective,
     make_study,
+    scored_alike,
     search_space,
     within,
 )
 from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings, TuneSettings
-from pipelines.tracking import TrackingError, sqlite_file, start_run, use_tracking
+from pipelines.tracking import TrackingError, frame_hash, sqlite_file, start_run, use_tracking
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
@@ -47,11 +50,14 @@ def run(
 ) -> dict:
     """Run (or resume) the study, save and print the best parameters.
 
-    With ``period`` (the quarterly retrain), trials are tagged with it and only the trials still
-    missing for that period are run (completed or pruned ones count; a failed or killed one runs
-    again): re-running a period adds none. The first trial of a new
-    period scores the previous period's best parameters again on the new panel, and the best is
-    chosen among the period's own trials (trials of other periods were scored on other data)."""
+    Every trial is tagged with what its score was computed against (:func:`scored_on`, the
+    ``data`` attribute), and the best is chosen among the trials scored on this panel and these
+    settings. With ``period`` (the quarterly retrain), trials are tagged with it too and only the
+    trials still missing for that period on this data are run (completed or pruned ones count; a
+    failed or killed one runs again): re-running a period adds none, re-running it on a corrected
+    file or another belt rule runs its trials again. The first trial of a new period (or data)
+    scores the previous period's best parameters again on the new panel, and the best is chosen
+    among the period's own trials on this data (trials of other periods were scored on other data)."""
     panel = load_panel(settings)
     data = emergence_transitions(panel)
     spec = fold_spec(settings)
@@ -63,18 +69,25 @@ def run(
     features = list(data.X.columns)
     study = open_study(settings, study_name, features)
     same_objective(study, settings.tune.seeds, features)
+    fingerprint = record_scored_on(study, scored_on(settings, panel))
+    not_reused(study, period, fingerprint, console)
     wanted = settings.tune.trials if trials is None else trials
-    finished = [t for t in study.get_trials(deepcopy=False, states=FINISHED) if t.user_attrs.get("period") == period]
+    finished = [
+        t for t in study.get_trials(deepcopy=False, states=FINISHED) if scored_alike(t) == (period, fingerprint)
+    ]
     done = len(finished) if period is not None else 0
     if period is not None and wanted > done and not any(t.user_attrs.get("incumbent") for t in finished):
         enqueue_incumbent(study, period, console)
     with start_run("tune", nested=mlflow.active_run() is not None):
-        optimise(study, tagged(objective, period), max(wanted - done, 0), console, period)
-    trial = best_trial(study, period)
+        optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
+    trial = best_trial(study, period, fingerprint)
     if trial is None:
         kept = "stay as saved in " + str(settings.model.params_file) if settings.model.params_file.is_file() else "stay"
         among = f" for {period}" if period is not None else ""
-        console.print(f"tune: study {study.study_name!r} has no completed trial{among}; the parameters {kept}")
+        console.print(
+            f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
+            f" settings; the parameters {kept}"
+        )
         return {}
     briers = calibration_scores(
         trial.params, data.X, data.y, data.periods, data.groups, spec,
@@ -121,12 +134,14 @@ def _briers(briers: dict[int, float]) -> str:
     return ", ".join(f"{k} folds {v:.5f}" for k, v in briers.items())
 
 
-def tagged(objective, period: str | None):
-    """The objective, tagging each trial with the period it was run for."""
+def tagged(objective, period: str | None, fingerprint: str):
+    """The objective, tagging each trial with the period it was run for and the ``data`` it is
+    scored on (a fingerprint from :func:`record_scored_on`)."""
 
     def run_trial(trial: optuna.Trial) -> float:
         if period is not None:
             trial.set_user_attr("period", period)
+        trial.set_user_attr("data", fingerprint)
         return objective(trial)
 
     return run_trial
@@ -211,13 +226,74 @@ def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None
         )
 
 
+def scored_on(settings: Settings, panel: pd.DataFrame) -> dict:
+    """What a trial's inner-fold AP is computed against: the panel's content, the belt rule and
+    horizon that labelled it, ``model.seed``, the inner folds and seeds of ``[tune]`` and the fold
+    spec. A trial scored against anything else has a value that is not comparable."""
+    rule = settings.platform if is_platform(settings) else settings.labels
+    return {
+        "panel": frame_hash(panel),
+        "rule": {"conditions": [c.model_dump() for c in rule.conditions], "min_met": rule.min_met},
+        "horizon": rule.horizon,
+        "seed": settings.model.seed,
+        "inner_folds": settings.tune.inner_folds,
+        "seeds": settings.tune.seeds,
+        "fold_spec": fold_spec(settings).to_dict(),
+    }
+
+
+SCORED_ON = {"panel": "the panel", "rule": "the belt rule", "horizon": "the horizon", "seed": "model.seed",
+             "inner_folds": "tune.inner_folds", "seeds": "tune.seeds", "fold_spec": "the fold spec"}  # fmt: skip
+
+
+def record_scored_on(study: optuna.Study, scored: dict) -> str:
+    """The fingerprint of ``scored`` that tags the trials (their ``data`` attribute); the study
+    keeps what it stands for as its attribute ``data:<fingerprint>``."""
+    fingerprint = hashlib.sha256(json.dumps(scored, sort_keys=True).encode()).hexdigest()[:16]
+    if f"data:{fingerprint}" not in study.user_attrs:
+        study.set_user_attr(f"data:{fingerprint}", scored)
+    return fingerprint
+
+
+def not_reused(study: optuna.Study, period: str | None, fingerprint: str, console: Console) -> None:
+    """Say how many finished trials (of ``period`` when one is given) were scored on other data or
+    settings than ``fingerprint``, and what changed since the newest of them: they are not reused."""
+    others = [
+        t
+        for t in study.get_trials(deepcopy=False, states=FINISHED)
+        if (period is None or t.user_attrs.get("period") == period) and t.user_attrs.get("data") != fingerprint
+    ]
+    if not others:
+        return
+    before = study.user_attrs.get(f"data:{others[-1].user_attrs.get('data')}")
+    now = study.user_attrs[f"data:{fingerprint}"]
+    changed = (
+        "not recorded by those trials"
+        if before is None
+        else ", ".join(name for key, name in SCORED_ON.items() if before.get(key) != now[key]) or "how it is recorded"
+    )
+    among = f" for {period}" if period is not None else ""
+    console.print(
+        f"tune: {len(others)} trial(s){among} of study {study.study_name!r} were scored on other data or settings"
+        f" (changed since the newest: {changed}); they are not reused, the best is chosen among the trials"
+        " scored on this panel and these settings"
+    )
+
+
 def _first(names: list[str], k: int = 5) -> str:
     return "[" + ", ".join(names[:k]) + (", ..." if len(names) > k else "") + "]"
 
 
-def optimise(study: optuna.Study, objective, trials: int, console: Console, period: str | None = None) -> None:
+def optimise(
+    study: optuna.Study,
+    objective,
+    trials: int,
+    console: Console,
+    period: str | None = None,
+    fingerprint: str | None = None,
+) -> None:
     """``trials`` more trials, with a progress bar showing the best value so far (of ``period``'s
-    trials when one is given)."""
+    trials and of those scored on ``fingerprint`` when they are given)."""
     columns = (
         TextColumn("tune"),
         BarColumn(),
@@ -228,7 +304,7 @@ def optimise(study: optuna.Study, objective, trials: int, console: Console, peri
         task = progress.add_task("tune", total=trials, best="")
 
         def advance(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            best = best_trial(study, period)
+            best = best_trial(study, period, fingerprint)
             progress.update(task, advance=1, best=f"best AP {best.value:.4f}" if best is not None else "")
 
         study.optimize(objective, n_trials=trials, callbacks=[advance, log_trial])
@@ -267,6 +343,7 @@ def save_best(
     payload = {
         "study": study.study_name,
         "period": period,
+        "data": trial.user_attrs.get("data"),
         "best_value": trial.value,
         "best_trial": trial.number,
         "n_trials": len(study.trials),

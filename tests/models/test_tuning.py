@@ -122,11 +122,14 @@ def test_a_study_is_resumed_only_on_the_same_features(tmp_path):
     assert make_study("empty", storage, seed=0).user_attrs["features"] == ["a"]
 
 
-def _toy(period: str, level: float):
-    """A cheap objective standing in for one quarter's panel: ``level`` is that data's AP level."""
+def _toy(period: str, level: float, data: str | None = None):
+    """A cheap objective standing in for one quarter's panel (``data`` when given): ``level`` is
+    that data's AP level."""
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("period", period)
+        if data is not None:
+            trial.set_user_attr("data", data)
         return level - (trial.suggest_float("x", 0.0, 1.0) - 0.3) ** 2
 
     return objective
@@ -151,7 +154,7 @@ def test_a_retrain_period_starts_from_the_previous_best_and_picks_among_its_own_
     enqueue_incumbent(study, "2025Q3", space=TOY_SPACE)
     enqueue_incumbent(study, "2025Q3", space=TOY_SPACE)  # one already waiting (an interrupted run)
     assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
-    study.optimize(tagged(_toy("2025Q3", 0.0), "2025Q3"), n_trials=3)
+    study.optimize(tagged(_toy("2025Q3", 0.0), "2025Q3", "d"), n_trials=3)
     q3 = [t for t in study.trials if t.user_attrs["period"] == "2025Q3"]
     assert len(q3) == 3 and q3[0].params == q2.params and q3[0].user_attrs["incumbent"]
     assert not any(t.user_attrs.get("incumbent") for t in q3[1:])
@@ -251,3 +254,49 @@ def test_every_candidate_fits(synthetic_transitions, k):
     X, y, _, _ = synthetic_transitions
     model = LGBMEmergence(n_estimators=10, calibration_folds=k).fit(X, y)
     assert np.isfinite(model.predict_proba(X)).all()
+
+
+def _finished(study: optuna.Study, period: str, data: str, value: float) -> None:
+    """A trial of ``period`` scored on ``data`` that reported ``value`` after each of 2 inner folds."""
+    trial = study.ask()
+    trial.set_user_attr("period", period)
+    trial.set_user_attr("data", data)
+    for step in range(2):
+        trial.report(value, step)
+    study.tell(trial, value)
+
+
+def _pruned(study: optuna.Study, period: str | None, data: str | None, value: float, steps: int = 2) -> bool:
+    trial = study.ask()
+    for key, tag in (("period", period), ("data", data)):
+        if tag is not None:
+            trial.set_user_attr(key, tag)
+    for step in range(steps):
+        trial.report(value, step)
+    return trial.should_prune()
+
+
+def test_the_pruner_compares_a_trial_with_trials_of_its_period_and_data_only(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = make_study("q", storage, seed=0)
+    for value in (0.50, 0.52, 0.48, 0.55, 0.51, 0.49):  # an easier quarter
+        _finished(study, "2025Q3", "a", value)
+    study = make_study("q", storage, seed=0)  # resumed: Optuna does not store the pruner
+    assert not _pruned(study, "2025Q4", "b", 0.30)  # no trial of its own yet: never pruned
+    for value in (0.30, 0.34, 0.28, 0.36, 0.32):
+        _finished(study, "2025Q4", "b", value)
+    assert not _pruned(study, "2025Q4", "b", 0.33)  # above 2025Q4's median (0.32), below 2025Q3's (0.505)
+    assert _pruned(study, "2025Q4", "b", 0.31)
+    assert not _pruned(study, "2025Q4", "b", 0.01, steps=1)  # the first fold is a warm-up
+    assert not _pruned(study, "2025Q4", "c", 0.01)  # a corrected file: no trial scored on it yet
+    assert not _pruned(study, None, None, 0.01)  # nor of a trial that records neither
+    assert _pruned(study, "2025Q3", "a", 0.45)
+
+
+def test_the_incumbent_is_the_previous_periods_best_on_the_data_it_was_last_tuned_on(tmp_path):
+    study = make_study("q", f"sqlite:///{tmp_path / 'optuna.db'}", seed=0)
+    study.optimize(_toy("2025Q3", 9.0, "old rule"), n_trials=3)
+    study.optimize(_toy("2025Q3", 1.0, "new rule"), n_trials=3)  # re-run under a new rule
+    rerun = max(study.trials[3:], key=lambda t: t.value)
+    assert incumbent(study, "2025Q4") == rerun.params  # not those of the old rule's higher values
+    assert best_trial(study, "2025Q3", "new rule") == rerun and best_trial(study, "2025Q3").number < 3

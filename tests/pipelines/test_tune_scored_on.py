@@ -1,0 +1,154 @@
+"""``beltcast tune`` reuses only trials scored on the same panel and settings: a period re-run on
+a corrected panel or under another belt rule runs its trials again. The panel is SYNTHETIC (seeded
+made-up counties with a learnable signal), not real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from pipelines import tune
+from pipelines.config import (
+    DataSettings,
+    LabelSettings,
+    MlflowSettings,
+    ModelSettings,
+    PublicConditionSettings,
+    Settings,
+    TuneSettings,
+)
+
+STUDY = "scored-on"
+
+
+def synthetic_panel(seed: int = 7, n: int = 300) -> pd.DataFrame:
+    """3 origin years x ``n`` made-up counties in 6 provinces; ``emerged`` follows two features."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for year in (2014, 2015, 2016):
+        belts = rng.poisson(1.0, n).astype(float)
+        manufacturing = rng.uniform(0, 0.5, n)
+        logit = -3 + 0.8 * belts + 5 * manufacturing
+        frames.append(
+            pd.DataFrame(
+                {
+                    "county_code": [f"{100000 + i}" for i in range(n)],
+                    "county_name": [f"county {i}" for i in range(n)],
+                    "province": np.repeat([f"p{i}" for i in range(6)], n // 6),
+                    "prefecture": "pf",
+                    "province_code": np.repeat([f"{i}0000" for i in range(1, 7)], n // 6),
+                    "prefecture_code": "000100",
+                    "as_of": year,
+                    "is_belt": False,
+                    "emerged": (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float),
+                    "belts_within_100km_share": belts / 80,
+                    "manufacturing_share": manufacturing,
+                    "viirs_mean": rng.lognormal(0, 1, n),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def corrected_panel() -> pd.DataFrame:
+    """The panel as a corrected file would give it: 30% of the labels differ, and the AP falls."""
+    panel = synthetic_panel()
+    flip = np.random.default_rng(0).random(len(panel)) < 0.3
+    panel.loc[flip, "emerged"] = 1.0 - panel.loc[flip, "emerged"]
+    return panel
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory) -> str:
+    """One MLflow store for the module's tunes (creating one takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path, tracking_uri, monkeypatch) -> Settings:
+    """Settings on the synthetic panel, each test with its own study store; the calibration folds,
+    which these tests are not about, are not cross-fitted (it takes most of a tune's time)."""
+    monkeypatch.setattr(tune, "calibration_scores", lambda *args: {3: 0.1})
+    features = tmp_path / "features"
+    features.mkdir()
+    synthetic_panel().to_parquet(features / "panel.parquet")
+    return Settings(
+        data=DataSettings(cache_dir=tmp_path / "raw", features_dir=features),
+        model=ModelSettings(spatial_folds=2, bootstrap=0, params_file=tmp_path / "tuned.json"),
+        tune=TuneSettings(storage=f"sqlite:///{tmp_path / 'optuna.db'}", inner_folds=2, seeds=1),
+        mlflow=MlflowSettings(tracking_uri=tracking_uri),
+    )
+
+
+def _trials(settings: Settings) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=STUDY, storage=settings.tune.storage).trials
+
+
+def _run(settings: Settings, period: str | None, trials: int = 2) -> tuple[dict, str]:
+    console = Console(record=True, width=400)
+    best = tune.run(settings, trials, STUDY, console, period=period)
+    return best, console.export_text()
+
+
+def test_a_period_rerun_on_another_rule_or_panel_runs_its_trials_again(settings):
+    _run(settings, "2015")
+    first, _ = _run(settings, "2016")
+    assert [t.user_attrs["period"] for t in _trials(settings)] == ["2015", "2015", "2016", "2016"]
+    assert _run(settings, "2016")[0]["best_trial"] == first["best_trial"]  # the same data: nothing to run
+    assert len(_trials(settings)) == 4
+
+    stricter = settings.model_copy(  # taobao_villages >= 3: the trials so far were scored on other labels
+        update={"labels": LabelSettings(conditions=(PublicConditionSettings(metric="taobao_villages", threshold=3),))}
+    )
+    best, said = _run(stricter, "2016")
+    trials = _trials(settings)
+    new = trials[4:]
+    assert [t.user_attrs["period"] for t in new] == ["2016", "2016"]
+    assert new[0].user_attrs["data"] != trials[2].user_attrs["data"] == trials[3].user_attrs["data"]
+    assert {t.user_attrs["data"] for t in new} == {new[0].user_attrs["data"]}
+    assert new[0].user_attrs["incumbent"]  # the previous period's best, scored again on this data
+    assert new[0].params == max(trials[:2], key=lambda t: t.value).params
+    assert best["best_trial"] in [t.number for t in new]
+    assert best["data"] == new[0].user_attrs["data"]
+    assert (
+        "2 trial(s) for 2016 of study 'scored-on' were scored on other data or settings (changed since the newest:"
+        " the belt rule); they are not reused"
+    ) in said
+
+    corrected_panel().to_parquet(settings.data.features_dir / "panel.parquet")
+    best, said = _run(stricter, "2016")
+    corrected = _trials(settings)[6:]
+    assert len(corrected) == 2 and best["best_trial"] in [t.number for t in corrected]
+    assert best["best_value"] < max(t.value for t in _trials(settings)[:6] if t.value is not None)  # not mixed
+    assert "changed since the newest: the panel)" in said
+    assert _run(stricter, "2016")[0]["best_trial"] == best["best_trial"] and len(_trials(settings)) == 8
+
+
+def test_plain_tune_picks_among_the_trials_scored_on_this_panel(settings):
+    first, said = _run(settings, None, trials=3)
+    assert "were scored on other data" not in said
+    corrected_panel().to_parquet(settings.data.features_dir / "panel.parquet")
+    best, said = _run(settings, None, trials=2)
+    assert len(_trials(settings)) == 5  # resumed, not refused
+    assert best["best_trial"] in (3, 4) and best["best_value"] < first["best_value"]
+    assert (
+        "3 trial(s) of study 'scored-on' were scored on other data or settings (changed since the newest: the"
+        " panel); they are not reused"
+    ) in said
+
+
+def test_trials_from_before_tune_recorded_their_data_are_not_reused(settings):
+    from models.tuning import search_space
+
+    study = optuna.create_study(study_name=STUDY, storage=settings.tune.storage, direction="maximize")
+    study.set_user_attr("seeds", 1)
+    study.set_user_attr("features", sorted(["belts_within_100km_share", "manufacturing_share", "viirs_mean"]))
+    study.optimize(lambda trial: (search_space(trial), 0.99)[1], n_trials=1)  # a value no trial here reaches
+    best, said = _run(settings, None, trials=1)
+    assert best["best_trial"] == 1 and best["best_value"] < 0.99
+    assert (
+        "1 trial(s) of study 'scored-on' were scored on other data or settings (changed since the newest: not" in said
+    )
