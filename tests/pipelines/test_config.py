@@ -94,8 +94,8 @@ def test_settings_are_frozen():
 def test_an_error_prints_its_brackets_as_text(capsys):
     # "[tune]" and a list of names are text in an error message, not console markup
     with pytest.raises(typer.Exit):
-        _fail(BeltcastError("the panel lacks 1 [belts_within_50km]; study = NAME under [tune]"))
-    assert "lacks 1 [belts_within_50km]; study = NAME under [tune]" in capsys.readouterr().out
+        _fail(str(BeltcastError("the panel lacks 1 [belts_within_50km]; study = NAME under [tune]")))
+    assert "lacks 1 [belts_within_50km]; study = NAME under [tune]" in capsys.readouterr().err
 
 
 def test_a_misspelt_label_metric_names_the_condition_the_metrics_and_the_value(tmp_path):
