@@ -40,7 +40,7 @@ from pipelines.tracking import (
     CHALLENGER,
     CHAMPION,
     LAST_PERIOD_TAG,
-    _first_line,
+    first_line,
     frame_hash,
     last_period,
     registry_lock,
@@ -79,8 +79,7 @@ def run(settings: Settings, force: bool, reason: str | None, console: Console) -
     with registry_lock(settings):  # promotes take turns: each decides on the aliases the last one left
         with start_run("promote", nested=mlflow.active_run() is not None):
             decision = _promote(client, settings, force, reason, console)
-            mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
-            mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
+            _log_decision(decision)
         return decision
 
 
@@ -97,7 +96,7 @@ def rollback(settings: Settings, version: str, reason: str | None, console: Cons
             target = client.get_model_version(name, str(version))
         except MlflowException as err:
             raise PromotionError(
-                f"--rollback must name a registered version of {name!r}; got {version!r} ({_first_line(err)})"
+                f"--rollback must name a registered version of {name!r}; got {version!r} ({first_line(err)})"
             ) from err
         champion = version_by_alias(client, name, CHAMPION)
         decision = Decision(
@@ -105,8 +104,7 @@ def rollback(settings: Settings, version: str, reason: str | None, console: Cons
         )
         record(client, name, decision)
         client.set_registered_model_alias(name, CHAMPION, str(target.version))
-        mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
-        mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
+        _log_decision(decision)
     reaches = target.tags.get(LAST_PERIOD_TAG)
     console.print(
         f"promote: {name} champion -> version {target.version} as trained (was {decision.champion or 'none'});"
@@ -254,6 +252,12 @@ def _tagged(role: str, version) -> dict[str, float]:
 def _same_backtest(version, current: dict) -> bool:
     run_panel = version.tags.get("panel_sha256")
     return run_panel == current["panel_sha256"] and version.tags.get("fold_spec") == current["fold_spec"]
+
+
+def _log_decision(decision: Decision) -> None:
+    """The decision as the active ``promote`` run's tags and ``promotion.json``."""
+    mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
+    mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
 
 
 def decision_tags(decision: Decision) -> dict[str, str]:

@@ -27,6 +27,7 @@ from mlflow.types import DataType, Schema
 
 from features import PYSPARK_PANDAS_3_WARNING
 from pipelines.score import ScoreError
+from pipelines.tracking import first_line
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -123,7 +124,7 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
         if not _from_spark(err):
             raise
         raise ScoreError(
-            f"the spark engine failed on master {spark_master()!r} ({type(err).__name__}: {_first_line(err)});"
+            f"the spark engine failed on master {spark_master()!r} ({type(err).__name__}: {first_line(err)});"
             f" expected Java 17 (JAVA_HOME or java on the PATH) and a reachable master ({MASTER_VARIABLE});"
             " --engine pandas scores without Spark"
         ) from err
@@ -133,11 +134,6 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
 def _from_spark(err: BaseException) -> bool:
     """Whether ``err`` is Spark's (pyspark's, or the JVM's through py4j)."""
     return any(kind.__module__.split(".")[0] in ("pyspark", "py4j") for kind in type(err).__mro__)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    return lines[0][:300] if lines else "no message"
 
 
 def output_schema(model_uri: str) -> Schema:

@@ -66,7 +66,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     except (MlflowException, SQLAlchemyError, OSError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {uri!r}, mlflow.experiment = {name!r} cannot be used"
-            f" ({type(err).__name__}: {_first_line(err)}); expected a reachable store (default"
+            f" ({type(err).__name__}: {first_line(err)}); expected a reachable store (default"
             " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
         ) from err
     return client
@@ -120,12 +120,13 @@ def load_pinned(uri: str, error: type[Exception]) -> mlflow.pyfunc.PyFuncModel:
         return mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as err:
         raise error(
-            f"cannot load {uri} ({type(err).__name__}: {_first_line(err)}); expected its artifacts in the"
+            f"cannot load {uri} ({type(err).__name__}: {first_line(err)}); expected its artifacts in the"
             f" MLflow store {mlflow.get_tracking_uri()} (with the default store: mlruns/artifacts)"
         ) from err
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (a store's errors carry SQL and tracebacks below)."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else ""
 
