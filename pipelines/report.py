@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -25,7 +26,7 @@ from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
 from pipelines.score import ScoreError, as_of_period, default_as_of, score
-from pipelines.tracking import load_pinned, model_uri, require_champion, use_tracking
+from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
 TOP_N = 50
 FIGURES = {
@@ -68,16 +69,23 @@ class ReportContext:
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
-    """Score with the pinned champion, render the page, write it atomically, log it to the run."""
+    """Score with the pinned champion, render the page, write it atomically, log it to a ``report``
+    run tagged with the version it shows."""
     if out is not None:
         writable_target(out)
     client = use_tracking(settings, existing=True)
-    context = gather(client, settings, as_of)
-    topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
-    page = render(context, topo)
-    path = Path(out or settings.outputs.dir / f"report_{label_of(context.as_of)}.html")
-    write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    client.log_artifact(context.run_id, str(path), "report")
+    with start_run("report", nested=mlflow.active_run() is not None):
+        context = gather(client, settings, as_of)
+        mlflow.set_tags(
+            {"model_uri": model_uri(context.name, context.version), "model_version": context.version,
+             "model_run_id": context.run_id}
+        )  # fmt: skip
+        mlflow.log_param("as_of", label_of(context.as_of))
+        topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
+        page = render(context, topo)
+        path = Path(out or settings.outputs.dir / f"report_{label_of(context.as_of)}.html")
+        write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+        mlflow.log_artifact(str(path), "report")
     console.print(f"report: {context.name} v{context.version}, as of {label_of(context.as_of)} -> {path}")
     return path
 

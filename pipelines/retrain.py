@@ -29,8 +29,9 @@ from features.platform import YEARS, PlatformMetrics, PlatformMetricsError, read
 from pipelines import build, promote, report, score, sync, train, tune
 from pipelines.backtest import fold_spec
 from pipelines.config import Settings
+from pipelines.manifest import manifest_hash, read_manifest
 from pipelines.master import load_history
-from pipelines.tracking import CHAMPION, last_period, start_run, use_tracking, version_by_alias
+from pipelines.tracking import CHAMPION, frame_hash, last_period, start_run, use_tracking, version_by_alias
 
 
 @dataclass
@@ -56,8 +57,8 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
     with start_run(f"retrain-{label}") as parent:
         mlflow.set_tags({"retrain.period": label, "retrain.metrics_file": str(settings.platform.metrics_file)})
-        step("sync", lambda: sync.run(settings, None, console))
-        step("build", lambda: build.run(settings, console, until=label))
+        step("sync", lambda: sync.run(settings, None, console), log_sync)
+        step("build", lambda: build.run(settings, console, until=label), log_build)
         step("tune", lambda: tune.run(settings, settings.platform.retrain_trials, None, console, period=label))
         outcome = step("train", lambda: train.run(settings, console))
         decision = step("promote", lambda: promote.run(settings, False, None, console))
@@ -178,10 +179,33 @@ def _period_list(periods: pd.Series, frequency: str) -> str:
     return ", ".join(shown) if shown else f"no {build.unit_of(frequency)}"
 
 
-def step(name: str, action: Callable[[], Any]) -> Any:
-    """One child MLflow run around one step."""
+def step(name: str, action: Callable[[], Any], record: Callable[[Any], None] | None = None) -> Any:
+    """One child MLflow run around one step; ``record`` logs what the step returned to it (the jobs
+    that use MLflow log to the step's run themselves)."""
     with start_run(name, nested=True):
-        return action()
+        result = action()
+        if record is not None:
+            record(result)
+        return result
+
+
+def log_sync(report: sync.SyncReport) -> None:
+    """The raw files verified and fetched, and the manifest they were verified against."""
+    mlflow.set_tag("data_manifest_sha256", manifest_hash(read_manifest()))
+    mlflow.log_metrics(
+        {"files_verified": len(report.verified), "files_fetched": len(report.fetched),
+         "files_repaired": len(report.repaired)}
+    )  # fmt: skip
+
+
+def log_build(outputs: build.BuildOutputs) -> None:
+    """The panel's content hash (``train`` tags its version with the same) and size, and its
+    data-quality summary and unmatched units."""
+    panel = pd.read_parquet(outputs.panel)
+    mlflow.set_tag("panel_sha256", frame_hash(panel))
+    mlflow.log_metrics({"panel_rows": len(panel), "panel_columns": panel.shape[1]})
+    for path in (outputs.quality, outputs.unmatched):
+        mlflow.log_artifact(str(path), "data")
 
 
 def _version(client, settings: Settings) -> str | None:

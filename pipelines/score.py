@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import mlflow.pyfunc
 import pandas as pd
 import pandera.pandas as pa
@@ -21,7 +22,7 @@ from features.io import writable_target, write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
-from pipelines.tracking import load_pinned, model_uri, require_champion, use_tracking
+from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
@@ -61,16 +62,30 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
-    model = load_pinned(uri, ScoreError)
-    year = as_of_period(as_of) if as_of is not None else default_as_of(model)
-    scores = score(model, uri, year, str(champion.version), engine)
-    outputs = write(scores, out or settings.outputs.dir / f"scores_{label_of(year)}.csv", str(champion.version), year)
+    with start_run("score", nested=mlflow.active_run() is not None):
+        mlflow.set_tags({"model_uri": uri, "model_version": str(champion.version), "model_run_id": champion.run_id})
+        model = load_pinned(uri, ScoreError)
+        year = as_of_period(as_of) if as_of is not None else default_as_of(model)
+        mlflow.log_params({"as_of": label_of(year), "engine": engine})
+        scores = score(model, uri, year, str(champion.version), engine)
+        path = out or settings.outputs.dir / f"scores_{label_of(year)}.csv"
+        outputs = write(scores, path, str(champion.version), year)
+        log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
     console.print(
         f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
         f"-> {outputs.csv}, {outputs.parquet}"
     )
     return outputs
+
+
+def log_outputs(scores: pd.DataFrame, outputs: ScoreOutputs) -> None:
+    """The scored files on the ``score`` run (a later score of the same period writes over the
+    files in ``outputs/``; each run keeps its own copy), with counts of counties, candidates and belts."""
+    candidates = int(scores["rank"].notna().sum())
+    mlflow.log_metrics({"counties": len(scores), "candidates": candidates, "belts": len(scores) - candidates})
+    for path in (outputs.csv, outputs.parquet):
+        mlflow.log_artifact(str(path), "scores")
 
 
 def check_out(out: Path) -> None:

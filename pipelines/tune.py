@@ -79,22 +79,25 @@ def run(
     if period is not None and wanted > done and not any(t.user_attrs.get("incumbent") for t in finished):
         enqueue_incumbent(study, period, console)
     with start_run("tune", nested=mlflow.active_run() is not None):
+        mlflow.set_tags({"optuna.study": study.study_name, "optuna.data": fingerprint, "optuna.period": period or ""})
         optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
-    trial = best_trial(study, period, fingerprint)
-    if trial is None:
-        kept = "stay as saved in " + str(settings.model.params_file) if settings.model.params_file.is_file() else "stay"
-        among = f" for {period}" if period is not None else ""
-        console.print(
-            f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
-            f" settings; the parameters {kept}"
-        )
-        return {}
-    briers = calibration_scores(
-        trial.params, data.X, data.y, data.periods, data.groups, spec,
-        settings.tune.inner_folds, settings.model.seed,
-    )  # fmt: skip
-    kept = keep_other_study(settings.model.params_file, study.study_name)
-    best = save_best(study, trial, settings.model.params_file, briers, period)
+        trial = best_trial(study, period, fingerprint)
+        if trial is None:
+            saved = settings.model.params_file
+            kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
+            among = f" for {period}" if period is not None else ""
+            console.print(
+                f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
+                f" settings; the parameters {kept}"
+            )
+            return {}
+        briers = calibration_scores(
+            trial.params, data.X, data.y, data.periods, data.groups, spec,
+            settings.tune.inner_folds, settings.model.seed,
+        )  # fmt: skip
+        kept = keep_other_study(settings.model.params_file, study.study_name)
+        best = save_best(study, trial, settings.model.params_file, briers, period)
+        log_best(best, settings.model.params_file)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"
@@ -109,6 +112,21 @@ def run(
             f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
         )
     return best
+
+
+def log_best(best: dict, path: Path) -> None:
+    """The chosen parameters on the ``tune`` run: as ``best.<name>`` parameters, the best trial's
+    inner-fold AP and each calibration fold count's inner-fold Brier as metrics, and the saved file."""
+    mlflow.log_params({f"best.{name}": value for name, value in best["params"].items()})
+    mlflow.log_metrics(
+        {
+            "best_inner_fold_average_precision": best["best_value"],
+            "best_trial": best["best_trial"],
+            "trials_in_study": best["n_trials"],
+            **{f"calibration_inner_brier_{k}_folds": v for k, v in best["calibration_inner_brier"].items()},
+        }
+    )
+    mlflow.log_artifact(str(path), "tune")
 
 
 def keep_other_study(path: Path, study: str) -> tuple[str, Path] | None:

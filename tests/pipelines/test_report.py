@@ -47,7 +47,7 @@ def test_report_is_self_contained(page):
     assert "<script" not in text
 
 
-def test_report_is_logged_to_the_champion_run(page, champion_settings):
+def test_report_is_logged_to_a_report_run_naming_the_version(page, champion_settings):
     from mlflow.tracking import MlflowClient
 
     from pipelines.tracking import version_by_alias
@@ -55,7 +55,16 @@ def test_report_is_logged_to_the_champion_run(page, champion_settings):
     uri = champion_settings.mlflow.tracking_uri
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = version_by_alias(client, "county-belt", "champion")
-    assert "report/report.html" in {a.path for a in client.list_artifacts(champion.run_id, "report")}
+    experiment = client.get_experiment_by_name(champion_settings.mlflow.experiment).experiment_id
+    runs = client.search_runs([experiment], "attributes.run_name = 'report'")
+    logged = [
+        r for r in runs if "report/report.html" in {a.path for a in client.list_artifacts(r.info.run_id, "report")}
+    ]
+    assert len(logged) == 1
+    tags = logged[0].data.tags
+    assert tags["model_version"] == str(champion.version) and tags["model_run_id"] == champion.run_id
+    assert logged[0].data.params["as_of"] == "2020"
+    assert not client.list_artifacts(champion.run_id, "report")  # the training run stays as trained
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (CI installs it)")

@@ -67,9 +67,18 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     parent = client.get_run(first.outputs["run"])
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert {run.info.run_name for run in children} == {"sync", "build", "tune", "train", "promote", "score", "report"}
+    steps = {run.info.run_name: run for run in children}
+    assert steps["sync"].data.tags["data_manifest_sha256"] and "files_verified" in steps["sync"].data.metrics
+    assert steps["build"].data.metrics["panel_rows"] > 0
+    assert "best_inner_fold_average_precision" in steps["tune"].data.metrics
+    for name, artifact in (("build", "data/quality.json"), ("score", "scores/scores_2025Q3.csv"),
+                           ("report", "report/report_2025Q3.html")):  # fmt: skip
+        assert artifact in {a.path for a in client.list_artifacts(steps[name].info.run_id, artifact.split("/")[0])}
+    assert steps["score"].data.tags["model_version"] == first.new_champion
     champion = version_by_alias(client, "county-belt", "champion")
     trained = client.get_run(champion.run_id)  # the retrain's train step, not a run nested in it
     assert trained.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert steps["build"].data.tags["panel_sha256"] == trained.data.tags["panel_sha256"]
     assert trained.data.tags["platform_metrics_sha256"] == sha256_of(settings.platform.metrics_file)
     assert champion.tags["panel_last_period"] == "2025Q3"
 

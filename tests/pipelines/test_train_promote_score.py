@@ -161,7 +161,7 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         client.set_registered_model_alias("county-belt", "challenger", old.version)
 
 
-def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
+def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_path):
     out = tmp_path / "scores.csv"
     outputs = score.run(champion_settings, None, out, "pandas", QUIET)
     scores = pd.read_csv(out, dtype={"county_code": str, "model_version": str})
@@ -179,6 +179,12 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, tmp_path):
         pd.read_parquet(outputs.parquet),
         score.SCORE_SCHEMA.validate(pd.read_parquet(outputs.parquet)),
     )
+    experiment = client.get_experiment_by_name(champion_settings.mlflow.experiment).experiment_id
+    run = client.search_runs([experiment], "attributes.run_name = 'score'", order_by=["attributes.start_time DESC"])[0]
+    assert run.data.tags["model_version"] == outputs.version and run.data.params["as_of"] == "2020"
+    assert run.data.metrics["counties"] == 2844 and run.data.metrics["candidates"] == len(candidates)
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "scores")}
+    assert logged == {"scores/scores.csv", "scores/scores.parquet"}
 
 
 def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):

@@ -140,6 +140,25 @@ def test_plain_tune_picks_among_the_trials_scored_on_this_panel(settings):
     ) in said
 
 
+def test_the_tune_run_records_what_it_chose(settings):
+    from mlflow.tracking import MlflowClient
+
+    best, _ = _run(settings, None, trials=2)
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(settings.mlflow.experiment).experiment_id],
+        "attributes.run_name = 'tune'", order_by=["attributes.start_time DESC"], max_results=1,
+    )  # fmt: skip
+    run = runs[0].data
+    assert run.metrics["best_inner_fold_average_precision"] == pytest.approx(best["best_value"])
+    assert run.metrics["best_trial"] == best["best_trial"]
+    assert run.params["best.num_leaves"] == str(best["params"]["num_leaves"])
+    assert run.params["best.calibration_folds"] == "3"
+    assert run.tags["optuna.study"] == STUDY and run.tags["optuna.data"] == best["data"]
+    saved = [a.path for a in client.list_artifacts(runs[0].info.run_id, "tune")]
+    assert saved == ["tune/tuned.json"]
+
+
 def test_trials_from_before_tune_recorded_their_data_are_not_reused(settings):
     from models.tuning import search_space
 
