@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from features.periods import label_of
 from features.taxonomy import MODES
 from models.estimators import ModelInputError, rarer_class_count
-from models.metrics import judge, mode_metrics
+from models.metrics import judge, judge_by_part, mode_metrics
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,10 @@ def backtest_emergence(
     -------
     BacktestResult
         ``folds`` [{name, kind, train_periods, test_periods, test_groups, models: {name: metrics},
-        comparisons: {other: paired difference of reference minus other}}] (spatial metrics are
-        pooled over the held-out provinces, in one entry ``spatial``), and ``predictions`` (fold,
-        model, row, y, p).
+        comparisons: {other: paired difference of reference minus other}}] (the province hold-out in
+        one entry ``spatial``: its ranking metrics within each held-out group of provinces, averaged,
+        with ``average_precision_by_part``), and ``predictions`` (fold, model, row, y, p; the
+        held-out provinces' pooled).
     """
     y, periods, groups = np.asarray(y, dtype=int), np.asarray(periods), np.asarray(groups)
     result = BacktestResult()
@@ -154,8 +155,8 @@ def backtest_emergence(
         prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
     if spatial:
-        pooled, held = _pooled_spatial(models, X, y, periods, groups, spatial)
-        result.folds.append(_spatial_entry(spatial, y[held], pooled, n_boot, reference))
+        pooled, held, parts = _pooled_spatial(models, X, y, periods, groups, spatial)
+        result.folds.append(_spatial_entry(spatial, y[held], pooled, parts, n_boot, reference))
         prediction_parts += [_predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()]
     result.predictions = pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
     return result
@@ -195,7 +196,11 @@ def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int, refer
     return entry | _judged(y_test, scores, n_boot, reference)
 
 
-def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: int, reference: str | None) -> dict:
+def _spatial_entry(
+    folds: list[Fold], y_held: np.ndarray, pooled: dict, parts: np.ndarray, n_boot: int, reference: str | None
+) -> dict:
+    """The province hold-out: ranking metrics within each held-out group, averaged
+    (:func:`~models.metrics.judge_by_part`)."""
     entry = {
         "name": "spatial",
         "kind": "spatial",
@@ -203,7 +208,8 @@ def _spatial_entry(folds: list[Fold], y_held: np.ndarray, pooled: dict, n_boot: 
         "test_periods": list(folds[0].test_periods),
         "test_groups": [list(f.test_groups) for f in folds],
     }
-    return entry | _judged(y_held, pooled, n_boot, reference)
+    metrics, comparisons = judge_by_part(y_held, pooled, parts, reference, n_boot=n_boot)
+    return entry | ({"models": metrics, "comparisons": comparisons} if reference in pooled else {"models": metrics})
 
 
 def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
@@ -213,7 +219,8 @@ def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> 
 
 
 def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
-    """Out-of-fold predictions of every model over the held-out provinces, pooled."""
+    """Out-of-fold predictions of every model over the held-out provinces, pooled, the rows they
+    are of, and the fold (0, 1, ...) that predicted each."""
     in_years = np.isin(periods, folds[0].train_periods)
     held_rows, pooled = [], {name: [] for name in models}
     for fold in folds:
@@ -223,7 +230,8 @@ def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
         for name, model in models.items():
             pooled[name].append(_fit_predict(model, X, y, train, test, (name, fold)))
     order = np.concatenate(held_rows)
-    return {name: np.concatenate(parts) for name, parts in pooled.items()}, order
+    fold_of = np.concatenate([np.full(len(rows), i) for i, rows in enumerate(held_rows)])
+    return {name: np.concatenate(parts) for name, parts in pooled.items()}, order, fold_of
 
 
 def _predictions(fold: str, model: str, index: pd.Index, y: np.ndarray, p: np.ndarray) -> pd.DataFrame:

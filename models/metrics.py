@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -22,18 +23,22 @@ RESAMPLE_CELLS = 20_000_000
 
 
 def precision_at(y: np.ndarray, score: np.ndarray, k: int) -> float:
-    """Share of belts among the ``k`` highest scores (ties broken by order, stable)."""
-    top = np.argsort(-score, kind="stable")[:k]
-    return float(np.mean(y[top])) if len(top) else float("nan")
+    """Share of belts among the ``k`` highest scores. Scores tied across the cut-off count with
+    the part of them that fits, at their share of belts (the expected precision when ties are
+    broken at random): a constant score has the base rate, whatever the order of the rows."""
+    y = np.asarray(y)
+    if not len(y):
+        return float("nan")
+    return float(weighted_precision_at(y, np.asarray(score, dtype=float), np.ones((1, len(y))), k)[0])
 
 
 def recall_at(y: np.ndarray, score: np.ndarray, k: int) -> float:
-    """Share of all belts found among the ``k`` highest scores."""
+    """Share of all belts found among the ``k`` highest scores (ties as :func:`precision_at`)."""
+    y = np.asarray(y)
     positives = y.sum()
     if positives == 0:
         return float("nan")
-    top = np.argsort(-score, kind="stable")[:k]
-    return float(y[top].sum() / positives)
+    return float(precision_at(y, score, k) * min(k, len(y)) / positives)
 
 
 def emergence_metrics(
@@ -176,6 +181,60 @@ def judge(
     return metrics, comparisons
 
 
+RANKING_METRICS = ("average_precision", "roc_auc", *(f"{m}_at_{k}" for k in TOP_KS for m in ("precision", "recall")),
+                   "lift_at_50")  # fmt: skip
+
+
+def judge_by_part(
+    y: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    parts: np.ndarray,
+    reference: str | None,
+    k: int = 50,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """:func:`judge` for predictions made by several models, one per part of the rows (the groups
+    of provinces held out in turn): each part's scores are on the scale of its own model, so the
+    ranking metrics are computed within each part and averaged over the parts (pooled, a constant
+    score would rank one part above another); the Brier score, log-loss and counts are over all
+    rows. The bootstrap resamples the rows within each part, and a resample's value is the mean of
+    the parts' values, for the AP interval and the paired differences alike. ``average_precision
+    _by_part`` lists the parts' APs."""
+    y, parts = np.asarray(y, dtype=int), np.asarray(parts)
+    masks = [parts == part for part in np.unique(parts)]
+    metrics = {name: emergence_metrics(y, p, n_boot=0) for name, p in scores.items()}
+    draws: dict[str, list[np.ndarray]] = {name: [] for name in scores}
+    for i, mask in enumerate(masks):
+        within = {name: emergence_metrics(y[mask], p[mask], n_boot=0) for name, p in scores.items()}
+        for name, part_metrics in within.items():
+            for key in RANKING_METRICS:
+                metrics[name].setdefault(f"_{key}", []).append(part_metrics[key])
+        for name, d in _all_draws(y[mask], {n: p[mask] for n, p in scores.items()}, n_boot, seed + i, k).items():
+            draws[name].append(np.repeat(d, 1 + n_boot, axis=1) if d.shape[1] == 1 else d)  # one class: no resample
+    for name, entry in metrics.items():
+        for key in RANKING_METRICS:
+            values = entry.pop(f"_{key}")
+            entry[key] = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        entry["average_precision_by_part"] = [float(v) for v in _by_part(draws[name])]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample of a part without a belt: NaN
+        mean_draws = {name: np.nanmean(np.stack(d), axis=0) for name, d in draws.items()}
+    for name, d in mean_draws.items():
+        if n_boot and d.shape[1] > 1:
+            metrics[name]["average_precision_ci"] = _interval(d[0, 1:])
+    comparisons = {}
+    if reference in mean_draws:
+        comparisons = {
+            name: _difference(mean_draws[reference], d, k) for name, d in mean_draws.items() if name != reference
+        }
+    return metrics, comparisons
+
+
+def _by_part(draws: list[np.ndarray]) -> list[float]:
+    return [d[0, 0] for d in draws]
+
+
 def paired_difference(
     y: np.ndarray, p: np.ndarray, q: np.ndarray, k: int = 50, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float | list[float]]:
@@ -246,18 +305,27 @@ def weighted_precision_at(y: np.ndarray, score: np.ndarray, weights: np.ndarray,
     """Precision among the ``k`` highest scores of each resample (a row of ``weights`` gives each
     row's multiplicity); equals :func:`precision_at` for unit weights.
 
-    Rows are taken in the order of :func:`precision_at` (score descending, ties by position) until
-    their multiplicities add up to ``k``; the row crossing ``k`` counts with the part that fits."""
+    Rows are taken by score, descending, until their multiplicities add up to ``k``; a group of
+    tied scores that crosses ``k`` counts with the part that fits, at the group's share of belts."""
     order = np.argsort(-score, kind="stable")
+    sorted_score = score[order]
+    ends = np.flatnonzero(np.r_[sorted_score[1:] != sorted_score[:-1], True]) + 1  # tie groups' ends
     # only the leading rows can be taken: widen the prefix until every resample has k rows in it
     width = min(len(order), max(4 * k, 256))
     while True:
+        width = int(ends[np.searchsorted(ends, width)])  # a tie group is read whole
         w = weights[:, order[:width]]
-        cumulative = np.cumsum(w, axis=1)
-        if width == len(order) or (cumulative[:, -1] >= k).all():
+        total = w.sum(axis=1)
+        if width == len(order) or (total >= k).all():
             break
         width = min(len(order), 4 * width)
-    taken = np.clip(k - (cumulative - w), 0, w)
+    starts = np.r_[0, ends[ends < width]]
+    group_weight = np.add.reduceat(w, starts, axis=1)
+    group_belts = np.add.reduceat(w * y[order[:width]].astype(float), starts, axis=1)
+    before = np.cumsum(group_weight, axis=1) - group_weight
+    taken = np.clip(k - before, 0, group_weight)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(group_weight > 0, group_belts / group_weight, 0.0)
     # a prefix short of all rows holds k in every resample, so k rows are taken from each
-    size = np.minimum(k, w.sum(axis=1)) if width == len(order) else np.full(len(w), float(k))
-    return (taken @ y[order[:width]].astype(float)) / size
+    size = np.minimum(k, total) if width == len(order) else np.full(len(w), float(k))
+    return (taken * share).sum(axis=1) / size

@@ -19,13 +19,19 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
     return figure, figure.add_subplot()
 
 
+# distinct line styles: models whose rankings coincide (a calibrated model and its own scores)
+# draw the same curve, and the one drawn last must not hide the other
+_STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
+
+
 def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
     """Precision-recall curve of every model on one fold."""
     figure, axis = _figure(6, 4.5)
     rows = predictions[predictions["fold"] == fold]
-    for model, group in rows.groupby("model", sort=True):
+    for i, (model, group) in enumerate(rows.groupby("model", sort=True)):
         precision, recall, _ = precision_recall_curve(group["y"], group["p"])
-        axis.step(recall, precision, where="post", label=model)
+        axis.step(recall, precision, where="post", label=model, linestyle=_STYLES[i % len(_STYLES)],
+                  linewidth=2.2 - 0.25 * i)  # fmt: skip
     base = rows.groupby("model")["y"].mean().iloc[0] if len(rows) else 0
     axis.axhline(base, color="grey", linestyle=":", label=f"base rate {base:.3f}")
     axis.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, {fold}", ylim=(0, 1.02))
@@ -34,15 +40,23 @@ def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
 
 
 def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: int = 10) -> Path:
-    """Reliability diagram (quantile bins) of every model on one fold."""
+    """Reliability diagram (quantile bins) of every model on one fold, on log-like axes (symlog,
+    linear below 0.01) of the same scale, both cut at the largest value shown, with the diagonal
+    ``observed = predicted`` drawn through the whole range."""
     figure, axis = _figure(6, 4.5)
     rows = predictions[predictions["fold"] == fold]
-    for model, group in rows.groupby("model", sort=True):
+    top = 0.0
+    for i, (model, group) in enumerate(rows.groupby("model", sort=True)):
         observed, predicted = calibration_curve(group["y"], group["p"], n_bins=bins, strategy="quantile")
-        axis.plot(predicted, observed, marker="o", label=model)
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axis.set(xlabel="predicted probability", ylabel="observed frequency", title=f"Calibration, {fold}")
+        axis.plot(predicted, observed, marker="o", markersize=4, label=model, linestyle=_STYLES[i % len(_STYLES)])
+        top = max(top, float(np.max(predicted, initial=0.0)), float(np.max(observed, initial=0.0)))
+    limit = min(1.0, top * 1.15) if top > 0 else 1.0
+    diagonal = np.linspace(0.0, limit, 200)
+    axis.plot(diagonal, diagonal, color="grey", linestyle=":", label="observed = predicted")
     axis.set_xscale("symlog", linthresh=0.01)
+    axis.set_yscale("symlog", linthresh=0.01)
+    axis.set(xlim=(0, limit), ylim=(0, limit), xlabel="predicted probability", ylabel="observed frequency",
+             title=f"Calibration, {fold} (quantile bins)")  # fmt: skip
     axis.legend(fontsize=8)
     return _save(figure, path)
 

@@ -64,6 +64,29 @@ def _file_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
+def _period(value: str | None) -> str | None:
+    """An ``--as-of`` value, refused unless it is a year (``2020``) or a quarter (``2025Q3``)."""
+    from features.periods import PeriodError, parse_period
+
+    if value is not None:
+        try:
+            parse_period(value)
+        except PeriodError:
+            raise typer.BadParameter(f"must be a year like 2020 or a quarter like 2025Q3; got {value!r}") from None
+    return value
+
+
+def _one_of(*choices: str):
+    """A callback refusing a value not among ``choices``, naming them and what was given."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return check
+
+
 def _settings(config: Path | None) -> Settings:
     return load_settings(config)
 
@@ -191,12 +214,16 @@ def promote(
 @app.command("score")
 def score(
     config: ConfigOption = None,
-    as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(callback=_file_path, help="A .csv path (a .parquet of the same name is written beside it)."),
     ] = None,
-    engine: Annotated[str, typer.Option(help="pandas, or spark (mlflow.pyfunc.spark_udf).")] = "pandas",
+    engine: Annotated[
+        str, typer.Option(callback=_one_of("pandas", "spark"), help="pandas, or spark (mlflow.pyfunc.spark_udf).")
+    ] = "pandas",
 ) -> None:
     """Score every county with the champion; ranked CSV and Parquet."""
     from pipelines import score as job
@@ -226,7 +253,9 @@ def serve(
 @app.command("report")
 def report(
     config: ConfigOption = None,
-    as_of: Annotated[str | None, typer.Option(help="As-of period (2020, or 2025Q3); default the newest.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
+    ] = None,
     out: Annotated[str | None, typer.Option(callback=_file_path, help="HTML path.")] = None,
 ) -> None:
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
@@ -249,8 +278,29 @@ def retrain(
         job.run(_settings(config), period, metrics, console)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``beltcast`` command. A usage error (an unknown option, a missing or bad option value)
+    is one line ``error: COMMAND: ...`` on stderr with status 2, as a job's error is one line with
+    status 1: a scheduled job's log holds the reason, not a usage box."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except Exception as err:
+        if _kind_named(err, "Abort"):
+            _fail("aborted")
+        if not _kind_named(err, "ClickException"):  # click's, or the copy of it typer carries
+            raise
+        context = getattr(err, "ctx", None)
+        if not err.format_message() and context is not None:  # a group called without a command: its help
+            print(context.get_help())
+            raise SystemExit(err.exit_code) from None
+        where = f"{context.command_path}: " if context is not None else ""
+        errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
+        raise SystemExit(err.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _kind_named(err: Exception, name: str) -> bool:
+    return any(kind.__name__ == name for kind in type(err).__mro__)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ PALETTE = (
     "#08306b",
 )
 MISSING = "#e0e0e0"
+BELT = "#e6891f"  # a county that is a belt already: its p_belt is not a forecast of a new belt
 
 
 class TopoMap:
@@ -83,20 +84,13 @@ def _absolute(arc: list[list[int]], transform: dict) -> np.ndarray:
     return quantised * np.asarray(transform["scale"]) + np.asarray(transform["translate"])
 
 
-def county_svg(
-    topo: TopoMap,
-    values: dict[str, float],
-    labels: dict[str, str],
-    colour: Callable[[float], str],
-    title: str,
-) -> str:
-    """The county map: fill by ``values`` (county code -> value), ``<title>`` tooltips by
-    ``labels``; province borders on top."""
+def county_svg(topo: TopoMap, fills: dict[str, str], labels: dict[str, str], title: str) -> str:
+    """The county map: fill by ``fills`` (county code -> colour; others grey), ``<title>``
+    tooltips by ``labels``; province borders on top."""
     counties = []
     for geometry in topo.objects["county"]["geometries"]:
         code = str(geometry.get("properties", {}).get("CODE", ""))
-        value = values.get(code)
-        fill = colour(value) if value is not None and not np.isnan(value) else MISSING
+        fill = fills.get(code, MISSING)
         tip = html.escape(labels.get(code, code))
         counties.append(f'<path d="{topo.path(geometry)}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
     provinces = [
@@ -123,24 +117,34 @@ def quantile_colour(values: list[float]) -> Callable[[float], str]:
 
 
 def legend(colour: Callable[[float], str]) -> str:
-    """An HTML legend of the quantile scale."""
+    """An HTML legend of the quantile scale, belts and counties without a forecast."""
     edges = list(getattr(colour, "edges", []))
     bounds = [0.0, *edges, 1.0]
     cells = [
         f'<span class="swatch" style="background:{PALETTE[i]}"></span>{bounds[i]:.3f}–{bounds[i + 1]:.3f}'
         for i in range(len(PALETTE))
     ]
+    cells.append(f'<span class="swatch" style="background:{BELT}"></span>already a belt')
     cells.append(f'<span class="swatch" style="background:{MISSING}"></span>no forecast')
     return '<div class="legend">' + " ".join(cells) + "</div>"
 
 
 def county_map_html(topo: TopoMap, scores) -> str:
-    """The ``p_belt`` map of a scores table, with its legend."""
-    values = dict(zip(scores["county_code"], scores["p_belt"].astype(float), strict=True))
-    labels = {  # a county without a rank is a belt already (one of unknown status is ranked)
+    """The ``p_belt`` map of a scores table, with its legend: candidates (counties with a rank)
+    coloured by quantile classes of the candidates' ``p_belt``, belts in a colour of their own."""
+    belt = (
+        scores["rank"].isna().to_numpy()
+    )  # a county without a rank is a belt already (one of unknown status is ranked)
+    p_belt = scores["p_belt"].astype(float).to_numpy()
+    codes = scores["county_code"].astype(str).to_numpy()
+    colour = quantile_colour(list(p_belt[~belt]))
+    fills = {
+        code: BELT if is_belt else (MISSING if np.isnan(p) else colour(p))
+        for code, p, is_belt in zip(codes, p_belt, belt, strict=True)
+    }
+    labels = {
         row.county_code: f"{row.county_name} ({row.province}) p_belt {row.p_belt:.3f}"
         + (" · already a belt" if pd.isna(row.rank) else f" · rank {int(row.rank)}")
         for row in scores.itertuples()
     }
-    colour = quantile_colour(list(values.values()))
-    return county_svg(topo, values, labels, colour, "County map of p_belt") + legend(colour)
+    return county_svg(topo, fills, labels, "County map of p_belt") + legend(colour)

@@ -255,8 +255,10 @@ def _same_backtest(version, current: dict) -> bool:
 
 
 def _log_decision(decision: Decision) -> None:
-    """The decision as the active ``promote`` run's tags and ``promotion.json``."""
-    mlflow.set_tags({f"promotion.{key}": value for key, value in decision_tags(decision).items()})
+    """The decision as the active ``promote`` run's tags (``promotion.decision``, ``.reason``, ...,
+    and ``model_version``, the challenger decided on) and ``promotion.json``."""
+    tags = {f"promotion.{key.removeprefix('promotion_')}": value for key, value in decision_tags(decision).items()}
+    mlflow.set_tags({**tags, "model_version": decision.challenger})
     mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
 
 

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import writable_target, write_atomic
-from features.periods import label_of
+from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
@@ -66,13 +66,15 @@ class ReportContext:
     metrics: dict[str, str]
     mode_weight: float | None = None
     backtest: dict = field(default_factory=dict)
+    labels_of: int | None = None  # the newest labelled period known at ``as_of`` (None: no label known)
+    horizon: int | None = None
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
     """Score with the pinned champion, render the page, write it atomically, log it to a ``report``
     run tagged with the version it shows."""
     if out is not None:
-        writable_target(out)
+        check_out(Path(out))
     client = use_tracking(settings, existing=True)
     with start_run("report", nested=mlflow.active_run() is not None):
         context = gather(client, settings, as_of)
@@ -90,6 +92,13 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
     return path
 
 
+def check_out(out: Path) -> None:
+    """``--out`` names the HTML page: an ``.html`` path (another file of that name would be replaced)."""
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ScoreError(f"--out must be an .html path (the report is one HTML page); got {out}")
+    writable_target(out)
+
+
 def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) -> ReportContext:
     """The champion's scores, figures, lineage and backtest metrics."""
     name = settings.mlflow.registered_model
@@ -99,6 +108,8 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), "pandas")
     run = client.get_run(champion.run_id)
+    bundle = model.unwrap_python_model().bundle
+    known = bundle.snapshot.loc[bundle.snapshot["as_of"] == year, "last_label_period"].dropna()
     return ReportContext(
         name=name,
         version=str(champion.version),
@@ -109,6 +120,8 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         lineage={tag: run.data.tags.get(tag, "") for tag in LINEAGE_TAGS},
         mode_weight=run.data.metrics.get("mode_model_weight"),
         backtest=_backtest(client, champion.run_id),
+        labels_of=int(known.max()) if len(known) else None,
+        horizon=bundle.meta.get("horizon"),
         metrics={
             k: v
             for k, v in champion.tags.items()
@@ -156,13 +169,15 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         _header(context),
         _section(
             "Top candidate counties",
-            f"The {len(top)} counties most likely to become a belt within the horizon, among those not belts yet.",
+            f"The {len(top)} counties most likely to become a belt within the horizon, among those not belts yet. "
+            + _mode_column_text(context.mode_weight),
             _table(top),
             "top-candidates",
         ),
         _section(
             "Map",
-            "Every county coloured by p_belt (quantile classes); hover for the county and its forecast.",
+            "Every candidate county coloured by p_belt (quantile classes of the candidates), the counties that are"
+            " belts already in a colour of their own; hover for the county and its forecast.",
             county_map_html(topo, scores),
             "county-map",
         ),
@@ -175,8 +190,10 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section(
             "Backtest",
-            _metrics_text(context.metrics),
-            _baselines(context.backtest) + _images(context.figures, ("pr_curve", "calibration_curve")),
+            _metrics_text(context.metrics, context.backtest),
+            _baselines(context.backtest)
+            + _images(context.figures, ("pr_curve", "calibration_curve"))
+            + _mode_backtest(context.backtest),
             "backtest",
         ),
         _section(
@@ -193,12 +210,34 @@ def render(context: ReportContext, topo: TopoMap) -> str:
 
 def _header(context: ReportContext) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    candidates = int(context.scores["rank"].notna().sum())
-    belts = int(context.scores["is_belt"].fillna(False).astype(bool).sum())
     return (
         f"<header><h1>E-commerce industrial belts: forecast as of {label_of(context.as_of)}</h1>"
-        f"<p>{context.name} version {html.escape(context.version)} · {belts} counties are belts by the newest labels, "
-        f"{candidates} candidates ranked · generated {generated}</p></header>"
+        f"<p>{context.name} version {html.escape(context.version)} · generated {generated}</p>"
+        f"<p>{html.escape(_reading(context))}</p></header>"
+    )
+
+
+def _reading(context: ReportContext) -> str:
+    """What ``p_belt`` and the belt status mean on this page."""
+    scores, as_of = context.scores, label_of(context.as_of)
+    unit = "quarter" if frequency_of(context.as_of) == QUARTERLY else "year"
+    horizon = context.horizon or 1
+    candidates = int(scores["rank"].notna().sum())
+    belts = int(scores["is_belt"].fillna(False).astype(bool).sum())
+    unknown = int(scores["is_belt"].isna().sum())
+    if context.labels_of is None:
+        status = f"No belt label is known as of {as_of}, so every county is ranked as a candidate."
+    else:
+        status = (
+            f"Belt status is by the newest labels known as of {as_of}, those of {label_of(context.labels_of)}:"
+            f" {belts} counties were belts then and have no rank; {candidates} candidates are ranked"
+            + (f", {unknown} of them of unknown status (no label for them)" if unknown else "")
+            + "."
+        )
+    return (
+        f"p_belt is the probability that a county becomes a belt within {horizon} {unit}(s) of {as_of}, calibrated"
+        f" to the rate at which counties became belts in the {unit}s the model was trained on: where that rate"
+        f" moves, p_belt is off in level, not in order, so read it as a ranking first. {status}"
     )
 
 
@@ -241,19 +280,59 @@ def _mode_weight_text(weight: float | None) -> str:
     return f"Mode probabilities weigh the mode model {weight:.2f} against the modes' training frequencies."
 
 
-def _metrics_text(metrics: dict[str, str]) -> str:
+def _mode_column_text(weight: float | None) -> str:
+    if weight == 0:
+        return (
+            "The mode column is the same for every county: the modes' training frequencies (see the mode mix"
+            " below), not a forecast of each county's mode."
+        )
+    return "The mode is the development mode the county would most likely follow."
+
+
+def _metrics_text(metrics: dict[str, str], report: dict) -> str:
+    """The newest temporal fold's headline figures, AP with its interval."""
     if not metrics:
         return "No backtest figures are stored with this version."
-    shown = ", ".join(f"{k} {float(v):.3f}" for k, v in metrics.items() if k != "newest_fold")
-    return f"Rolling-origin backtest, newest temporal fold ({metrics.get('newest_fold', '?')}): {shown}."
+    fold = metrics.get("newest_fold", "?")
+    interval = _interval(report.get("emergence", {}).get("models", {}).get("lightgbm", {}), "average_precision_ci")
+    shown = ", ".join(
+        f"{k} {float(v):.3f}" + (interval if k == "average_precision" else "")
+        for k, v in metrics.items()
+        if k != "newest_fold"
+    )
+    return (
+        f"Rolling-origin backtest. On the newest temporal fold ({fold}: trained on the transitions before it,"
+        f" tested on its own, the one a strategist would have faced), LightGBM scored {shown} (90 % bootstrap"
+        " interval in brackets). Read the intervals before the point values."
+    )
 
 
 def _baselines(report: dict) -> str:
-    """Every model of the newest temporal fold, and LightGBM against each on the same resamples."""
+    """Every model on the newest temporal fold and on the province hold-out, and LightGBM
+    against each on the same resamples."""
     emergence = report.get("emergence", {})
-    models, comparisons = emergence.get("models", {}), emergence.get("comparisons", {})
-    if not models:
+    if not emergence.get("models"):
         return "<p>(no backtest table stored with this version)</p>"
+    spatial = emergence.get("spatial", {})
+    parts = [
+        f"<h3>Newest temporal fold ({html.escape(str(emergence.get('newest_fold', '')))})</h3>",
+        _fold_tables(emergence.get("models", {}), emergence.get("comparisons", {})),
+    ]
+    if spatial.get("models"):
+        parts += [
+            "<h3>Provinces held out</h3>",
+            "<p>Whole provinces held out within the training years, in groups, one model per group: the model"
+            " judged on places it has not seen. Ranking figures are computed within each group (P@50: the top 50"
+            " of a group) and averaged. The parameters were tuned on provinces held out within the same years,"
+            " so this fold is not independent of the tuning; the newest temporal fold is.</p>",
+            _fold_tables(spatial["models"], spatial.get("comparisons", {})),
+        ]
+    return "".join(parts)
+
+
+def _fold_tables(models: dict, comparisons: dict) -> str:
+    """One fold's table of models, and of LightGBM's paired differences (a model that ranks the
+    counties exactly as LightGBM does, e.g. its own uncalibrated scores on one fold, is named, not tabulated)."""
     table = _grid(
         ("model", "AP [90 % interval]", "P@50", "R@100", "ROC-AUC", "Brier"),
         [
@@ -268,14 +347,16 @@ def _baselines(report: dict) -> str:
             for name, m in models.items()
         ],
     )
-    shown = {name: c for name, c in comparisons.items() if name != "lightgbm_uncalibrated"}
+    same = [name for name, c in comparisons.items() if _identical(c)]
+    shown = {name: c for name, c in comparisons.items() if name not in same}
+    note = f"<p>{', '.join(same)}: the same ranking as LightGBM on this fold.</p>" if same else ""
     if not shown:
-        return table
+        return table + note
     note = (
         "<p>LightGBM against each other model on the same bootstrap resamples of the fold: the difference, "
         "its 90 % interval, and the share of resamples in which LightGBM is ahead. An interval that straddles "
         "zero means the two cannot be told apart on this fold.</p>"
-    )
+    ) + note
     differences = _grid(
         ("LightGBM minus", "AP difference", "ahead", "P@50 difference", "ahead"),
         [
@@ -290,6 +371,32 @@ def _baselines(report: dict) -> str:
         ],
     )
     return table + note + differences
+
+
+def _identical(comparison: dict) -> bool:
+    """No difference in AP or P@50 in any resample (both intervals [0, 0], or no interval and 0)."""
+    keys = ("average_precision_diff", "precision_at_50_diff")
+    return all(
+        comparison.get(key, 0.0) == 0.0 and all(b == 0.0 for b in comparison.get(f"{key}_ci") or ()) for key in keys
+    )
+
+
+def _mode_backtest(report: dict) -> str:
+    """The mode model against the majority mode, by grouped cross-validation."""
+    models = report.get("mode", {}).get("models", {})
+    if not models:
+        return ""
+    table = _grid(
+        ("mode model", "accuracy", "macro-F1", "log-loss", "belts"),
+        [
+            (name, _value(m, "accuracy"), _value(m, "macro_f1"), _value(m, "log_loss"), str(m.get("n", "–")))
+            for name, m in models.items()
+        ],
+    )
+    return (
+        "<h3>Development mode</h3><p>The mode of the belts with a known mode, by cross-validation that holds"
+        " out whole provinces.</p>" + table
+    )
 
 
 def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -12,7 +12,7 @@ import platform
 import socket
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 
@@ -134,7 +134,8 @@ def first_line(err: BaseException) -> str:
 @contextmanager
 def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]:
     """``mlflow.start_run`` tagged with this machine and process, so that a run whose job was
-    killed can be told apart from one still running (:func:`close_dead_runs`). When the active
+    killed can be told apart from one still running (:func:`close_dead_runs`); a run that fails
+    says why in its ``beltcast.error`` tag. When the active
     run already has this name (the retrain's child run of a step, around the step's job), the job
     logs to it rather than to a run of the same name nested under it."""
     active = mlflow.active_run()
@@ -142,7 +143,21 @@ def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]
         yield active
         return
     with mlflow.start_run(run_name=run_name, nested=nested, tags=process_tags()) as run:
-        yield run
+        try:
+            yield run
+        except BaseException as err:  # the run ends FAILED (KILLED for Ctrl+C): say why on it
+            _tag_error(err)
+            raise
+
+
+ERROR_TAG = "beltcast.error"
+
+
+def _tag_error(err: BaseException) -> None:
+    """``beltcast.error``: the exception's kind and first line, on the active run (best effort:
+    a store that has gone away must not hide the error itself)."""
+    with suppress(Exception):  # the job's own error is the one to raise
+        mlflow.set_tag(ERROR_TAG, f"{type(err).__name__}: {first_line(err)}"[:5000])
 
 
 def process_tags() -> dict[str, str]:

@@ -18,6 +18,17 @@ def test_precision_and_recall_at_k():
     assert recall_at(Y, P, 10) == 1.0
 
 
+def test_tied_scores_across_the_cut_off_count_at_their_share_of_belts():
+    """Not by row order: a constant score has the base rate at every k, and the rows' order
+    (counties sorted by code) cannot lift a baseline's short list."""
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    constant = np.full(10, 0.3)
+    assert precision_at(y, constant, 2) == pytest.approx(0.2)
+    assert recall_at(y, constant, 5) == pytest.approx(0.5)
+    scored = np.array([0.9, 0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1])  # 1 above, then 1 belt in 4 tied
+    assert precision_at(y, scored, 3) == pytest.approx((1 + 2 * 0.25) / 3)
+
+
 def test_emergence_metrics_literal_values():
     result = emergence_metrics(Y, P, ks=(2, 5), n_boot=200, seed=1)
     assert result["average_precision"] == pytest.approx((1 + 2 / 3 + 3 / 8) / 3)
@@ -56,14 +67,31 @@ def test_weighted_precision_at_counts_duplicated_rows(n):
 
     rng = np.random.default_rng(7)
     y = (rng.random(n) < 0.2).astype(int)
-    p = np.round(rng.random(n), 1 if n < 1000 else 3)  # ties broken by position, as precision_at does
+    p = np.round(rng.random(n), 1 if n < 1000 else 3)  # many ties, some across the cut-off
     weights = rng.multinomial(n, np.full(n, 1 / n), size=4).astype(float)
     weights[0, np.argsort(-p, kind="stable")[: n // 5]] = 0  # a resample without the top fifth
     for k in (5, 20, 50, 300):
-        assert weighted_precision_at(y, p, np.ones((1, n)), k)[0] == precision_at(y, p, k)
+        assert weighted_precision_at(y, p, np.ones((1, n)), k)[0] == pytest.approx(precision_at(y, p, k))
         for w in weights:
-            rows = np.repeat(np.arange(n), w.astype(int))  # the resample, row by row, in order
+            rows = np.repeat(np.arange(n), w.astype(int))  # the resample, row by row
             assert weighted_precision_at(y, p, w[None, :], k)[0] == pytest.approx(precision_at(y[rows], p[rows], k))
+        shuffled = rng.permutation(n)  # ties are not broken by position
+        assert precision_at(y[shuffled], p[shuffled], k) == pytest.approx(precision_at(y, p, k))
+
+
+def _expected_precision(y: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Precision at k averaged over every order of the tied rows (by enumeration of the cut group)."""
+    cut = np.sort(p)[::-1][k - 1]
+    above, tied = y[p > cut], y[p == cut]
+    return (above.sum() + (k - len(above)) * tied.mean()) / k
+
+
+def test_precision_at_is_the_expected_value_over_random_tie_breaks():
+    rng = np.random.default_rng(11)
+    y = (rng.random(400) < 0.15).astype(int)
+    p = np.round(rng.random(400), 1)
+    for k in (1, 7, 40, 99):
+        assert precision_at(y, p, k) == pytest.approx(_expected_precision(y, p, k))
 
 
 def test_paired_difference_of_a_better_and_a_worse_ranking():

@@ -25,16 +25,42 @@ from pipelines import backtest, cli, report, score, serve, tune
         ),
         (["score", "--out", "out/"], "Invalid value for '--out': must be a file path, not a folder; got 'out/'"),
         (["backtest", "--out", "b/"], "Invalid value for '--out': must be a file path, not a folder; got 'b/'"),
+        (["score", "--engine", "foo"], "Invalid value for '--engine': must be one of pandas, spark; got 'foo'"),
+        (
+            ["score", "--as-of", "2020.5"],
+            "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3; got '2020.5'",
+        ),
+        (["report", "--as-of", "20x"], "Invalid value for '--as-of': must be a year like 2020 or a quarter like"),
     ],
 )
-def test_a_bad_option_value_is_named_and_nothing_runs(monkeypatch, arguments, message):
+def test_a_bad_option_value_is_named_and_nothing_runs(monkeypatch, capsys, arguments, message):
     for job in (serve, tune, report, score, backtest):
         monkeypatch.setattr(job, "run", lambda *args: pytest.fail("a job ran with a bad option"))
 
-    result = CliRunner().invoke(cli.app, arguments, terminal_width=200)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(arguments)
 
-    assert result.exit_code == 2
-    assert message in " ".join(result.output.split())
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1  # one line, no usage box
+    assert message in err
+
+
+def test_a_usage_error_is_one_line_on_stderr_with_status_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["score", "--bogus"])
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "score: No such option: --bogus" in err
+
+
+def test_report_out_must_be_an_html_page(tmp_path):
+    kept = tmp_path / "notes.txt"
+    kept.write_text("mine", encoding="utf-8")
+    with pytest.raises(score.ScoreError, match=r"--out must be an \.html path .*; got .*notes\.txt"):
+        report.run(None, None, kept, None)
+    assert kept.read_text(encoding="utf-8") == "mine"
 
 
 def test_the_help_states_the_ranges():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.report import _baselines
+import pandas as pd
+
+from pipelines.report import ReportContext, _baselines, _mode_backtest, _reading
 
 REPORT = {
     "emergence": {
@@ -39,3 +41,39 @@ def test_models_and_paired_differences_are_tabulated():
 def test_a_run_without_a_backtest_says_so():
     assert _baselines({}) == "<p>(no backtest table stored with this version)</p>"
     assert "LightGBM minus" not in _baselines({"emergence": {"models": REPORT["emergence"]["models"]}})
+
+
+def test_the_province_hold_out_and_the_mode_backtest_are_shown_too():
+    spatial = {
+        "models": {"lightgbm": {"average_precision": 0.334}, "lightgbm_uncalibrated": {"average_precision": 0.368}},
+        "comparisons": {
+            "lightgbm_uncalibrated": {
+                "average_precision_diff": -0.034, "average_precision_diff_ci": [-0.051, -0.015],
+                "average_precision_diff_ahead": 0.0, "precision_at_50_diff": -0.04,
+                "precision_at_50_diff_ci": [-0.08, 0.02], "precision_at_50_diff_ahead": 0.1,
+            }
+        },
+    }  # fmt: skip
+    page = _baselines({"emergence": {**REPORT["emergence"], "spatial": spatial}})
+    assert "<h3>Provinces held out</h3>" in page
+    assert "<tr><td>lightgbm_uncalibrated</td><td>-0.034 [-0.051, -0.015]</td><td>0%</td>" in page  # not the same
+    assert "lightgbm_uncalibrated: the same ranking as LightGBM on this fold" in page  # on the temporal fold
+    mode = {"mode": {"models": {"majority": {"accuracy": 0.747, "macro_f1": 0.214, "log_loss": 0.874, "n": 79}}}}
+    assert "<tr><td>majority</td><td>0.747</td><td>0.214</td><td>0.874</td><td>79</td></tr>" in _mode_backtest(mode)
+
+
+def _context(is_belt: list, rank: list, labels_of: int | None, as_of: int = 2020) -> ReportContext:
+    scores = pd.DataFrame({"is_belt": pd.array(is_belt, dtype="boolean"), "rank": pd.array(rank, dtype="Int64")})
+    return ReportContext(
+        name="county-belt", version="1", run_id="r", as_of=as_of, scores=scores, figures={}, lineage={},
+        metrics={}, labels_of=labels_of, horizon=1,
+    )  # fmt: skip
+
+
+def test_the_page_says_what_p_belt_and_the_belt_status_are():
+    said = _reading(_context([True, False, None], [None, 1, 2], 2016))
+    assert "p_belt is the probability that a county becomes a belt within 1 year(s) of 2020" in said
+    assert "the newest labels known as of 2020, those of 2016: 1 counties were belts then" in said
+    assert "2 candidates are ranked, 1 of them of unknown status" in said
+    assert "No belt label is known as of 2013" in _reading(_context([None], [1], None, as_of=2013))
+    assert "within 1 quarter(s) of 2025Q3" in _reading(_context([False], [1], 8101, as_of=8102))

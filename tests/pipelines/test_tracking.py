@@ -32,6 +32,14 @@ def test_runs_of_dead_processes_are_marked_killed(tmp_path):
     assert status[dead] == "KILLED"
     assert [status[r] for r in (alive, elsewhere, untagged)] == ["RUNNING"] * 3
 
+    with pytest.raises(ValueError), tracking.start_run("score") as failed:
+        raise ValueError("as_of must be one of the model's periods 2013..2020; got 2031\nmore detail")
+    run = client.get_run(failed.info.run_id)
+    assert run.info.status == "FAILED"
+    assert (
+        run.data.tags[tracking.ERROR_TAG] == "ValueError: as_of must be one of the model's periods 2013..2020; got 2031"
+    )
+
 
 def test_the_commit_is_the_checkout_s_wherever_the_job_starts(monkeypatch, tmp_path):
     checkout = Path(tracking.__file__).resolve().parent

@@ -155,7 +155,8 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         assert client.get_model_version("county-belt", decision.refit).tags.get("promotion_reason") != settled.reason
         experiment = client.get_experiment_by_name(changed.mlflow.experiment).experiment_id
         last = client.search_runs([experiment], "tags.mlflow.runName = 'promote'", order_by=["start_time DESC"])[0]
-        assert last.data.tags["promotion.promotion_reason"] == settled.reason
+        assert last.data.tags["promotion.reason"] == settled.reason
+        assert last.data.tags["model_version"] == settled.challenger
     finally:
         client.set_registered_model_alias("county-belt", "champion", old.version)
         client.set_registered_model_alias("county-belt", "challenger", old.version)
