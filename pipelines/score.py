@@ -72,6 +72,12 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         outputs = write(scores, path, str(champion.version), year)
         log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
+    unknown = int(scores["is_belt"].isna().sum())
+    if unknown:
+        console.print(
+            f"score: {unknown} counties have no belt label known as of {label_of(year)} (is_belt empty); they are"
+            " ranked as candidates"
+        )
     console.print(
         f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
         f"-> {outputs.csv}, {outputs.parquet}"
@@ -149,11 +155,14 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
 
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:
-    """``rank`` 1 = the most likely new belt among counties not belts yet (ties: county code)."""
+    """``rank`` 1 = the most likely new belt among counties not belts yet (ties: county code).
+    Rows in rank order, then the belts (no rank) by ``p_belt``: a file opened by hand starts with
+    the short list."""
     frame = forecast.sort_values(["p_belt", "county_code"], ascending=[False, True]).reset_index(drop=True)
     candidate = ~frame["is_belt"].fillna(False).astype(bool)
     frame["rank"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
     frame.loc[candidate, "rank"] = range(1, int(candidate.sum()) + 1)
+    frame = pd.concat([frame[candidate], frame[~candidate]], ignore_index=True)
     return SCORE_SCHEMA.validate(frame[SCORE_COLUMNS])
 
 

@@ -137,3 +137,22 @@ def test_the_bootstrap_in_blocks_gives_the_same_resamples_as_in_one(monkeypatch)
     assert models.metrics.bootstrap_ap(y, scores["a"], n_boot=250, seed=5) == interval
     assert whole[0]["a"]["average_precision_ci"] == pytest.approx(interval, rel=1e-12)
     assert 0.0 < whole[1]["b"]["average_precision_diff_ahead"] <= 1.0
+
+
+def test_ranking_figures_of_parts_scored_by_different_models_are_judged_within_each_part():
+    """Two held-out groups, each scored by its own model on its own scale: within each, the
+    ranking is perfect (or constant), whatever the other group's scale."""
+    from models.metrics import judge_by_part
+
+    y = np.array([1, 0, 0, 0, 1, 0, 0, 0])
+    parts = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    perfect = np.array([0.9, 0.8, 0.8, 0.8, 0.02, 0.01, 0.01, 0.01])  # part 1's belt below part 0's non-belts
+    constant = np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1])  # a base rate per part
+    metrics, comparisons = judge_by_part(y, {"m": perfect, "prior": constant}, parts, "m", k=1, n_boot=50)
+    assert metrics["m"]["average_precision"] == 1.0 and metrics["m"]["roc_auc"] == 1.0
+    assert metrics["m"]["average_precision_by_part"] == [1.0, 1.0]
+    assert metrics["prior"]["roc_auc"] == 0.5 and metrics["prior"]["precision_at_25"] == pytest.approx(0.25)
+    assert metrics["m"]["n"] == 8 and metrics["m"]["brier"] == pytest.approx(np.mean((perfect - y) ** 2))
+    assert comparisons["prior"]["average_precision_diff"] == pytest.approx(0.75)
+    low, high = metrics["m"]["average_precision_ci"]
+    assert 0 <= low <= high <= 1
