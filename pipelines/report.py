@@ -23,6 +23,7 @@ from rich.console import Console
 from features.io import writable_target, write_atomic
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
+from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
 from pipelines.score import ScoreError, as_of_period, default_as_of, score
@@ -347,7 +348,7 @@ def _fold_tables(models: dict, comparisons: dict) -> str:
             for name, m in models.items()
         ],
     )
-    same = [name for name, c in comparisons.items() if _identical(c)]
+    same = [name for name, c in comparisons.items() if same_ranking(c)]
     shown = {name: c for name, c in comparisons.items() if name not in same}
     note = f"<p>{', '.join(same)}: the same ranking as LightGBM on this fold.</p>" if same else ""
     if not shown:
@@ -371,14 +372,6 @@ def _fold_tables(models: dict, comparisons: dict) -> str:
         ],
     )
     return table + note + differences
-
-
-def _identical(comparison: dict) -> bool:
-    """No difference in AP or P@50 in any resample (both intervals [0, 0], or no interval and 0)."""
-    keys = ("average_precision_diff", "precision_at_50_diff")
-    return all(
-        comparison.get(key, 0.0) == 0.0 and all(b == 0.0 for b in comparison.get(f"{key}_ci") or ()) for key in keys
-    )
 
 
 def _mode_backtest(report: dict) -> str:

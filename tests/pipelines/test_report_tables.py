@@ -77,3 +77,16 @@ def test_the_page_says_what_p_belt_and_the_belt_status_are():
     assert "2 candidates are ranked, 1 of them of unknown status" in said
     assert "No belt label is known as of 2013" in _reading(_context([None], [1], None, as_of=2013))
     assert "within 1 quarter(s) of 2025Q3" in _reading(_context([False], [1], 8101, as_of=8102))
+
+
+def test_the_printed_difference_table_names_an_identical_ranking():
+    from rich.console import Console
+
+    from pipelines.backtest import difference_table
+
+    emergence = {**REPORT["emergence"], "spatial": {"models": {}, "comparisons": {}}}
+    console = Console(record=True, width=200)
+    console.print(difference_table({"emergence": emergence}))
+    printed = console.export_text()
+    assert "same ranking" in next(line for line in printed.splitlines() if "lightgbm_uncalibrated" in line)
+    assert "-0.006 [-0.070, +0.054]" in printed
