@@ -264,11 +264,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _describe(err: ValidationError, path: Path) -> str:
-    lines = [f"config file {path} has {err.error_count()} invalid setting(s):"]
+    """One line (a job's error is one line on stderr): every invalid setting, ``; `` between them."""
+    problems = []
     for problem in err.errors():
         message = problem["msg"].removeprefix("Value error, ")  # our own checks' messages stand alone
-        lines.append(f"  {_key(problem['loc'])}: {message}; got {problem.get('input')!r}")
-    return "\n".join(lines)
+        problems.append(f"{_key(problem['loc'])}: {message}; got {problem.get('input')!r}")
+    return f"config file {path} has {err.error_count()} invalid setting(s): " + " | ".join(problems)
 
 
 def _key(loc: tuple[str | int, ...]) -> str:
