@@ -103,7 +103,8 @@ def test_a_misspelt_label_metric_names_the_condition_the_metrics_and_the_value(t
     path.write_text('[[labels.conditions]]\nmetric = "taobao_vilages"\nop = ">="\nthreshold = 1\n')
     with pytest.raises(
         ConfigError,
-        match=r"\n  labels\.conditions\[0\]\.metric: must be a variable of the public label source \(the Taobao "
+        match=r"invalid setting\(s\): labels\.conditions\[0\]\.metric: must be a variable of the public label source "
+        r"\(the Taobao "
         r"rosters\), one of \['taobao_towns', 'taobao_villages'\]; got 'taobao_vilages'$",
     ):
         load_settings(path)
@@ -118,7 +119,8 @@ def test_a_misspelt_platform_metric_names_the_condition_the_metrics_and_the_valu
     )
     with pytest.raises(
         ConfigError,
-        match=r"\n  platform\.conditions\[1\]\.metric: must be a metric computed from the platform metrics file, "
+        match=r"invalid setting\(s\): platform\.conditions\[1\]\.metric: must be a metric computed from the platform "
+        r"metrics file, "
         r"one of \['active_merchants', 'gmv_annual_cny', 'gmv_growth_yoy'\]; got 'gmv_annual'$",
     ):
         load_settings(path)
