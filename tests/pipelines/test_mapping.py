@@ -21,19 +21,23 @@ TOPOLOGY = {
 }
 
 
-def test_a_county_of_unknown_status_is_shown_with_its_rank():
-    """Platform metrics cover some counties only: the others have no known status (NA)."""
-    scores = pd.DataFrame(
+def _two_counties(p_belt: list[float], is_belt: list) -> pd.DataFrame:
+    """A belt (no rank) and a candidate ranked 1."""
+    return pd.DataFrame(
         {
             "county_code": ["110101", "110102"],
             "county_name": ["东城区", "西城区"],
             "province": ["北京市", "北京市"],
-            "p_belt": [0.4, 0.1],
+            "p_belt": p_belt,
             "rank": pd.array([pd.NA, 1], dtype="Int64"),
-            "is_belt": pd.array([True, pd.NA], dtype="boolean"),
+            "is_belt": pd.array(is_belt, dtype="boolean"),
         }
     )
-    page = county_map_html(TopoMap(TOPOLOGY), scores)
+
+
+def test_a_county_of_unknown_status_is_shown_with_its_rank():
+    """Platform metrics cover some counties only: the others have no known status (NA)."""
+    page = county_map_html(TopoMap(TOPOLOGY), _two_counties([0.4, 0.1], [True, pd.NA]))
     assert "东城区 (北京市) p_belt 0.400 · already a belt" in page
     assert "西城区 (北京市) p_belt 0.100 · rank 1" in page
 
@@ -43,17 +47,7 @@ def test_belts_have_a_colour_of_their_own_and_the_classes_are_of_the_candidates(
     would otherwise fill the darkest class and push the candidates into the paler ones."""
     from pipelines.mapping import BELT, PALETTE
 
-    scores = pd.DataFrame(
-        {
-            "county_code": ["110101", "110102"],
-            "county_name": ["东城区", "西城区"],
-            "province": ["北京市", "北京市"],
-            "p_belt": [0.9, 0.1],
-            "rank": pd.array([pd.NA, 1], dtype="Int64"),
-            "is_belt": pd.array([True, False], dtype="boolean"),
-        }
-    )
-    page = county_map_html(TopoMap(TOPOLOGY), scores)
+    page = county_map_html(TopoMap(TOPOLOGY), _two_counties([0.9, 0.1], [True, False]))
     assert f'fill="{BELT}" data-code="110101"' in page
     assert f'fill="{PALETTE[-1]}" data-code="110102"' in page  # the only candidate, in the top class
     assert "already a belt" in page.split('class="legend"')[1]
