@@ -151,7 +151,7 @@ def backtest_emergence(
     for fold in spec.temporal(periods):
         train, test = np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
         scores = {name: _fit_predict(model, X, y, train, test, (name, fold)) for name, model in models.items()}
-        result.folds.append(_fold_entry(fold, y[test], scores, n_boot, reference))
+        result.folds.append(_fold_entry(fold, y[test], scores, n_boot, reference, groups[test]))
         prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
     if spatial:
@@ -191,9 +191,11 @@ def _fit_predict(
     return fitted.predict_proba(X[test])[:, 1]
 
 
-def _fold_entry(fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
+def _fold_entry(
+    fold: Fold, y_test: np.ndarray, scores: dict, n_boot: int, reference: str | None, groups: np.ndarray
+) -> dict:
     entry = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(fold).items()}
-    return entry | _judged(y_test, scores, n_boot, reference)
+    return entry | _judged(y_test, scores, n_boot, reference, groups)
 
 
 def _spatial_entry(
@@ -212,9 +214,10 @@ def _spatial_entry(
     return entry | ({"models": metrics, "comparisons": comparisons} if reference in pooled else {"models": metrics})
 
 
-def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None) -> dict:
-    """Metrics of every model, and the reference model against each other one on the same rows."""
-    metrics, comparisons = judge(y, scores, reference, n_boot=n_boot)
+def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None, groups: np.ndarray) -> dict:
+    """Metrics of every model (the AP interval also by resampling whole groups), and the reference
+    model against each other one on the same rows."""
+    metrics, comparisons = judge(y, scores, reference, n_boot=n_boot, clusters=groups)
     return {"models": metrics, "comparisons": comparisons} if reference in scores else {"models": metrics}
 
 

@@ -97,6 +97,21 @@ def bootstrap_ap(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> list[f
     return _interval(np.concatenate(draws))
 
 
+def clustered_ap_interval(y: np.ndarray, p: np.ndarray, clusters: np.ndarray, n_boot: int, seed: int) -> list[float]:
+    """A 90 % percentile bootstrap interval of average precision that resamples whole clusters
+    (the provinces of the rows) with replacement: counties of one province move together, and a
+    row bootstrap, which treats them as independent, gives too narrow an interval."""
+    y, p = np.asarray(y, dtype=int), _probabilities(p)
+    codes, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    size = max(1, RESAMPLE_CELLS // max(len(y), 1))
+    draws = []
+    for start in range(0, n_boot, size):
+        counts = rng.multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=min(size, n_boot - start))
+        draws.append(weighted_average_precision(y, p, counts[:, inverse].astype(float)))
+    return _interval(np.concatenate(draws)) if draws else []
+
+
 def _resamples(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
     """``n_boot`` bootstrap resamples of ``n`` rows, as multiplicities (resamples x rows), in
     blocks of at most :data:`RESAMPLE_CELLS` cells. One generator draws them in turn, so the
@@ -156,8 +171,11 @@ def judge(
     k: int = 50,
     n_boot: int = 1000,
     seed: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Every model's metrics, and ``reference`` against each other model, on one set of resamples.
+    With ``clusters`` (each row's province), each model's AP also gets
+    ``average_precision_ci_clustered``, the interval of :func:`clustered_ap_interval`.
 
     Each model's average precision and precision at ``k`` are computed once per resample and serve
     both its own AP interval (as :func:`emergence_metrics` gives it with the same ``seed``) and
@@ -175,6 +193,9 @@ def judge(
     for name, d in draws.items():
         if d.shape[1] > 1:
             metrics[name]["average_precision_ci"] = _interval(d[0, 1:])
+            if clusters is not None and len(np.unique(clusters)) > 1:
+                interval = clustered_ap_interval(y, scores[name], clusters, n_boot, seed)
+                metrics[name]["average_precision_ci_clustered"] = interval
     comparisons = {}
     if reference in draws:
         comparisons = {name: _difference(draws[reference], d, k) for name, d in draws.items() if name != reference}

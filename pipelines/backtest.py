@@ -232,18 +232,22 @@ def comparison_table(report: dict) -> Table:
     table.add_column("fold")
     for metric in SHOWN:
         table.add_column(metric.replace("average_precision", "AP (90% CI)"), justify="right")
+    table.add_column("AP CI, provinces resampled", justify="right")
     for fold, models in (
         ("temporal", report["emergence"]["models"]),
         ("provinces", report["emergence"]["spatial"]["models"]),
     ):
         for name, metrics in models.items():
-            table.add_row(name, fold, *(_cell(metrics, m) for m in SHOWN))
+            table.add_row(
+                name, fold, *(_cell(metrics, m) for m in SHOWN), _bounds(metrics, "average_precision_ci_clustered")
+            )
     for name, metrics in report["mode"]["models"].items():
         table.add_row(
             f"mode:{name}",
             "provinces",
             f"acc {metrics['accuracy']:.3f}",
             f"F1 {metrics['macro_f1']:.3f}",
+            "",
             "",
             "",
             "",
@@ -282,6 +286,11 @@ def same_ranking(diff: dict) -> bool:
     recalibration on one fold)."""
     metrics = ("average_precision_diff", "precision_at_50_diff")
     return all(diff.get(m, 0.0) == 0.0 and all(b == 0.0 for b in diff.get(f"{m}_ci") or ()) for m in metrics)
+
+
+def _bounds(metrics: dict, key: str) -> str:
+    bounds = metrics.get(key)
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else ""
 
 
 def _cell(metrics: dict, metric: str) -> str:

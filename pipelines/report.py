@@ -334,12 +334,15 @@ def _baselines(report: dict) -> str:
 def _fold_tables(models: dict, comparisons: dict) -> str:
     """One fold's table of models, and of LightGBM's paired differences (a model that ranks the
     counties exactly as LightGBM does, e.g. its own uncalibrated scores on one fold, is named, not tabulated)."""
+    clustered = any("average_precision_ci_clustered" in m for m in models.values())
     table = _grid(
-        ("model", "AP [90 % interval]", "P@50", "R@100", "ROC-AUC", "Brier"),
+        ("model", "AP [90 % interval]", *(["AP interval, provinces resampled"] if clustered else []), "P@50",
+         "R@100", "ROC-AUC", "Brier"),
         [
             (
                 name,
                 _value(m, "average_precision") + _interval(m, "average_precision_ci"),
+                *([_interval(m, "average_precision_ci_clustered").strip()] if clustered else []),
                 _value(m, "precision_at_50", 2),
                 _value(m, "recall_at_100"),
                 _value(m, "roc_auc"),
@@ -347,7 +350,7 @@ def _fold_tables(models: dict, comparisons: dict) -> str:
             )
             for name, m in models.items()
         ],
-    )
+    )  # fmt: skip
     same = [name for name, c in comparisons.items() if same_ranking(c)]
     shown = {name: c for name, c in comparisons.items() if name not in same}
     note = f"<p>{', '.join(same)}: the same ranking as LightGBM on this fold.</p>" if same else ""

@@ -156,3 +156,20 @@ def test_ranking_figures_of_parts_scored_by_different_models_are_judged_within_e
     assert comparisons["prior"]["average_precision_diff"] == pytest.approx(0.75)
     low, high = metrics["m"]["average_precision_ci"]
     assert 0 <= low <= high <= 1
+
+
+def test_resampling_whole_provinces_widens_the_interval_when_provinces_move_together():
+    """SYNTHETIC: 20 provinces of 50 counties, each province with its own level of emergence."""
+    from models.metrics import clustered_ap_interval, judge
+
+    rng = np.random.default_rng(5)
+    provinces = np.repeat(np.arange(20), 50)
+    level = rng.normal(0, 1.5, 20)[provinces]
+    y = (rng.random(1000) < 1 / (1 + np.exp(3.5 - level))).astype(int)
+    p = 1 / (1 + np.exp(3.5 - level - rng.normal(0, 1, 1000)))
+    rows = emergence_metrics(y, p, n_boot=400, seed=0)["average_precision_ci"]
+    clustered = clustered_ap_interval(y, p, provinces, 400, 0)
+    assert clustered[1] - clustered[0] > rows[1] - rows[0]
+    assert clustered == clustered_ap_interval(y, p, provinces, 400, 0)  # seeded
+    metrics, _ = judge(y, {"m": p}, None, n_boot=400, clusters=provinces)
+    assert metrics["m"]["average_precision_ci_clustered"] == clustered

@@ -90,3 +90,11 @@ def test_the_printed_difference_table_names_an_identical_ranking():
     printed = console.export_text()
     assert "same ranking" in next(line for line in printed.splitlines() if "lightgbm_uncalibrated" in line)
     assert "-0.006 [-0.070, +0.054]" in printed
+
+
+def test_the_interval_with_provinces_resampled_has_a_column_when_the_backtest_gave_it():
+    models = {"lightgbm": {"average_precision": 0.155, "average_precision_ci": [0.103, 0.244],
+                           "average_precision_ci_clustered": [0.088, 0.259], "precision_at_50": 0.2}}  # fmt: skip
+    page = _baselines({"emergence": {"models": models}})
+    assert "<th>AP interval, provinces resampled</th>" in page
+    assert "<tr><td>lightgbm</td><td>0.155 [0.103, 0.244]</td><td>[0.088, 0.259]</td><td>0.20</td>" in page
