@@ -194,7 +194,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             _metrics_text(context.metrics, context.backtest),
             _baselines(context.backtest)
             + _images(context.figures, ("pr_curve", "calibration_curve"))
-            + _mode_backtest(context.backtest),
+            + _mode_backtest(context.backtest, context.mode_weight),
             "backtest",
         ),
         _section(
@@ -377,11 +377,17 @@ def _fold_tables(models: dict, comparisons: dict) -> str:
     return table + note + differences
 
 
-def _mode_backtest(report: dict) -> str:
+def _mode_backtest(report: dict, weight: float | None = None) -> str:
     """The mode model against the majority mode, by grouped cross-validation."""
     models = report.get("mode", {}).get("models", {})
     if not models:
         return ""
+    served = (
+        " The lightgbm row is the mode model as served; its weight is 0, so it gives the modes' training"
+        " frequencies and repeats the majority's figures."
+        if weight == 0
+        else ""
+    )
     table = _grid(
         ("mode model", "accuracy", "macro-F1", "log-loss", "belts"),
         [
@@ -391,7 +397,7 @@ def _mode_backtest(report: dict) -> str:
     )
     return (
         "<h3>Development mode</h3><p>The mode of the belts with a known mode, by cross-validation that holds"
-        " out whole provinces.</p>" + table
+        f" out whole provinces.{served}</p>" + table
     )
 
 

@@ -60,6 +60,8 @@ def test_the_province_hold_out_and_the_mode_backtest_are_shown_too():
     assert "lightgbm_uncalibrated: the same ranking as LightGBM on this fold" in page  # on the temporal fold
     mode = {"mode": {"models": {"majority": {"accuracy": 0.747, "macro_f1": 0.214, "log_loss": 0.874, "n": 79}}}}
     assert "<tr><td>majority</td><td>0.747</td><td>0.214</td><td>0.874</td><td>79</td></tr>" in _mode_backtest(mode)
+    assert "repeats the majority's figures" in _mode_backtest(mode, 0.0)
+    assert "repeats" not in _mode_backtest(mode, 0.4)
 
 
 def _context(is_belt: list, rank: list, labels_of: int | None, as_of: int = 2020) -> ReportContext:
