@@ -26,7 +26,7 @@ from features.taxonomy import MODES
 from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
-from pipelines.score import ScoreError, as_of_period, default_as_of, score
+from pipelines.score import ScoreError, as_of_period, default_as_of, score, trained_on_outcome
 from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
 TOP_N = 50
@@ -69,6 +69,7 @@ class ReportContext:
     backtest: dict = field(default_factory=dict)
     labels_of: int | None = None  # the newest labelled period known at ``as_of`` (None: no label known)
     horizon: int | None = None
+    trained_up_to: int | None = None  # the newest label, when the outcome of ``as_of`` was trained on
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
@@ -123,6 +124,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         backtest=_backtest(client, champion.run_id),
         labels_of=int(known.max()) if len(known) else None,
         horizon=bundle.meta.get("horizon"),
+        trained_up_to=trained_on_outcome(model, year),
         metrics={
             k: v
             for k, v in champion.tags.items()
@@ -235,10 +237,16 @@ def _reading(context: ReportContext) -> str:
             + (f", {unknown} of them of unknown status (no label for them)" if unknown else "")
             + "."
         )
+    seen = (
+        f" The model was trained on what happened after {as_of} (labels up to {label_of(context.trained_up_to)}):"
+        " this page is an in-sample check, not a forecast."
+        if context.trained_up_to is not None
+        else ""
+    )
     return (
         f"p_belt is the probability that a county becomes a belt within {horizon} {unit}(s) of {as_of}, calibrated"
         f" to the rate at which counties became belts in the {unit}s the model was trained on: where that rate"
-        f" moves, p_belt is off in level, not in order, so read it as a ranking first. {status}"
+        f" moves, p_belt is off in level, not in order, so read it as a ranking first. {status}{seen}"
     )
 
 

@@ -72,6 +72,12 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         outputs = write(scores, path, str(champion.version), year)
         log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
+    seen = trained_on_outcome(model, year)
+    if seen is not None:
+        console.print(
+            f"score: as of {label_of(year)}, the model was trained on what happened next (it knows the labels up to"
+            f" {label_of(seen)}): an in-sample check, not a forecast"
+        )
     unknown = int(scores["is_belt"].isna().sum())
     if unknown:
         console.print(
@@ -109,6 +115,17 @@ def as_of_period(as_of: int | str) -> int:
         return parse_period(as_of)[1]
     except PeriodError as err:
         raise ScoreError(f"--as-of {err}") from err
+
+
+def trained_on_outcome(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> int | None:
+    """The newest labelled period of the model's panel when ``as_of`` was a training transition
+    (labelled itself, and its outcome ``horizon`` periods later labelled too); else None."""
+    bundle = model.unwrap_python_model().bundle
+    labels = bundle.snapshot["last_label_period"]
+    newest = labels.max()
+    labelled = (labels[bundle.snapshot["as_of"] == as_of] == as_of).any()
+    horizon = int(bundle.meta.get("horizon", 1))
+    return int(newest) if labelled and pd.notna(newest) and as_of + horizon <= int(newest) else None
 
 
 def default_as_of(model: mlflow.pyfunc.PyFuncModel) -> int:

@@ -79,6 +79,9 @@ def test_the_page_says_what_p_belt_and_the_belt_status_are():
     assert "2 candidates are ranked, 1 of them of unknown status" in said
     assert "No belt label is known as of 2013" in _reading(_context([None], [1], None, as_of=2013))
     assert "within 1 quarter(s) of 2025Q3" in _reading(_context([False], [1], 8101, as_of=8102))
+    assert "in-sample" not in said
+    trained = ReportContext(**{**_context([False], [1], 2016, as_of=2015).__dict__, "trained_up_to": 2016})
+    assert "this page is an in-sample check, not a forecast" in _reading(trained)
 
 
 def test_the_printed_difference_table_names_an_identical_ranking():

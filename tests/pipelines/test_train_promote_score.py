@@ -193,3 +193,12 @@ def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
     with pytest.raises(score.ScoreError, match=r"as_of must be one of the model's periods 2013\.\.2020; got 2031"):
         score.run(champion_settings, 2031, tmp_path / "x.csv", "pandas", QUIET)
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_training_year_is_named_an_in_sample_check(champion_settings, client):
+    import mlflow.pyfunc
+
+    champion = version_by_alias(client, "county-belt", "champion")
+    model = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}")
+    seen = {year: score.trained_on_outcome(model, year) for year in (2013, 2014, 2015, 2016, 2020)}
+    assert seen == {2013: None, 2014: 2016, 2015: 2016, 2016: None, 2020: None}  # 2013: no roster, no transition
