@@ -10,7 +10,7 @@ outside a fold's training rows; the inputs are never modified.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -114,6 +114,7 @@ def backtest_emergence(
     spec: FoldSpec,
     n_boot: int = 1000,
     reference: str | None = "lightgbm",
+    spatial_models: Callable[[np.ndarray], Mapping[str, BaseEstimator]] | None = None,
 ) -> BacktestResult:
     """Fit clones of every model on each fold's training rows, score its test rows.
 
@@ -135,6 +136,9 @@ def backtest_emergence(
     reference : str or None
         The model every other one is compared with on the same resamples of each fold (skipped
         when None or not among ``models``).
+    spatial_models : callable, optional
+        Given a province fold's training rows (a boolean mask), the models for that fold (e.g.
+        LightGBM with parameters tuned on those rows alone); default ``models``.
 
     Returns
     -------
@@ -155,7 +159,7 @@ def backtest_emergence(
         prediction_parts += [_predictions(fold.name, name, X.index[test], y[test], p) for name, p in scores.items()]
     spatial = spec.spatial(periods, groups, y)
     if spatial:
-        pooled, held, parts = _pooled_spatial(models, X, y, periods, groups, spatial)
+        pooled, held, parts = _pooled_spatial(models, X, y, periods, groups, spatial, spatial_models)
         result.folds.append(_spatial_entry(spatial, y[held], pooled, parts, n_boot, reference))
         prediction_parts += [_predictions("spatial", name, X.index[held], y[held], p) for name, p in pooled.items()]
     result.predictions = pd.concat(prediction_parts, ignore_index=True) if prediction_parts else pd.DataFrame()
@@ -221,7 +225,7 @@ def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None, gro
     return {"models": metrics, "comparisons": comparisons} if reference in scores else {"models": metrics}
 
 
-def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
+def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold], spatial_models=None):
     """Out-of-fold predictions of every model over the held-out provinces, pooled, the rows they
     are of, and the fold (0, 1, ...) that predicted each."""
     in_years = np.isin(periods, folds[0].train_periods)
@@ -230,7 +234,7 @@ def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold]):
         test = in_years & np.isin(groups, fold.test_groups)
         train = in_years & ~np.isin(groups, fold.test_groups)
         held_rows.append(np.flatnonzero(test))
-        for name, model in models.items():
+        for name, model in (models if spatial_models is None else spatial_models(train)).items():
             pooled[name].append(_fit_predict(model, X, y, train, test, (name, fold)))
     order = np.concatenate(held_rows)
     fold_of = np.concatenate([np.full(len(rows), i) for i, rows in enumerate(held_rows)])

@@ -87,12 +87,14 @@ def make_objective(
     seed: int = 0,
     space: Callable[[optuna.Trial], dict] = search_space,
     n_seeds: int = 1,
+    folds: list[Fold] | None = None,
 ) -> Callable[[optuna.Trial], float]:
-    """The objective: mean AP over the inner folds and the LightGBM seeds ``seed``, ...,
-    ``seed + n_seeds - 1``; reports the running mean after each fold for pruning (a trial whose
-    ``incumbent`` attribute is set, the reference of a retrain's period, is never pruned) and
-    stores the mean AP of each seed in the trial's ``ap_by_seed`` attribute."""
-    folds = inner_folds(periods, groups, y, spec, n_inner)
+    """The objective: mean AP over the inner folds (``folds``, default :func:`inner_folds`) and
+    the LightGBM seeds ``seed``, ..., ``seed + n_seeds - 1``; reports the running mean after each
+    fold for pruning (a trial whose ``incumbent`` attribute is set, the reference of a retrain's
+    period, is never pruned) and stores the mean AP of each seed in the trial's ``ap_by_seed``
+    attribute."""
+    folds = inner_folds(periods, groups, y, spec, n_inner) if folds is None else folds
     seeds = range(seed, seed + n_seeds)
 
     def objective(trial: optuna.Trial) -> float:
@@ -266,6 +268,38 @@ def incumbent(study: optuna.Study, period: str) -> dict | None:
         return None
     newest = max(earlier, key=lambda t: (parse_period(t.user_attrs["period"])[1], t.number))
     return max((t for t in earlier if scored_alike(t) == scored_alike(newest)), key=lambda t: t.value).params
+
+
+def nested_params(
+    X: pd.DataFrame,
+    y: np.ndarray,
+    periods: np.ndarray,
+    groups: np.ndarray,
+    spec: FoldSpec,
+    n_trials: int,
+    n_inner: int = 4,
+    seed: int = 0,
+    n_seeds: int = 1,
+) -> dict:
+    """The best parameters of a study of ``n_trials`` run on these rows alone (an outer fold's
+    training rows), with ``n_inner`` groups of provinces held out in turn as its inner folds: the
+    search of ``beltcast tune``, so that the fold's held-out rows are judged by a model whose
+    parameters were chosen without them. In memory, seeded, silent."""
+    folds = replace(spec, n_spatial=n_inner).spatial(periods, groups, y)
+    if not folds:
+        raise ModelInputError(
+            f"nested tuning needs at least 2 groups of provinces with both classes in the fold's training rows;"
+            f" got {len(np.unique(groups))} group(s), {int(np.sum(y))} positive row(s)"
+        )
+    objective = make_objective(X, y, periods, groups, spec, n_inner, seed, n_seeds=n_seeds, folds=folds)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = make_study("nested", None, seed)
+        study.optimize(objective, n_trials=n_trials)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return dict(study.best_trial.params)
 
 
 def make_study(name: str, storage: str | None, seed: int) -> optuna.Study:

@@ -20,19 +20,21 @@ from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
 from models.estimators import LGBMEmergence
 from models.plots import calibration_curves, pr_curves
+from models.tuning import nested_params
 from pipelines.config import ModelSettings, Settings
 
 SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
 
-def run(settings: Settings, out: Path | None, console: Console) -> dict:
-    """Backtest, write the JSON contract and the curves, print the comparison table."""
+def run(settings: Settings, out: Path | None, console: Console, nested_trials: int | None = None) -> dict:
+    """Backtest, write the JSON contract and the curves, print the comparison table (with
+    ``nested_trials``, LightGBM tuned anew inside each province fold: :func:`emergence_backtest`)."""
     if out is not None:
         writable_target(out)  # before minutes of work, not after
     panel = load_panel(settings)
     if tuned_params(settings) is None:
         console.print(f"backtest: no tuned parameters ({settings.model.params_file}): LightGBM's defaults")
-    report, _ = evaluate(panel, settings, fold_spec(settings), out, console)
+    report, _ = evaluate(panel, settings, fold_spec(settings), out, console, nested_trials=nested_trials)
     return report
 
 
@@ -43,12 +45,14 @@ def evaluate(
     out: Path | None,
     console: Console,
     params: dict | None = None,
+    nested_trials: int | None = None,
 ) -> tuple[dict, list[Path]]:
     """The backtest of every model on ``panel``: JSON contract and curves written, table printed.
 
-    ``params`` are LightGBM's (default: the tuned ones). Returns the contract and the paths
-    written (JSON first), for ``train`` to log."""
-    result = emergence_backtest(panel, settings, spec, params)
+    ``params`` are LightGBM's (default: the tuned ones); ``nested_trials``: see
+    :func:`emergence_backtest`. Returns the contract and the paths written (JSON first), for
+    ``train`` to log."""
+    result = emergence_backtest(panel, settings, spec, params, nested_trials, console)
     report = contract(result, mode_backtest(panel, settings), spec)
     out = Path(out or settings.outputs.dir / "backtest.json")
     written = [write_json(report, out), *write_plots(result, out)]
@@ -175,12 +179,48 @@ def check_params(params: object, source: str) -> dict:
 
 
 def emergence_backtest(
-    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, params: dict | None = None
+    panel: pd.DataFrame,
+    settings: Settings,
+    spec: FoldSpec,
+    params: dict | None = None,
+    nested_trials: int | None = None,
+    console: Console | None = None,
 ) -> BacktestResult:
-    """Every emergence model (LightGBM with ``params``, default the tuned ones) through the folds."""
+    """Every emergence model (LightGBM with ``params``, default the tuned ones) through the folds.
+
+    With ``nested_trials``, LightGBM's parameters in each province fold come from a study of that
+    many trials on the fold's training provinces alone (:func:`~models.tuning.nested_params`,
+    ``tune``'s search and seeds; the calibration folds as tuned), so the province hold-out is not
+    judged on the provinces the tuned parameters were chosen on."""
     data = emergence_transitions(panel)
-    models = emergence_models(tuned_params(settings) if params is None else params, settings.model.seed)
-    return backtest_emergence(models, data.X, data.y, data.periods, data.groups, spec, settings.model.bootstrap)
+    params = tuned_params(settings) if params is None else params
+    seed = settings.model.seed
+    spatial_models = None
+    if nested_trials:
+        calibration_folds = (params or {}).get("calibration_folds")
+
+        def spatial_models(train: np.ndarray) -> dict:
+            if console is not None:
+                console.print(
+                    f"backtest: tuning LightGBM on one province fold's training provinces ({nested_trials} trials)"
+                )
+            nested = nested_params(
+                data.X[train], data.y[train], data.periods[train], data.groups[train], spec, nested_trials,
+                settings.tune.inner_folds, seed, settings.tune.seeds,
+            )  # fmt: skip
+            if calibration_folds is not None:
+                nested["calibration_folds"] = calibration_folds
+            return emergence_models(nested, seed)
+
+    models = emergence_models(params, seed)
+    result = backtest_emergence(
+        models, data.X, data.y, data.periods, data.groups, spec, settings.model.bootstrap, spatial_models=spatial_models
+    )
+    if nested_trials:
+        for fold in result.folds:
+            if fold["kind"] == "spatial":
+                fold["nested_tuning_trials"] = nested_trials
+    return result
 
 
 def mode_backtest(panel: pd.DataFrame, settings: Settings) -> dict:
@@ -203,6 +243,11 @@ def contract(result: BacktestResult, mode: dict, spec: FoldSpec) -> dict:
             "spatial": {
                 "models": spatial["models"] if spatial else {},
                 "comparisons": spatial.get("comparisons", {}) if spatial else {},
+                **(
+                    {"nested_tuning_trials": spatial["nested_tuning_trials"]}
+                    if spatial and "nested_tuning_trials" in spatial
+                    else {}
+                ),
             },
         },
         "mode": {"models": mode},
@@ -223,10 +268,16 @@ def write_plots(result: BacktestResult, out: Path) -> list[Path]:
 
 def comparison_table(report: dict) -> Table:
     """Models x metrics, newest temporal fold and province hold-out."""
+    nested = report["emergence"]["spatial"].get("nested_tuning_trials")
+    tuning = (
+        f"LightGBM tuned anew on each group's training provinces ({nested} trials)"
+        if nested
+        else "tuned on provinces held out within the same years, so not independent of tuning"
+    )
     table = Table(
         title=f"Emergence backtest ({report['emergence']['newest_fold']} and province hold-out)",
-        caption="provinces: figures within each group of held-out provinces, averaged (P@50: a group's top 50);"
-        " tuned on provinces held out within the same years, so not independent of tuning",
+        caption="provinces: figures within each group of held-out provinces, averaged (P@50: a group's top 50); "
+        + tuning,
     )
     table.add_column("model")
     table.add_column("fold")

@@ -155,12 +155,20 @@ def features_build(config: ConfigOption = None) -> None:
 def backtest(
     config: ConfigOption = None,
     out: Annotated[str | None, typer.Option(callback=_file_path, help="JSON file of the results.")] = None,
+    nested_trials: Annotated[
+        int | None,
+        typer.Option(
+            callback=_within(1),
+            help="Tune LightGBM anew inside each province fold with this many trials (at least 1), so that the"
+            " province hold-out is independent of the tuning (minutes per fold).",
+        ),
+    ] = None,
 ) -> None:
     """Rolling-origin backtest of every model and baseline: JSON, table, PR and calibration PNGs."""
     from pipelines import backtest as job
 
     with _reported():
-        job.run(_settings(config), out, console)
+        job.run(_settings(config), out, console, nested_trials)
 
 
 @app.command("tune")

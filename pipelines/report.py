@@ -332,8 +332,14 @@ def _baselines(report: dict) -> str:
             "<h3>Provinces held out</h3>",
             "<p>Whole provinces held out within the training years, in groups, one model per group: the model"
             " judged on places it has not seen. Ranking figures are computed within each group (P@50: the top 50"
-            " of a group) and averaged. The parameters were tuned on provinces held out within the same years,"
-            " so this fold is not independent of the tuning; the newest temporal fold is.</p>",
+            " of a group) and averaged. "
+            + (
+                f"LightGBM was tuned anew on each group's training provinces ({spatial['nested_tuning_trials']}"
+                " trials).</p>"
+                if spatial.get("nested_tuning_trials")
+                else "The parameters were tuned on provinces held out within the same years, so this fold is not"
+                " independent of the tuning; the newest temporal fold is.</p>"
+            ),
             _fold_tables(spatial["models"], spatial.get("comparisons", {})),
         ]
     return "".join(parts)

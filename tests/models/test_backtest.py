@@ -84,3 +84,28 @@ def test_a_fold_with_too_few_belts_to_calibrate_is_named(synthetic_transitions):
         r"lightgbm on spatial fold 'spatial_\d' holding out \[.*\]: \d+ training rows with [01] positive", message
     )
     assert "at least 2 rows of each class" in message and "Too few belts: fewer folds (model.spatial_folds)" in message
+
+
+def test_nested_tuning_sees_only_each_province_folds_training_rows(synthetic_transitions):
+    """With ``spatial_models``, each province fold's models are built from its training rows
+    alone (the nested study of ``backtest --nested-trials``): the held-out provinces, and the
+    temporal test periods, never reach it."""
+    from models.tuning import nested_params
+
+    X, y, periods, groups = synthetic_transitions
+    spec = FoldSpec(n_spatial=3)
+    seen = []
+
+    def spatial_models(train: np.ndarray) -> dict:
+        seen.append(set(groups[train]))
+        params = nested_params(X[train], y[train], periods[train], groups[train], spec, n_trials=2, n_inner=2)
+        assert params == nested_params(X[train], y[train], periods[train], groups[train], spec, n_trials=2, n_inner=2)
+        return {"lightgbm": LGBMEmergence(**params), "prior": PriorBaseline()}
+
+    result = backtest_emergence(
+        {"lightgbm": LGBMEmergence(n_estimators=30), "prior": PriorBaseline()}, X, y, periods, groups, spec,
+        n_boot=0, spatial_models=spatial_models,
+    )  # fmt: skip
+    folds = spec.spatial(periods, groups, y)
+    assert [s.isdisjoint(f.test_groups) for s, f in zip(seen, folds, strict=True)] == [True] * 3
+    assert result.metrics("spatial")["lightgbm"]["n"] == 1200

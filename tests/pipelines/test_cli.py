@@ -26,6 +26,7 @@ from pipelines import backtest, cli, report, score, serve, tune
         (["score", "--out", "out/"], "Invalid value for '--out': must be a file path, not a folder; got 'out/'"),
         (["backtest", "--out", "b/"], "Invalid value for '--out': must be a file path, not a folder; got 'b/'"),
         (["score", "--engine", "foo"], "Invalid value for '--engine': must be one of pandas, spark; got 'foo'"),
+        (["backtest", "--nested-trials", "0"], "Invalid value for '--nested-trials': must be at least 1; got 0"),
         (
             ["score", "--as-of", "2020.5"],
             "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3; got '2020.5'",

@@ -55,7 +55,9 @@ def test_the_province_hold_out_and_the_mode_backtest_are_shown_too():
         },
     }  # fmt: skip
     page = _baselines({"emergence": {**REPORT["emergence"], "spatial": spatial}})
-    assert "<h3>Provinces held out</h3>" in page
+    assert "<h3>Provinces held out</h3>" in page and "not independent of the tuning" in page
+    nested = _baselines({"emergence": {**REPORT["emergence"], "spatial": {**spatial, "nested_tuning_trials": 30}}})
+    assert "tuned anew on each group's training provinces (30 trials)" in nested
     assert "<tr><td>lightgbm_uncalibrated</td><td>-0.034 [-0.051, -0.015]</td><td>0%</td>" in page  # not the same
     assert "lightgbm_uncalibrated: the same ranking as LightGBM on this fold" in page  # on the temporal fold
     mode = {"mode": {"models": {"majority": {"accuracy": 0.747, "macro_f1": 0.214, "log_loss": 0.874, "n": 79}}}}
