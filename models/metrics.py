@@ -81,7 +81,8 @@ def emergence_metrics(
     for k in ks:
         result[f"precision_at_{k}"] = precision_at(y, p, k)
         result[f"recall_at_{k}"] = recall_at(y, p, k)
-    result["lift_at_50"] = result.get("precision_at_50", precision_at(y, p, 50)) / base_rate
+    top = result.get("precision_at_50", precision_at(y, p, 50))
+    result["lift_at_50"] = top / base_rate if base_rate > 0 else float("nan")  # no belt: no lift
     if n_boot and two_classes:
         result["average_precision_ci"] = bootstrap_ap(y, p, n_boot, seed)
     return result

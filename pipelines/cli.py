@@ -64,6 +64,18 @@ def _file_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
+def _file_of(*suffixes: str):
+    """An ``--out`` callback: a file path (:func:`_file_path`) ending in one of ``suffixes``."""
+
+    def check(value: str | None) -> Path | None:
+        path = _file_path(value)
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise typer.BadParameter(f"must be a {' or '.join(suffixes)} file path; got {value!r}")
+        return path
+
+    return check
+
+
 def _period(value: str | None) -> str | None:
     """An ``--as-of`` value, refused unless it is a year (``2020``) or a quarter (``2025Q3``)."""
     from features.periods import PeriodError, parse_period
@@ -227,7 +239,7 @@ def score(
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option(callback=_file_path, help="A .csv path (a .parquet of the same name is written beside it)."),
+        typer.Option(callback=_file_of(".csv"), help="A .csv path (a .parquet of the same name is written beside it)."),
     ] = None,
     engine: Annotated[
         str, typer.Option(callback=_one_of("pandas", "spark"), help="pandas, or spark (mlflow.pyfunc.spark_udf).")
@@ -264,7 +276,7 @@ def report(
     as_of: Annotated[
         str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
     ] = None,
-    out: Annotated[str | None, typer.Option(callback=_file_path, help="HTML path.")] = None,
+    out: Annotated[str | None, typer.Option(callback=_file_of(".html", ".htm"), help="HTML path.")] = None,
 ) -> None:
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
     from pipelines import report as job
@@ -288,8 +300,9 @@ def retrain(
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """The ``beltcast`` command. A usage error (an unknown option, a missing or bad option value)
-    is one line ``error: COMMAND: ...`` on stderr with status 2, as a job's error is one line with
-    status 1: a scheduled job's log holds the reason, not a usage box."""
+    is one line ``error: ...`` on stderr (naming the command where the parser knows it) with
+    status 2, as a job's error is one line with status 1: a scheduled job's log holds the reason,
+    not a usage box. Ctrl+C is ``error: interrupted``, status 130."""
     try:
         code = app(args=argv, standalone_mode=False)
     except Exception as err:
@@ -304,6 +317,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         where = f"{context.command_path}: " if context is not None else ""
         errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
         raise SystemExit(err.exit_code) from None
+    if code == 130:  # Ctrl+C: typer turns KeyboardInterrupt into this exit code
+        errors.print("[red]error:[/red] interrupted", highlight=False)
     raise SystemExit(code if isinstance(code, int) else 0)
 
 

@@ -145,7 +145,7 @@ def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]
     with mlflow.start_run(run_name=run_name, nested=nested, tags=process_tags()) as run:
         try:
             yield run
-        except BaseException as err:  # the run ends FAILED (KILLED for Ctrl+C): say why on it
+        except BaseException as err:  # the run ends FAILED (Ctrl+C too): say why on it
             _tag_error(err)
             raise
 
@@ -156,8 +156,9 @@ ERROR_TAG = "beltcast.error"
 def _tag_error(err: BaseException) -> None:
     """``beltcast.error``: the exception's kind and first line, on the active run (best effort:
     a store that has gone away must not hide the error itself)."""
+    said = "interrupted" if isinstance(err, KeyboardInterrupt) else first_line(err)
     with suppress(Exception):  # the job's own error is the one to raise
-        mlflow.set_tag(ERROR_TAG, f"{type(err).__name__}: {first_line(err)}"[:5000])
+        mlflow.set_tag(ERROR_TAG, f"{type(err).__name__}: {said}"[:5000])
 
 
 def process_tags() -> dict[str, str]:

@@ -173,3 +173,17 @@ def test_resampling_whole_provinces_widens_the_interval_when_provinces_move_toge
     assert clustered == clustered_ap_interval(y, p, provinces, 400, 0)  # seeded
     metrics, _ = judge(y, {"m": p}, None, n_boot=400, clusters=provinces)
     assert metrics["m"]["average_precision_ci_clustered"] == clustered
+
+
+def test_a_held_out_group_without_a_belt_has_no_ranking_figures_but_does_not_stop_the_backtest():
+    from models.metrics import judge_by_part
+
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0])
+    parts = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    metrics, comparisons = judge_by_part(
+        y, {"a": np.linspace(1, 0, 8), "b": np.full(8, 0.5)}, parts, "a", k=2, n_boot=20
+    )
+    assert metrics["a"]["average_precision"] == 1.0  # the group with a belt; the other has none to rank
+    assert np.isnan(metrics["a"]["average_precision_by_part"][1])
+    assert np.isnan(emergence_metrics(np.zeros(5, dtype=int), np.linspace(0, 1, 5), n_boot=0)["lift_at_50"])
+    assert "average_precision_diff" in comparisons["b"]

@@ -27,6 +27,8 @@ from pipelines import backtest, cli, report, score, serve, tune
         (["backtest", "--out", "b/"], "Invalid value for '--out': must be a file path, not a folder; got 'b/'"),
         (["score", "--engine", "foo"], "Invalid value for '--engine': must be one of pandas, spark; got 'foo'"),
         (["backtest", "--nested-trials", "0"], "Invalid value for '--nested-trials': must be at least 1; got 0"),
+        (["report", "--out", "x.txt"], "Invalid value for '--out': must be a .html or .htm file path; got 'x.txt'"),
+        (["score", "--out", "a.parquet"], "Invalid value for '--out': must be a .csv file path; got 'a.parquet'"),
         (
             ["score", "--as-of", "2020.5"],
             "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3; got '2020.5'",
@@ -62,6 +64,17 @@ def test_report_out_must_be_an_html_page(tmp_path):
     with pytest.raises(score.ScoreError, match=r"--out must be an \.html path .*; got .*notes\.txt"):
         report.run(None, None, kept, None)
     assert kept.read_text(encoding="utf-8") == "mine"
+
+
+def test_ctrl_c_is_one_line_with_status_130(monkeypatch, capsys):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backtest, "run", interrupted)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["backtest"])
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
 
 
 def test_the_help_states_the_ranges():
