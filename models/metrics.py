@@ -226,19 +226,16 @@ def judge_by_part(
     y, parts = np.asarray(y, dtype=int), np.asarray(parts)
     masks = [parts == part for part in np.unique(parts)]
     metrics = {name: emergence_metrics(y, p, n_boot=0) for name, p in scores.items()}
+    within = [{name: emergence_metrics(y[m], p[m], n_boot=0) for name, p in scores.items()} for m in masks]
     draws: dict[str, list[np.ndarray]] = {name: [] for name in scores}
     for i, mask in enumerate(masks):
-        within = {name: emergence_metrics(y[mask], p[mask], n_boot=0) for name, p in scores.items()}
-        for name, part_metrics in within.items():
-            for key in RANKING_METRICS:
-                metrics[name].setdefault(f"_{key}", []).append(part_metrics[key])
         for name, d in _all_draws(y[mask], {n: p[mask] for n, p in scores.items()}, n_boot, seed + i, k).items():
             draws[name].append(np.repeat(d, 1 + n_boot, axis=1) if d.shape[1] == 1 else d)  # one class: no resample
     for name, entry in metrics.items():
         for key in RANKING_METRICS:
-            values = entry.pop(f"_{key}")
+            values = np.array([part[name][key] for part in within])
             entry[key] = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
-        entry["average_precision_by_part"] = [float(v) for v in _by_part(draws[name])]
+        entry["average_precision_by_part"] = [float(part[name]["average_precision"]) for part in within]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a resample of a part without a belt: NaN
         mean_draws = {name: np.nanmean(np.stack(d), axis=0) for name, d in draws.items()}
@@ -251,10 +248,6 @@ def judge_by_part(
             name: _difference(mean_draws[reference], d, k) for name, d in mean_draws.items() if name != reference
         }
     return metrics, comparisons
-
-
-def _by_part(draws: list[np.ndarray]) -> list[float]:
-    return [d[0, 0] for d in draws]
 
 
 def paired_difference(

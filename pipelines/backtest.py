@@ -232,7 +232,10 @@ def mode_backtest(panel: pd.DataFrame, settings: Settings) -> dict:
 def contract(result: BacktestResult, mode: dict, spec: FoldSpec) -> dict:
     """The backtest JSON contract of DESIGN.md."""
     temporal = [f for f in result.folds if f["kind"] == "temporal"]
-    spatial = next((f for f in result.folds if f["kind"] == "spatial"), None)
+    spatial = next((f for f in result.folds if f["kind"] == "spatial"), {})
+    held_out = {"models": spatial.get("models", {}), "comparisons": spatial.get("comparisons", {})}
+    if "nested_tuning_trials" in spatial:
+        held_out["nested_tuning_trials"] = spatial["nested_tuning_trials"]
     return {
         "emergence": {
             "fold_spec": spec.to_dict(),
@@ -240,15 +243,7 @@ def contract(result: BacktestResult, mode: dict, spec: FoldSpec) -> dict:
             "folds": result.folds,
             "models": result.metrics("temporal") if temporal else {},
             "comparisons": temporal[-1].get("comparisons", {}) if temporal else {},
-            "spatial": {
-                "models": spatial["models"] if spatial else {},
-                "comparisons": spatial.get("comparisons", {}) if spatial else {},
-                **(
-                    {"nested_tuning_trials": spatial["nested_tuning_trials"]}
-                    if spatial and "nested_tuning_trials" in spatial
-                    else {}
-                ),
-            },
+            "spatial": held_out,
         },
         "mode": {"models": mode},
     }
@@ -347,6 +342,5 @@ def _bounds(metrics: dict, key: str) -> str:
 def _cell(metrics: dict, metric: str) -> str:
     value = metrics.get(metric, np.nan)
     if metric == "average_precision" and "average_precision_ci" in metrics:
-        low, high = metrics["average_precision_ci"]
-        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+        return f"{value:.3f} {_bounds(metrics, 'average_precision_ci')}"
     return f"{value:.3f}"
