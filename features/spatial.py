@@ -53,7 +53,7 @@ class NeighbourIndex:
         """Neighbour features for one period, comparable across periods as belts multiply.
 
         A model trained on one year scores counties of a later one, when there are more belts:
-        79 in the 2014 roster, 217 in 2016. A count of belts nearby would put most counties of the
+        80 in the 2014 roster, 217 in 2016. A count of belts nearby would put most counties of the
         later year beyond what the model saw; the counts are therefore shares of the period's
         totals (the panel makes the distance relative to the median county's as well).
 

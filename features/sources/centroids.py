@@ -7,6 +7,19 @@ by :func:`~features.codes.harmonise`: the area is a count (summed on a merge, di
 the centroid is intensive and averaged weighted by area (on a merge that is the centroid of the
 union). The values are static and dated to 2020 (``STATIC_YEAR``).
 
+A unit of 2022 that merged counties of the target vintage is divided back among them (2021:
+吉利区 and 孟津县 into 孟津区, 下城区 into 拱墅区, 江干区 mostly into 上城区, 梅列区 and 三元区
+into 三元区). The file cannot tell where each former county lay or how large it was, so those
+counties take, when the other files have them:
+
+* their own area in the 2020 census boundaries of ``tudigong/input/ghsl.csv`` (GHSL
+  population over population density, km²): 吉利区 81 km² and 孟津县 731, not half of 孟津区's
+  811 each; 江干区 201, not the whole of 钱塘区 (which also took part of 萧山区) with a third of
+  the new 上城区 (``notes['areas_from_census']``);
+* the coordinates of their own row in ``terrain_relief/county_terrain_relief.xlsx`` (经度, 纬度;
+  codes of about 2014, when they all existed), not the centroid of the merged unit, which would
+  put two counties 0 km apart (``notes['centroids_from_terrain']``).
+
 Rows that are not county-level units are set aside explicitly, with a reason:
 
 * map pseudo-units, prefecture-level cities without counties and Taiwan: every code ending in
@@ -26,10 +39,14 @@ import pandas as pd
 
 from features.codes import CodeHistory, check_code, harmonise
 from features.errors import CountyCodeError, SourceFormatError
-from features.sources.base import SourceTable, read_csv_checked, require_columns, validate_long
+from features.sources.base import SourceTable, read_csv_checked, read_excel_sheet, require_columns, validate_long
 
 NAME = "centroids"
 RELATIVE_PATH = Path("county_centroids") / "county_centroids_cnmaps_1.1.2.csv"
+# the own area and coordinates of counties that a later merge joined (module docstring)
+GHSL_PATH = Path("tudigong") / "input" / "ghsl.csv"
+TERRAIN_PATH, TERRAIN_SHEET = Path("terrain_relief") / "county_terrain_relief.xlsx", "区县"
+TERRAIN_COLUMNS = {"行政区划代码": "county_code", "经度": "centroid_lon", "纬度": "centroid_lat"}
 VINTAGE = 2022
 STATIC_YEAR = 2020
 COLUMNS = ["adcode", "district", "kind", "centroid_lon", "centroid_lat", "approx_area_km2"]
@@ -69,17 +86,21 @@ def read_centroids(raw_dir: Path, history: CodeHistory, target: int = 2020) -> S
         intensive=["centroid_lon", "centroid_lat"],
         weight="weight_km2",
     )
+    divided = _divided_back(counties["county_code"], history, target)
+    table, own = _own_geography(harmonised.table, divided, raw_dir / GHSL_PATH, raw_dir / TERRAIN_PATH)
     unknown = harmonised.unmatched.assign(
         district=harmonised.unmatched["county_code"].map(_names(parts)),
         reason="code valid in no year of the code lists",
     )
     unmatched = pd.concat([excluded, unknown], ignore_index=True).reindex(columns=UNMATCHED)
-    long = _to_long(harmonised.table)
+    long = _to_long(table)
     notes = {
         "rows_read": len(raw),
         "rows_not_county_level": len(excluded),
         "parts_combined": len(parts) - len(counties),
         "amap_codes_fixed": sorted(set(AMAP_CODE_FIXES) & set(parts["county_code"])),
+        "areas_from_census": own["area_km2"],
+        "centroids_from_terrain": own["centroid"],
         "codes_unknown": len(unknown),
         **_coverage(long, history, target),
     }
@@ -139,6 +160,47 @@ def _counties(parts: pd.DataFrame) -> pd.DataFrame:
     """One row per county-level code, with the 三沙 Amap codes moved to the legal ones."""
     fixed = parts.assign(county_code=parts["county_code"].replace(AMAP_CODE_FIXES))
     return _combine_parts(fixed)
+
+
+def _census_area(path: Path) -> pd.Series:
+    """County code (2020) -> area in km² of the 2020 census boundaries: GHSL population over
+    its density per km²."""
+    ghsl = read_csv_checked(path, dtype={"CODE": str}, encoding="utf-8-sig")
+    require_columns(ghsl, ["CODE", "GHSL_POP", "GHSL_POP_DENS"], path)
+    density = pd.to_numeric(ghsl["GHSL_POP_DENS"], errors="coerce")
+    area = pd.to_numeric(ghsl["GHSL_POP"], errors="coerce") / density.where(density > 0)
+    return pd.Series(area.to_numpy(), index=ghsl["CODE"].str.strip(), name="area_km2").dropna()
+
+
+def _divided_back(codes: pd.Series, history: CodeHistory, target: int) -> set[str]:
+    """Target codes that receive a part of a code divided among several (a later merge)."""
+    divided = set()
+    for code in codes.unique():
+        year = history.nearest_year(code, VINTAGE)
+        shares = history.shares(code, year, target) if year is not None else {}
+        if len(shares) > 1:
+            divided |= set(shares)
+    return divided
+
+
+def _own_geography(
+    table: pd.DataFrame, divided: set[str], ghsl_path: Path, terrain_path: Path
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """``table`` with the census area and the terrain file's coordinates of the ``divided``
+    codes those files have, and the codes given each."""
+    terrain = read_excel_sheet(terrain_path, TERRAIN_SHEET, dtype={"行政区划代码": str})
+    require_columns(terrain, list(TERRAIN_COLUMNS), terrain_path, TERRAIN_SHEET)
+    points = terrain[list(TERRAIN_COLUMNS)].rename(columns=TERRAIN_COLUMNS).dropna().drop_duplicates("county_code")
+    points = points.set_index("county_code")[["centroid_lon", "centroid_lat"]].astype(float)
+    area = _census_area(ghsl_path)
+    table = table.set_index("county_code")
+    own = {
+        "area_km2": sorted(table.index.intersection(area.index).intersection(divided)),
+        "centroid": sorted(table.index.intersection(points.index).intersection(divided)),
+    }
+    table.loc[own["area_km2"], "area_km2"] = area[own["area_km2"]]
+    table.loc[own["centroid"], ["centroid_lon", "centroid_lat"]] = points.loc[own["centroid"]]
+    return table.reset_index(), own
 
 
 def _names(parts: pd.DataFrame) -> pd.Series:

@@ -49,13 +49,18 @@ A village cannot be divided: when :func:`~features.codes.harmonise` splits a ros
 several successors in the target vintage, the village goes to the successor that carries the
 old name on (``+successor_name``): 永年县 130429 (2014, 2015) -> 永年区 130408, not 丛台区.
 
-Rows that match nothing go to ``unmatched`` with a reason, never dropped: development zones
-(白沟新城, 泉州 台商投资区, 洛阳 伊滨区, 菏泽 高新区), whose towns belong to counties the roster
-does not name, and rows without a county. Attributing a zone to a host county is left to a
-reviewed decision, not guessed here.
+Development zones (白沟新城, 泉州 台商投资区, 洛阳 伊滨区, 菏泽 高新区) are not county-level
+units: the rosters name a zone where its villages' towns belong to a county the roster does
+not name. A zone's rows go to the host county of their town in the reviewed table
+``features/zone_hosts.csv`` (``province, prefecture, zone, town, host_code, host_name, basis``;
+a blank town stands for every town of the zone), with the rule ``zone_host``: the 白沟新城
+villages to 高碑店市, whose town 白沟镇 is, the 台商投资区 ones to 惠安县, 伊滨区 庞村镇 to
+偃师市, 菏泽 高新区 吕陵镇 to 牡丹区. A host code must be a county of the roster year's code
+list. Rows that still match nothing go to ``unmatched`` with a reason, never dropped.
 
-Effect on the counties with at least one village (2020 codes): 79 (2014), 180 (2015),
-217 (2016). Without the look-back, 许昌县 and 郫县 stay unmatched in 2016 and it is 215.
+Effect on the counties with at least one village (2020 codes): 80 (2014), 180 (2015),
+217 (2016); without the zones' hosts 高碑店市 has no village in 2014, and it is 79. Without
+the look-back, 许昌县 and 郫县 stay unmatched in 2016 and it is 215.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ import pandas as pd
 
 from features.codes import CodeHistory, harmonise
 from features.errors import CountyCodeError, SourceFormatError
-from features.sources.base import SourceTable, read_excel_sheet, require_columns, validate_long
+from features.sources.base import SourceTable, read_csv_checked, read_excel_sheet, require_columns, validate_long
 
 NAME = "taobao"
 FOLDER = "taobao_villages"
@@ -85,6 +90,9 @@ AUTONOMOUS_SUFFIXES = ("自治县", "自治旗")
 MUNICIPALITIES = ("北京", "天津", "上海", "重庆")
 ZONE_MARKERS = ("新城", "投资区", "开发区", "高新区", "工业园", "试验区", "管理区", "伊滨区")
 LOOKBACK = 3
+ZONE_HOSTS_PATH = Path(__file__).resolve().parents[1] / "zone_hosts.csv"
+ZONE_HOST_COLUMNS = ["province", "prefecture", "zone", "town", "host_code", "host_name", "basis"]
+ZONE_HOST_KEY = ["province", "prefecture", "zone", "town"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,9 @@ class Unit:
     autonomous: bool
 
 
-def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> SourceTable:
+def read_taobao(
+    raw_dir: Path, history: CodeHistory, target: int = 2020, zone_hosts: Path = ZONE_HOSTS_PATH
+) -> SourceTable:
     """Taobao villages (2014-2016) and Taobao towns (2016) per county of the target vintage.
 
     Parameters
@@ -139,6 +149,8 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
         Code history covering the roster years, the three years before them, and ``target``.
     target : int, default 2020
         The code vintage of the output.
+    zone_hosts : Path, default ``features/zone_hosts.csv``
+        The reviewed host counties of development zones' towns (:func:`load_zone_hosts`).
 
     Returns
     -------
@@ -149,8 +161,9 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
         a ``reason``. ``notes`` holds rows read, blank rows skipped and matches per rule;
         ``detail`` the villages as :func:`read_taobao_villages` returns them.
     """
-    villages, notes = _read_villages(raw_dir, history, target)
-    towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target)
+    hosts = load_zone_hosts(zone_hosts)
+    villages, notes = _read_villages(raw_dir, history, target, hosts)
+    towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target, hosts)
     universe = history.county_units(target)["county_code"]
     long = pd.concat(
         [
@@ -165,7 +178,9 @@ def read_taobao(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sour
     return SourceTable(NAME, validate_long(long, NAME), unmatched, notes, detail)
 
 
-def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020) -> pd.DataFrame:
+def read_taobao_villages(
+    raw_dir: Path, history: CodeHistory, target: int = 2020, zone_hosts: Path = ZONE_HOSTS_PATH
+) -> pd.DataFrame:
     """Every village of the 2014-2016 rosters with its county code of the target vintage.
 
     Parameters
@@ -176,6 +191,8 @@ def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020
         Code history covering the roster years, the three years before them, and ``target``.
     target : int, default 2020
         The code vintage of ``county_code``.
+    zone_hosts : Path, default ``features/zone_hosts.csv``
+        The reviewed host counties of development zones' towns (:func:`load_zone_hosts`).
 
     Returns
     -------
@@ -183,10 +200,10 @@ def read_taobao_villages(raw_dir: Path, history: CodeHistory, target: int = 2020
         ``year, province, prefecture, county, town, village, product`` as written in the roster
         (``product`` only in 2014, missing otherwise; ``-`` read as missing), ``county_code``
         of ``target`` (missing for the rows in :func:`read_taobao`'s ``unmatched``) and
-        ``match_rule`` (``exact``, ``suffix``, ``autonomous`` or ``stale:YYYY``, with
-        ``+successor_name`` when a split was resolved by name; missing when unmatched).
+        ``match_rule`` (``exact``, ``suffix``, ``autonomous``, ``stale:YYYY`` or ``zone_host``,
+        with ``+successor_name`` when a split was resolved by name; missing when unmatched).
     """
-    villages, _ = _read_villages(raw_dir, history, target)
+    villages, _ = _read_villages(raw_dir, history, target, load_zone_hosts(zone_hosts))
     return villages[[*VILLAGE_COLUMNS, "county_code", "match_rule"]]
 
 
@@ -223,14 +240,51 @@ def match_county_names(names: pd.DataFrame, history: CodeHistory, year: int, loo
     return merged.drop(columns=NAME_COLUMNS).set_axis(names.index)
 
 
-def _read_villages(raw_dir: Path, history: CodeHistory, target: int) -> tuple[pd.DataFrame, dict]:
+def load_zone_hosts(path: Path = ZONE_HOSTS_PATH) -> pd.DataFrame:
+    """The reviewed host counties of development zones' towns.
+
+    Parameters
+    ----------
+    path : Path, default ``features/zone_hosts.csv``
+        A CSV with the columns ``province, prefecture, zone, town, host_code, host_name, basis``:
+        the roster's province, prefecture and zone names, a town of the zone (blank: every town
+        of it), the code and name of the county the town belongs to, and the evidence.
+
+    Returns
+    -------
+    DataFrame
+        Those columns as stripped strings, one row per ``province, prefecture, zone, town``; an
+        error naming the file, line, column, what was expected and what it holds otherwise.
+    """
+    hosts = read_csv_checked(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    require_columns(hosts, ZONE_HOST_COLUMNS, path)
+    hosts = hosts[ZONE_HOST_COLUMNS].apply(lambda column: column.str.strip())
+    hosts.attrs["source"] = str(path)  # for the messages of the rows placed by it
+    for line, row in zip(range(2, len(hosts) + 2), hosts.itertuples(index=False), strict=True):
+        for column in ("province", "prefecture", "zone", "host_name"):
+            if not getattr(row, column):
+                raise SourceFormatError(f"{path} line {line}: {column} must be a name; got an empty value")
+        if not (len(row.host_code) == 6 and row.host_code.isdigit()):
+            raise SourceFormatError(
+                f"{path} line {line}: host_code must be a 6-digit county code; got {row.host_code!r}"
+            )
+    repeated = hosts.duplicated(ZONE_HOST_KEY, keep=False)
+    if repeated.any():
+        lines = [int(i) + 2 for i in np.flatnonzero(repeated)]
+        raise SourceFormatError(
+            f"{path}: each province, prefecture, zone and town must be given once; lines {lines} repeat one"
+        )
+    return hosts
+
+
+def _read_villages(raw_dir: Path, history: CodeHistory, target: int, hosts: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     raws = [_read_roster(raw_dir, roster) for roster in VILLAGE_ROSTERS]  # format errors first
     frames, notes = [], {}
     for roster, raw in zip(VILLAGE_ROSTERS, raws, strict=True):
         blank = raw["village"].isna() & raw["county"].isna()
         notes[f"villages_read_{roster.year}"] = int((~blank).sum())
         notes[f"blank_rows_skipped_{roster.year}"] = int(blank.sum())
-        frames.append(_match_rows(raw[~blank], history, target))
+        frames.append(_match_rows(raw[~blank], history, target, hosts))
     villages = pd.concat(frames, ignore_index=True)
     notes["village_rules"] = _rule_counts(villages)
     return villages, notes
@@ -264,10 +318,12 @@ def _clean_names(column: pd.Series) -> pd.Series:
     return text.mask(text.isin(MISSING_MARKERS))
 
 
-def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int) -> pd.DataFrame:
+def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int, hosts: pd.DataFrame) -> pd.DataFrame:
     """Attach ``roster_code, code_year, match_rule, reason`` and the target ``county_code``."""
     year = int(rows["year"].iloc[0])
     matched = pd.concat([rows, match_county_names(rows, history, year)], axis=1)
+    _place_zone_towns(matched, hosts, history, year)
+    matched.attrs["zone_hosts"] = hosts.attrs["source"]
     matched["county_code"] = pd.Series(pd.NA, index=matched.index, dtype="str")
     for code_year, part in matched.dropna(subset=["roster_code"]).groupby("code_year"):
         codes, by_name = _target_codes(part, history, int(code_year), target)
@@ -276,13 +332,51 @@ def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int) -> pd.Dat
     return _add_reasons(matched, target).reset_index(drop=True)
 
 
+def _place_zone_towns(matched: pd.DataFrame, hosts: pd.DataFrame, history: CodeHistory, year: int) -> None:
+    """Give the unmatched rows of a development zone (in the county column, or in the town
+    column when the county is missing) the host county of their town in ``hosts``, in place."""
+    in_county = matched["county"].map(_is_zone)
+    in_town = matched["county"].isna() & matched["town"].map(_is_zone)
+    zone = matched["county"].where(in_county).fillna(matched["town"].where(in_town))
+    town = matched["town"].where(in_county)
+    by_key = {
+        (_province_key(h.province), _prefecture_key(h.prefecture), h.zone, h.town): h
+        for h in hosts.itertuples(index=False)
+    }
+    codes = set(history.county_units(year)["county_code"])
+    for i in matched.index[matched["roster_code"].isna() & zone.notna()]:
+        key = (
+            _province_key(str(matched.at[i, "province"])),
+            _prefecture_key(str(matched.at[i, "prefecture"])),
+            zone[i],
+        )
+        host = by_key.get((*key, "" if pd.isna(town[i]) else town[i])) or by_key.get((*key, ""))
+        if host is None:
+            continue
+        if host.host_code not in codes:
+            raise SourceFormatError(
+                f"{hosts.attrs['source']}: host_code of {host.zone} {host.town or '(every town)'} must be a county"
+                f" of the {year} code list, the roster's year; got {host.host_code} ({host.host_name})"
+            )
+        matched.loc[i, ["roster_code", "code_year", "match_rule", "reason"]] = [
+            host.host_code,
+            year,
+            "zone_host",
+            pd.NA,
+        ]
+
+
 def _add_reasons(matched: pd.DataFrame, target: int) -> pd.DataFrame:
-    """Reasons for rows without a county, and for codes with no single successor."""
-    no_county = matched["county"].isna()
+    """Reasons for rows without a county, zones without a host (``attrs['zone_hosts']``, the
+    table's path) and codes with no single successor."""
+    hosts = matched.attrs["zone_hosts"]
+    no_county = matched["county"].isna() & matched["roster_code"].isna()
     matched.loc[no_county, "reason"] = [
-        _missing_county_reason(*names)
+        _missing_county_reason(*names, hosts)
         for names in matched.loc[no_county, ["province", "prefecture", "town"]].itertuples(False)
     ]
+    zone = matched["roster_code"].isna() & matched["county"].map(_is_zone)
+    matched.loc[zone, "reason"] += f", and not in {hosts}, the reviewed host counties of zones' towns"
     lost = matched["roster_code"].notna() & matched["county_code"].isna()
     matched.loc[lost, "reason"] = [
         f"code {code} of {code_year} has no single successor in the {target} code list"
@@ -390,17 +484,17 @@ def _is_zone(name: object) -> bool:
     return isinstance(name, str) and any(marker in name for marker in ZONE_MARKERS)
 
 
-def _missing_county_reason(province: object, prefecture: object, town: object) -> str:
+def _missing_county_reason(province: object, prefecture: object, town: object, hosts: str) -> str:
     reason = f"{province} {prefecture}: county name missing"
     if _is_zone(town):
-        reason += f"; the town column names {town}, a development zone, not a county-level unit"
+        reason += f"; the town column names {town}, a development zone, not a county-level unit, and not in {hosts}"
     return reason
 
 
 def _unmatched_reason(province: str, prefecture: str, county: str, years: list[int]) -> str:
     where = f"{province} {prefecture} {county}"
     if _is_zone(county):
-        return f"{where}: a development zone, not a county-level unit; not attributed to a county"
+        return f"{where}: a development zone, not a county-level unit"
     return f"{where}: no single county-level unit of that name in the code lists of {years}"
 
 

@@ -222,11 +222,11 @@ def test_county_modes_need_products_of_one_year(tiny):
 def test_mode_counts_of_the_2014_belts(raw_dir, code_history, shipped):
     villages = read_taobao_villages(raw_dir, code_history)
     modes = county_modes(villages, shipped)
-    assert len(modes) == 79
+    assert len(modes) == 80
     assert mode_counts(modes).to_dict() == {
         "national_brand": 10,
         "cultural_heritage": 7,
-        "industrial_transformation": 59,
+        "industrial_transformation": 60,
         "local_specialty": 3,
         "unmapped": 0,
     }

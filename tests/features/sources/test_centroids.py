@@ -10,7 +10,7 @@ import pytest
 from features.codes import CodeHistory
 from features.errors import SourceFormatError
 from features.sources.base import SourceTable
-from features.sources.centroids import RELATIVE_PATH, county_area, read_centroids
+from features.sources.centroids import GHSL_PATH, RELATIVE_PATH, TERRAIN_PATH, county_area, read_centroids
 
 pytestmark = pytest.mark.realdata
 
@@ -27,6 +27,8 @@ def value(table: SourceTable, code: str, variable: str) -> float:
 
 def small_copy(raw_dir: Path, tmp_path: Path) -> pd.DataFrame:
     (tmp_path / RELATIVE_PATH).parent.mkdir(parents=True)
+    for folder in (GHSL_PATH.parts[0], TERRAIN_PATH.parts[0]):  # the own area and coordinates of merged counties
+        (tmp_path / folder).symlink_to(raw_dir / folder)
     return pd.read_csv(raw_dir / RELATIVE_PATH, dtype={"adcode": str}, nrows=20)
 
 
@@ -63,10 +65,19 @@ def test_sansha_amap_codes_are_moved_to_the_legal_codes(centroids: SourceTable) 
     assert value(centroids, "460303", "centroid_lat") == pytest.approx(8.390292)  # 南沙区
 
 
-def test_2021_merger_is_split_back_equally(centroids: SourceTable) -> None:
-    # 拱墅区 330105 of 2022 (99.1 km²) absorbed 下城区 330103 in 2021.
-    assert value(centroids, "330103", "area_km2") == pytest.approx(49.55)
-    assert value(centroids, "330105", "area_km2") == pytest.approx(49.55)
+def test_counties_a_later_merge_joined_keep_their_own_area_and_coordinates(centroids: SourceTable) -> None:
+    # 孟津区 410308 of 2022 (811 km²) merged 吉利区 410306 and 孟津县 410322 in 2021: divided back
+    # equally, each had 405 km² and the merged unit's centroid, 0 km apart.
+    assert value(centroids, "410306", "area_km2") == pytest.approx(80.77, abs=0.01)  # census 2020
+    assert value(centroids, "410322", "area_km2") == pytest.approx(731.40, abs=0.01)
+    assert value(centroids, "410306", "centroid_lon") == pytest.approx(112.589052)  # terrain file
+    assert value(centroids, "410322", "centroid_lon") == pytest.approx(112.445252)
+    own = ["330102", "330103", "330104", "330105", "350402", "350403", "410306", "410322"]
+    assert centroids.notes["areas_from_census"] == own
+    assert centroids.notes["centroids_from_terrain"] == own
+    points = centroids.long[centroids.long["variable"].isin(["centroid_lon", "centroid_lat"])]
+    wide = points.pivot(index="county_code", columns="variable", values="value")
+    assert not wide.duplicated().any()  # no two counties share a centroid
 
 
 def test_county_area_by_file_codes_and_by_target_codes(raw_dir: Path, code_history: CodeHistory) -> None:

@@ -9,7 +9,13 @@ import pytest
 
 from features.errors import CountyCodeError, SourceFormatError
 from features.sources.base import read_excel_sheet
-from features.sources.taobao import match_county_names, read_taobao, read_taobao_villages
+from features.sources.taobao import (
+    ZONE_HOST_COLUMNS,
+    load_zone_hosts,
+    match_county_names,
+    read_taobao,
+    read_taobao_villages,
+)
 
 pytestmark = pytest.mark.realdata
 
@@ -47,12 +53,12 @@ def test_villages_per_county_in_2014_2015_2016(taobao, code, counts):
 def test_counties_with_a_village_per_year(taobao):
     villages = taobao.long[taobao.long["variable"] == "taobao_villages"]
     belts = villages[villages["value"] >= 1].groupby("year").size()
-    assert belts.to_dict() == {2014: 79, 2015: 180, 2016: 217}
+    assert belts.to_dict() == {2014: 80, 2015: 180, 2016: 217}
 
 
 def test_villages_read_and_placed_per_year(taobao):
     villages = taobao.long[taobao.long["variable"] == "taobao_villages"]
-    assert villages.groupby("year")["value"].sum().to_dict() == {2014: 207, 2015: 775, 2016: 1299}
+    assert villages.groupby("year")["value"].sum().to_dict() == {2014: 212, 2015: 780, 2016: 1311}
     assert [taobao.notes[f"villages_read_{year}"] for year in (2014, 2015, 2016)] == [
         212,
         780,
@@ -74,28 +80,74 @@ def test_every_county_of_the_target_vintage_has_an_explicit_zero(taobao):
 
 def test_taobao_towns_2016(taobao):
     towns = taobao.long[taobao.long["variable"] == "taobao_towns"]
-    assert towns["value"].sum() == 133
-    assert (towns["value"] > 0).sum() == 62
+    assert towns["value"].sum() == 135
+    assert (towns["value"] > 0).sum() == 64
     assert _values(taobao.long, "taobao_towns", "445281") == [7.0]  # 普宁市
     assert _values(taobao.long, "taobao_towns", "371721") == [6.0]  # 曹县
 
 
-def test_unmatched_rows_are_development_zones_with_a_reason(taobao):
-    unmatched = taobao.unmatched
-    assert unmatched.groupby(["table", "year"]).size().to_dict() == {
-        ("towns", 2016): 2,
-        ("villages", 2014): 5,
-        ("villages", 2015): 5,
-        ("villages", 2016): 12,
-    }
-    zones = unmatched.loc[unmatched["table"] == "villages"]
+def test_development_zones_go_to_the_reviewed_host_county_of_their_town(taobao, villages):
+    assert taobao.unmatched.empty  # every roster row is placed: the zones through zone_hosts.csv
+    zones = villages[villages["match_rule"] == "zone_host"]
     named = zones["county"].fillna(zones["town"]).value_counts().to_dict()
     assert named == {"白沟新城": 15, "台商投资区": 5, "伊滨区": 1, "高新区": 1}
-    assert zones["reason"].str.contains("development zone").all()
-    baigou = unmatched[(unmatched["year"] == 2015) & (unmatched["village"] == "白五村")]
-    assert baigou["reason"].tolist() == [
-        "河北省 保定市 白沟新城: a development zone, not a county-level unit; not attributed to a county"
-    ]
+    hosts = zones.groupby(["year", "county_code"]).size().to_dict()
+    assert hosts == {
+        (2014, "130684"): 5,  # 白沟新城 (town column, no county) -> 高碑店市
+        (2015, "130684"): 5,
+        (2016, "130684"): 5,
+        (2016, "350521"): 5,  # 台商投资区 东园镇, 张坂镇, 洛阳镇 -> 惠安县
+        (2016, "371702"): 1,  # 菏泽 高新区 吕陵镇 -> 牡丹区
+        (2016, "410381"): 1,  # 伊滨区 庞村镇 -> 偃师市
+    }
+    assert _values(taobao.long, "taobao_villages", "130684") == [5.0, 6.0, 8.0]  # a belt from 2014
+    assert _values(taobao.long, "taobao_towns", "130684") == [1.0]
+
+
+def test_a_zone_without_a_host_stays_unmatched_with_a_reason(raw_dir, code_history, tmp_path):
+    hosts = load_zone_hosts()
+    path = tmp_path / "zone_hosts.csv"
+    hosts[hosts["zone"] != "白沟新城"].to_csv(path, index=False)
+    unmatched = read_taobao(raw_dir, code_history, target=TARGET, zone_hosts=path).unmatched
+    assert unmatched.groupby(["table", "year"]).size().to_dict() == {
+        ("towns", 2016): 1,
+        ("villages", 2014): 5,
+        ("villages", 2015): 5,
+        ("villages", 2016): 5,
+    }
+    reasons = unmatched.set_index(["year", "village"])["reason"]
+    assert reasons[(2015, "白五村")] == (
+        f"河北省 保定市 白沟新城: a development zone, not a county-level unit, and not in {path},"
+        " the reviewed host counties of zones' towns"
+    )
+    assert reasons[(2014, "白五村")].endswith(
+        f"the town column names 白沟新城, a development zone, not a county-level unit, and not in {path}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("河北省,保定市,白沟新城,,13068,高碑店市,x", "line 2: host_code must be a 6-digit county code; got '13068'"),
+        ("河北省,保定市,,,130684,高碑店市,x", "line 2: zone must be a name; got an empty value"),
+    ],
+)
+def test_a_bad_zone_hosts_row_is_refused_naming_line_field_and_value(tmp_path, line, message):
+    path = tmp_path / "zone_hosts.csv"
+    path.write_text(",".join(ZONE_HOST_COLUMNS) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(SourceFormatError, match=message):
+        load_zone_hosts(path)
+
+
+def test_a_zone_hosted_by_a_code_outside_the_roster_year_is_refused(raw_dir, code_history, tmp_path):
+    hosts = load_zone_hosts()
+    hosts.loc[hosts["zone"] == "白沟新城", "host_code"] = "132404"  # 高碑店市 before 1994
+    path = tmp_path / "zone_hosts.csv"
+    hosts.to_csv(path, index=False)
+    with pytest.raises(
+        SourceFormatError, match="must be a county of the 2014 code list, the roster's year; got 132404"
+    ):
+        read_taobao(raw_dir, code_history, target=TARGET, zone_hosts=path)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +181,7 @@ def test_village_table_columns_and_products(villages):
         "match_rule",
     ]
     assert villages.groupby("year")["product"].count().to_dict() == {2014: 212, 2015: 0, 2016: 0}
-    assert villages["county_code"].isna().sum() == 22
+    assert villages["county_code"].isna().sum() == 0
     first = villages.iloc[0]
     assert (first["county"], first["village"], first["product"], first["county_code"]) == (
         "闽侯县",
