@@ -36,6 +36,7 @@ SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
 SNAPSHOT_STATUS = ["is_belt_known", "last_label_period"]
 REQUEST_KEYS = ("county_code", "as_of")
+PERIOD_LIMIT = 10**9  # an as_of beyond it is no period (and would wrap around as int64)
 OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
     "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
@@ -367,6 +368,9 @@ class ForecastBundle:
             bad = np.flatnonzero(values != np.floor(values))
             if bad.size:
                 raise ModelInputError(f"row {bad[0]}: as_of must be {self._period_hint}; got {float(values[bad[0]])!r}")
+            beyond = np.flatnonzero(np.abs(values) > PERIOD_LIMIT)  # would wrap around as int64
+            if beyond.size:
+                self._raise_period(int(beyond[0]), repr(float(values[beyond[0]])))
             return values.astype(np.int64)
         return np.array([self._year(value, i) for i, value in enumerate(column)], dtype=np.int64)
 
@@ -382,8 +386,10 @@ class ForecastBundle:
                 raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
             return index
         number = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool)
-        if not number or float(value) != int(value):
+        if not number or not np.isfinite(float(value)) or float(value) != np.floor(float(value)):
             raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
+        if abs(int(value)) > PERIOD_LIMIT:
+            self._raise_period(row, repr(value))
         return int(value)
 
     @property
@@ -417,13 +423,23 @@ class ForecastBundle:
 
     def _raise_missing(self, codes: np.ndarray, years: np.ndarray, row: int) -> None:
         code, year = f"{codes[row]:06d}", int(years[row])
-        periods = sorted(self.snapshot["as_of"].unique())
-        if year not in periods:
+        if year not in self.snapshot["as_of"].to_numpy():
             given = label_of(year) if self.quarterly else str(year)  # a quarter's index only came from a label
-            raise ModelInputError(
-                f"row {row}: as_of must be one of {label_of(periods[0])}..{label_of(periods[-1])}; got {given}"
-            )
-        raise ModelInputError(f"row {row}: county_code {code!r} is not a county of the panel")
+            self._raise_period(row, given)
+        raise ModelInputError(f"row {row}: county_code {code!r} {self._not_a_county(code)}")
+
+    def _not_a_county(self, code: str) -> str:
+        vintage = self.meta.get("target_vintage")
+        if vintage is None:
+            return "is not a county of the panel"
+        return (
+            f"is not a county of the panel, whose codes are those of {vintage}; a code of another year"
+            f" (renamed, merged or split since) must be given as its {vintage} code"
+        )
+
+    def _raise_period(self, row: int, given: str) -> None:
+        first, last = self._period_range
+        raise ModelInputError(f"row {row}: as_of must be one of {label_of(first)}..{label_of(last)}; got {given}")
 
     def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The snapshot's feature values, with the request's non-missing indicator values in place,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import platform
 import socket
@@ -193,7 +194,7 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
         "git_sha": git_sha(),
         "data_manifest_sha256": manifest_hash(read_manifest()),
         "panel_sha256": panel_hash,
-        "fold_spec": str(sorted(fold_spec.items())),
+        "fold_spec": json.dumps(fold_spec, sort_keys=True),  # as the model version's tag
         "seed": str(settings.model.seed),
         "python": platform.python_version(),
         "target_vintage": str(settings.codes.target_vintage),

@@ -172,6 +172,21 @@ def test_a_quarterly_bundle_takes_and_gives_quarter_labels(synthetic_transitions
     assert input_example(bundle).to_dict("records") == [{"county_code": "110001", "as_of": newest}]
 
 
+def test_an_unknown_code_is_refused_naming_the_code_vintage(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(
+        X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    )
+    bundle = ForecastBundle.from_models(emergence, mode, _panel(X, periods), {"horizon": 1, "target_vintage": 2020})
+    with pytest.raises(ModelInputError) as error:
+        bundle.forecast(pd.DataFrame({"county_code": ["510124"]}))  # 郫县, 郫都区 510117 since 2016
+    assert str(error.value) == (
+        "row 0: county_code '510124' is not a county of the panel, whose codes are those of 2020; a code of"
+        " another year (renamed, merged or split since) must be given as its 2020 code"
+    )
+
+
 def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
     base = bundle.forecast(pd.DataFrame({"county_code": ["110003"], "as_of": [2016]}))
@@ -207,6 +222,14 @@ def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
         (
             {"county_code": ["110001"], "as_of": [np.iinfo(np.int64).max]},
             rf"row 0: as_of must be one of 2014\.\.2016; got {np.iinfo(np.int64).max}",
+        ),
+        (  # as a float it would wrap around to -2**63 as an int64
+            {"county_code": ["110001", "110002"], "as_of": [2015, 1e19]},
+            r"row 1: as_of must be one of 2014\.\.2016; got 1e\+19",
+        ),
+        (  # an integer beyond int64, as JSON may carry it
+            {"county_code": ["110001"], "as_of": pd.Series([99999999999999999999], dtype=object)},
+            r"row 0: as_of must be one of 2014\.\.2016; got 99999999999999999999",
         ),
         ({"county_code": ["110001"], "gdp": [1.0]}, r"unknown column\(s\) \['gdp'\]"),
         ({"as_of": [2015]}, r"must have a county_code column"),

@@ -41,6 +41,8 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
         "version.lightgbm",
     ):
         assert tag in run.data.tags
+    assert run.data.tags["fold_spec"] == champion.tags["fold_spec"]  # JSON on the run and on the version
+    assert json.loads(run.data.tags["fold_spec"])["horizon"] == 1
     assert "temporal.lightgbm.average_precision" in run.data.metrics
     assert run.data.metrics["temporal.lightgbm.n_positive"] == 49  # counts are metrics too
     assert run.data.metrics["mode.majority.n"] > 0
