@@ -72,17 +72,30 @@ def _binary_target(y: Sequence) -> np.ndarray:
     return y.astype(int)
 
 
+EXPOSURE_RISING = ("belts_within_", "belts_same_", "villages_within_")
+EXPOSURE_FALLING = ("dist_nearest_belt_km",)
+
+
+def exposure_signs(columns: Sequence[str]) -> tuple[int, ...]:
+    """+1 for the belt-exposure features a county's chance rises with (columns starting with
+    :data:`EXPOSURE_RISING`), -1 for those it falls with (:data:`EXPOSURE_FALLING`), 0 for others."""
+    return tuple(
+        1 if str(c).startswith(EXPOSURE_RISING) else -1 if str(c).startswith(EXPOSURE_FALLING) else 0 for c in columns
+    )
+
+
 class _MarginBooster(ClassifierMixin, BaseEstimator):
     """A LightGBM booster that starts from the log-odds of a :class:`~models.margin.LinearMargin`
     fitted on the same rows (``init_score``); its score is the sum of the two."""
 
-    def __init__(self, booster: lgb.LGBMClassifier, C: float = 1.0):
+    def __init__(self, booster: lgb.LGBMClassifier, C: float = 1.0, signs: tuple[int, ...] | None = None):
         self.booster = booster
         self.C = C
+        self.signs = signs
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> _MarginBooster:
         values = X.to_numpy(dtype=float)
-        self.margin_ = LinearMargin.fit(values, y, self.C)
+        self.margin_ = LinearMargin.fit(values, y, self.C, signs=self.signs)
         self.booster_ = clone(self.booster).fit(X, y, init_score=self.margin_.logit(values))
         self.classes_ = self.booster_.classes_
         return self
@@ -119,6 +132,12 @@ class LGBMEmergence(_FrameEstimator):
     calibration_folds : int
         Folds of the cross-fitting; at most the number of rows of the rarer class (the folds
         are stratified), which ``calibration_folds_`` records.
+    monotone_exposure : bool
+        The score never falls as a belt-exposure feature rises (:func:`exposure_signs`: the
+        shares of belts and villages nearby, in the prefecture and the province), and never
+        rises with the nearest belt's distance: LightGBM's monotone constraints in the trees,
+        sign bounds on the margin's coefficients. A what-if that adds belts nearby then cannot
+        lower ``p_belt``.
     random_state : int
         Seed of LightGBM and of the calibration folds; the same seed gives the same scores.
     n_jobs : int
@@ -138,6 +157,7 @@ class LGBMEmergence(_FrameEstimator):
         linear_margin_C: float | None = None,
         calibration: str | None = "sigmoid",
         calibration_folds: int = 3,
+        monotone_exposure: bool = True,
         random_state: int = 0,
         n_jobs: int = 1,
     ):
@@ -152,10 +172,12 @@ class LGBMEmergence(_FrameEstimator):
         self.linear_margin_C = linear_margin_C
         self.calibration = calibration
         self.calibration_folds = calibration_folds
+        self.monotone_exposure = monotone_exposure
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _booster(self) -> lgb.LGBMClassifier:
+    def _booster(self, signs: tuple[int, ...] | None) -> lgb.LGBMClassifier:
+        constraints = {"monotone_constraints": list(signs), "monotone_constraints_method": "advanced"} if signs else {}
         return lgb.LGBMClassifier(
             n_estimators=self.n_estimators,
             learning_rate=self.learning_rate,
@@ -171,16 +193,21 @@ class LGBMEmergence(_FrameEstimator):
             deterministic=True,
             force_row_wise=True,
             verbose=-1,
+            **constraints,
         )
 
     def fit(self, X: pd.DataFrame, y: Sequence) -> LGBMEmergence:
         """Fit the booster (and the calibration) on ``X``, ``y``."""
         if self.calibration not in ("sigmoid", None):
             raise ModelInputError(f"calibration must be 'sigmoid' or None; got {self.calibration!r}")
+        if not isinstance(self.monotone_exposure, (bool, np.bool_)):
+            raise ModelInputError(f"monotone_exposure must be true or false; got {self.monotone_exposure!r}")
         features, target = self._fit_frame(X), _binary_target(y)
         self.classes_ = np.array([0, 1])
+        signs = exposure_signs(features.columns) if self.monotone_exposure else None
+        signs = signs if signs and any(signs) else None
         if self.linear_margin_C is None:
-            estimator = self._booster()
+            estimator = self._booster(signs)
         else:
             check_strength(self.linear_margin_C)
             if len(np.unique(target)) < 2:
@@ -188,7 +215,7 @@ class LGBMEmergence(_FrameEstimator):
                     "linear_margin_C needs both classes (y = 0 and y = 1) in the training rows;"
                     f" got only y = {np.unique(target).tolist()}; fit with linear_margin_C=None or on more rows"
                 )
-            estimator = _MarginBooster(self._booster(), self.linear_margin_C)
+            estimator = _MarginBooster(self._booster(signs), self.linear_margin_C, signs)
         if self.calibration is None:
             self.calibrated_ = None
             self._keep(estimator.fit(features, target))

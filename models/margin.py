@@ -18,6 +18,12 @@ margin unbounded (AP 0.380 over 5 seeds) than with each feature clipped to its t
 (0.364). A what-if value far outside the panel's moves the log-odds in proportion; ``terms``
 shows by how much.
 
+Coefficients may be given signs (``signs``: +1 at least 0, -1 at most 0): the exposure features
+move together (the shares of belts within 50, 100 and 200 km), and an unconstrained fit gives
+some of them negative coefficients that only offset the others; a what-if that raises one of
+them alone then lowers the log-odds. With the signs, the penalised likelihood is maximised under
+those bounds (L-BFGS-B, the same objective as scikit-learn's).
+
 The margin is kept as numbers (no pickle): the bundle stores it in JSON and applies it with the
 same code as the estimator, so the served probability equals the trained model's.
 """
@@ -27,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -69,8 +77,12 @@ class LinearMargin:
     intercept: float
 
     @classmethod
-    def fit(cls, values: np.ndarray, y: np.ndarray, C: float, max_iter: int = 5000) -> LinearMargin:
-        """Fit the logistic regression with inverse regularisation strength ``C`` on ``values``."""
+    def fit(
+        cls, values: np.ndarray, y: np.ndarray, C: float, signs: np.ndarray | None = None, max_iter: int = 5000
+    ) -> LinearMargin:
+        """Fit the logistic regression with inverse regularisation strength ``C`` on ``values``;
+        with ``signs`` (one of -1, 0, +1 per feature), the coefficients of +1 features are at
+        least 0 and those of -1 features at most 0."""
         C = check_strength(C)  # both classes in y: checked where the model is fitted (LGBMEmergence.fit)
         values = np.asarray(values, dtype=float)
         infinite = np.flatnonzero(np.isinf(values).any(axis=0))
@@ -81,12 +93,20 @@ class LinearMargin:
         imputer = SimpleImputer(strategy="median", keep_empty_features=True)
         scaler, logistic = StandardScaler(), LogisticRegression(C=C, max_iter=max_iter)
         make_pipeline(imputer, scaler, logistic).fit(values, y)
+        coef, intercept = np.asarray(logistic.coef_[0], dtype=float), float(logistic.intercept_[0])
+        if signs is not None:
+            signs = np.asarray(signs)
+            if signs.shape != (values.shape[1],) or not np.isin(signs, (-1, 0, 1)).all():
+                raise MarginError(f"signs must hold -1, 0 or 1 for each of {values.shape[1]} features; got {signs!r}")
+            if (coef * signs < 0).any():  # the unconstrained optimum breaks a sign: refit within the bounds
+                standard = scaler.transform(imputer.transform(values))
+                coef, intercept = _signed_fit(standard, np.asarray(y, dtype=float), C, signs, coef, intercept, max_iter)
         return cls(
             fill=np.asarray(imputer.statistics_, dtype=float),
             center=np.asarray(scaler.mean_, dtype=float),
             scale=np.asarray(scaler.scale_, dtype=float),
-            coef=np.asarray(logistic.coef_[0], dtype=float),
-            intercept=float(logistic.intercept_[0]),
+            coef=coef,
+            intercept=intercept,
         )
 
     @property
@@ -143,3 +163,27 @@ class LinearMargin:
                 f"linear_margin's fill, center, scale and coef must have one entry per feature; got {sizes}"
             )
         return margin
+
+
+def _signed_fit(
+    X: np.ndarray, y: np.ndarray, C: float, signs: np.ndarray, coef: np.ndarray, intercept: float, max_iter: int
+) -> tuple[np.ndarray, float]:
+    """Minimise ``0.5 |w|^2 + C * sum(log-loss)`` (the intercept unpenalised, as scikit-learn's
+    L2 logistic regression) with ``w_j >= 0`` where ``signs`` is +1 and ``w_j <= 0`` where -1,
+    starting from the unconstrained ``coef`` clipped to the bounds."""
+    k = X.shape[1]
+
+    def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+        z = X @ w[:k] + w[k]
+        residual = expit(z) - y
+        loss = 0.5 * w[:k] @ w[:k] + C * np.sum(np.logaddexp(0.0, z) - y * z)
+        return loss, np.r_[w[:k] + C * (X.T @ residual), C * residual.sum()]
+
+    bounds = [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in signs] + [(None, None)]
+    start = np.r_[
+        np.where(signs > 0, np.maximum(coef, 0.0), np.where(signs < 0, np.minimum(coef, 0.0), coef)), intercept
+    ]
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": max_iter})
+    if not result.success and result.nit >= max_iter:
+        raise MarginError(f"the sign-constrained margin did not converge in {max_iter} iterations: {result.message}")
+    return np.asarray(result.x[:k], dtype=float), float(result.x[k])

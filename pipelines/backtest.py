@@ -171,6 +171,10 @@ def check_params(params: object, source: str) -> dict:
             continue
         if key == "linear_margin_C" and value is None:
             continue
+        if key == "monotone_exposure":
+            if not isinstance(value, bool):
+                raise BeltcastError(f"{source}: monotone_exposure must be true or false; got {value!r}")
+            continue
         integer, within, expected = PARAM_RULES[key]
         kinds = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not within(value):

@@ -102,7 +102,9 @@ def test_a_calibrated_margin_model_refits_the_margin_in_every_calibration_fold(s
     rows = []
     original = margin.LinearMargin.fit.__func__
     monkeypatch.setattr(
-        margin.LinearMargin, "fit", classmethod(lambda cls, v, t, C: rows.append(len(v)) or original(cls, v, t, C))
+        margin.LinearMargin,
+        "fit",
+        classmethod(lambda cls, v, t, C, **kw: rows.append(len(v)) or original(cls, v, t, C, **kw)),
     )
     LGBMEmergence(n_estimators=20, linear_margin_C=1.0, calibration_folds=3).fit(X, y)
     assert len(rows) == 4 and max(rows) == len(X) and all(r < len(X) for r in rows[:3])
@@ -276,3 +278,76 @@ def test_spatial_neighbors_ranks_by_belt_count_then_distance():
     known = np.where(X["dist_nearest_belt_km_rel"].isna(), np.inf, distance)
     expected = np.lexsort((known, -count))  # most belts first, then nearest
     np.testing.assert_array_equal(np.argsort(-scores, kind="stable"), expected)
+
+
+def _offsetting_exposure(seed: int = 3, n: int = 3000) -> tuple[pd.DataFrame, np.ndarray]:
+    """SYNTHETIC rows where two shares of belts nearby move together and the label rises with one
+    and falls with the other: an unconstrained model gives the second a negative effect."""
+    rng = np.random.default_rng(seed)
+    near = rng.gamma(1.0, 0.01, n)
+    X = pd.DataFrame(
+        {
+            "belts_within_100km_share": near,
+            "belts_within_50km_share": 0.5 * near + rng.gamma(1.0, 0.002, n),
+            "manufacturing_share": rng.uniform(0, 0.5, n),
+        }
+    )
+    logit = -4 + 400 * X["belts_within_100km_share"] - 500 * X["belts_within_50km_share"] + 3 * X["manufacturing_share"]
+    return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+def test_exposure_signs_bound_the_margin_to_the_penalised_optimum_within_them():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from models.margin import LinearMargin
+
+    X, y = _offsetting_exposure()
+    values = X.to_numpy(dtype=float)
+    free = LinearMargin.fit(values, y, 1.0)
+    assert free.coef[1] < 0  # the unconstrained fit offsets the 100 km share with the 50 km one
+    signed = LinearMargin.fit(values, y, 1.0, signs=np.array([1, 1, 0]))
+    assert signed.coef[1] == 0.0 and signed.coef[0] > 0
+    # at the bound, the rest is the L2 logistic regression on the other features alone
+    standard = StandardScaler().fit_transform(values)[:, [0, 2]]
+    alone = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(standard, y)
+    np.testing.assert_allclose(signed.coef[[0, 2]], alone.coef_[0], atol=1e-4)
+    assert signed.intercept == pytest.approx(alone.intercept_[0], abs=1e-4)
+    # signs the unconstrained fit already keeps change nothing
+    kept = LinearMargin.fit(values, y, 1.0, signs=np.sign(free.coef).astype(int))
+    np.testing.assert_array_equal(kept.coef, free.coef)
+
+
+def test_signs_of_the_wrong_shape_are_named():
+    from models.margin import LinearMargin, MarginError
+
+    X, y = _offsetting_exposure()
+    with pytest.raises(MarginError, match=r"signs must hold -1, 0 or 1 for each of 3 features; got array\(\[1, 2\]\)"):
+        LinearMargin.fit(X.to_numpy(dtype=float), y, 1.0, signs=np.array([1, 2]))
+
+
+@pytest.mark.parametrize("C", [None, 0.1], ids=["booster", "linear-margin"])
+def test_a_what_if_that_adds_belts_nearby_never_lowers_p_belt(C):
+    X, y = _offsetting_exposure()
+    rows = X.sample(40, random_state=0).reset_index(drop=True)
+    grid = np.linspace(0.0, 0.2, 21)
+
+    def curves(model: LGBMEmergence) -> np.ndarray:
+        out = []
+        for column in ("belts_within_100km_share", "belts_within_50km_share"):
+            for value in grid:
+                out.append(model.predict_proba(rows.assign(**{column: value}))[:, 1])
+        return np.stack(out).reshape(2, len(grid), len(rows))
+
+    monotone = curves(LGBMEmergence(n_estimators=40, linear_margin_C=C).fit(X, y))
+    assert (np.diff(monotone, axis=1) >= -1e-12).all()
+    free = curves(LGBMEmergence(n_estimators=40, linear_margin_C=C, monotone_exposure=False).fit(X, y))
+    assert (np.diff(free, axis=1) < -1e-6).any()  # without the constraints, some what-ifs go down
+
+
+def test_exposure_signs_name_the_exposure_features():
+    from models.estimators import exposure_signs
+
+    columns = ["belts_within_50km_share", "villages_within_200km_share", "belts_same_province_share",
+               "dist_nearest_belt_km_rel", "dist_capital_km", "census_manufacturing_share_rel"]  # fmt: skip
+    assert exposure_signs(columns) == (1, 1, 1, -1, 0, 0)

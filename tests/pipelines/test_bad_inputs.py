@@ -87,6 +87,7 @@ def test_without_a_configured_params_file_the_defaults_apply(tmp_path, monkeypat
         ('{"params": {"scale_pos_weight": Infinity}}', "scale_pos_weight must be a finite number > 0; got inf"),
         ('{"params": {"max_bin": 63}}', "unknown parameter 'max_bin'"),
         ('{"params": {"calibration": "platt"}}', "calibration must be 'sigmoid' or null; got 'platt'"),
+        ('{"params": {"monotone_exposure": 1}}', "monotone_exposure must be true or false; got 1"),
     ],
 )
 def test_a_params_file_tune_would_not_write_is_named(tmp_path, content, message):
@@ -99,7 +100,7 @@ def test_a_params_file_tune_would_not_write_is_named(tmp_path, content, message)
 def test_tuned_parameters_pass_the_check():
     params = {"n_estimators": 60, "learning_rate": 0.0146, "num_leaves": 23, "min_child_samples": 15}
     params |= {"subsample": 0.6, "colsample_bytree": 0.56, "reg_lambda": 4.7, "scale_pos_weight": 1.3}
-    params |= {"linear_margin_C": None, "calibration_folds": 10, "calibration": "sigmoid"}
+    params |= {"linear_margin_C": None, "calibration_folds": 10, "calibration": "sigmoid", "monotone_exposure": False}
     assert check_params(params, "here") == params
 
 
