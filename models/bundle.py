@@ -35,6 +35,7 @@ SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread
 # and codes are checked row by row (cheaper than pandas' vectorised string methods for a few rows)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
 SNAPSHOT_STATUS = ["is_belt_known", "last_label_period"]
+LABELLED_MODE = "mode"  # a belt's mode from its villages' products, where the panel has one
 REQUEST_KEYS = ("county_code", "as_of")
 PERIOD_LIMIT = 10**9  # an as_of beyond it is no period (and would wrap around as int64)
 OUTPUT_COLUMNS = [
@@ -137,7 +138,8 @@ class ForecastBundle:
         features = list(emergence.feature_names_in_)
         if list(mode.feature_names_in_) != features:
             raise ModelInputError("the emergence and mode models must share their feature columns")
-        snapshot = panel[SNAPSHOT_IDS + SNAPSHOT_STATUS + features].reset_index(drop=True)
+        labelled = [LABELLED_MODE] if LABELLED_MODE in panel.columns else []
+        snapshot = panel[SNAPSHOT_IDS + SNAPSHOT_STATUS + labelled + features].reset_index(drop=True)
         return cls(
             emergence=emergence.booster_.booster_,
             calibration=_sigmoid_of(emergence),
@@ -239,7 +241,7 @@ class ForecastBundle:
         columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
         columns["p_belt"] = self._finite(self.p_belt(values), what_if)
         columns["is_belt"] = self._is_belt.take(positions)
-        columns["mode"] = MODE_NAMES.take(modes.argmax(axis=1))
+        columns["mode"] = self._mode(positions, modes)
         columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
         columns["top_drivers"] = self.drivers(values) if drivers else np.full(len(values), "", dtype=object)
         columns["what_if"] = what_if
@@ -283,6 +285,23 @@ class ForecastBundle:
             labels = self.snapshot["as_of"].map(label_of)
             arrays["as_of"] = labels.astype(self.snapshot["county_code"].dtype).array
         return arrays
+
+    def _mode(self, positions: np.ndarray, modes: np.ndarray) -> pd.arrays.StringArray:
+        """The most likely mode, except for a belt whose mode is labelled (its villages' main
+        products): that label. The ``p_*`` columns stay the model's."""
+        predicted = MODE_NAMES.take(modes.argmax(axis=1))
+        labelled = self._labelled_mode.take(positions)
+        known = self._is_belt.take(positions).to_numpy(dtype=bool, na_value=False) & (labelled != "")
+        return pd.array(np.where(known, labelled, predicted), dtype="str") if known.any() else predicted
+
+    @cached_property
+    def _labelled_mode(self) -> np.ndarray:
+        """Each snapshot row's labelled mode, ``""`` where none (or a bundle written before the
+        labels were kept)."""
+        if LABELLED_MODE not in self.snapshot.columns:
+            return np.full(len(self.snapshot), "", dtype=object)
+        label = self.snapshot[LABELLED_MODE]
+        return label.where(label.isin(MODES), "").to_numpy(dtype=object)
 
     @cached_property
     def _is_belt(self) -> pd.arrays.BooleanArray:

@@ -134,6 +134,24 @@ def test_a_mode_model_at_weight_zero_forecasts_the_frequencies(synthetic_transit
     assert forecast["mode"].tolist() == [MODES[0]]
 
 
+def test_a_belt_with_a_labelled_mode_keeps_its_label(synthetic_transitions, tmp_path):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(
+        X.head(201), np.asarray(MODES, dtype=object)[np.arange(201) % 3]
+    )
+    panel = _panel(X, periods)
+    panel["mode"] = pd.Series(pd.NA, index=panel.index, dtype="str")
+    panel.loc[panel["county_code"] == "110001", "mode"] = "local_specialty"  # a belt (one in 50 is)
+    panel.loc[panel["county_code"] == "110002", "mode"] = "cultural_heritage"  # labelled, not a belt
+    saved = ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1}).save(tmp_path / "bundle")
+    bundle = ForecastBundle.load(saved)
+    forecast = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002", "110003"]}), drivers=False)
+    assert forecast["is_belt"].tolist() == [True, False, False]
+    assert forecast["mode"].tolist() == ["local_specialty", MODES[0], MODES[0]]  # the label, else the model
+    np.testing.assert_allclose(forecast[[f"p_{m}" for m in MODES]].iloc[0], [1 / 3, 1 / 3, 1 / 3, 0])  # the model's
+
+
 def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
     out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002", "110003"], "as_of": [2015, None, "2015"]}))
