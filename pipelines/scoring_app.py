@@ -12,6 +12,15 @@ they reach MLflow, where they would cost a 5xx or the server's memory:
 - JSON nested deeper than :data:`MAX_DEPTH` levels gets **400** (Python's JSON parser would
   hit its recursion limit, which MLflow's server reports as a 500).
 
+It also makes two of MLflow's answers usable:
+
+- a ``text/csv`` body (a header row, then one row per request row) is passed on as the JSON
+  ``dataframe_split`` it means, ``county_code`` and ``as_of`` read as text: MLflow's own CSV
+  path cannot enforce the model's signature, whose ``as_of`` is of any type, and fails;
+- an error answer keeps the cause's one-line message (MLflow puts the whole request's table in
+  front of the model's errors and of its own signature check's, ``Failed to predict data '...'.
+  Error: ...``) and drops the server's stack trace.
+
 ``python -m pipelines.scoring_app --host H --port P --workers N`` runs it (what ``beltcast
 serve`` does): uvicorn on listening sockets made here, see :func:`listening_sockets`.
 """
@@ -20,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
 import json
 import logging
 import os
@@ -36,6 +47,8 @@ MAX_DEPTH = 64
 STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
 JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 OPEN, CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
+# MLflow's error messages that print the request's whole table before the cause ("... Error: cause")
+DUMPED_REQUEST = ("Failed to predict data '", "Failed to enforce schema of data '")
 
 
 def nesting_depth(body: bytes) -> int:
@@ -78,6 +91,9 @@ class RequestGuard:
         body, problem = await self._read(scope, receive)
         if problem is None and nesting_depth(body) > MAX_DEPTH:
             problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
+        if problem is None and _is_csv(scope):
+            body, problem = _csv_as_json(body)
+            scope = {**scope, "headers": _json_headers(scope, len(body))}
         if problem is not None:
             await _reply(send, *problem)
             return
@@ -90,7 +106,7 @@ class RequestGuard:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        await self.app(scope, replay, _plain_errors(send))
 
     async def _read(self, scope, receive) -> tuple[bytes, tuple[int, str] | None]:
         too_large = (
@@ -112,6 +128,77 @@ class RequestGuard:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks), None
+
+
+def _is_csv(scope) -> bool:
+    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+    return content_type.split(b";")[0].strip().lower() == b"text/csv"
+
+
+def _json_headers(scope, length: int) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in scope.get("headers") or [] if k not in (b"content-type", b"content-length")]
+    return [*kept, (b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+
+
+def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
+    """A CSV body as the JSON ``dataframe_split`` body it means, or the problem with it."""
+    import pandas as pd
+
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        return b"", (400, f"the text/csv body must be UTF-8; got a byte it cannot be ({err})")
+    header = next(csv.reader([text.partition("\n")[0].rstrip("\r")]), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        return b"", (400, f"the text/csv header must name each column once; got {repeated} more than once")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"county_code": str, "as_of": str})
+    except (ValueError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return b"", (
+            400,
+            f"the text/csv body cannot be read: expected a header row, then one row per county; {message}",
+        )
+    split = json.loads(frame.to_json(orient="split", index=False))
+    return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}}).encode(), None
+
+
+def _plain_errors(send):
+    """``send`` that rewrites an error answer (status >= 400) of JSON: the model's own message
+    without MLflow's dump of the request in front of it, and no stack trace."""
+    held: dict = {}
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            held.update(start=message, chunks=[])
+            return
+        if "start" not in held or message["type"] != "http.response.body":
+            await send(message)
+            return
+        held["chunks"].append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = _plain_error(b"".join(held["chunks"]))
+        headers = [(k, v) for k, v in held["start"].get("headers", []) if k != b"content-length"]
+        await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+def _plain_error(body: bytes) -> bytes:
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(error, dict):
+        return body
+    message = error.get("message")
+    if isinstance(message, str) and message.startswith(DUMPED_REQUEST) and "Error: " in message:
+        error["message"] = message.rpartition("Error: ")[2]
+    error.pop("stack_trace", None)
+    return json.dumps(error).encode()
 
 
 async def _reply(send, status: int, message: str) -> None:

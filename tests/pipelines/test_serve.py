@@ -5,6 +5,7 @@ One server (``pipelines.serve.start``) on a free loopback port serves the module
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -109,7 +110,25 @@ def test_unknown_county_code_is_a_400_naming_it(server):
     response = invoke(server, ["county_code", "as_of"], [["999999", AS_OF]])
 
     assert response.status_code == 400
-    assert "county_code '999999' is not a county of the panel" in response.json()["message"]
+    error = response.json()
+    assert error["message"].startswith("row 0: county_code '999999' is not a county of the panel")
+    assert "\n" not in error["message"] and "stack_trace" not in error  # the model's own line only
+
+
+def test_a_csv_request_is_forecast_as_its_json(server):
+    body = f"county_code,as_of,belts_within_100km_share\n{CAOXIAN},{AS_OF},\n{CAOXIAN},{AS_OF},0.2\n"
+    response = requests.post(
+        f"{server}/invocations", data=body.encode(), headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
+    )
+    assert response.status_code == 200, response.text
+    plain, what_if = response.json()["predictions"]
+    assert plain["p_belt"] == pytest.approx(forecast(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["p_belt"])
+    assert (plain["what_if"], what_if["what_if"]) == ("", "belts_within_100km_share")
+    bad = requests.post(
+        f"{server}/invocations", data=b"county_code,county_code\n371721,371721\n", headers={"Content-Type": "text/csv"}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["message"] == "the text/csv header must name each column once; got ['county_code'] more than once"
 
 
 @pytest.mark.parametrize("year", ["2014x", "twenty", True])
@@ -397,3 +416,45 @@ def test_a_bad_size_limit_names_the_variable(monkeypatch):
     monkeypatch.setenv("BELTCAST_MAX_REQUEST_MB", "lots")
     with pytest.raises(ValueError, match="BELTCAST_MAX_REQUEST_MB must be a number of megabytes; got 'lots'"):
         max_request_bytes()
+
+
+@pytest.mark.parametrize(
+    ("message", "plain"),
+    [
+        ("Failed to predict data '  county_code\n0 999999'. \nError: row 0: county_code '999999' is not a county",
+         "row 0: county_code '999999' is not a county"),
+        ("Failed to enforce schema of data '  viirs_mean\n0 x' with schema '[...]'. Error: Incompatible input types"
+         " for column viirs_mean.", "Incompatible input types for column viirs_mean."),
+        ("the JSON body is nested deeper than 64 levels", "the JSON body is nested deeper than 64 levels"),
+    ],
+)  # fmt: skip
+def test_an_error_answer_keeps_the_cause_without_the_request_dump_or_stack_trace(message, plain):
+    from pipelines.scoring_app import _plain_error
+
+    body = json.dumps({"error_code": "BAD_REQUEST", "message": message, "stack_trace": "Traceback ..."}).encode()
+    assert json.loads(_plain_error(body)) == {"error_code": "BAD_REQUEST", "message": plain}
+    assert _plain_error(b"not json") == b"not json"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"", "the text/csv body cannot be read: expected a header row, then one row per county; No columns to parse"),
+        (b"county_code,as_of,as_of\n1,2,3\n", "the text/csv header must name each column once; got ['as_of']"),
+        ("county_code\n曹县\n".encode("gbk"), "the text/csv body must be UTF-8"),
+    ],
+)  # fmt: skip
+def test_a_csv_body_is_the_json_it_means_or_a_400_naming_the_problem(body, problem):
+    from pipelines.scoring_app import _csv_as_json
+
+    converted, error = _csv_as_json(
+        "\ufeffcounty_code,as_of,viirs_mean_rel\r\n371721,2020,\r\n371721,,0.5\r\n".encode()
+    )
+    assert error is None
+    assert json.loads(converted) == {
+        "dataframe_split": {
+            "columns": ["county_code", "as_of", "viirs_mean_rel"],
+            "data": [["371721", "2020", None], ["371721", None, 0.5]],
+        }
+    }
+    assert _csv_as_json(body)[1][0] == 400 and _csv_as_json(body)[1][1].startswith(problem)
