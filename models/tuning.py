@@ -102,7 +102,7 @@ def make_objective(
         models = [LGBMEmergence(**params, calibration=None, random_state=s) for s in seeds]
         scores = np.zeros((len(folds), n_seeds))
         for step, fold in enumerate(folds):
-            train, test = _rows(fold, periods, groups)
+            train, test = fold_rows(fold, periods, groups)
             for i, model in enumerate(models):
                 p = _fit_predict(model, X, y, train, test)
                 scores[step, i] = average_precision_score(y[test], p) if 0 < y[test].sum() < test.sum() else 0.0
@@ -138,7 +138,7 @@ def calibration_scores(
     inner fold's training rows is not tried (the folds are stratified; it would be capped).
     """
     folds = inner_folds(periods, groups, y, spec, n_inner)
-    rarest = min(rarer_class_count(y[_rows(fold, periods, groups)[0]]) for fold in folds)
+    rarest = min(rarer_class_count(y[fold_rows(fold, periods, groups)[0]]) for fold in folds)
     # more folds than the rarer class has rows would be capped to the same fit: not a candidate
     candidates = tuple(k for k in candidates if k <= rarest) or (min(candidates),)
     scores = {}
@@ -146,13 +146,14 @@ def calibration_scores(
         model = LGBMEmergence(**params, calibration="sigmoid", calibration_folds=k, random_state=seed)
         briers = []
         for fold in folds:
-            train, test = _rows(fold, periods, groups)
+            train, test = fold_rows(fold, periods, groups)
             briers.append(brier_score_loss(y[test], _fit_predict(model, X, y, train, test)))
         scores[k] = float(np.mean(briers))
     return scores
 
 
-def _rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_rows(fold: Fold, periods: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training and test rows of an inner or outer fold, as boolean masks over the transitions."""
     if fold.kind == "temporal":
         return np.isin(periods, fold.train_periods), np.isin(periods, fold.test_periods)
     in_years = np.isin(periods, fold.train_periods)

@@ -5,8 +5,9 @@ P) -> train (a challenger; an identical one is reused, not registered twice) -> 
 -> score (as of P) -> report, under one parent MLflow run with a child run per step. ``--period``
 and the metrics file are checked before anything else runs (P a quarter, or a year for annual
 metrics, in 2000..2099; every row valid; the file's last period is P; enough periods to label and
-to cut a temporal fold), so bad input stops the flow with the panel, the champion and the outputs
-untouched. Re-running a period reuses what is done.
+to cut a temporal fold; new belts and counties that stay none in the training rows of every fold
+tune and the backtest cut; belts whose categories map to a mode in two provinces), so bad input
+stops the flow with the panel, the champion and the outputs untouched. Re-running a period reuses what is done.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from rich.table import Table
 from features.errors import ConfigError
 from features.labels import BeltRule, emergence_target
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
-from features.platform import YEARS, PlatformMetrics, PlatformMetricsError, read_platform_metrics
+from features.platform import (
+    CATEGORY,
+    YEARS,
+    PlatformMetrics,
+    PlatformMetricsError,
+    category_modes,
+    read_platform_metrics,
+)
+from features.taxonomy import load_taxonomy
+from models.tuning import fold_rows, inner_folds
 from pipelines import build, promote, report, score, sync, train, tune
 from pipelines.backtest import fold_spec
 from pipelines.config import Settings
@@ -135,6 +145,8 @@ def validate_metrics(settings: Settings, period: str) -> None:
     rule = build.belt_rule(settings.platform)
     labels = build.platform_labels(metrics, rule, path)
     check_temporal_fold(settings, metrics, labels, rule)
+    check_learnable(settings, labels, rule)
+    check_modes(metrics, labels, rule, path)
 
 
 def check_covered(metrics: PlatformMetrics, period: str, path: Path) -> None:
@@ -172,6 +184,76 @@ def check_temporal_fold(settings: Settings, metrics: PlatformMetrics, labels: pd
         f"{needed + 2 * horizon} consecutive {unit}s of metrics with this rule ({metric} needs {needed}); "
         f"got transitions in {_period_list(transitions, frequency)} (labelled: {labelled}; metrics: {known})"
     )
+
+
+MIN_EACH_CLASS = 2  # the sigmoid calibration's cross-fitting needs two rows of each class
+
+
+def check_learnable(settings: Settings, labels: pd.DataFrame, rule: BeltRule) -> None:
+    """Every training set tune and the backtest cut (the newest temporal fold's, the province
+    hold-out's and tune's inner folds) holds :data:`MIN_EACH_CLASS` new belts and as many counties
+    that stay none: a model cannot be fitted, or calibrated, on one class."""
+    target = emergence_target(rule.apply(labels, "period"), settings.platform.horizon, "period")
+    rows = target[target["emerged"].notna()]
+    periods, y = rows["period"].to_numpy(), rows["emerged"].astype(int).to_numpy()
+    groups = (rows["county_code"].str[:2] + "0000").to_numpy()  # the panel's province_code
+    spec = fold_spec(settings)
+    newest = spec.temporal(np.sort(np.unique(periods)))[-1]
+    inside = np.isin(periods, newest.train_periods)
+    inner_by_province = not spec.temporal(np.sort(np.unique(periods[inside])))  # one training period
+    needed = max(spec.n_spatial, settings.tune.inner_folds if inner_by_province else 0)
+    provinces = len(np.unique(groups[inside]))
+    if provinces < needed:
+        tune_groups = f" and tune {settings.tune.inner_folds}" if inner_by_province else ""
+        raise PlatformMetricsError(
+            f"{settings.platform.metrics_file}: platform metrics must cover {needed} provinces at least in the"
+            f" training rows of the newest temporal fold ({_fold_periods(newest.train_periods)}): the province"
+            f" hold-out holds out {spec.n_spatial} groups of provinces{tune_groups}; got {provinces} province(s)"
+        )
+    folds = [(f"the newest temporal fold ({_fold_periods(newest.train_periods)})", newest)]
+    folds += [(f"the province hold-out without {list(f.test_groups)}", f) for f in spec.spatial(periods, groups, y)]
+    folds += [
+        (f"tune's inner fold {f.name} ({list(f.test_groups) or _fold_periods(f.train_periods)} held out)", f)
+        for f in inner_folds(periods, groups, y, spec, settings.tune.inner_folds)
+    ]
+    for name, fold in folds:
+        train = fold_rows(fold, periods, groups)[0]
+        new, stay = int(y[train].sum()), int((1 - y[train]).sum())
+        if min(new, stay) < MIN_EACH_CLASS:
+            raise PlatformMetricsError(
+                f"{settings.platform.metrics_file}: platform metrics must give every training set of tune and the"
+                f" backtest {MIN_EACH_CLASS} new belts and {MIN_EACH_CLASS} counties that stay none at least;"
+                f" got {new} new belt(s) and {stay} that stay none in the training rows of {name}"
+                f" ({int(inside.sum())} transitions of {len(np.unique(groups[inside]))} province(s) in all)"
+            )
+
+
+def check_modes(metrics: PlatformMetrics, labels: pd.DataFrame, rule: BeltRule, path: Path) -> None:
+    """The mode model trains on the belts of one period whose categories map to a mode
+    (:func:`~features.platform.category_modes`) and is judged holding out provinces: it needs such
+    belts in two provinces at least, in some labelled period."""
+    status = rule.apply(labels, "period")
+    modes = category_modes(metrics, load_taxonomy())
+    known = status[status["is_belt"]].merge(modes.dropna(subset=["mode"]), on=["county_code", "period"])
+    provinces = known.assign(province=known["county_code"].str[:2]).groupby("period")["province"].nunique()
+    if (provinces >= 2).any():
+        return
+    if CATEGORY not in metrics.frame.columns or metrics.frame[CATEGORY].isna().all():
+        why = f"the file has no {CATEGORY!r} values"
+    else:
+        taxonomy = load_taxonomy()
+        categories = sorted(metrics.frame[CATEGORY].dropna().astype(str).unique())
+        unmapped = [c for c in categories if taxonomy.mode_of(c) is None]
+        why = f"{len(unmapped)} of its {len(categories)} categories map to no mode, e.g. {unmapped[:5]}"
+    raise PlatformMetricsError(
+        f"{path}: platform metrics must give belts whose {CATEGORY!r} maps to a mode through"
+        f" features/mode_taxonomy.csv, in 2 provinces at least in one labelled period, for the mode model;"
+        f" got {int(provinces.max()) if len(provinces) else 0} province(s) with such a belt: {why}"
+    )
+
+
+def _fold_periods(periods: tuple) -> str:
+    return ", ".join(label_of(int(p)) for p in periods)
 
 
 def _period_list(periods: pd.Series, frequency: str) -> str:

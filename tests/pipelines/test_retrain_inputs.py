@@ -4,12 +4,13 @@ step runs. The metrics files are SYNTHETIC (made-up values on two real county co
 from __future__ import annotations
 
 import optuna
+import pandas as pd
 import pytest
 from rich.console import Console
 
 from features.periods import PeriodError
-from features.platform import PlatformMetricsError
-from pipelines import retrain, tune
+from features.platform import PlatformMetrics, PlatformMetricsError
+from pipelines import build, retrain, tune
 from pipelines.config import DataSettings, MlflowSettings, PlatformSettings, Settings, TuneSettings
 from tests.pipelines.test_build_platform_inputs import quarters, two_county_history, write_synthetic_metrics
 
@@ -97,7 +98,10 @@ def test_a_file_too_short_for_a_temporal_fold_is_refused(settings, tmp_path):
 
 
 @pytest.mark.parametrize(("first", "n"), [("2023Q1", 11), ("2023Q2", 10)])
-def test_a_file_that_covers_the_period_reaches_the_steps(settings, tmp_path, first, n):
+def test_a_file_that_covers_the_period_reaches_the_steps(settings, tmp_path, first, n, monkeypatch):
+    # two counties cannot fill the folds or train modes (tested below): only the periods are at stake here
+    monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
+    monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
     metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters(first, n))
     with pytest.raises(StepsReached):
         retrain.run(settings, " 2025Q3", metrics, QUIET)
@@ -115,3 +119,76 @@ def test_a_platform_panel_is_tuned_in_its_own_study_unless_the_config_names_one(
     optuna.create_study(study_name="emergence", storage=storage).set_user_attr("features", sorted(features))
     assert tune.default_study(platform, features) == "emergence"
     assert tune.default_study(platform, ["census_population_rel"]) == "platform"
+
+
+Q0 = 2025 * 4  # 2025Q1 as a quarter index
+
+
+def _rule_metrics(provinces: range, new_belts: set[str], per_province: int = 10) -> pd.DataFrame:
+    """SYNTHETIC rule metrics of ``per_province`` counties in each province over 2025Q1..2025Q3:
+    the counties of ``new_belts`` are belts from 2025Q2 on (2 of 3 conditions), the others never."""
+    rows = []
+    for province in provinces:
+        for j in range(per_province):
+            code = f"{province}{j + 1:04d}"
+            for t in range(3):
+                belt = code in new_belts and t >= 1
+                rows.append((code, Q0 + t, 2e8 if belt else 1e6, 200.0 if belt else 10.0, 0.5 if belt else 0.0))
+    return pd.DataFrame(rows, columns=["county_code", "period", "gmv_annual_cny", "active_merchants", "gmv_growth_yoy"])
+
+
+def _platform_settings() -> Settings:
+    return Settings(platform=PlatformSettings(metrics_file="platform_metrics_synthetic.csv"))
+
+
+def _new_belts(provinces: range, per_province: int) -> set[str]:
+    return {f"{p}{j + 1:04d}" for p in provinces for j in range(per_province)}
+
+
+def test_enough_new_belts_in_enough_provinces_can_be_learned():
+    settings = _platform_settings()
+    labels = _rule_metrics(range(11, 17), _new_belts(range(11, 17), 2))
+    retrain.check_learnable(settings, labels, build.belt_rule(settings.platform))
+
+
+@pytest.mark.parametrize(
+    ("provinces", "new_belts", "message"),
+    [
+        (range(11, 14), _new_belts(range(11, 14), 2),
+         r"must cover 5 provinces at least in the training rows of the newest temporal fold \(2025Q1\): the province"
+         r" hold-out holds out 5 groups of provinces and tune 4; got 3 province\(s\)$"),
+        (range(11, 17), {"110001"},
+         r"must give every training set of tune and the backtest 2 new belts and 2 counties that stay none at least;"
+         r" got 1 new belt\(s\) and 59 that stay none in the training rows of the newest temporal fold \(2025Q1\)"
+         r" \(60 transitions of 6 province\(s\) in all\)$"),
+        (range(11, 17), _new_belts(range(11, 12), 3),  # every new belt in one province
+         r"got 0 new belt\(s\) and 40 that stay none in the training rows of the province hold-out without \['110000'"),
+    ],
+)  # fmt: skip
+def test_a_file_whose_folds_cannot_be_learned_is_refused_before_any_step(provinces, new_belts, message):
+    settings = _platform_settings()
+    labels = _rule_metrics(provinces, new_belts)
+    with pytest.raises(PlatformMetricsError, match=message):
+        retrain.check_learnable(settings, labels, build.belt_rule(settings.platform))
+
+
+@pytest.mark.parametrize(
+    ("categories", "message"),
+    [
+        (None, r"got 0 province\(s\) with such a belt: the file has no 'category' values$"),
+        (["apparel", "tea leaves"], r"got 0 province\(s\) with such a belt: 2 of its 2 categories map to no mode,"
+                                    r" e\.g\. \['apparel', 'tea leaves'\]$"),
+    ],
+)  # fmt: skip
+def test_a_file_without_modes_for_its_belts_is_refused_before_any_step(categories, message):
+    settings = _platform_settings()
+    labels = _rule_metrics(range(11, 17), _new_belts(range(11, 17), 2))
+    frame = labels[["county_code", "period"]].assign(gmv_cny=1e6, active_merchants=10.0)
+    frame["category"] = None if categories is None else [categories[i % 2] for i in range(len(frame))]
+    metrics = PlatformMetrics(frame, "quarterly")
+    rule = build.belt_rule(settings.platform)
+    with pytest.raises(PlatformMetricsError, match=r"platform_metrics_synthetic\.csv: platform metrics must give"
+                                                   r" belts whose 'category' maps to a mode .*" + message):  # fmt: skip
+        retrain.check_modes(metrics, labels, rule, settings.platform.metrics_file)
+    frame["category"] = "女装"  # a garment: industrial transformation
+    retrain.check_modes(PlatformMetrics(frame, "quarterly"), labels, rule, settings.platform.metrics_file)
