@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 from collections.abc import Callable
@@ -198,6 +199,36 @@ def scored_features(storage: str, study: str) -> list[str] | None:
         return None
 
 
+class InterruptedTrials(logging.Filter):
+    """Drops Optuna's report of a trial stopped by Ctrl+C (its traceback, then ``Trial N failed
+    with value None.``): the job says it was interrupted in one line. Other failures pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        words = record.getMessage().split()
+        number = words[1] if len(words) > 1 and words[0] == "Trial" else None
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.interrupted.add(number)
+            return False
+        if number in self.interrupted and "failed with value" in record.getMessage():
+            self.interrupted.discard(number)  # the report's second line; numbers start again in a new study
+            return False
+        return True
+
+
+OPTUNA_TRIAL_LOGGER = "optuna.study._optimize"  # where Optuna reports a failed trial
+
+
+def quiet_interrupts() -> None:
+    """Install :class:`InterruptedTrials` on Optuna's trial logger, once."""
+    logger = logging.getLogger(OPTUNA_TRIAL_LOGGER)
+    if not any(isinstance(f, InterruptedTrials) for f in logger.filters):
+        logger.addFilter(InterruptedTrials())
+
+
 def open_study(settings: Settings, study_name: str | None, features: list[str] | None = None) -> optuna.Study:
     """Create or resume the study in its storage (``mlruns/optuna.db`` by default)."""
     storage = settings.tune.storage
@@ -205,6 +236,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_interrupts()
     try:
         return make_study(study_name or default_study(settings, features), storage, settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:

@@ -171,3 +171,43 @@ def test_trials_from_before_tune_recorded_their_data_are_not_reused(settings):
     assert (
         "1 trial(s) of study 'scored-on' were scored on other data or settings (changed since the newest: not" in said
     )
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ValueError])
+def test_a_trial_stopped_by_ctrl_c_is_not_reported_with_a_traceback(error):
+    import logging
+
+    from pipelines.tune import quiet_interrupts
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_interrupts()
+    quiet_interrupts()  # installed once
+    assert (
+        sum(type(f).__name__ == "InterruptedTrials" for f in logging.getLogger(tune.OPTUNA_TRIAL_LOGGER).filters) == 1
+    )
+    seen = Records()
+    logging.getLogger("optuna").addHandler(seen)
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        raise error("stop")
+
+    try:
+        with pytest.raises(error):
+            optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0)).optimize(objective, n_trials=1)
+    finally:
+        logging.getLogger("optuna").removeHandler(seen)
+    reported = [r.getMessage() for r in seen.records]
+    if error is KeyboardInterrupt:  # the job prints `error: interrupted`, nothing more
+        assert not [m for m in reported if "failed" in m]
+    else:  # another failure keeps Optuna's report, traceback included
+        assert reported[0].startswith("Trial 0 failed with parameters") and seen.records[0].exc_info
+        assert reported[1] == "Trial 0 failed with value None."
