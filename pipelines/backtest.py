@@ -22,6 +22,7 @@ from models.estimators import LGBMEmergence
 from models.plots import calibration_curves, pr_curves
 from models.tuning import nested_params
 from pipelines.config import ModelSettings, Settings
+from pipelines.manifest import sha256_of
 
 SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -94,7 +95,35 @@ def load_panel(settings: Settings) -> pd.DataFrame:
             f" {str(settings.platform.metrics_file)!r}; expected the platform's panel: run"
             " `beltcast features build` with this config, or `beltcast retrain`"
         )
+    if is_platform(settings):
+        check_metrics_file(settings, path)
     return panel
+
+
+def check_metrics_file(settings: Settings, panel_path: Path) -> None:
+    """The config's metrics file is the one the panel was built from (by content: its sha256, as
+    ``features build`` records it in ``quality.json``); a panel built before the record is taken as is."""
+    quality = panel_path.with_name("quality.json")
+    try:
+        built = json.loads(quality.read_text(encoding="utf-8")).get("platform_metrics")
+    except (OSError, ValueError, AttributeError):
+        built = None
+    if not isinstance(built, dict) or "sha256" not in built:
+        return
+    configured = Path(settings.platform.metrics_file)
+    if not configured.is_file():
+        raise BeltcastError(
+            f"[platform] metrics_file {configured} does not exist; expected the file the panel was built"
+            f" from, {built.get('file')}"
+        )
+    digest = sha256_of(configured)
+    if digest != built["sha256"]:
+        raise BeltcastError(
+            f"panel {panel_path} was built from the platform metrics {built.get('file')} (sha256"
+            f" {built['sha256'][:12]}), but the config's [platform] metrics_file is {configured} (sha256"
+            f" {digest[:12]}); expected the same file: name it in the config, or rebuild the panel with this"
+            " one (`beltcast features build` or `beltcast retrain`)"
+        )
 
 
 PLATFORM_PREFIX = "platform_"  # the platform metrics' feature columns (pipelines.build.platform_features)

@@ -3,6 +3,9 @@ expected and what came in, raised before any work, and nothing already written t
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -130,6 +133,30 @@ def test_a_platform_panel_read_without_the_platform_config_is_named(tmp_path):
     settings = Settings(data=DataSettings(features_dir=tmp_path))
     with pytest.raises(BeltcastError, match=r"built from platform metrics .* no \[platform\] metrics_file"):
         load_panel(settings)
+
+
+def test_a_platform_panel_read_with_another_metrics_file_is_named(tmp_path):
+    # `train --config` naming last quarter's file after a retrain on this quarter's: its lineage
+    # would record one file while the panel was built from another
+    built, other = tmp_path / "metrics_2025Q4_synthetic.csv", tmp_path / "metrics_2025Q3_synthetic.csv"
+    built.write_text("county_code,period,gmv_cny,active_merchants\n371721,2025Q4,1,1\n", encoding="utf-8")
+    other.write_text("county_code,period,gmv_cny,active_merchants\n371721,2025Q3,1,1\n", encoding="utf-8")
+    _minimal_panel(tmp_path, "platform_gmv_annual_cny")
+    record = {"platform_metrics": {"file": str(built), "sha256": hashlib.sha256(built.read_bytes()).hexdigest()}}
+    (tmp_path / "quality.json").write_text(json.dumps(record), encoding="utf-8")
+
+    def settings(metrics: Path) -> Settings:
+        return Settings(data=DataSettings(features_dir=tmp_path), platform=PlatformSettings(metrics_file=metrics))
+
+    with pytest.raises(
+        BeltcastError,
+        match=rf"was built from the platform metrics {re.escape(str(built))} \(sha256 [0-9a-f]{{12}}\), but the"
+        rf" config's \[platform\] metrics_file is {re.escape(str(other))} \(sha256 [0-9a-f]{{12}}\); expected the same",
+    ):
+        load_panel(settings(other))
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(built.read_bytes())
+    assert len(load_panel(settings(copy))) == 1  # the same content under another name
 
 
 def test_a_public_panel_read_with_a_platform_config_is_named(tmp_path):
