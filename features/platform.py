@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.codes import CodeHistory, harmonise
+from features.codes import CodeHistory, harmonise, is_county_level
 from features.errors import CountyCodeError, SourceFormatError
 from features.labels import BeltRule, Condition
 from features.periods import ANNUAL, QUARTERLY, PeriodError, label, parse_period, per_year
@@ -279,8 +279,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, dtype=str, na_filter=False, skip_blank_lines=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise PlatformMetricsError(f"{path}: must be UTF-8 encoded (re-save it as UTF-8); got {err.reason}") from err
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1 if isinstance(err.start, int) else "?"
+        raise PlatformMetricsError(
+            f"{path}: must be UTF-8 encoded (re-save it as UTF-8; Excel and WPS may save Chinese text as GBK);"
+            f" got a byte UTF-8 cannot read on line {line} ({err.reason})"
+        ) from err
+    except pd.errors.EmptyDataError as err:
+        raise PlatformMetricsError(
+            f"{path}: must start with a header row naming the columns (county_code, period, gmv_cny,"
+            " active_merchants, ...); got an empty file"
+        ) from err
+    except pd.errors.ParserError as err:
         raise PlatformMetricsError(f"{path}: cannot be read as CSV: {err}") from err
     blank = (raw == "").all(axis=1)
     return raw[~blank]
@@ -355,9 +364,14 @@ def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> 
     unknown = ~codes.map(known).astype(bool)
     if unknown.any():
         i = _first(unknown)
+        what = (
+            "a code valid in no year"
+            if is_county_level(codes.at[i])
+            else "a province or prefecture code (ending in 00), not a county's"
+        )
         raise PlatformMetricsError(
             f"county_code {codes.at[i]!r} must be a county-level code of some year of the code history; "
-            f"got a code valid in no year ({_where(path, i)})"
+            f"got {what} ({_where(path, i)})"
         )
     return codes.astype(object)
 

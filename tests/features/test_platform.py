@@ -332,6 +332,7 @@ GOOD = "371721,2024Q1,1e7,10"
     [
         ("37172,2024Q2,1,1", r"county_code '37172' must be 6 digits 0-9; got 5 characters \(data row 2, line 3 of "),
         ("999999,2024Q2,1,1", r"county_code '999999' must be a county-level code .* valid in no year \(data row 2"),
+        ("371700,2024Q2,1,1", r"county_code '371700' must be a .*; got a province or prefecture code \(ending in 00\)"),
         ("371721,2025Q5,1,1", r"period must look like 2025 .* or 2025Q3 .*; got '2025Q5' \(data row 2, line 3"),
         ("371721,1925,1,1", r"with a year in 2000\.\.2099; got '1925'"),
         (
@@ -458,7 +459,13 @@ def test_parquet_rows_are_named_without_lines(tmp_path, toy_history):
             b"",
             r"metrics\.xlsx: file suffix must be one of \['\.csv', '\.parquet', '\.pq'\]; got '\.xlsx'",
         ),
-        ("metrics.csv", (HEADER + "\n371721,2024Q1,1,1,曹县\n").encode("gbk"), r"must be UTF-8 encoded"),
+        (
+            "metrics.csv",
+            (HEADER + "\n371721,2024Q1,1,1,曹县\n").encode("gbk"),
+            r"must be UTF-8 encoded \(re-save it as UTF-8; Excel and WPS may save Chinese text as GBK\); got a byte"
+            r" UTF-8 cannot read on line 2",
+        ),
+        ("metrics.csv", b"", r"must start with a header row naming the columns \(county_code, .*got an empty file$"),
         ("metrics.csv", (HEADER + "\n").encode(), r"must hold at least one data row; got only the header"),
         ("metrics.parquet", b"not parquet", r"metrics\.parquet: cannot be read as Parquet"),
     ],
