@@ -100,8 +100,17 @@ def run(
     fingerprint = training_fingerprint(panel, params, spec, settings)
     existing = find_version(client, settings.mlflow.registered_model, fingerprint)
     if existing is not None:
-        outcome = reuse(client, settings, existing, alias)
-        restore_backtest(client, settings, outcome.run_id, console)
+        with start_run("train", nested=mlflow.active_run() is not None):  # every job leaves a run
+            outcome = reuse(client, settings, existing, alias)
+            mlflow.set_tags(
+                {
+                    **lineage_tags(settings, frame_hash(panel), spec.to_dict()),
+                    "train.reused": "true",
+                    "model_version": outcome.version,
+                    "model_run_id": outcome.run_id,  # the run that trained it, with its metrics and files
+                }
+            )
+            restore_backtest(client, settings, outcome.run_id, console)
     else:
         outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console, alias, tags)
     _print(console, settings, outcome, alias)

@@ -93,6 +93,13 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
     assert outcome.version == "1"
     assert len(client.search_model_versions("name = 'county-belt'")) == 1
     assert json.loads(written.read_text(encoding="utf-8")) == logged  # the reused version's backtest again
+    runs = client.search_runs(
+        [client.get_experiment_by_name(champion_settings.mlflow.experiment).experiment_id],
+        "tags.`train.reused` = 'true'",
+    )
+    assert len(runs) >= 1  # the reuse is a run too, naming the version and the run that trained it
+    assert runs[0].data.tags["model_version"] == "1" and runs[0].data.tags["model_run_id"] == outcome.run_id
+    assert runs[0].data.tags["panel_sha256"] and runs[0].info.status == "FINISHED"
 
 
 def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, client, tmp_path):
