@@ -126,7 +126,9 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
     assert first_q4.params == {k: v for k, v in q3_params.items() if k != "calibration_folds"}
     assert summary.old_champion == first.new_champion and summary.new_champion != first.new_champion
     champion = version_by_alias(_client(settings), "county-belt", "champion")
-    assert champion.tags["panel_sha256"] == frame_hash(load_panel(settings))
+    assert champion.tags["panel_sha256"] == frame_hash(
+        load_panel(retrain.with_metrics(settings, q4))
+    )  # the file that built it
     # the gate keeps the champion (the parameters differ in calibration folds), and its refit serves
     assert summary.decision.startswith("kept champion")
     assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
