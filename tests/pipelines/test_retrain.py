@@ -134,7 +134,7 @@ def test_the_next_quarter_starts_from_the_last_best_and_serves_the_new_quarter(f
         assert f"refitted on the panel up to 2025Q4 as version {summary.new_champion}" in summary.decision
         assert champion.tags["refit_of"] == first.new_champion
     else:
-        assert summary.decision.startswith("promoted") and champion.version == summary.challenger
+        assert summary.decision.startswith("promoted") and str(champion.version) == summary.challenger
     assert champion.tags["panel_last_period"] == "2025Q4"
     scores = settings.outputs.dir / "scores_2025Q4.csv"
     assert "2025Q4" in scores.read_text(encoding="utf-8").splitlines()[1]
