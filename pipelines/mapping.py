@@ -91,7 +91,7 @@ def county_svg(topo: TopoMap, fills: dict[str, str], labels: dict[str, str], tit
     for geometry in topo.objects["county"]["geometries"]:
         code = str(geometry.get("properties", {}).get("CODE", ""))
         fill = fills.get(code, MISSING)
-        tip = html.escape(labels.get(code, code))
+        tip = html.escape(labels.get(code, f"{code}: no forecast (not a county of the panel's code list)"))
         counties.append(f'<path d="{topo.path(geometry)}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
     provinces = [
         f'<path d="{topo.path(g)}" fill="none" stroke="#555" stroke-width="0.6"/>'
@@ -105,7 +105,8 @@ def county_svg(topo: TopoMap, fills: dict[str, str], labels: dict[str, str], tit
 
 
 def quantile_colour(values: list[float]) -> Callable[[float], str]:
-    """A colour scale by quantiles of ``values`` (skewed probabilities stay readable)."""
+    """A colour scale by quantiles of ``values`` (skewed probabilities stay readable); its
+    ``edges`` are the class bounds between, its ``span`` the lowest and highest value."""
     finite = np.asarray([v for v in values if v is not None and np.isfinite(v)])
     edges = np.quantile(finite, np.linspace(0, 1, len(PALETTE) + 1)[1:-1]) if len(finite) else np.array([])
 
@@ -113,13 +114,16 @@ def quantile_colour(values: list[float]) -> Callable[[float], str]:
         return PALETTE[int(np.searchsorted(edges, value, side="right"))]
 
     colour.edges = edges  # type: ignore[attr-defined]
+    colour.span = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)  # type: ignore[attr-defined]
     return colour
 
 
 def legend(colour: Callable[[float], str]) -> str:
-    """An HTML legend of the quantile scale, belts and counties without a forecast."""
+    """An HTML legend of the quantile scale (from the lowest value mapped to the highest), belts
+    and counties without a forecast."""
     edges = list(getattr(colour, "edges", []))
-    bounds = [0.0, *edges, 1.0]
+    low, high = getattr(colour, "span", (0.0, 1.0))
+    bounds = [low, *edges, high]
     cells = [
         f'<span class="swatch" style="background:{PALETTE[i]}"></span>{bounds[i]:.3f}–{bounds[i + 1]:.3f}'
         for i in range(len(PALETTE))
@@ -142,8 +146,9 @@ def county_map_html(topo: TopoMap, scores) -> str:
         code: BELT if is_belt else (MISSING if np.isnan(p) else colour(p))
         for code, p, is_belt in zip(codes, p_belt, belt, strict=True)
     }
-    labels = {
-        row.county_code: f"{row.county_name} ({row.province}) p_belt {row.p_belt:.3f}"
+    labels = {  # names repeat (鼓楼区 in 福州 and 南京...): the code and prefecture tell them apart
+        row.county_code: f"{row.county_name} {row.county_code} ({row.prefecture}, {row.province})"
+        + f" p_belt {row.p_belt:.3f}"
         + (" · already a belt" if pd.isna(row.rank) else f" · rank {int(row.rank)}")
         for row in scores.itertuples()
     }

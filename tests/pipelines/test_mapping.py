@@ -27,6 +27,7 @@ def _two_counties(p_belt: list[float], is_belt: list) -> pd.DataFrame:
         {
             "county_code": ["110101", "110102"],
             "county_name": ["东城区", "西城区"],
+            "prefecture": ["北京市", "北京市"],
             "province": ["北京市", "北京市"],
             "p_belt": p_belt,
             "rank": pd.array([pd.NA, 1], dtype="Int64"),
@@ -38,8 +39,8 @@ def _two_counties(p_belt: list[float], is_belt: list) -> pd.DataFrame:
 def test_a_county_of_unknown_status_is_shown_with_its_rank():
     """Platform metrics cover some counties only: the others have no known status (NA)."""
     page = county_map_html(TopoMap(TOPOLOGY), _two_counties([0.4, 0.1], [True, pd.NA]))
-    assert "东城区 (北京市) p_belt 0.400 · already a belt" in page
-    assert "西城区 (北京市) p_belt 0.100 · rank 1" in page
+    assert "东城区 110101 (北京市, 北京市) p_belt 0.400 · already a belt" in page
+    assert "西城区 110102 (北京市, 北京市) p_belt 0.100 · rank 1" in page
 
 
 def test_belts_have_a_colour_of_their_own_and_the_classes_are_of_the_candidates():
@@ -51,3 +52,11 @@ def test_belts_have_a_colour_of_their_own_and_the_classes_are_of_the_candidates(
     assert f'fill="{BELT}" data-code="110101"' in page
     assert f'fill="{PALETTE[-1]}" data-code="110102"' in page  # the only candidate, in the top class
     assert "already a belt" in page.split('class="legend"')[1]
+
+
+def test_the_legend_spans_the_candidates_values_not_zero_to_one():
+    from pipelines.mapping import legend, quantile_colour
+
+    colour = quantile_colour([0.01, 0.02, 0.05, 0.2, 0.376])
+    text = legend(colour)
+    assert "0.010–" in text and "–0.376" in text and "1.000" not in text and "0.000" not in text
