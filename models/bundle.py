@@ -52,10 +52,10 @@ FEATURE_DOMAINS = (
     (r".+_education_years_rel", -25.0, 25.0, "years of schooling minus the median county's"),
     (r".+_rel", -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, "a log ratio or a difference to the median county"),
     (r".+_share", 0.0, 1.0, "a share of a total"),
-    (r"taobao_villages|taobao_towns|platform_active_merchants", 0.0, np.inf, "a count"),
+    (r"taobao_villages|taobao_towns|platform_active_merchants", 0.0, np.inf, "a count", True),
     (r"platform_gmv_annual_cny", 0.0, np.inf, "an amount in yuan"),
     (r"platform_gmv_growth_yoy", -1.0, np.inf, "a growth rate; -1 is all GMV lost"),
-    (r"poverty_county", 0.0, 1.0, "the poverty-county flag"),
+    (r"poverty_county", 0.0, 1.0, "the poverty-county flag", True),
     (r"centroid_lat", 3.0, 54.0, "degrees north, in China"),
     (r"centroid_lon", 73.0, 136.0, "degrees east, in China"),
     (r"dist_.+_km", 0.0, 20_040.0, "km along the Earth's surface, at most half its circumference"),
@@ -65,29 +65,38 @@ FEATURE_DOMAINS = (
 
 
 class Domain(NamedTuple):
-    """The values a what-if may give a feature: finite numbers from ``low`` to ``high``."""
+    """The values a what-if may give a feature: finite numbers from ``low`` to ``high``, whole
+    numbers only when ``integral`` (counts, a 0/1 flag)."""
 
     low: float
     high: float
     what: str = ""
+    integral: bool = False
 
     @property
     def expected(self) -> str:
         """The domain in words, for an error message."""
         if self.low == -np.inf and self.high == np.inf:
             return "a finite number"
+        if self.integral and (self.low, self.high) == (0.0, 1.0):
+            return f"0 or 1 ({self.what})"
         if self.high == np.inf:
-            return f"a finite number >= {self.low:g} ({self.what})"
+            return f"a {'whole' if self.integral else 'finite'} number >= {self.low:g} ({self.what})"
         return f"a number from {self.low:g} to {self.high:g} ({self.what})"
+
+    def holds(self, numbers: np.ndarray) -> np.ndarray:
+        """Which of ``numbers`` lie in the domain."""
+        inside = np.isfinite(numbers) & (numbers >= self.low) & (numbers <= self.high)
+        return inside & (numbers == np.floor(numbers)) if self.integral else inside
 
 
 @cache
 def feature_domain(column: str) -> Domain:
     """The domain of feature ``column``, from :data:`FEATURE_DOMAINS` (any finite number when no
     pattern names it)."""
-    for pattern, low, high, what in FEATURE_DOMAINS:
+    for pattern, low, high, what, *integral in FEATURE_DOMAINS:
         if re.fullmatch(pattern, column):
-            return Domain(low, high, what)
+            return Domain(low, high, what, *integral)
     return Domain(-np.inf, np.inf)
 
 
@@ -474,7 +483,8 @@ class ForecastBundle:
                 values = pd.Series([_as_float(v) for v in given], dtype=float)
             numbers = values.to_numpy(dtype=float, na_value=np.nan)
             domain = feature_domain(column)
-            inside = np.isfinite(numbers) & (numbers >= domain.low) & (numbers <= domain.high)
+            with np.errstate(invalid="ignore"):
+                inside = domain.holds(numbers)
             bad = given.notna().to_numpy() & ~inside  # given, but no number of the domain
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])

@@ -119,7 +119,8 @@ def test_each_feature_family_has_its_domain(column, low, high):
 
 def test_the_domains_read_in_words():
     assert feature_domain("belts_within_50km_share").expected == "a number from 0 to 1 (a share of a total)"
-    assert feature_domain("taobao_villages").expected == "a finite number >= 0 (a count)"
+    assert feature_domain("taobao_villages").expected == "a whole number >= 0 (a count)"
+    assert feature_domain("poverty_county").expected == "0 or 1 (the poverty-county flag)"
     assert feature_domain("viirs_mean").expected == "a finite number"
 
 
@@ -174,8 +175,10 @@ def test_every_feature_of_the_real_panel_has_a_domain_holding_its_values(built_s
             r"must be a number from -1 to 1 \(a share minus the median .*; got 1.5$",
         ),
         ("census_share_age_65p_rel", -1.01, r"must be a number from -1 to 1 .*; got -1.01$"),
-        ("poverty_county", 2, r"must be a number from 0 to 1 \(the poverty-county flag\); got 2$"),
-        ("taobao_villages", -1, r"must be a finite number >= 0 \(a count\); got -1$"),
+        ("poverty_county", 2, r"must be 0 or 1 \(the poverty-county flag\); got 2$"),
+        ("poverty_county", 0.5, r"must be 0 or 1 \(the poverty-county flag\); got 0.5$"),
+        ("taobao_villages", -1, r"must be a whole number >= 0 \(a count\); got -1$"),
+        ("taobao_villages", 2.5, r"must be a whole number >= 0 \(a count\); got 2.5$"),
         ("centroid_lat", 60.0, r"must be a number from 3 to 54 \(degrees north, in China\); got 60.0$"),
         ("platform_gmv_growth_yoy", -1.5, r"must be a finite number >= -1 \(a growth rate; .*\); got -1.5$"),
         ("belts_within_50km_share", float("inf"), r"must be a number from 0 to 1 \(a share of a total\); got inf$"),
