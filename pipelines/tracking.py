@@ -34,9 +34,10 @@ from pipelines.manifest import manifest_hash, read_manifest, sha256_of
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
+STUDY_LOCK = ".study.lock"
 REGISTRY_LOCK = ".registry.lock"
 LAST_PERIOD_TAG = "panel_last_period"  # a version's newest panel period, as a label ("2025Q3", "2020")
-_held_registry_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds
+_held_registry_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds (file_lock)
 
 
 class TrackingError(BeltcastError):
@@ -82,10 +83,28 @@ def registry_lock(settings: Settings) -> Iterator[None]:
     by the kernel however the process ends. A store that is not a local file (a tracking server)
     is not locked here."""
     database = sqlite_file(settings.mlflow.tracking_uri)
-    if database is None:
+    with file_lock(None if database is None else database.parent / REGISTRY_LOCK):
+        yield
+
+
+@contextmanager
+def study_lock(settings: Settings) -> Iterator[None]:
+    """Hold the Optuna study store of a local SQLite file (``.study.lock`` beside it) while the
+    block runs: two retrains of one period count the trials still missing in turn, so the second
+    adds none. Reentrant within a process; not locked for a store that is not a local file."""
+    database = sqlite_file(settings.tune.storage)
+    with file_lock(None if database is None else database.parent / STUDY_LOCK):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created) while the block runs, reentrant within this
+    process; nothing for ``None``."""
+    if path is None:
         yield
         return
-    path = (database.parent / REGISTRY_LOCK).resolve()
+    path = path.resolve()
     if _held_registry_locks.get(path):
         _held_registry_locks[path] += 1
         try:
@@ -93,6 +112,7 @@ def registry_lock(settings: Settings) -> Iterator[None]:
         finally:
             _held_registry_locks[path] -= 1
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _held_registry_locks[path] = 1

@@ -3,6 +3,7 @@ where ``train`` and ``backtest`` find them."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,7 +35,7 @@ from models.tuning import (
 )
 from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings, TuneSettings
-from pipelines.tracking import TrackingError, frame_hash, sqlite_file, start_run, use_tracking
+from pipelines.tracking import TrackingError, frame_hash, sqlite_file, start_run, study_lock, use_tracking
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
@@ -68,37 +69,41 @@ def run(
     )  # fmt: skip
     use_tracking(settings)
     features = list(data.X.columns)
-    study = open_study(settings, study_name, features)
-    same_objective(study, settings.tune.seeds, features)
-    fingerprint = record_scored_on(study, scored_on(settings, panel))
-    not_reused(study, period, fingerprint, console)
-    wanted = settings.tune.trials if trials is None else trials
-    finished = [
-        t for t in study.get_trials(deepcopy=False, states=FINISHED) if scored_alike(t) == (period, fingerprint)
-    ]
-    done = len(finished) if period is not None else 0
-    if period is not None and wanted > done and not any(t.user_attrs.get("incumbent") for t in finished):
-        enqueue_incumbent(study, period, console)
-    with start_run("tune", nested=mlflow.active_run() is not None):
-        mlflow.set_tags({"optuna.study": study.study_name, "optuna.data": fingerprint, "optuna.period": period or ""})
-        optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
-        trial = best_trial(study, period, fingerprint)
-        if trial is None:
-            saved = settings.model.params_file
-            kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
-            among = f" for {period}" if period is not None else ""
-            console.print(
-                f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
-                f" settings; the parameters {kept}"
+    # a retrain's top-up of its period's trials is counted and run by one process at a time
+    with study_lock(settings) if period is not None else contextlib.nullcontext():
+        study = open_study(settings, study_name, features)
+        same_objective(study, settings.tune.seeds, features)
+        fingerprint = record_scored_on(study, scored_on(settings, panel))
+        not_reused(study, period, fingerprint, console)
+        wanted = settings.tune.trials if trials is None else trials
+        finished = [
+            t for t in study.get_trials(deepcopy=False, states=FINISHED) if scored_alike(t) == (period, fingerprint)
+        ]
+        done = len(finished) if period is not None else 0
+        if period is not None and wanted > done and not any(t.user_attrs.get("incumbent") for t in finished):
+            enqueue_incumbent(study, period, console)
+        with start_run("tune", nested=mlflow.active_run() is not None):
+            mlflow.set_tags(
+                {"optuna.study": study.study_name, "optuna.data": fingerprint, "optuna.period": period or ""}
             )
-            return {}
-        briers = calibration_scores(
-            trial.params, data.X, data.y, data.periods, data.groups, spec,
-            settings.tune.inner_folds, settings.model.seed,
-        )  # fmt: skip
-        kept = keep_other_study(settings.model.params_file, study.study_name)
-        best = save_best(study, trial, settings.model.params_file, briers, period)
-        log_best(best, settings.model.params_file)
+            optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
+            trial = best_trial(study, period, fingerprint)
+            if trial is None:
+                saved = settings.model.params_file
+                kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
+                among = f" for {period}" if period is not None else ""
+                console.print(
+                    f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
+                    f" settings; the parameters {kept}"
+                )
+                return {}
+            briers = calibration_scores(
+                trial.params, data.X, data.y, data.periods, data.groups, spec,
+                settings.tune.inner_folds, settings.model.seed,
+            )  # fmt: skip
+            kept = keep_other_study(settings.model.params_file, study.study_name)
+            best = save_best(study, trial, settings.model.params_file, briers, period)
+            log_best(best, settings.model.params_file)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"

@@ -137,3 +137,28 @@ def test_a_promote_waits_for_the_registry_while_another_job_holds_it(registry_te
     output, _ = process.communicate(timeout=900)
     assert process.returncode == 0, output
     assert own_store.client().get_model_version(NAME, "2").tags["promotion_decision"] in {"promoted", "rejected"}
+
+
+def test_a_retrains_trial_top_up_waits_for_the_study_store_held_by_another(tmp_path):
+    """Two retrains of one period at once had both counted the same trials as missing and both
+    added them: the count and the trials run under the study store's lock, one process at a time."""
+    import sys
+
+    from pipelines.tracking import STUDY_LOCK
+
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    script = (
+        "from pipelines.config import Settings, TuneSettings\n"
+        "from pipelines.tracking import study_lock\n"
+        f"with study_lock(Settings(tune=TuneSettings(storage={storage!r}))):\n"
+        "    print('counted', flush=True)\n"
+    )
+    (tmp_path / "mlruns").mkdir()
+    with open(tmp_path / "mlruns" / STUDY_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+        assert process.poll() is None, "the other process went on while the study store was locked"
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and output == "counted\n"
