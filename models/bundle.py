@@ -52,7 +52,8 @@ FEATURE_DOMAINS = (
     (r".+_education_years_rel", -25.0, 25.0, "years of schooling minus the median county's"),
     (r".+_rel", -LOG_RATIO_LIMIT, LOG_RATIO_LIMIT, "a log ratio or a difference to the median county"),
     (r".+_share", 0.0, 1.0, "a share of a total"),
-    (r"taobao_villages|taobao_towns|platform_active_merchants", 0.0, np.inf, "a count", True),
+    (r"taobao_villages|taobao_towns", 0.0, np.inf, "a count", True),
+    (r"platform_active_merchants", 0.0, np.inf, "a count, divided among a split county's successors"),
     (r"platform_gmv_annual_cny", 0.0, np.inf, "an amount in yuan"),
     (r"platform_gmv_growth_yoy", -1.0, np.inf, "a growth rate; -1 is all GMV lost"),
     (r"poverty_county", 0.0, 1.0, "the poverty-county flag", True),
@@ -388,7 +389,7 @@ class ForecastBundle:
         if "as_of" not in request.columns:
             return np.full(len(request), self.default_as_of, dtype=np.int64)
         column = request["as_of"]
-        if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+        if pd.api.types.is_signed_integer_dtype(column.dtype) and not column.hasnans:
             return column.to_numpy(dtype=np.int64)
         if pd.api.types.is_float_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
             values = column.to_numpy(dtype=float, na_value=np.nan)
@@ -413,11 +414,15 @@ class ForecastBundle:
             if frequency != self.frequency:
                 raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
             return index
-        number = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, bool)
-        if not number or not np.isfinite(float(value)) or float(value) != np.floor(float(value)):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):  # of any size: no float()
+            if abs(int(value)) > PERIOD_LIMIT:
+                self._raise_period(row, repr(int(value)))
+            return int(value)
+        number = isinstance(value, (float, np.floating))
+        if not number or not np.isfinite(value) or value != np.floor(value):
             raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
-        if abs(int(value)) > PERIOD_LIMIT:
-            self._raise_period(row, repr(value))
+        if abs(value) > PERIOD_LIMIT:
+            self._raise_period(row, repr(float(value)))
         return int(value)
 
     @property

@@ -183,7 +183,11 @@ def _signed_fit(
     start = np.r_[
         np.where(signs > 0, np.maximum(coef, 0.0), np.where(signs < 0, np.minimum(coef, 0.0), coef)), intercept
     ]
-    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": max_iter})
-    if not result.success and result.nit >= max_iter:
-        raise MarginError(f"the sign-constrained margin did not converge in {max_iter} iterations: {result.message}")
+    options = {"maxiter": max_iter, "maxfun": 4 * max_iter}
+    result = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options=options)
+    if not result.success:
+        raise MarginError(
+            f"the sign-constrained margin did not converge ({result.nit} iterations of at most {max_iter}):"
+            f" {result.message}"
+        )
     return np.asarray(result.x[:k], dtype=float), float(result.x[k])

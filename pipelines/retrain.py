@@ -213,7 +213,12 @@ def check_learnable(settings: Settings, labels: pd.DataFrame, rule: BeltRule) ->
     folds = [(f"the newest temporal fold ({_fold_periods(newest.train_periods)})", newest)]
     folds += [(f"the province hold-out without {list(f.test_groups)}", f) for f in spec.spatial(periods, groups, y)]
     folds += [
-        (f"tune's inner fold {f.name} ({list(f.test_groups) or _fold_periods(f.train_periods)} held out)", f)
+        (
+            f"tune's inner fold {f.name} ("
+            + (f"{list(f.test_groups)} held out" if f.test_groups else f"trained on {_fold_periods(f.train_periods)}")
+            + ")",
+            f,
+        )
         for f in inner_folds(periods, groups, y, spec, settings.tune.inner_folds)
     ]
     for name, fold in folds:
@@ -236,9 +241,12 @@ def check_modes(metrics: PlatformMetrics, labels: pd.DataFrame, rule: BeltRule, 
     modes = category_modes(metrics, load_taxonomy())
     known = status[status["is_belt"]].merge(modes.dropna(subset=["mode"]), on=["county_code", "period"])
     provinces = known.assign(province=known["county_code"].str[:2]).groupby("period")["province"].nunique()
-    if (provinces >= 2).any():
+    if len(provinces) and provinces.loc[provinces.index.max()] >= 2:  # the period the mode model trains on
         return
-    if CATEGORY not in metrics.frame.columns or metrics.frame[CATEGORY].isna().all():
+    earlier = provinces[provinces >= 2]
+    if len(earlier):
+        why = f"those of {label_of(int(earlier.index.max()))}, in {int(earlier.iloc[-1])} provinces, are not the newest"
+    elif CATEGORY not in metrics.frame.columns or metrics.frame[CATEGORY].isna().all():
         why = f"the file has no {CATEGORY!r} values"
     else:
         taxonomy = load_taxonomy()
@@ -247,9 +255,16 @@ def check_modes(metrics: PlatformMetrics, labels: pd.DataFrame, rule: BeltRule, 
         why = f"{len(unmapped)} of its {len(categories)} categories map to no mode, e.g. {unmapped[:5]}"
     raise PlatformMetricsError(
         f"{path}: platform metrics must give belts whose {CATEGORY!r} maps to a mode through"
-        f" features/mode_taxonomy.csv, in 2 provinces at least in one labelled period, for the mode model;"
-        f" got {int(provinces.max()) if len(provinces) else 0} province(s) with such a belt: {why}"
+        f" features/mode_taxonomy.csv, in 2 provinces at least in the newest period that has such belts (the"
+        f" mode model's training rows); got {_mode_provinces(provinces)}: {why}"
     )
+
+
+def _mode_provinces(provinces: pd.Series) -> str:
+    if not len(provinces):
+        return "no belt of a known mode"
+    newest = int(provinces.index.max())
+    return f"{int(provinces.loc[newest])} province(s) with such a belt in {label_of(newest)}"
 
 
 def _fold_periods(periods: tuple) -> str:

@@ -47,8 +47,12 @@ MAX_DEPTH = 64
 STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
 JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 OPEN, CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
-# MLflow's error messages that print the request's whole table before the cause ("... Error: cause")
-DUMPED_REQUEST = ("Failed to predict data '", "Failed to enforce schema of data '")
+# MLflow's error messages that print the request before the cause: prefix -> the separator after the dump
+DUMPED_REQUEST = {
+    "Failed to predict data '": "'. \nError: ",
+    "Failed to enforce schema of data '": "'. Error: ",
+}
+ECHOED_BODY = "\nInput: \n"  # MLflow's invalid-JSON error ends with the whole body
 
 
 def nesting_depth(body: bytes) -> int:
@@ -160,8 +164,11 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
             400,
             f"the text/csv body cannot be read: expected a header row, then one row per county; {message}",
         )
-    split = json.loads(frame.to_json(orient="split", index=False))
-    return json.dumps({"dataframe_split": {"columns": split["columns"], "data": split["data"]}}).encode(), None
+    # numbers as Python parses them (full precision; inf as Infinity, which the model then refuses
+    # with its domain), text as text, an empty cell as null
+    rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
+    payload = {"dataframe_split": {"columns": [str(c) for c in frame.columns], "data": rows}}
+    return json.dumps(payload, allow_nan=True).encode(), None
 
 
 def _plain_errors(send):
@@ -180,7 +187,8 @@ def _plain_errors(send):
         if message.get("more_body", False):
             return
         body = _plain_error(b"".join(held["chunks"]))
-        headers = [(k, v) for k, v in held["start"].get("headers", []) if k != b"content-length"]
+        replaced = (b"content-length", b"transfer-encoding")
+        headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() not in replaced]
         await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
@@ -195,8 +203,11 @@ def _plain_error(body: bytes) -> bytes:
     if not isinstance(error, dict):
         return body
     message = error.get("message")
-    if isinstance(message, str) and message.startswith(DUMPED_REQUEST) and "Error: " in message:
-        error["message"] = message.rpartition("Error: ")[2]
+    if isinstance(message, str):
+        for prefix, separator in DUMPED_REQUEST.items():
+            if message.startswith(prefix) and separator in message:  # the first: the cause may echo a value
+                message = message.partition(separator)[2]
+        error["message"] = message.partition(ECHOED_BODY)[0]
     error.pop("stack_trace", None)
     return json.dumps(error).encode()
 

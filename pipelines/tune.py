@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from features.errors import BeltcastError
 from features.io import write_atomic, write_json
 from models.datasets import emergence_transitions
+from models.estimators import LGBMEmergence
 from models.tuning import (
     best_trial,
     calibration_scores,
@@ -294,11 +295,19 @@ def scored_on(settings: Settings, panel: pd.DataFrame) -> dict:
         "inner_folds": settings.tune.inner_folds,
         "seeds": settings.tune.seeds,
         "fold_spec": fold_spec(settings).to_dict(),
+        "model": fixed_model_settings(),
     }
 
 
+def fixed_model_settings() -> dict:
+    """The emergence model's settings the search leaves at their default: a trial scored with
+    other ones fitted another model (before ``monotone_exposure``, the trees were unconstrained)."""
+    return {"monotone_exposure": LGBMEmergence().monotone_exposure}
+
+
 SCORED_ON = {"panel": "the panel", "rule": "the belt rule", "horizon": "the horizon", "seed": "model.seed",
-             "inner_folds": "tune.inner_folds", "seeds": "tune.seeds", "fold_spec": "the fold spec"}  # fmt: skip
+             "inner_folds": "tune.inner_folds", "seeds": "tune.seeds", "fold_spec": "the fold spec",
+             "model": "the model's fixed settings"}  # fmt: skip
 
 
 def record_scored_on(study: optuna.Study, scored: dict) -> str:

@@ -256,7 +256,7 @@ def load_zone_hosts(path: Path = ZONE_HOSTS_PATH) -> pd.DataFrame:
         Those columns as stripped strings, one row per ``province, prefecture, zone, town``; an
         error naming the file, line, column, what was expected and what it holds otherwise.
     """
-    hosts = read_csv_checked(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    hosts = read_csv_checked(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     require_columns(hosts, ZONE_HOST_COLUMNS, path)
     hosts = hosts[ZONE_HOST_COLUMNS].apply(lambda column: column.str.strip())
     hosts.attrs["source"] = str(path)  # for the messages of the rows placed by it
@@ -268,7 +268,10 @@ def load_zone_hosts(path: Path = ZONE_HOSTS_PATH) -> pd.DataFrame:
             raise SourceFormatError(
                 f"{path} line {line}: host_code must be a 6-digit county code; got {row.host_code!r}"
             )
-    repeated = hosts.duplicated(ZONE_HOST_KEY, keep=False)
+    keys = hosts.assign(  # as rows are looked up: 河北 is 河北省
+        province=hosts["province"].map(_province_key), prefecture=hosts["prefecture"].map(_prefecture_key)
+    )
+    repeated = keys.duplicated(ZONE_HOST_KEY, keep=False)
     if repeated.any():
         lines = [int(i) + 2 for i in np.flatnonzero(repeated)]
         raise SourceFormatError(

@@ -249,6 +249,14 @@ def test_what_if_changes_the_forecast_and_says_so(bundle_and_models):
             {"county_code": ["110001"], "as_of": pd.Series([99999999999999999999], dtype=object)},
             r"row 0: as_of must be one of 2014\.\.2016; got 99999999999999999999",
         ),
+        (  # beyond float64 too: no float() of it
+            {"county_code": ["110001"], "as_of": pd.Series([10**400], dtype=object)},
+            r"row 0: as_of must be one of 2014\.\.2016; got 1000000000",
+        ),
+        (  # an unsigned column (JSON integers between 2**63 and 2**64) does not wrap around
+            {"county_code": ["110001"], "as_of": pd.Series([2**63 + 5], dtype="uint64")},
+            r"row 0: as_of must be one of 2014\.\.2016; got 9223372036854775813",
+        ),
         ({"county_code": ["110001"], "gdp": [1.0]}, r"unknown column\(s\) \['gdp'\]"),
         ({"as_of": [2015]}, r"must have a county_code column"),
         (

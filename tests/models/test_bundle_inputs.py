@@ -121,6 +121,7 @@ def test_the_domains_read_in_words():
     assert feature_domain("belts_within_50km_share").expected == "a number from 0 to 1 (a share of a total)"
     assert feature_domain("taobao_villages").expected == "a whole number >= 0 (a count)"
     assert feature_domain("poverty_county").expected == "0 or 1 (the poverty-county flag)"
+    assert feature_domain("platform_active_merchants").holds(np.array([50.5])).all()  # divided on a split
     assert feature_domain("viirs_mean").expected == "a finite number"
 
 

@@ -175,8 +175,8 @@ def test_a_file_whose_folds_cannot_be_learned_is_refused_before_any_step(provinc
 @pytest.mark.parametrize(
     ("categories", "message"),
     [
-        (None, r"got 0 province\(s\) with such a belt: the file has no 'category' values$"),
-        (["apparel", "tea leaves"], r"got 0 province\(s\) with such a belt: 2 of its 2 categories map to no mode,"
+        (None, r"got no belt of a known mode: the file has no 'category' values$"),
+        (["apparel", "tea leaves"], r"got no belt of a known mode: 2 of its 2 categories map to no mode,"
                                     r" e\.g\. \['apparel', 'tea leaves'\]$"),
     ],
 )  # fmt: skip
@@ -192,3 +192,19 @@ def test_a_file_without_modes_for_its_belts_is_refused_before_any_step(categorie
         retrain.check_modes(metrics, labels, rule, settings.platform.metrics_file)
     frame["category"] = "女装"  # a garment: industrial transformation
     retrain.check_modes(PlatformMetrics(frame, "quarterly"), labels, rule, settings.platform.metrics_file)
+
+
+def test_belts_of_a_known_mode_must_span_two_provinces_in_the_newest_such_period():
+    """The mode model trains on the newest period with belts of a known mode: provinces of earlier
+    periods do not make its grouped cross-validation possible."""
+    settings = _platform_settings()
+    labels = _rule_metrics(range(11, 17), _new_belts(range(11, 13), 2))
+    dropped = labels["county_code"].str.startswith("12") & (labels["period"] == Q0 + 2)  # 2025Q3: belts no more
+    labels.loc[dropped, ["gmv_annual_cny", "active_merchants", "gmv_growth_yoy"]] = [1e6, 10.0, 0.0]
+    frame = labels[["county_code", "period"]].assign(gmv_cny=1e6, active_merchants=10.0, category="女装")
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"in the newest period that has such belts \(the mode model's training rows\); got 1 province\(s\)"
+        r" with such a belt in 2025Q3: those of 2025Q2, in 2 provinces, are not the newest$",
+    ):
+        retrain.check_modes(PlatformMetrics(frame, "quarterly"), labels, build.belt_rule(settings.platform), "f.csv")

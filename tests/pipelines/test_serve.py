@@ -426,6 +426,10 @@ def test_a_bad_size_limit_names_the_variable(monkeypatch):
         ("Failed to enforce schema of data '  viirs_mean\n0 x' with schema '[...]'. Error: Incompatible input types"
          " for column viirs_mean.", "Incompatible input types for column viirs_mean."),
         ("the JSON body is nested deeper than 64 levels", "the JSON body is nested deeper than 64 levels"),
+        ("Failed to predict data '  as_of\n0 x'. \nError: row 0: as_of must be an integer year; got 'Error: 2025'",
+         "row 0: as_of must be an integer year; got 'Error: 2025'"),  # the cause may echo a value
+        ("Invalid input. Ensure that input is a valid JSON formatted string. Error: 'x'\nInput: \n{\"dataframe",
+         "Invalid input. Ensure that input is a valid JSON formatted string. Error: 'x'"),
     ],
 )  # fmt: skip
 def test_an_error_answer_keeps_the_cause_without_the_request_dump_or_stack_trace(message, plain):
@@ -458,3 +462,6 @@ def test_a_csv_body_is_the_json_it_means_or_a_400_naming_the_problem(body, probl
         }
     }
     assert _csv_as_json(body)[1][0] == 400 and _csv_as_json(body)[1][1].startswith(problem)
+    # a number keeps its value (inf, for the model to refuse; no rounding), text stays text
+    converted, _ = _csv_as_json(b"county_code,taobao_villages,belts_within_50km_share,viirs_mean\n371721,inf,4e-11,x\n")
+    assert json.loads(converted)["dataframe_split"]["data"] == [["371721", float("inf"), 4e-11, "x"]]

@@ -248,3 +248,11 @@ def test_a_filled_empty_column_in_the_2016_roster_is_an_error(raw_dir, code_hist
     roster.to_excel(folder / source.name, sheet_name="Table 1", index=False, startrow=1)
     with pytest.raises(SourceFormatError, match=r"column 'Unnamed: 3' must be empty; got 'x'"):
         read_taobao(tmp_path, code_history)
+
+
+def test_a_zone_given_twice_under_short_and_long_names_is_refused(tmp_path):
+    path = tmp_path / "zone_hosts.csv"
+    lines = ["河北省,保定市,白沟新城,,130684,高碑店市,x", "河北,保定,白沟新城,,130684,高碑店市,y"]
+    path.write_text("\ufeff" + ",".join(ZONE_HOST_COLUMNS) + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(SourceFormatError, match=r"lines \[2, 3\] repeat one"):
+        load_zone_hosts(path)
