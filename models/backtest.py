@@ -214,15 +214,17 @@ def _spatial_entry(
         "test_periods": list(folds[0].test_periods),
         "test_groups": [list(f.test_groups) for f in folds],
     }
-    metrics, comparisons = judge_by_part(y_held, pooled, parts, reference, n_boot=n_boot)
-    return entry | ({"models": metrics, "comparisons": comparisons} if reference in pooled else {"models": metrics})
+    return entry | _judged_entry(*judge_by_part(y_held, pooled, parts, reference, n_boot=n_boot), reference in pooled)
 
 
 def _judged(y: np.ndarray, scores: dict, n_boot: int, reference: str | None, groups: np.ndarray) -> dict:
     """Metrics of every model (the AP interval also by resampling whole groups), and the reference
     model against each other one on the same rows."""
-    metrics, comparisons = judge(y, scores, reference, n_boot=n_boot, clusters=groups)
-    return {"models": metrics, "comparisons": comparisons} if reference in scores else {"models": metrics}
+    return _judged_entry(*judge(y, scores, reference, n_boot=n_boot, clusters=groups), reference in scores)
+
+
+def _judged_entry(metrics: dict, comparisons: dict, compared: bool) -> dict:
+    return {"models": metrics, "comparisons": comparisons} if compared else {"models": metrics}
 
 
 def _pooled_spatial(models, X, y, periods, groups, folds: list[Fold], spatial_models=None):

@@ -22,7 +22,7 @@ from models.estimators import LGBMEmergence
 from models.plots import calibration_curves, pr_curves
 from models.tuning import nested_params
 from pipelines.config import ModelSettings, Settings
-from pipelines.manifest import sha256_of
+from pipelines.manifest import known_sha256
 
 SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -116,7 +116,7 @@ def check_metrics_file(settings: Settings, panel_path: Path) -> None:
             f"[platform] metrics_file {configured} does not exist; expected the file the panel was built"
             f" from, {built.get('file')}"
         )
-    digest = sha256_of(configured)
+    digest = known_sha256(configured)
     if digest != built["sha256"]:
         raise BeltcastError(
             f"panel {panel_path} was built from the platform metrics {built.get('file')} (sha256"

@@ -38,7 +38,7 @@ from features.sources import (
 from features.sources.base import SourceTable
 from features.taxonomy import county_modes, load_taxonomy, mode_counts
 from pipelines.config import LabelSettings, PlatformSettings, Settings
-from pipelines.manifest import sha256_of
+from pipelines.manifest import known_sha256
 from pipelines.master import load_history
 from pipelines.sync import verify_cache
 
@@ -103,7 +103,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
     summary["belt_rule"] = rule.describe()
     if platform is not None:  # train, tune, backtest and promote check that the config names this file
         path = Path(settings.platform.metrics_file)
-        summary["platform_metrics"] = {"file": str(path.resolve()), "sha256": sha256_of(path)}
+        summary["platform_metrics"] = {"file": str(path.resolve()), "sha256": known_sha256(path)}
     outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
     report(console, panel, summary, sources, outputs)
     return outputs

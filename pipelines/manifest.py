@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -78,6 +79,18 @@ def sha256_of(path: Path) -> str:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def known_sha256(path: Path) -> str:
+    """:func:`sha256_of`, read once per process while the file keeps its size and modification
+    time: a retrain's steps check and record the platform metrics file several times."""
+    stat = Path(path).stat()
+    return _sha256_while_unchanged(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256_while_unchanged(path: str, size: int, modified_ns: int) -> str:
+    return sha256_of(Path(path))
 
 
 def manifest_hash(entries: list[ManifestEntry]) -> str:

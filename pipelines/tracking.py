@@ -29,7 +29,7 @@ from features.errors import BeltcastError
 from features.io import process_alive
 from features.periods import parse_period
 from pipelines.config import Settings
-from pipelines.manifest import manifest_hash, read_manifest, sha256_of
+from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -37,7 +37,7 @@ HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 STUDY_LOCK = ".study.lock"
 REGISTRY_LOCK = ".registry.lock"
 LAST_PERIOD_TAG = "panel_last_period"  # a version's newest panel period, as a label ("2025Q3", "2020")
-_held_registry_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds (file_lock)
+_held_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds (file_lock)
 
 
 class TrackingError(BeltcastError):
@@ -82,8 +82,7 @@ def registry_lock(settings: Settings) -> Iterator[None]:
     The lock (``.registry.lock`` beside the database) is reentrant within a process and released
     by the kernel however the process ends. A store that is not a local file (a tracking server)
     is not locked here."""
-    database = sqlite_file(settings.mlflow.tracking_uri)
-    with file_lock(None if database is None else database.parent / REGISTRY_LOCK):
+    with file_lock(_beside(settings.mlflow.tracking_uri, REGISTRY_LOCK)):
         yield
 
 
@@ -92,9 +91,14 @@ def study_lock(settings: Settings) -> Iterator[None]:
     """Hold the Optuna study store of a local SQLite file (``.study.lock`` beside it) while the
     block runs: two retrains of one period count the trials still missing in turn, so the second
     adds none. Reentrant within a process; not locked for a store that is not a local file."""
-    database = sqlite_file(settings.tune.storage)
-    with file_lock(None if database is None else database.parent / STUDY_LOCK):
+    with file_lock(_beside(settings.tune.storage, STUDY_LOCK)):
         yield
+
+
+def _beside(store: str, name: str) -> Path | None:
+    """The lock file ``name`` beside the database of a local SQLite store; None for another store."""
+    database = sqlite_file(store)
+    return None if database is None else database.parent / name
 
 
 @contextmanager
@@ -105,21 +109,21 @@ def file_lock(path: Path | None) -> Iterator[None]:
         yield
         return
     path = path.resolve()
-    if _held_registry_locks.get(path):
-        _held_registry_locks[path] += 1
+    if _held_locks.get(path):
+        _held_locks[path] += 1
         try:
             yield
         finally:
-            _held_registry_locks[path] -= 1
+            _held_locks[path] -= 1
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _held_registry_locks[path] = 1
+        _held_locks[path] = 1
         try:
             yield
         finally:
-            del _held_registry_locks[path]
+            del _held_locks[path]
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -222,7 +226,9 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
     metrics_file = settings.platform.metrics_file
     if metrics_file is not None:  # the platform's own data: the panel hash alone does not name the file
         tags["platform_metrics_file"] = str(Path(metrics_file).resolve())
-        tags["platform_metrics_sha256"] = sha256_of(Path(metrics_file)) if Path(metrics_file).is_file() else "missing"
+        tags["platform_metrics_sha256"] = (
+            known_sha256(Path(metrics_file)) if Path(metrics_file).is_file() else "missing"
+        )
     for library in LIBRARIES:
         tags[f"version.{library}"] = metadata.version(library)
     return tags

@@ -158,3 +158,17 @@ def test_a_cache_never_synced_says_so_in_one_line(mirror, tmp_path):
     _, entries = mirror
     with pytest.raises(DataSyncError, match=r"holds none of the manifest's 2 files; run `beltcast data sync`$"):
         verify_cache(tmp_path / "never-synced", entries)
+
+
+def test_a_known_digest_is_read_again_once_the_file_changes(tmp_path):
+    import os
+
+    from pipelines.manifest import known_sha256
+
+    path = tmp_path / "platform_metrics_synthetic.csv"
+    path.write_text("county_code,period\n371721,2025Q3\n", encoding="utf-8")
+    first = known_sha256(path)
+    assert first == sha256_of(path) and known_sha256(path) == first
+    path.write_text("county_code,period\n371721,2025Q4\n", encoding="utf-8")  # same size
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert known_sha256(path) == sha256_of(path) != first
