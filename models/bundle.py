@@ -466,8 +466,8 @@ class ForecastBundle:
         if vintage is None:
             return "is not a county of the panel"
         return (
-            f"is not a county of the panel, whose codes are those of {vintage}; a code of another year"
-            f" (renamed, merged or split since) must be given as its {vintage} code"
+            f"is not a county of the panel, whose codes are those of {vintage}: check the code; a code of"
+            f" another year (renamed, merged or split since) must be given as its {vintage} code"
         )
 
     def _raise_period(self, row: int, given: str) -> None:
@@ -538,6 +538,11 @@ def _codes(column: pd.Series) -> np.ndarray:
 
 
 def _code(value: object, row: int) -> int:
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):  # MLflow reads a dict of lists as one row
+        raise ModelInputError(
+            f"row {row}: county_code must be one 6-digit code per row; got {type(value).__name__} of"
+            f" {len(value)} values (send a DataFrame, one row per county)"
+        )
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         text = str(int(value))

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.types.schema import AnyType, ColSpec, Schema
+from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from features.periods import label_of
 from features.taxonomy import MODES
@@ -25,7 +26,9 @@ BUNDLE_ARTIFACT = "bundle"
 
 class CountyBeltModel(mlflow.pyfunc.PythonModel):
     """Forecast counties by code: ``p_belt``, ``is_belt``, ``mode``, mode probabilities,
-    ``top_drivers``; indicator columns in the request make it a what-if forecast."""
+    ``top_drivers``; indicator columns in the request make it a what-if forecast. The parameter
+    ``drivers`` (default true) set to false leaves ``top_drivers`` empty, for batches that do not
+    need them (the drivers take most of a large batch's time)."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = ForecastBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
@@ -36,26 +39,48 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
         model_input: pd.DataFrame,
         params: dict | None = None,
     ) -> pd.DataFrame:
+        drivers = True if params is None else params.get("drivers", True)
         try:
-            return self.bundle.forecast(model_input)
+            if not isinstance(drivers, (bool, np.bool_)):
+                raise ModelInputError(f"the parameter drivers must be true or false; got {drivers!r}")
+            return self.bundle.forecast(columnar(model_input), drivers=bool(drivers))
         except ModelInputError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
 
 
-def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
-    """Input: ``county_code``, ``as_of`` and every feature; output: the forecast columns.
-    ``as_of`` is a year (long), or for a quarterly model a quarter's label (string, ``"2025Q3"``).
+def columnar(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with columns of values, as its sender meant it: MLflow reads a dict of lists whose
+    columns are all of any type (``{"county_code": ["371721", "330503"]}``, in Python or as the
+    ``inputs`` of a REST request) as one row holding the lists; that row becomes one row per value."""
+    if len(frame) != 1 or not len(frame.columns):
+        return frame
+    cells = frame.iloc[0]
+    if not all(isinstance(cell, (list, tuple, np.ndarray)) for cell in cells):
+        return frame
+    lengths = {column: len(cell) for column, cell in cells.items()}
+    if len(set(lengths.values())) > 1:
+        raise ModelInputError(f"the request's columns must be of one length; got lengths {lengths}")
+    return pd.DataFrame({column: list(cell) for column, cell in cells.items()})
 
-    The input schema is looser than the model, on purpose, so that MLflow's scoring server lets
-    two bad requests through to :meth:`ForecastBundle.forecast`, whose 400 names the row and the
-    field: ``county_code`` is marked optional (the model refuses a request without it; MLflow's
-    own message would list the whole schema), and an annual model's ``as_of`` is of any type (the
-    model refuses 2020.7 and "2014x"; as a long, MLflow would turn 2020.7 into 2020 without a
-    word, and as a double it would refuse the int64 years of a pandas frame).
+
+def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
+    """Input: ``county_code``, ``as_of`` and every feature; output: the forecast columns;
+    parameter: ``drivers`` (boolean, default true). ``as_of`` is a year (long), or for a quarterly
+    model a quarter's label (string, ``"2025Q3"``).
+
+    The input schema is looser than the model, on purpose, so that the model's own checks name the
+    row and the field: ``county_code`` is required but of any type (the model reads a code sent as
+    a number, as ``pd.read_csv`` gives it, and refuses a code that is not 6 digits), and an annual
+    model's ``as_of`` is of any type (the model refuses 2020.7 and "2014x"; as a long, MLflow
+    would turn 2020.7 into 2020 without a word, and as a double it would refuse the int64 years of
+    a pandas frame). ``county_code`` is required so that a frame whose columns are all misnamed is
+    refused by MLflow ("Model is missing inputs ['county_code']"): MLflow drops the columns outside
+    the signature before the model sees the frame, and a frame of no column would be a request of
+    no rows.
     """
     period = "string" if quarterly else "long"
     inputs = [
-        ColSpec("string", "county_code", required=False),
+        ColSpec(AnyType(), "county_code", required=True),
         ColSpec("string" if quarterly else AnyType(), "as_of", required=False),
     ]
     inputs += [ColSpec("double", name, required=False) for name in features]
@@ -72,7 +97,8 @@ def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
         ColSpec("string", "top_drivers"),
         ColSpec("string", "what_if"),
     ]
-    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+    params = ParamSchema([ParamSpec("drivers", "boolean", True)])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)
 
 
 def input_example(bundle: ForecastBundle) -> pd.DataFrame:

@@ -200,8 +200,8 @@ def test_an_unknown_code_is_refused_naming_the_code_vintage(synthetic_transition
     with pytest.raises(ModelInputError) as error:
         bundle.forecast(pd.DataFrame({"county_code": ["510124"]}))  # 郫县, 郫都区 510117 since 2016
     assert str(error.value) == (
-        "row 0: county_code '510124' is not a county of the panel, whose codes are those of 2020; a code of"
-        " another year (renamed, merged or split since) must be given as its 2020 code"
+        "row 0: county_code '510124' is not a county of the panel, whose codes are those of 2020: check the"
+        " code; a code of another year (renamed, merged or split since) must be given as its 2020 code"
     )
 
 

@@ -20,7 +20,7 @@ from features.platform import default_platform_rule
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle, feature_domain
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
-from models.served import BUNDLE_ARTIFACT, input_example, signature
+from models.served import BUNDLE_ARTIFACT, columnar, input_example, signature
 from pipelines.build import platform_features
 
 COUNTIES = 600
@@ -292,16 +292,57 @@ def _post(model: mlflow.pyfunc.PyFuncModel, payload: dict) -> list[dict]:
     "payload",
     [
         {"dataframe_split": {"columns": ["county_code"], "data": []}},
-        {"dataframe_records": []},  # a frame of no columns either
-        {"instances": []},
         {"inputs": {"county_code": []}},
     ],
-    ids=["split", "records", "instances", "inputs"],
+    ids=["split", "inputs"],
 )
 def test_the_served_model_answers_an_empty_request_with_no_predictions(served, payload):
     assert _post(served, payload) == []
     one = json.loads(_invoke(served, ["county_code"], [["110001"]]).response)["predictions"]
     assert list(one[0]) == OUTPUT_COLUMNS
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"dataframe_records": []},  # no rows and no columns: as if every column had been misnamed
+        {"instances": []},
+        {"dataframe_split": {"columns": ["code", "year"], "data": [["110001", 2016]]}},
+    ],
+    ids=["records", "instances", "misnamed"],
+)
+def test_a_request_without_county_code_is_refused_even_of_no_rows(served, payload):
+    # MLflow drops the columns outside the signature before the model sees the frame: were
+    # county_code optional, a batch of misnamed columns would come back as no rows, without an error
+    with pytest.raises(MlflowException, match=r"Model is missing inputs \['county_code'\]"):
+        _post(served, payload)
+
+
+def test_the_served_model_reads_integer_codes_as_read_csv_gives_them(served):
+    frame = pd.DataFrame({"county_code": [110001, 110002], "as_of": [2016, 2016]})
+    got = served.predict(frame)
+    assert got["county_code"].tolist() == ["110001", "110002"]
+
+
+def test_a_dict_of_lists_is_one_row_per_value(served):
+    # MLflow reads a dict whose columns are all of any type as one row of lists
+    assert served.predict({"county_code": ["110001", "110002"]})["county_code"].tolist() == ["110001", "110002"]
+    assert _post(served, {"inputs": {"county_code": ["110002"]}})[0]["county_code"] == "110002"
+    one_row_of_lists = pd.DataFrame({"county_code": [["110001", "110002"]], "as_of": [[2016]]})
+    with pytest.raises(ModelInputError, match=r"of one length; got lengths \{'county_code': 2, 'as_of': 1\}"):
+        columnar(one_row_of_lists)
+
+
+def test_the_served_model_leaves_the_drivers_out_when_asked(served):
+    frame = pd.DataFrame({"county_code": ["110001", "110002"], "as_of": [2016, 2016]})
+    with_drivers = served.predict(frame)
+    without = served.predict(frame, params={"drivers": False})
+
+    assert (with_drivers["top_drivers"] != "").all() and (without["top_drivers"] == "").all()
+    pd.testing.assert_frame_equal(without.drop(columns="top_drivers"), with_drivers.drop(columns="top_drivers"))
+    answered = _post(served, {"dataframe_split": {"columns": ["county_code"], "data": [["110001"]]},
+                              "params": {"drivers": False}})  # fmt: skip
+    assert answered[0]["top_drivers"] == ""
 
 
 def test_the_served_model_names_a_what_if_outside_its_domain(served):
@@ -336,5 +377,7 @@ def test_the_served_model_names_a_bad_year(served, as_of, message):
 
 
 def test_the_served_model_names_a_missing_county_code(served):
-    with pytest.raises(MlflowException, match=r"request must have a county_code column; got columns \['as_of'\]"):
+    with pytest.raises(MlflowException, match=r"Model is missing inputs \['county_code'\]"):
         _post(served, {"dataframe_records": [{"as_of": 2016}]})
+    with pytest.raises(ModelInputError, match=r"request must have a county_code column; got columns \['as_of'\]"):
+        served.unwrap_python_model().bundle.forecast(pd.DataFrame({"as_of": [2016]}))

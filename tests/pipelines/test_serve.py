@@ -151,7 +151,20 @@ def test_a_request_without_county_code_is_a_400_naming_it(server):
     response = invoke(server, ["as_of"], [[AS_OF]])
 
     assert response.status_code == 400
-    assert "request must have a county_code column; got columns ['as_of']" in response.json()["message"]
+    assert response.json()["message"].startswith("Model is missing inputs ['county_code']")
+
+
+def test_a_request_may_leave_out_the_drivers(server):
+    payload = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]]}}
+    plain = forecast(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])
+    response = requests.post(
+        f"{server}/invocations", json={**payload, "params": {"drivers": False}}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert response.status_code == 200, response.text
+    (fast,) = response.json()["predictions"]
+    assert fast["top_drivers"] == "" and plain["top_drivers"] != ""
+    assert fast["p_belt"] == plain["p_belt"]
 
 
 def test_the_server_keeps_serving_after_bad_requests(server):
