@@ -123,12 +123,30 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     except Exception as err:
         if not _from_spark(err):
             raise
+        refused = model_refusal(err)
+        if refused is not None:
+            raise ScoreError(
+                f"the model refused the request in a Spark worker: {refused} (a row number counts within the"
+                " worker's batch of rows; the model's message names the code or the value)"
+            ) from err
         raise ScoreError(
             f"the spark engine failed on master {spark_master()!r} ({type(err).__name__}: {first_line(err)});"
             f" expected Java 17 (JAVA_HOME or java on the PATH) and a reachable master ({MASTER_VARIABLE});"
             " --engine pandas scores without Spark"
         ) from err
     return _as_pandas_forecast(scored, outputs)
+
+
+def model_refusal(err: BaseException) -> str | None:
+    """The model's own message when ``err`` is a Python worker's failure on a request the model
+    refused (MLflow's ``MlflowException`` in the worker's traceback, which Spark wraps in a
+    ``PythonException`` that names only the worker); None for any other failure."""
+    found = None
+    for line in str(err).splitlines():
+        _, marker, message = line.partition("MlflowException: ")
+        if marker and message.strip():
+            found = message.strip()
+    return found
 
 
 def _from_spark(err: BaseException) -> bool:

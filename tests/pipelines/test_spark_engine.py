@@ -15,7 +15,15 @@ from rich.console import Console
 from models.served import signature
 from pipelines import score, spark_engine
 from pipelines.score import ScoreError
-from pipelines.spark_engine import _booleans, result_type, session_config, spark_master, spark_session
+from pipelines.spark_engine import (
+    _booleans,
+    model_refusal,
+    result_type,
+    session_config,
+    spark_master,
+    spark_session,
+)
+from pipelines.tracking import model_uri
 from tests.pipelines.jobs import beltcast
 
 QUIET = Console(quiet=True)
@@ -85,6 +93,31 @@ def test_spark_scores_rank_like_pandas_scores(engines):
 def test_spark_engine_does_not_modify_its_request(engines):
     pd.testing.assert_frame_equal(engines["request_after"], engines["request_before"])
     assert list(engines["request_after"].columns) == ["county_code", "as_of"]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_a_request_the_model_refuses_is_named_by_the_models_message(engines, champion_settings):
+    pytest.importorskip("pyspark")
+    uri = model_uri(champion_settings.mlflow.registered_model, 1)
+    request = pd.DataFrame({"county_code": ["371721", "510124"], "as_of": [2020, 2020]})
+
+    with pytest.raises(ScoreError) as refused:
+        spark_engine.predict_with_spark(uri, request)
+
+    message = str(refused.value)
+    assert message.startswith("the model refused the request in a Spark worker: row 1: county_code '510124'")
+    assert "Java" not in message and "\n" not in message
+
+
+def test_the_models_message_is_taken_from_the_workers_traceback():
+    worker = (
+        "An exception was thrown from the Python worker. Please see the stack trace below.\n"
+        'Traceback (most recent call last):\n  File "served.py", line 46, in predict\n'
+        "mlflow.exceptions.MlflowException: row 0: viirs_mean_rel must be a number within -50..50; got inf\n"
+    )
+    assert model_refusal(RuntimeError(worker)) == "row 0: viirs_mean_rel must be a number within -50..50; got inf"
+    assert model_refusal(RuntimeError("Java gateway process exited before sending its port number")) is None
 
 
 def test_result_type_is_the_output_signature_with_booleans_as_strings():
