@@ -50,6 +50,9 @@ def writable_target(target: Path) -> Path:
     target = Path(target)
     if target.is_dir():
         raise OutputPathError(f"output {target} is a directory; expected a file path")
+    existing = next((folder for folder in target.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputPathError(f"output {target}: {existing} is a file, not a folder; expected a file path in a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -95,7 +98,7 @@ def usual_file_mode() -> int:
 def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:
     """Call ``writer(tmp_path)`` and move the result over ``target``."""
     with atomic_path(target) as tmp:
-        writer(tmp)
+        _write(writer, tmp, Path(target))
     return Path(target)
 
 
@@ -106,8 +109,17 @@ def write_together(writers: dict[Path, Callable[[Path], Any]]) -> list[Path]:
     with ExitStack() as stack:
         temporaries = {target: stack.enter_context(atomic_path(target)) for target in writers}
         for target, writer in writers.items():
-            writer(temporaries[target])
+            _write(writer, temporaries[target], Path(target))
     return list(writers)
+
+
+def _write(writer: Callable[[Path], Any], tmp: Path, target: Path) -> None:
+    """``writer(tmp)``; a failed write (a full disk, a lost mount) is an :class:`OutputPathError`
+    naming ``target``, whose previous file stays as it was."""
+    try:
+        writer(tmp)
+    except OSError as err:
+        raise _cannot_write(target, err) from err
 
 
 def write_parquet(frame: pd.DataFrame, target: Path) -> Path:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
 
-from features.io import atomic_path
+from features.io import write_atomic
 
 
 def _figure(width: float, height: float) -> tuple[Figure, object]:
@@ -72,9 +72,7 @@ def importance_bars(importance: pd.Series, path: Path, top: int = 20) -> Path:
 
 def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        figure.savefig(tmp, format="png", dpi=110)
-    return Path(path)
+    return write_atomic(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110))
 
 
 def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15) -> Path:

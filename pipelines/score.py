@@ -67,8 +67,10 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         model = load_pinned(uri, ScoreError)
         year = as_of_period(as_of) if as_of is not None else default_as_of(model)
         mlflow.log_params({"as_of": label_of(year), "engine": engine})
-        scores = score(model, uri, year, str(champion.version), engine)
         path = out or settings.outputs.dir / f"scores_{label_of(year)}.csv"
+        if out is None:
+            check_out(path)  # before scoring, as --out is
+        scores = score(model, uri, year, str(champion.version), engine)
         outputs = write(scores, path, str(champion.version), year)
         log_outputs(scores, outputs)
     console.print(top_table(scores, 10))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 import pytest
 
-from features.io import atomic_path, write_csv, write_json, write_parquet
+from features.errors import OutputPathError
+from features.io import atomic_path, write_atomic, write_csv, write_json, write_parquet
 
 
 def test_a_writer_failing_midway_leaves_the_old_file(tmp_path):
@@ -20,6 +22,20 @@ def test_a_writer_failing_midway_leaves_the_old_file(tmp_path):
 
     with pytest.raises(OSError, match="disk full"), atomic_path(target) as tmp:
         half_then_crash(tmp)
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+
+
+def test_a_full_disk_is_an_output_error_naming_the_file_and_keeps_the_old_one(tmp_path):
+    target = tmp_path / "scores.csv"
+    target.write_text("old\n")
+
+    def full(tmp):
+        tmp.write_text("new but incomplete")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputPathError, match=f"cannot write output {re.escape(str(target))}: No space left on device"):
+        write_atomic(target, full)
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
@@ -48,7 +64,7 @@ def test_files_written_together_are_all_replaced_or_none(tmp_path):
         tmp.write_text("half")
         raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputPathError, match=f"cannot write output {re.escape(str(csv))}: disk full"):
         write_together({parquet: lambda tmp: tmp.write_text("new parquet\n"), csv: crash})
     assert (csv.read_text(), parquet.read_text()) == ("old csv\n", "old parquet\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.parquet"]

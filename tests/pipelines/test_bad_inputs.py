@@ -37,8 +37,12 @@ def test_an_output_path_that_is_a_directory_is_named(tmp_path):
 def test_an_output_path_under_a_file_is_named_and_the_file_kept(tmp_path):
     blocker = tmp_path / "scores.csv"
     blocker.write_text("kept", encoding="utf-8")
-    with pytest.raises(OutputPathError, match=r"cannot write output .*scores.csv/report.html"):
+    with pytest.raises(
+        OutputPathError, match=rf"output .*scores.csv/report.html: {re.escape(str(blocker))} is a file,"
+    ):
         write_atomic(blocker / "report.html", lambda tmp: tmp.write_text("x"))
+    with pytest.raises(OutputPathError, match=rf"{re.escape(str(blocker))} is a file, not a folder"):
+        write_atomic(blocker / "deeper" / "report.html", lambda tmp: tmp.write_text("x"))
     assert blocker.read_text(encoding="utf-8") == "kept"
 
 

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from features.errors import OutputPathError
 from pipelines import promote, score, train
 from pipelines.config import ModelSettings
 from pipelines.promote import PromotionError
@@ -202,6 +203,19 @@ def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
     with pytest.raises(score.ScoreError, match=r"as_of must be one of the model's periods 2013\.\.2020; got 2031"):
         score.run(champion_settings, 2031, tmp_path / "x.csv", "pandas", QUIET)
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_score_checks_its_default_output_folder_before_scoring(champion_settings, tmp_path, monkeypatch):
+    blocker = tmp_path / "outputs"
+    blocker.write_text("kept", encoding="utf-8")
+    settings = champion_settings.model_copy(
+        update={"outputs": champion_settings.outputs.model_copy(update={"dir": blocker})}
+    )
+    monkeypatch.setattr(score, "score", lambda *args: pytest.fail("scored before the output path was checked"))
+
+    with pytest.raises(OutputPathError, match=rf"output {blocker}/scores_2020.csv: {blocker} is a file, not a folder"):
+        score.run(settings, None, None, "pandas", QUIET)
+    assert blocker.read_text(encoding="utf-8") == "kept"
 
 
 def test_a_training_year_is_named_an_in_sample_check(champion_settings, client):
