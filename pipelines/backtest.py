@@ -231,12 +231,16 @@ def emergence_backtest(
     spatial_models = None
     if nested_trials:
         calibration_folds = (params or {}).get("calibration_folds")
+        tuned = []
 
         def spatial_models(train: np.ndarray) -> dict:
+            tuned.append(train)
             if console is not None:
                 console.print(
-                    f"backtest: tuning LightGBM on one province fold's training provinces ({nested_trials} trials)"
+                    f"backtest: province fold {len(tuned)} of {spec.n_spatial}: tuning LightGBM on its training"
+                    f" provinces ({nested_trials} trials)"
                 )
+                console.file.flush()  # a log shows each fold as it starts
             nested = nested_params(
                 data.X[train], data.y[train], data.periods[train], data.groups[train], spec, nested_trials,
                 settings.tune.inner_folds, seed, settings.tune.seeds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -304,22 +305,41 @@ def main(argv: list[str] | None = None) -> NoReturn:
     status 2, as a job's error is one line with status 1: a scheduled job's log holds the reason,
     not a usage box. Ctrl+C is ``error: interrupted``, status 130."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="beltcast", standalone_mode=False)
     except Exception as err:
         if _kind_named(err, "Abort"):
             _fail("aborted")
         if not _kind_named(err, "ClickException"):  # click's, or the copy of it typer carries
             raise
         context = getattr(err, "ctx", None)
-        if not err.format_message() and context is not None:  # a group called without a command: its help
-            print(context.get_help())
+        if _kind_named(err, "NoArgsIsHelpError"):  # a group called without a command: its help, once
+            if err.format_message():  # click's error carries the help; typer's printed it already
+                print(err.format_message())
             raise SystemExit(err.exit_code) from None
-        where = f"{context.command_path}: " if context is not None else ""
+        where = f"{_command_path(context, sys.argv[1:] if argv is None else argv)}: "
         errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
         raise SystemExit(err.exit_code) from None
     if code == 130:  # Ctrl+C: typer turns KeyboardInterrupt into this exit code
         errors.print("[red]error:[/red] interrupted", highlight=False)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _command_path(context, argv: list[str]) -> str:
+    """The command an error belongs to: the parser's context, or when the parser gave none (an
+    option missing its value) the commands named at the start of ``argv``."""
+    if context is not None:
+        return context.command_path
+    words, group = ["beltcast"], app
+    for word in argv:
+        found = next((g.typer_instance for g in group.registered_groups if g.name == word), None)
+        if found is not None:
+            words.append(word)
+            group = found
+            continue
+        if any((c.name or c.callback.__name__.replace("_", "-")) == word for c in group.registered_commands):
+            words.append(word)
+        break
+    return " ".join(words)
 
 
 def _kind_named(err: Exception, name: str) -> bool:

@@ -58,6 +58,23 @@ def test_a_usage_error_is_one_line_on_stderr_with_status_2(capsys):
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "score: No such option: --bogus" in err
 
 
+def test_an_option_without_its_value_names_the_command(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["tune", "--trials"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err == "error: beltcast tune: Option '--trials' requires an argument.\n"
+
+
+@pytest.mark.parametrize("arguments", [[], ["data"], ["features"]])
+def test_a_group_without_a_command_prints_its_help_once(capsys, arguments):
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(arguments)
+    assert stopped.value.code == 2
+    out, err = capsys.readouterr()
+    assert (out + err).count("Usage:") == 1
+    assert f"beltcast {' '.join(arguments)}".strip() in out
+
+
 def test_report_out_must_be_an_html_page(tmp_path):
     kept = tmp_path / "notes.txt"
     kept.write_text("mine", encoding="utf-8")
