@@ -538,7 +538,7 @@ def _codes(column: pd.Series) -> np.ndarray:
 
 
 def _code(value: object, row: int) -> int:
-    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):  # MLflow reads a dict of lists as one row
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):  # a cell holding several codes
         raise ModelInputError(
             f"row {row}: county_code must be one 6-digit code per row; got {type(value).__name__} of"
             f" {len(value)} values (send a DataFrame, one row per county)"

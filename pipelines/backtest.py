@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import math
 from pathlib import Path
@@ -231,13 +232,13 @@ def emergence_backtest(
     spatial_models = None
     if nested_trials:
         calibration_folds = (params or {}).get("calibration_folds")
-        tuned = []
+        fold_numbers = itertools.count(1)
 
         def spatial_models(train: np.ndarray) -> dict:
-            tuned.append(train)
+            number = next(fold_numbers)
             if console is not None:
                 console.print(
-                    f"backtest: province fold {len(tuned)} of {spec.n_spatial}: tuning LightGBM on its training"
+                    f"backtest: province fold {number} of {spec.n_spatial}: tuning LightGBM on its training"
                     f" provinces ({nested_trials} trials)"
                 )
                 console.file.flush()  # a log shows each fold as it starts
