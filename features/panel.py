@@ -352,6 +352,25 @@ def staleness_columns(panel: pd.DataFrame) -> list[str]:
     return [c for c in panel.columns if c.startswith("staleness_")]
 
 
+# A source whose features are not named "<source>_...": the prefix they carry.
+SOURCE_PREFIXES = {"prefecture": "pref_"}
+
+
+def feature_sources(features: Sequence[str], staleness: Sequence[str]) -> dict[str, str]:
+    """The staleness column of each feature that comes from a dated source.
+
+    A feature belongs to the source whose name (or :data:`SOURCE_PREFIXES` entry) starts its
+    name: ``co2_growth_1y_rel`` to ``staleness_co2``, ``pref_gdp_rel`` to
+    ``staleness_prefecture``. Features of no dated source (geography, belt exposure, labels)
+    have none.
+    """
+    prefixes = {column: SOURCE_PREFIXES.get(source, source + "_")
+                for column in staleness if (source := column.removeprefix("staleness_"))}  # fmt: skip
+    return {
+        feature: column for feature in features for column, prefix in prefixes.items() if feature.startswith(prefix)
+    }
+
+
 def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
     """Check the panel before it is written: keys unique, codes well formed, features numeric."""
     schema = pa.DataFrameSchema(

@@ -73,6 +73,28 @@ WORDS = {
     "pref tertiary": "prefecture's services share of GDP",
     "ghsl urban": "residents in urban clusters (GHSL)",
 }
+# What a feature outside LEVEL_NAMES is about, in words: "no data on <name>", chart labels.
+MISSING_NAMES = {
+    "dist_prefecture_seat_km": "distance to the prefecture seat",
+    "dist_capital_km": "distance to the provincial capital",
+    "belts_same_prefecture_share": "belts in the same prefecture",
+    "belts_same_province_share": "belts in the same province",
+    "taobao_villages": "Taobao villages",
+    "taobao_towns": "Taobao towns",
+    "viirs_growth_1y": "night-light growth over 1 year",
+    "viirs_growth_2y": "night-light growth over 2 years",
+    "co2_growth_1y": "CO2 growth over 1 year",
+    "co2_growth_2y": "CO2 growth over 2 years",
+    "poverty_county": "poverty-county status",
+    "terrain_relief": "terrain relief",
+    "centroid_lon": "longitude",
+    "centroid_lat": "latitude",
+    "area_km2": "area",
+    "pref_gdp_growth": "prefecture GDP growth",
+    "platform_gmv_annual_cny": "GMV",
+    "platform_active_merchants": "active merchants",
+    "platform_gmv_growth_yoy": "GMV growth",
+}
 WITHIN = re.compile(r"^(belts|villages)_within_(\d+)km_share$")
 STALENESS = re.compile(r"^staleness_(\w+)$")
 
@@ -80,8 +102,7 @@ STALENESS = re.compile(r"^staleness_(\w+)$")
 def describe(feature: str, value: float) -> str:
     """One indicator and its value in plain words."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
-        base = feature.removesuffix(RELATIVE_SUFFIX)
-        return f"{LEVEL_NAMES.get(base, _label(base))} unknown"
+        return f"no data on {feature_name(feature)}"
     if match := WITHIN.match(feature):
         noun = "belts" if match.group(1) == "belts" else "Taobao villages"
         return f"{value:.1%} of all {noun} within {match.group(2)} km"
@@ -98,6 +119,18 @@ def describe(feature: str, value: float) -> str:
     if feature.endswith("_share"):
         return f"{_label(feature)} {value * 100:.0f} %"
     return f"{_label(feature)} {value:.3g}"
+
+
+def feature_name(feature: str) -> str:
+    """What a feature is about, in words: for "no data on ..." (a missing value is a gap in a
+    source, and the model's trees may still have learned something from it, so it can be a
+    driver) and for the labels of the explanation charts. Distinct for distinct features."""
+    base = feature.removesuffix(RELATIVE_SUFFIX)
+    if match := WITHIN.match(feature):
+        noun = "belts" if match.group(1) == "belts" else "Taobao villages"
+        return f"{noun} within {match.group(2)} km"
+    name = MISSING_NAMES.get(base) or LEVEL_NAMES.get(base) or _label(base)
+    return f"{name} (2020 census shares)" if base.startswith("tudigong_") else name
 
 
 def _relative_level(level: str, value: float) -> str:
@@ -124,7 +157,13 @@ def _label(feature: str) -> str:
     return WORDS.get(words, words)
 
 
-def top_drivers(contrib: np.ndarray, numbers: np.ndarray, names: list[str], k: int = 3) -> list[str]:
+def top_drivers(
+    contrib: np.ndarray,
+    numbers: np.ndarray,
+    names: list[str],
+    k: int = 3,
+    dated: np.ndarray | None = None,
+) -> list[str]:
     """Per row, the ``k`` features with the largest positive contribution, described; joined by
     ``"; "``. A row with fewer positive contributions lists only those.
 
@@ -137,10 +176,21 @@ def top_drivers(contrib: np.ndarray, numbers: np.ndarray, names: list[str], k: i
         The feature values.
     names : list of str
         Feature names, in column order.
+    k : int, default 3
+        How many drivers per row, at most.
+    dated : array (rows, features) of object, optional
+        Where a value is older than the row's period, the period of its data (``"2017"``),
+        written after it as ``"(2017 data)"``; ``None`` (or an empty cell) where it is current.
     """
     order = np.argsort(-contrib, axis=1, kind="stable")[:, :k]
     out = []
     for i, top in enumerate(order):
         positive = [j for j in top if contrib[i, j] > 0]
-        out.append("; ".join(describe(names[j], float(numbers[i, j])) for j in positive))
+        out.append("; ".join(_with_date(names[j], float(numbers[i, j]), dated, i, j) for j in positive))
     return out
+
+
+def _with_date(feature: str, value: float, dated: np.ndarray | None, i: int, j: int) -> str:
+    words = describe(feature, value)
+    period = None if dated is None or np.isnan(value) else dated[i, j]
+    return f"{words} ({period} data)" if period else words

@@ -11,6 +11,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
 
 from features.io import write_atomic
+from models.drivers import feature_name
 
 
 def _figure(width: float, height: float) -> tuple[Figure, object]:
@@ -64,9 +65,10 @@ def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: i
 def importance_bars(importance: pd.Series, path: Path, top: int = 20) -> Path:
     """Horizontal bars of the ``top`` features by gain."""
     head = importance.head(top)[::-1]
-    figure, axis = _figure(6, 0.3 * len(head) + 1)
-    axis.barh(head.index, head.to_numpy())
-    axis.set(xlabel="total gain", title="Feature importance (LightGBM gain)")
+    figure, axis = _figure(8, 0.3 * len(head) + 1)
+    axis.barh([feature_name(f) for f in head.index], head.to_numpy())
+    axis.tick_params(axis="y", labelsize=8)
+    axis.set(xlabel="total gain in the trees' splits", title="Tree split gain (LightGBM)")
     return _save(figure, path)
 
 
@@ -80,14 +82,14 @@ def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, 
     plus a linear margin's terms): per feature, each row's contribution, coloured by the
     feature's value rank."""
     order = contributions.abs().mean().sort_values(ascending=False).index[:top][::-1]
-    figure, axis = _figure(7, 0.35 * len(order) + 1.2)
+    figure, axis = _figure(9, 0.35 * len(order) + 1.2)
     for i, feature in enumerate(order):
         contribution = contributions[feature].to_numpy()
         colour = values[feature].rank(pct=True).fillna(0.5).to_numpy()
         jitter = (np.random.default_rng(i).random(len(contribution)) - 0.5) * 0.6
         axis.scatter(contribution, i + jitter, c=colour, cmap="coolwarm", s=4, alpha=0.6)
-    axis.set_yticks(range(len(order)), labels=list(order), fontsize=8)
+    axis.set_yticks(range(len(order)), labels=[feature_name(f) for f in order], fontsize=8)
     axis.axvline(0, color="grey", linewidth=0.8)
-    axis.set(xlabel="contribution to log-odds (SHAP of the trees + linear terms)",
-             title="What drives p_belt (colour: low -> high feature value)")  # fmt: skip
+    axis.set(xlabel="contribution to the log-odds (trees' SHAP + linear terms)",
+             title="What drives p_belt (colour: feature value, blue low, red high)")  # fmt: skip
     return _save(figure, path)

@@ -2,7 +2,7 @@
 
 Top candidates, a county map coloured by ``p_belt``, the backtest's figures against every
 baseline (with LightGBM's paired differences), its PR and calibration curves, global feature
-importance, the mode mix of the top candidates, the model version and lineage.
+importance, the mode mix of the top candidates, the data and caveats, the model version and lineage.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import writable_target, write_atomic
+from features.panel import feature_sources, staleness_columns
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
+from models.drivers import feature_name
 from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
@@ -45,6 +47,14 @@ LINEAGE_TAGS = (
     "seed",
     "target_vintage",
 )
+SOURCE_NAMES = {
+    "staleness_co2": "CO₂ emissions (CEADs)",
+    "staleness_viirs": "Night lights (VIIRS)",
+    "staleness_census": "Census",
+    "staleness_tudigong": "2020 census shares (tudigong)",
+    "staleness_prefecture": "Prefecture GDP and population",
+    "staleness_poverty": "Poverty counties",
+}
 MODE_NAMES = {
     "national_brand": "平台+国货崛起 (domestic-brand rise)",
     "cultural_heritage": "平台+文化传承 (cultural heritage)",
@@ -70,6 +80,7 @@ class ReportContext:
     labels_of: int | None = None  # the newest labelled period known at ``as_of`` (None: no label known)
     horizon: int | None = None
     trained_up_to: int | None = None  # the newest label, when the outcome of ``as_of`` was trained on
+    data_notes: list[str] = field(default_factory=list)
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
@@ -112,6 +123,8 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
     run = client.get_run(champion.run_id)
     bundle = model.unwrap_python_model().bundle
     known = bundle.snapshot.loc[bundle.snapshot["as_of"] == year, "last_label_period"].dropna()
+    labels_of = int(known.max()) if len(known) else None
+    backtest = _backtest(client, champion.run_id)
     return ReportContext(
         name=name,
         version=str(champion.version),
@@ -121,8 +134,9 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         figures=_figures(client, champion.run_id),
         lineage={tag: run.data.tags.get(tag, "") for tag in LINEAGE_TAGS},
         mode_weight=run.data.metrics.get("mode_model_weight"),
-        backtest=_backtest(client, champion.run_id),
-        labels_of=int(known.max()) if len(known) else None,
+        backtest=backtest,
+        labels_of=labels_of,
+        data_notes=data_notes(bundle.snapshot, bundle.features, bundle.meta, year, labels_of, backtest),
         horizon=bundle.meta.get("horizon"),
         trained_up_to=trained_on_outcome(model, year),
         metrics={
@@ -139,6 +153,61 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
             )
         },
     )
+
+
+def data_notes(
+    snapshot: pd.DataFrame, features: list[str], meta: dict, as_of: int, labels_of: int | None, backtest: dict
+) -> list[str]:
+    """What the forecast rests on and where it is thin, from the model's own snapshot and backtest:
+    the belt rule, how recent the labels are, how many new belts the newest fold tested, how old
+    each source's data is at ``as_of`` and which indicators have gaps."""
+    rows = snapshot[snapshot["as_of"] == as_of]
+    unit = "quarter" if frequency_of(as_of) == QUARTERLY else "year"
+    notes = []
+    if rule := meta.get("belt_rule"):
+        conditions = [f"{c['metric']} {c['op']} {_number(c['threshold'])}" for c in rule]
+        needed = meta.get("min_met", len(conditions))
+        notes.append(
+            f"A county counts as a belt in a {unit} when {conditions[0]}." if len(conditions) == 1
+            else f"A county counts as a belt in a {unit} when at least {needed} of these hold: {'; '.join(conditions)}."
+        )  # fmt: skip
+    if labels_of is not None and labels_of < as_of:
+        notes.append(
+            f"The newest labels are of {label_of(labels_of)}: a county ranked here may have become a belt between"
+            f" {label_of(labels_of)} and {label_of(as_of)} without this page knowing."
+        )
+    newest = backtest.get("emergence", {}).get("models", {}).get("lightgbm", {})
+    if "n_positive" in newest:
+        notes.append(
+            f"The newest backtest fold tested {newest['n']:,} counties, of which {newest['n_positive']} became belts:"
+            " a few counties more or fewer found move its figures by several points, hence the intervals."
+        )
+    sources = feature_sources(features, staleness_columns(rows))
+    for column in sorted(set(sources.values())):
+        age = rows[column].dropna()
+        if len(age) and (typical := int(age.median())) > 0:
+            notes.append(
+                f"{SOURCE_NAMES.get(column, column.removeprefix('staleness_'))}: the newest data are of"
+                f" {label_of(as_of - typical)}, {typical} {unit}{'s' if typical > 1 else ''} before {label_of(as_of)};"
+                " drivers from them say so."
+            )
+    gaps = rows[features].isna().sum().sort_values(ascending=False, kind="stable")
+    absent = [f for f, n in gaps.items() if n == len(rows)]
+    if absent and len(rows):
+        listed = ", ".join(map(feature_name, absent))
+        notes.append(f"Not in the data as of {label_of(as_of)}, for any county: {listed}.")
+    gaps = gaps[(gaps >= max(1, 0.01 * len(rows))) & (gaps < len(rows))]
+    if len(gaps):
+        listed = "; ".join(f"{feature_name(f)} for {n:,}" for f, n in gaps.head(6).items())
+        notes.append(
+            f"No data, out of {len(rows):,} counties: {listed}. A gap is not filled in: the model's trees learned"
+            ' what it went with in the training years, so a driver may read "no data on ...".'
+        )
+    return notes
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def _figures(client: MlflowClient, run_id: str) -> dict[str, str]:
@@ -201,10 +270,18 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section(
             "What drives the forecast",
-            "Feature importance (total gain of the emergence model's trees) and contributions to its"
-            " log-odds (the trees' SHAP values plus the linear margin's terms).",
-            _images(context.figures, ("feature_importance", "shap_summary")),
+            "Contributions to the emergence model's log-odds on its training rows (the trees' SHAP values plus"
+            " the linear margin's terms: the whole model, as in the drivers), and where the trees split (total"
+            " gain). The trees start from the linear margin and fit only what it misses, so their gain does not"
+            " rank what drives p_belt: the contributions do.",
+            _images(context.figures, ("shap_summary", "feature_importance")),
             "drivers",
+        ),
+        _section(
+            "Data and caveats",
+            "What the forecast rests on, and where it is thin.",
+            "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in context.data_notes) + "</ul>",
+            "data-caveats",
         ),
         _section("Model and data lineage", "", _lineage(context), "lineage"),
     ]

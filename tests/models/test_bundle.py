@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -400,3 +401,24 @@ def test_a_forecast_shares_no_memory_with_the_bundle(bundle_and_models):
         assert not first[column].equals(expected[column]), column
 
     pd.testing.assert_frame_equal(bundle.forecast(request), expected)
+
+
+def test_drivers_date_a_value_older_than_its_period(synthetic_transitions, tmp_path):
+    """A source's value carried into a later period says its year; a current or what-if value does not."""
+    X, y, periods, _ = synthetic_transitions
+    X = X.rename(columns={"manufacturing_share": "co2_share"})  # the learnable signal, now of the co2 source
+    emergence = LGBMEmergence(n_estimators=40).fit(X, y)
+    mode = LGBMMode(n_estimators=10).fit(X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4])
+    panel = _panel(X, periods).assign(staleness_co2=np.where(periods == 2016, 3.0, 0.0), staleness_census=1.0)
+    bundle = ForecastBundle.load(ForecastBundle.from_models(emergence, mode, panel, {}).save(tmp_path / "b"))
+    assert "staleness_co2" in bundle.snapshot and "staleness_census" not in bundle.snapshot  # no census feature
+
+    latest = panel[panel["as_of"] == 2016].nlargest(5, "co2_share")["county_code"].tolist()
+    stale = bundle.forecast(pd.DataFrame({"county_code": latest, "as_of": 2016}))["top_drivers"]
+    assert all(re.search(r"co2 \d+ % \(2013 data\)", text) for text in stale), stale.tolist()
+    earlier = panel[panel["as_of"] == 2015].nlargest(5, "co2_share")["county_code"].tolist()
+    current = bundle.forecast(pd.DataFrame({"county_code": earlier, "as_of": 2015}))["top_drivers"]
+    what_if = bundle.forecast(pd.DataFrame({"county_code": latest, "as_of": 2016, "co2_share": 0.49}))["top_drivers"]
+    for text in [*current, *what_if]:
+        assert "co2" in text and "data)" not in text, text
+    assert bundle.drivers(X.head(3)) == bundle.drivers(X.head(3).to_numpy())  # without positions: undated

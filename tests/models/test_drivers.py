@@ -21,8 +21,12 @@ from models.drivers import describe, top_drivers
         ("villages_within_50km_share", 0.002, "0.2% of all Taobao villages within 50 km"),
         ("belts_same_province_share", 0.106, "10.6% of all belts in the same province"),
         ("dist_nearest_belt_km_rel", np.log(0.3), "nearest belt at 0.3x the median county's distance"),
-        ("dist_nearest_belt_km_rel", np.nan, "distance to the nearest belt unknown"),
-        ("census_it_share_rel", np.nan, "IT jobs unknown"),
+        ("dist_nearest_belt_km_rel", np.nan, "no data on distance to the nearest belt"),
+        ("census_it_share_rel", np.nan, "no data on IT jobs"),
+        ("pref_population_rel", np.nan, "no data on prefecture population"),
+        ("viirs_growth_1y_rel", np.nan, "no data on night-light growth over 1 year"),
+        ("belts_within_50km_share", np.nan, "no data on belts within 50 km"),
+        ("platform_gmv_growth_yoy", np.nan, "no data on GMV growth"),
     ],
 )
 def test_indicators_read_as_words(feature, value, words):

@@ -1,0 +1,51 @@
+"""The report's "Data and caveats" notes come from the model's own snapshot (SYNTHETIC rows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipelines.report import data_notes
+
+
+def _snapshot(as_of: int) -> pd.DataFrame:
+    n = 200
+    return pd.DataFrame(
+        {
+            "as_of": as_of,
+            "co2_mt_rel": np.where(np.arange(n) < 30, np.nan, 0.1),  # 30 counties without CO2
+            "pref_population_rel": 0.0,
+            "tudigong_it_share_rel": np.nan,  # a source that starts later: absent for everyone
+            "belts_within_100km_share": 0.01,
+            "staleness_co2": 3.0,
+            "staleness_prefecture": 0.0,
+        }
+    )
+
+
+def test_notes_say_the_rule_the_labels_the_fold_the_old_data_and_the_gaps():
+    features = ["co2_mt_rel", "pref_population_rel", "tudigong_it_share_rel", "belts_within_100km_share"]
+    meta = {"belt_rule": [{"metric": "taobao_villages", "op": ">=", "threshold": 1.0}], "min_met": 1}
+    backtest = {"emergence": {"models": {"lightgbm": {"n": 2664, "n_positive": 49}}}}
+    notes = data_notes(_snapshot(2020), features, meta, 2020, 2016, backtest)
+    assert notes == [
+        "A county counts as a belt in a year when taobao_villages >= 1.",
+        "The newest labels are of 2016: a county ranked here may have become a belt between 2016 and 2020"
+        " without this page knowing.",
+        "The newest backtest fold tested 2,664 counties, of which 49 became belts: a few counties more or fewer"
+        " found move its figures by several points, hence the intervals.",
+        "CO₂ emissions (CEADs): the newest data are of 2017, 3 years before 2020; drivers from them say so.",
+        "Not in the data as of 2020, for any county: IT jobs (2020 census shares).",
+        "No data, out of 200 counties: CO2 emissions for 30. A gap is not filled in: the model's trees learned"
+        ' what it went with in the training years, so a driver may read "no data on ...".',
+    ]
+
+
+def test_a_current_model_of_current_labels_has_fewer_notes():
+    rule = [{"metric": "gmv", "op": ">=", "threshold": 2e8}, {"metric": "merchants", "op": ">=", "threshold": 500.0}]
+    snapshot = _snapshot(2020).assign(staleness_co2=0.0, co2_mt_rel=0.1, tudigong_it_share_rel=0.0)
+    meta = {"belt_rule": rule, "min_met": 2}
+    notes = data_notes(snapshot, ["co2_mt_rel", "tudigong_it_share_rel"], meta, 2020, 2020, {})
+    assert notes == [
+        "A county counts as a belt in a year when at least 2 of these hold: gmv >= 200,000,000; merchants >= 500."
+    ]
