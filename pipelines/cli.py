@@ -263,12 +263,20 @@ def serve(
     workers: Annotated[
         int, typer.Option(callback=_within(1), help="Server worker processes (at least 1), each with its own model.")
     ] = 1,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            callback=_within(1),
+            help="Seconds a request may take before it is answered 504 (default: MLflow's, 60, or"
+            " MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT).",
+        ),
+    ] = None,
 ) -> None:
     """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
     from pipelines import serve as job
 
     with _reported():
-        job.run(_settings(config), host, port, workers, console)  # becomes the server: no return
+        job.run(_settings(config), host, port, workers, console, timeout)  # becomes the server: no return
 
 
 @app.command("report")

@@ -43,6 +43,7 @@ import numpy as np
 APP = "pipelines.scoring_app:create_app"
 MODEL_URI_VARIABLE = "BELTCAST_SERVE_MODEL_URI"
 MAX_REQUEST_VARIABLE = "BELTCAST_MAX_REQUEST_MB"
+TIMEOUT_VARIABLE = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # MLflow's: seconds before a request gets 504
 MAX_DEPTH = 64
 STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
 JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -186,22 +187,38 @@ def _plain_errors(send):
         held["chunks"].append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        body = _plain_error(b"".join(held["chunks"]))
-        replaced = (b"content-length", b"transfer-encoding")
+        status = held["start"]["status"]
+        body = _timed_out() if status == 504 else _plain_error(b"".join(held["chunks"]), status)
+        replaced = (b"content-length", b"transfer-encoding", b"content-type")
         headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() not in replaced]
+        headers.append((b"content-type", b"application/json"))
         await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
     return wrapped
 
 
-def _plain_error(body: bytes) -> bytes:
+def _timed_out() -> bytes:
+    """MLflow's 504 (plain text under a JSON content type) as JSON saying what to do."""
+    from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+
+    limit = MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get()
+    message = (
+        f"the request took longer than the server's limit of {limit} s ({TIMEOUT_VARIABLE}; `beltcast serve"
+        ' --timeout`): send fewer rows per request, or "params": {"drivers": false} (the drivers are most of'
+        " a batch's time), or score large batches with `beltcast score` or `mlflow.pyfunc.load_model`"
+    )
+    return json.dumps({"error_code": "REQUEST_TIMEOUT", "message": message}).encode()
+
+
+def _plain_error(body: bytes, status: int = 400) -> bytes:
     try:
         error = json.loads(body)
     except ValueError:
-        return body
-    if not isinstance(error, dict):
-        return body
+        error = None
+    if not isinstance(error, dict):  # an answer of text: the same text, as JSON
+        code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
+        return json.dumps({"error_code": code, "message": body.decode("utf-8", "replace")}).encode()
     message = error.get("message")
     if isinstance(message, str):
         for prefix, separator in DUMPED_REQUEST.items():

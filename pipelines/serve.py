@@ -21,7 +21,7 @@ from rich.console import Console
 
 from features.errors import BeltcastError
 from pipelines.config import Settings
-from pipelines.scoring_app import MODEL_URI_VARIABLE
+from pipelines.scoring_app import MODEL_URI_VARIABLE, TIMEOUT_VARIABLE
 from pipelines.tracking import CHAMPION, model_uri, require_champion, use_tracking
 
 
@@ -42,18 +42,23 @@ def champion_uri(settings: Settings) -> str:
     return model_uri(name, require_champion(use_tracking(settings, existing=True), name, ServeError).version)
 
 
-def environment(settings: Settings, uri: str) -> dict[str, str]:
-    """The server's environment: the configured store and the model to serve."""
+def environment(settings: Settings, uri: str, timeout: int | None = None) -> dict[str, str]:
+    """The server's environment: the configured store, the model to serve and, when given, the
+    seconds a request may take (MLflow's ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``)."""
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = settings.mlflow.tracking_uri
     env["MLFLOW_REGISTRY_URI"] = settings.mlflow.tracking_uri
     env[MODEL_URI_VARIABLE] = uri
+    if timeout is not None:
+        env[TIMEOUT_VARIABLE] = str(timeout)
     return env
 
 
-def start(settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1) -> subprocess.Popen:
+def start(
+    settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1, timeout: int | None = None
+) -> subprocess.Popen:
     """Start the server for the champion in the background (for tests and benchmarks)."""
-    return subprocess.Popen(command(host, port, workers), env=environment(settings, champion_uri(settings)))
+    return subprocess.Popen(command(host, port, workers), env=environment(settings, champion_uri(settings), timeout))
 
 
 def wait_until_serving(process: subprocess.Popen, url: str, log: Path, timeout_s: float = 180.0) -> None:
@@ -83,7 +88,9 @@ def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
         process.wait(timeout=timeout_s)
 
 
-def run(settings: Settings, host: str, port: int, workers: int, console: Console) -> NoReturn:
+def run(
+    settings: Settings, host: str, port: int, workers: int, console: Console, timeout: int | None = None
+) -> NoReturn:
     """Serve the champion in the foreground: this process becomes the server (``exec``), so
     Ctrl+C, SIGTERM and the exit status are the server's own (3: it could not start)."""
     uri = champion_uri(settings)
@@ -91,4 +98,4 @@ def run(settings: Settings, host: str, port: int, workers: int, console: Console
     line = command(host, port, workers)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(line[0], line, environment(settings, uri))
+    os.execve(line[0], line, environment(settings, uri, timeout))

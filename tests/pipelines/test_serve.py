@@ -450,7 +450,35 @@ def test_an_error_answer_keeps_the_cause_without_the_request_dump_or_stack_trace
 
     body = json.dumps({"error_code": "BAD_REQUEST", "message": message, "stack_trace": "Traceback ..."}).encode()
     assert json.loads(_plain_error(body)) == {"error_code": "BAD_REQUEST", "message": plain}
-    assert _plain_error(b"not json") == b"not json"
+    assert json.loads(_plain_error(b"not json")) == {"error_code": "BAD_REQUEST", "message": "not json"}
+    assert json.loads(_plain_error(b"oops", 500)) == {"error_code": "INTERNAL_ERROR", "message": "oops"}
+
+
+def test_a_request_over_the_time_limit_is_a_504_in_json_saying_what_to_do(champion_settings, tmp_path):
+    log, port = tmp_path / "server.log", free_port()
+    with output_to(log):
+        process = serve.start(champion_settings, host=HOST, port=port, timeout=1)
+    try:
+        url = f"http://{HOST}:{port}"
+        serve.wait_until_serving(process, url, log, START_TIMEOUT_S)
+        counties = pd.read_parquet(champion_settings.data.features_dir / "panel.parquet", columns=["county_code"])
+        rows = [[code, AS_OF] for code in counties["county_code"].unique()] * 20  # drivers for ~57,000 rows
+        response = invoke(url, ["county_code", "as_of"], rows)
+        assert response.status_code == 504 and response.headers["content-type"] == "application/json"
+        error = response.json()
+        assert error["error_code"] == "REQUEST_TIMEOUT"
+        assert "limit of 1 s (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT; `beltcast serve --timeout`)" in error["message"]
+        assert '"params": {"drivers": false}' in error["message"]
+    finally:
+        serve.stop(process)
+
+
+def test_serve_timeout_is_passed_to_the_server(champion_settings, monkeypatch):
+    monkeypatch.delenv("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", raising=False)
+    assert serve.environment(champion_settings, "models:/m/1", 90)["MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"] == "90"
+    assert "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT" not in serve.environment(champion_settings, "models:/m/1")
+    result = CliRunner().invoke(cli.app, ["serve", "--timeout", "0"])
+    assert result.exit_code == 2 and "must be at least 1; got 0" in result.output
 
 
 @pytest.mark.parametrize(
