@@ -6,7 +6,14 @@
 population (万人) 1998-2024; its column ``插值_常住人口（万人）`` fills gaps by interpolation and is
 not used. Both end with blank rows and two rows of advertising text; they are dropped and
 counted. ``prefecture_gdp_pop_revenue/prefecture.dta`` (Wiebe's replication package) gives
-fiscal revenue 1997-2017 (:func:`read_prefecture_revenue`).
+fiscal revenue 1997-2017 (:func:`read_prefecture_revenue`) and registered population (户籍,
+万人, to 2017). The resident file has no autonomous prefecture, league or 地区 (39 prefectures of
+2020, 317 counties); 37 of them take their registered population from the .dta, listed in the
+notes (``prefectures_with_registered_population``), and a prefecture keeps one measure for all
+its years. Registered and resident population differ most where people move (东莞's registered
+population is a fifth of its residents); for these mostly western prefectures the registered
+figure of 2010 is 0.85 to 1.21 times the 2010 census population of their counties (median 1.0).
+Two that count more than their counties are left without (:data:`REGISTERED_NOT_USED`).
 
 Prefecture codes are 6 digits (``xxxx00``; the 4-digit ``prefcode`` of the .dta gets ``00``);
 the four municipalities use their province code (北京 110000, 天津 120000, 上海 310000, 重庆
@@ -69,8 +76,15 @@ POPULATION_COLUMNS = {
 }
 REVENUE_PATH = Path("prefecture_gdp_pop_revenue") / "prefecture.dta"
 REVENUE_COLUMNS = ["year", "prefcode", "prefecture", "revenue", "gdp"]
+REGISTERED_COLUMNS = ["year", "prefcode", "prefecture", "pop"]
 REVENUE_UNIT_YEAR = 2004
 MUNICIPALITIES = ("110000", "120000", "310000", "500000")
+# Registered populations of prefectures that cover more than their county-level units: not used.
+# Against the sum of their counties in the 2010 census, the others used are 0.85 to 1.21 times it.
+REGISTERED_NOT_USED = {
+    "654000": "伊犁哈萨克自治州: counts its 塔城 and 阿勒泰 地区 too (1.83 times its own counties in 2010)",
+    "232700": "大兴安岭地区: counts 加格达奇 and its other districts, no county-level units (2.28 times)",
+}
 VARIABLES = {
     "gdp": "pref_gdp",
     "gdp_per_capita": "pref_gdp_per_capita",
@@ -105,10 +119,13 @@ def read_prefecture(raw_dir: Path, history: CodeHistory, target: int = 2020) -> 
     """
     gdp, gdp_dropped = _read_panel(raw_dir / GDP_PATH, GDP_SHEET, GDP_COLUMNS)
     population, population_dropped = _read_panel(raw_dir / POPULATION_PATH, POPULATION_SHEET, POPULATION_COLUMNS)
-    resolved = _resolve_prefectures(set(gdp["prefecture_code"]) | set(population["prefecture_code"]), history, target)
+    registered = _read_registered(raw_dir / REVENUE_PATH)
+    codes = set(gdp["prefecture_code"]) | set(population["prefecture_code"]) | set(registered["prefecture_code"])
+    resolved = _resolve_prefectures(codes, history, target)
     gdp, gdp_unjoined = _to_target(gdp, resolved)
     population, population_unjoined = _to_target(population, resolved)
-    panel = _with_derived(gdp, population)
+    filled = _registered_where_missing(population, _to_target(registered, resolved)[0])
+    panel = _with_derived(gdp, pd.concat([population, filled], ignore_index=True))
     long = _join_counties(panel, list(VARIABLES), history, target)
     unmatched = pd.concat(
         [gdp_unjoined.assign(table="gdp"), population_unjoined.assign(table="population")],
@@ -122,6 +139,8 @@ def read_prefecture(raw_dir: Path, history: CodeHistory, target: int = 2020) -> 
         "prefecture_codes_followed": _followed(pd.concat([gdp, population])),
         "gdp_prefecture_years_not_joined": len(gdp_unjoined),
         "population_prefecture_years_not_joined": len(population_unjoined),
+        "prefectures_with_registered_population": sorted(set(filled["prefecture_code"])),
+        "registered_population_prefecture_years_used": len(filled),
         **_county_notes(long, history, target),
     }
     return SourceTable(NAME, validate_long(long, NAME), unmatched, notes)
@@ -201,6 +220,36 @@ def _check_unique(frame: pd.DataFrame, where: str) -> None:
         raise SourceFormatError(
             f"{where}: prefecture code and year must be unique; got {row['prefecture_code']} {row['year']} twice"
         )
+
+
+def _read_registered(path: Path) -> pd.DataFrame:
+    """Registered population (户籍, 万人) per prefecture and year from ``prefecture.dta``."""
+    raw = read_stata_checked(path)
+    require_columns(raw, REGISTERED_COLUMNS, path)
+    frame = pd.DataFrame(
+        {
+            "year": raw["year"],
+            "prefecture_code": raw["prefcode"] * 100,
+            "prefecture_name": raw["prefecture"],
+            "population": raw["pop"],
+        }
+    )
+    frame = _typed(frame, str(path))
+    return frame[frame["population"].notna()].reset_index(drop=True)
+
+
+def _registered_where_missing(resident: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
+    """The registered population of every prefecture the resident file has no row for (its
+    autonomous prefectures, leagues and 地区), all years the registered file gives.
+
+    A prefecture the resident file covers keeps its own series, gaps included: the two measures
+    differ most where people move (东莞's registered population is a fifth of its residents), so
+    they are not mixed within one prefecture.
+    """
+    missing = registered[
+        ~registered["prefecture_code"].isin(set(resident["prefecture_code"]) | set(REGISTERED_NOT_USED))
+    ]
+    return missing[~missing.duplicated(["prefecture_code", "year"])]  # renamed codes joining one target
 
 
 def _read_revenue(path: Path) -> tuple[pd.DataFrame, dict]:

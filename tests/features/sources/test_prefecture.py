@@ -61,7 +61,7 @@ def test_variables_and_years(prefecture: SourceTable) -> None:
         "pref_gdp": {"min": 2000, "max": 2023},
         "pref_gdp_growth": {"min": 2001, "max": 2023},
         "pref_gdp_per_capita": {"min": 2000, "max": 2023},
-        "pref_population": {"min": 1998, "max": 2024},
+        "pref_population": {"min": 1997, "max": 2024},  # 1997: registered (test below)
         "pref_secondary_share": {"min": 2000, "max": 2023},
         "pref_tertiary_share": {"min": 2000, "max": 2023},
     }
@@ -167,3 +167,16 @@ def test_revenue_renamed_column_fails(raw_dir: Path, tmp_path: Path, code_histor
     head.assign(fiscal=1.0).to_stata(path, write_index=False, version=118)
     with pytest.raises(SourceFormatError, match=r"prefecture\.dta: missing column\(s\) \['revenue'\]; found"):
         read_prefecture_revenue(tmp_path, code_history)
+
+
+def test_prefectures_without_resident_population_take_the_registered(prefecture: SourceTable) -> None:
+    # the resident file has no autonomous prefectures, leagues or 地区; prefecture.dta's registered
+    # population fills them: 大理白族自治州 2015, 354.4 万 (洱源县 532930)
+    filled = prefecture.notes["prefectures_with_registered_population"]
+    assert len(filled) == 37 and {"532900", "152500", "653100", "222400"} <= set(filled)
+    assert not {"654000", "232700"} & set(filled)  # 伊犁州 and 大兴安岭: their figures cover more than their counties
+    assert value(prefecture, "532930", 2015, "pref_population") == pytest.approx(354.4, abs=1e-3)
+    gdp = value(prefecture, "532930", 2015, "pref_gdp")
+    assert value(prefecture, "532930", 2015, "pref_gdp_per_capita") == pytest.approx(gdp / 354.4 * 1e4, rel=1e-5)
+    assert not prefecture.long.query("county_code == '532930' and year > 2017 and variable == 'pref_population'").size
+    assert "371700" not in filled  # 菏泽 keeps its resident series (test_heze_values_for_caoxian)
