@@ -74,7 +74,7 @@ WORDS = {
     "ghsl urban": "residents in urban clusters (GHSL)",
 }
 # What a feature outside LEVEL_NAMES is about, in words: "no data on <name>", chart labels.
-MISSING_NAMES = {
+FEATURE_NAMES = {
     "dist_prefecture_seat_km": "distance to the prefecture seat",
     "dist_capital_km": "distance to the provincial capital",
     "belts_same_prefecture_share": "belts in the same prefecture",
@@ -103,9 +103,8 @@ def describe(feature: str, value: float) -> str:
     """One indicator and its value in plain words."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return f"no data on {feature_name(feature)}"
-    if match := WITHIN.match(feature):
-        noun = "belts" if match.group(1) == "belts" else "Taobao villages"
-        return f"{value:.1%} of all {noun} within {match.group(2)} km"
+    if WITHIN.match(feature):
+        return f"{value:.1%} of all {feature_name(feature)}"
     if match := STALENESS.match(feature):
         return f"{match.group(1)} data {value:.0f} years old"
     if feature in TEMPLATES:
@@ -129,7 +128,7 @@ def feature_name(feature: str) -> str:
     if match := WITHIN.match(feature):
         noun = "belts" if match.group(1) == "belts" else "Taobao villages"
         return f"{noun} within {match.group(2)} km"
-    name = MISSING_NAMES.get(base) or LEVEL_NAMES.get(base) or _label(base)
+    name = FEATURE_NAMES.get(base) or LEVEL_NAMES.get(base) or _label(base)
     return f"{name} (2020 census shares)" if base.startswith("tudigong_") else name
 
 
