@@ -101,11 +101,20 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
         else "belts with a known mode, from their villages' main products"
     )
     summary["belt_rule"] = rule.describe()
+    reported = sources
     if platform is not None:  # train, tune, backtest and promote check that the config names this file
         path = Path(settings.platform.metrics_file)
-        summary["platform_metrics"] = {"file": str(path.resolve()), "sha256": known_sha256(path)}
-    outputs = write_outputs(settings.data.features_dir, panel, summary, sources)
-    report(console, panel, summary, sources, outputs)
+        summary["platform_metrics"] = {
+            "file": str(path.resolve()),
+            "sha256": known_sha256(path),
+            **platform.metrics.notes,
+            "rows_unmatched": len(platform.metrics.unmatched),
+            "target_counties_of": len(units),
+        }
+        # its rows whose code is no county of the target vintage go with the sources' in unmatched.csv
+        reported = [*sources, SourceTable("platform", pd.DataFrame(), platform.metrics.unmatched, {})]
+    outputs = write_outputs(settings.data.features_dir, panel, summary, reported)
+    report(console, panel, summary, reported, outputs)
     return outputs
 
 
@@ -251,6 +260,17 @@ def report(
     console.print(_coverage(summary, range(years[0] - 3, years[-1] + 1)))
     _print_unmatched(console, sources)
     console.print(_labels(panel))
+    if platform := summary.get("platform_metrics"):
+        resolved = platform["codes_resolved_to_another_year"]
+        shown = ", ".join(resolved[:5]) + (", ..." if len(resolved) > 5 else "")
+        console.print(
+            f"platform metrics: {platform['rows_read']:,} rows, {' to '.join(platform['periods'])},"
+            f" {platform['target_counties']:,} of {platform['target_counties_of']:,} counties (the others have"
+            f" no label and no platform features); {len(resolved)} code(s) of another year mapped to this"
+            f" year's{f' ({shown})' if resolved else ''}; {platform['rows_unmatched']} row(s) with no county,"
+            " in unmatched.csv",
+            highlight=False,
+        )
     console.print(f"belt rule: {summary['belt_rule']}")
     console.print(f"mode classes ({summary['modes_of']}): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")

@@ -35,10 +35,12 @@ from models.served import BUNDLE_ARTIFACT, input_example, signature
 from pipelines.backtest import (
     evaluate,
     fold_spec,
+    is_platform,
     load_panel,
     mode_period,
     tuned_params,
 )
+from pipelines.build import belt_rule
 from pipelines.config import Settings
 from pipelines.tracking import (
     CHALLENGER,
@@ -193,8 +195,9 @@ def train_and_register(
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
+    lineage["belt_rule"] = belt_rule(settings.platform if is_platform(settings) else settings.labels).describe()
     with start_run("train", nested=mlflow.active_run() is not None) as active:
-        mlflow.set_tags(lineage)
+        mlflow.set_tags({**lineage, **(extra_tags or {})})  # the run says where its parameters came from too
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
         report = log_backtest(panel, settings, spec, console, params)
         metrics = report["emergence"]["models"]["lightgbm"]
@@ -308,12 +311,14 @@ def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
 
 
 def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
-    """What the served model should know about itself."""
+    """What the served model should know about itself; the belt rule is the one its labels were
+    made by (the platform's with a metrics file, else the public rosters')."""
+    labels = settings.platform if is_platform(settings) else settings.labels
     return {
         "target_vintage": settings.codes.target_vintage,
         "horizon": spec.horizon,
-        "belt_rule": [c.model_dump() for c in settings.labels.conditions],
-        "min_met": settings.labels.min_met,
+        "belt_rule": [c.model_dump() for c in labels.conditions],
+        "min_met": labels.min_met,
     }
 
 
@@ -355,6 +360,10 @@ def version_tags(
         data_manifest_sha256=lineage["data_manifest_sha256"],
         git_sha=lineage["git_sha"],
         seed=lineage["seed"],
+    )
+    # the belt rule and the platform's metrics file: what the labels and features were made from
+    tags.update(
+        {k: lineage[k] for k in ("belt_rule", "platform_metrics_file", "platform_metrics_sha256") if k in lineage}
     )
     return tags
 

@@ -35,7 +35,7 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     assert "models:/county-belt/1" in text
     caveats = text[text.index('id="data-caveats"') :]
     assert "The newest labels are of 2016" in caveats and "the newest data are of 2017" in caveats  # CO2 ends 2017
-    assert re.search(r"No data, out of 2,844 counties: [^<]*prefecture population for \d{3}", caveats)
+    assert re.search(r"No data, out of 2,844 counties: [^<]*CO2 emissions for \d+", caveats)  # CEADs lacks some
     assert "data_manifest_sha256" in text
     for model in ("lightgbm", "logistic", "spatial_neighbors", "prior"):  # the backtest against the baselines
         assert re.search(rf"<tr><td>{model}</td><td>0\.\d{{3}}</td>", text)  # the tests run no bootstrap

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import mlflow.pyfunc
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -12,7 +14,7 @@ from rich.console import Console
 from features.periods import PeriodError
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
-from pipelines import retrain, tune
+from pipelines import build, retrain, tune
 from pipelines.backtest import load_panel
 from pipelines.config import (
     DataSettings,
@@ -80,7 +82,16 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     assert trained.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert steps["build"].data.tags["panel_sha256"] == trained.data.tags["panel_sha256"]
     assert trained.data.tags["platform_metrics_sha256"] == sha256_of(settings.platform.metrics_file)
+    assert champion.tags["platform_metrics_sha256"] == trained.data.tags["platform_metrics_sha256"]
     assert champion.tags["panel_last_period"] == "2025Q3"
+    # the platform's belt rule, not the public rosters', on the run, the version and in the served model
+    rule = build.belt_rule(settings.platform).describe()
+    assert trained.data.tags["belt_rule"] == champion.tags["belt_rule"] == rule and "gmv" in rule
+    mlflow.set_registry_uri(settings.mlflow.tracking_uri)
+    meta = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}").unwrap_python_model().bundle.meta
+    assert meta["belt_rule"] == [c.model_dump() for c in settings.platform.conditions]
+    assert meta["min_met"] == settings.platform.min_met
+    assert trained.data.tags["params_source"] == champion.tags["params_source"]  # the run says it too
 
 
 def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings):
@@ -151,3 +162,26 @@ def test_an_older_period_is_refused_once_the_champion_is_newer(first, settings):
         retrain.run(settings, "2025Q3", None, QUIET)
     assert version_by_alias(_client(settings), "county-belt", "champion").version == champion.version
     assert (settings.data.features_dir / "panel.parquet").read_bytes() == panel
+
+
+def test_a_platform_row_of_no_county_is_reported_not_dropped_in_silence(first, settings, tmp_path):
+    extra = tmp_path / "platform_metrics_synthetic_extra.csv"
+    shutil.copy(settings.platform.metrics_file, extra)
+    with extra.open("a", encoding="utf-8") as file:  # 儋州's code of before it became a prefecture city
+        file.write("469003,2025Q3,家具,1000000.0,10,True\n")
+    config = settings.model_copy(
+        update={
+            "platform": settings.platform.model_copy(update={"metrics_file": extra}),
+            "data": settings.data.model_copy(update={"features_dir": tmp_path / "features"}),
+        }
+    )
+    console = Console(record=True, width=200)
+    outputs = build.run(config, console, until="2025Q3")
+    unmatched = pd.read_csv(outputs.unmatched, dtype=str)
+    row = unmatched[unmatched["source"] == "platform"]
+    assert len(row) == 1 and row["county_code"].item() == "469003"
+    notes = json.loads(outputs.quality.read_text(encoding="utf-8"))["platform_metrics"]
+    assert notes["rows_unmatched"] == 1 and notes["target_counties"] == 800 and notes["target_counties_of"] == 2844
+    text = " ".join(console.export_text().split())  # the console wraps long lines
+    assert "unmatched platform: 1 row(s)" in text
+    assert "800 of 2,844 counties" in text and "1 row(s) with no county, in unmatched.csv" in text

@@ -348,15 +348,17 @@ def test_beltcast_serve_without_a_champion_is_a_clear_error(tmp_path):
 def test_beltcast_serve_binds_loopback_by_default(monkeypatch):
     calls = []
 
-    def fake_run(settings, host, port, workers, console) -> None:
-        calls.append((host, port, workers))
+    def fake_run(settings, host, port, workers, console, timeout) -> None:
+        calls.append((host, port, workers, timeout))
 
     monkeypatch.setattr(serve, "run", fake_run)
 
     result = CliRunner().invoke(cli.app, ["serve"])
 
     assert result.exit_code == 0, result.output
-    assert calls == [("127.0.0.1", 5000, 1)]
+    assert calls == [("127.0.0.1", 5000, 1, None)]
+    assert CliRunner().invoke(cli.app, ["serve", "--timeout", "300"]).exit_code == 0
+    assert calls[-1] == ("127.0.0.1", 5000, 1, 300)
 
 
 FUZZ_CASES = {"tried": 0, "status": {}}
