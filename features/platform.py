@@ -64,6 +64,7 @@ maps to no unit of the target vintage are returned in ``unmatched``.
 from __future__ import annotations
 
 import csv
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -440,6 +441,16 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
         raise PlatformMetricsError(
             f"{path}: intensive must name further metric columns of the file ({extras}); got {stray}"
         )
+    for column in extras:  # a column of text is a misnamed known column more likely than a metric
+        text = _text(raw[column])
+        given = text[text != ""]
+        if len(given) and pd.to_numeric(given, errors="coerce").isna().all():
+            near = difflib.get_close_matches(str(column).lower(), sorted(special), n=1, cutoff=0.6)
+            raise PlatformMetricsError(
+                f"{path}: column {str(column)!r} is none of the known columns ({', '.join(sorted(special))}) and"
+                f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers"
+                + (f"; did you mean {near[0]!r}?" if near else "")
+            )
     return extras
 
 

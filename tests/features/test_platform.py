@@ -508,3 +508,20 @@ def test_a_platform_metrics_frame_must_have_its_columns():
         PlatformMetrics(pd.DataFrame(), "monthly")
     with pytest.raises(PlatformMetricsError, match=r"needs column\(s\) \['category', 'gmv_cny', 'active_merchants'\]"):
         PlatformMetrics(pd.DataFrame(columns=["county_code", "period"]), "annual")
+
+
+@pytest.mark.parametrize(("column", "hint"), [("categroy", "; did you mean 'category'?"), ("县名", "")])
+def test_a_misnamed_column_of_text_is_named_as_such_not_as_a_bad_number(tmp_path, toy_history, column, hint):
+    path = write(tmp_path, ["371721,2024Q2,2e7,20,汉服", "371721,2024Q1,1e7,10,"], header=HEADER + f",{column}")
+    with pytest.raises(PlatformMetricsError) as raised:
+        read_platform_metrics(path, toy_history)
+    assert str(raised.value).endswith(
+        f"column '{column}' is none of the known columns (active_merchants, category, county_code, county_name,"
+        f" gmv_cny, is_synthetic, period, prefecture, province) and holds text ('汉服'), where a further metric"
+        f" holds numbers{hint}"
+    )
+    numbers = write(
+        tmp_path, ["371721,2024Q2,2e7,20,5", "371721,2024Q1,1e7,10,x1"], name="n.csv", header=HEADER + ",visits"
+    )
+    with pytest.raises(PlatformMetricsError, match=r"visits must be a number from 0 to 1e\+15; got 'x1'"):
+        read_platform_metrics(numbers, toy_history)  # a column of numbers with a bad cell names the cell
