@@ -298,7 +298,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path).reset_index(drop=True)
+        frame = pd.read_parquet(path)
+        named = any(name is not None for name in frame.index.names)  # county_code saved as the index
+        return frame.reset_index(drop=not named)
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise PlatformMetricsError(f"{path}: cannot be read as Parquet: {err}") from err
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from features.panel import feature_columns
+from features.periods import label_of
 from features.sources.base import SourceTable
 
 
@@ -40,11 +41,11 @@ def _source_summary(source: SourceTable, codes: set[str]) -> dict:
     }
 
 
-def missing_shares(panel: pd.DataFrame) -> dict[str, dict[int, float]]:
-    """Share of counties missing each feature, per as-of year."""
+def missing_shares(panel: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Share of counties missing each feature, per as-of period (``"2015"``, ``"2025Q3"``)."""
     missing = panel[feature_columns(panel)].isna().groupby(panel["as_of"]).mean()
     return {
-        column: {int(year): round(float(share), 4) for year, share in missing[column].items()}
+        column: {label_of(int(period)): round(float(share), 4) for period, share in missing[column].items()}
         for column in missing.columns
     }
 

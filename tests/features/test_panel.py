@@ -191,3 +191,10 @@ def test_levels_are_relative_to_the_years_median_county():
     assert ("pref_gdp_rel", "c", 2016) not in relative.index  # a missing value gives no row
     assert relative["terrain_relief", "a", 2015] == 1.5
     assert not {"census_agriculture_share", "pref_gdp"} & set(relative.index.get_level_values("variable"))
+
+
+def test_missing_shares_are_keyed_by_the_period_label():
+    from features.quality import missing_shares
+
+    panel = pd.DataFrame({"county_code": ["1", "2", "1"], "as_of": [2022 * 4, 2022 * 4, 2015], "x": [1.0, None, None]})
+    assert missing_shares(panel) == {"x": {"2015": 1.0, "2022Q1": 0.5}}

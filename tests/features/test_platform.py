@@ -525,3 +525,10 @@ def test_a_misnamed_column_of_text_is_named_as_such_not_as_a_bad_number(tmp_path
     )
     with pytest.raises(PlatformMetricsError, match=r"visits must be a number from 0 to 1e\+15; got 'x1'"):
         read_platform_metrics(numbers, toy_history)  # a column of numbers with a bad cell names the cell
+
+
+def test_a_parquet_file_with_the_county_code_as_its_index_is_read(tmp_path, toy_history):
+    frame = pd.DataFrame({"county_code": ["371721"], "period": ["2024Q2"], "gmv_cny": [2e7], "active_merchants": [20]})
+    path = tmp_path / "metrics.parquet"
+    frame.set_index("county_code").to_parquet(path)
+    assert read_platform_metrics(path, toy_history).frame["county_code"].tolist() == ["371721"]
