@@ -75,8 +75,7 @@ POPULATION_COLUMNS = {
     "常住人口（万人）": "population",
 }
 REVENUE_PATH = Path("prefecture_gdp_pop_revenue") / "prefecture.dta"
-REVENUE_COLUMNS = ["year", "prefcode", "prefecture", "revenue", "gdp"]
-REGISTERED_COLUMNS = ["year", "prefcode", "prefecture", "pop"]
+DTA_KEYS = ["year", "prefcode", "prefecture"]
 REVENUE_UNIT_YEAR = 2004
 MUNICIPALITIES = ("110000", "120000", "310000", "500000")
 # Registered populations of prefectures that cover more than their county-level units: not used.
@@ -222,19 +221,25 @@ def _check_unique(frame: pd.DataFrame, where: str) -> None:
         )
 
 
-def _read_registered(path: Path) -> pd.DataFrame:
-    """Registered population (户籍, 万人) per prefecture and year from ``prefecture.dta``."""
+def _read_dta(path: Path, values: dict[str, str]) -> pd.DataFrame:
+    """Year, 6-digit prefecture code and name, and the columns ``values`` (.dta name -> name) of
+    ``prefecture.dta``, typed (:func:`_typed`)."""
     raw = read_stata_checked(path)
-    require_columns(raw, REGISTERED_COLUMNS, path)
+    require_columns(raw, [*DTA_KEYS, *values], path)
     frame = pd.DataFrame(
         {
             "year": raw["year"],
             "prefecture_code": raw["prefcode"] * 100,
             "prefecture_name": raw["prefecture"],
-            "population": raw["pop"],
+            **{name: raw[column] for column, name in values.items()},
         }
     )
-    frame = _typed(frame, str(path))
+    return _typed(frame, str(path))
+
+
+def _read_registered(path: Path) -> pd.DataFrame:
+    """Registered population (户籍, 万人) per prefecture and year from ``prefecture.dta``."""
+    frame = _read_dta(path, {"pop": "population"})
     return frame[frame["population"].notna()].reset_index(drop=True)
 
 
@@ -254,18 +259,7 @@ def _registered_where_missing(resident: pd.DataFrame, registered: pd.DataFrame) 
 
 def _read_revenue(path: Path) -> tuple[pd.DataFrame, dict]:
     """Fiscal revenue in 亿元 with 6-digit prefecture codes, and the counts of rows dropped."""
-    raw = read_stata_checked(path)
-    require_columns(raw, REVENUE_COLUMNS, path)
-    frame = pd.DataFrame(
-        {
-            "year": raw["year"],
-            "prefecture_code": raw["prefcode"] * 100,
-            "prefecture_name": raw["prefecture"],
-            "revenue": raw["revenue"],
-            "gdp": raw["gdp"],
-        }
-    )
-    frame = _typed(frame, str(path))
+    frame = _read_dta(path, {"revenue": "revenue", "gdp": "gdp"})
     in_wan = _revenue_in_wan(frame)
     known = frame["revenue"].notna() & in_wan.notna()
     revenue = frame["revenue"].where(~in_wan.fillna(False), frame["revenue"] / 1e4)
