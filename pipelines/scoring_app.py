@@ -12,14 +12,16 @@ they reach MLflow, where they would cost a 5xx or the server's memory:
 - JSON nested deeper than :data:`MAX_DEPTH` levels gets **400** (Python's JSON parser would
   hit its recursion limit, which MLflow's server reports as a 500).
 
-It also makes two of MLflow's answers usable:
+It also makes three of MLflow's answers usable:
 
 - a ``text/csv`` body (a header row, then one row per request row) is passed on as the JSON
   ``dataframe_split`` it means, ``county_code`` and ``as_of`` read as text: MLflow's own CSV
   path cannot enforce the model's signature, whose ``as_of`` is of any type, and fails;
 - an error answer keeps the cause's one-line message (MLflow puts the whole request's table in
   front of the model's errors and of its own signature check's, ``Failed to predict data '...'.
-  Error: ...``) and drops the server's stack trace.
+  Error: ...``) and drops the server's stack trace; an answer of plain text becomes JSON;
+- a request over MLflow's time limit (``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, ``beltcast serve
+  --timeout``) gets a 504 whose JSON says the limit and what to do instead of MLflow's text.
 
 ``python -m pipelines.scoring_app --host H --port P --workers N`` runs it (what ``beltcast
 serve`` does): uvicorn on listening sockets made here, see :func:`listening_sockets`.
