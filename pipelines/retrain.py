@@ -39,7 +39,7 @@ from models.tuning import fold_rows, inner_folds
 from pipelines import build, promote, report, score, sync, train, tune
 from pipelines.backtest import fold_spec
 from pipelines.config import Settings
-from pipelines.manifest import manifest_hash, read_manifest
+from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 from pipelines.master import load_history
 from pipelines.tracking import CHAMPION, frame_hash, last_period, start_run, use_tracking, version_by_alias
 
@@ -66,7 +66,14 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     not_before_champion(client, settings, label)
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
     with start_run(f"retrain-{label}") as parent:
-        mlflow.set_tags({"retrain.period": label, "retrain.metrics_file": str(settings.platform.metrics_file)})
+        metrics = Path(settings.platform.metrics_file)  # validated above: the file exists
+        mlflow.set_tags(
+            {
+                "retrain.period": label,
+                "retrain.metrics_file": str(metrics.resolve()),
+                "retrain.metrics_sha256": known_sha256(metrics),
+            }
+        )
         step("sync", lambda: sync.run(settings, None, console), log_sync)
         step("build", lambda: build.run(settings, console, until=label), log_build)
         step("tune", lambda: tune.run(settings, settings.platform.retrain_trials, None, console, period=label))

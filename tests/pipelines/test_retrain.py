@@ -82,6 +82,8 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     assert trained.data.tags["mlflow.parentRunId"] == parent.info.run_id
     assert steps["build"].data.tags["panel_sha256"] == trained.data.tags["panel_sha256"]
     assert trained.data.tags["platform_metrics_sha256"] == sha256_of(settings.platform.metrics_file)
+    assert parent.data.tags["retrain.metrics_sha256"] == trained.data.tags["platform_metrics_sha256"]
+    assert parent.data.tags["retrain.metrics_file"] == str(settings.platform.metrics_file.resolve())
     assert champion.tags["platform_metrics_sha256"] == trained.data.tags["platform_metrics_sha256"]
     assert champion.tags["panel_last_period"] == "2025Q3"
     # the platform's belt rule, not the public rosters', on the run, the version and in the served model
