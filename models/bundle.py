@@ -379,23 +379,32 @@ class ForecastBundle:
         dated = None if positions is None else self._dated(positions, values)
         return top_drivers(contrib, values, self.features, dated=dated)
 
+    @cached_property
+    def _ages(self) -> np.ndarray | None:
+        """Per snapshot row and feature, how old the feature's source data is (NaN for a feature of
+        no dated source); ``None`` for bundles written before the snapshot kept staleness."""
+        sources = feature_sources(self.features, staleness_columns(self.snapshot))
+        if not sources:
+            return None
+        ages = np.full((len(self.snapshot), len(self.features)), np.nan)
+        for j, feature in enumerate(self.features):
+            if feature in sources:
+                ages[:, j] = self.snapshot[sources[feature]].to_numpy(dtype=float)
+        return ages
+
     def _dated(self, positions: np.ndarray, values: np.ndarray) -> np.ndarray | None:
         """Per cell, the period of a value older than its row's period (``None`` where current,
         where the request replaced the value, or where the bundle has no staleness)."""
-        sources = feature_sources(self.features, staleness_columns(self.snapshot))
-        if not sources:  # bundles written before the snapshot kept staleness
+        if self._ages is None:
             return None
+        age = self._ages[positions]
+        with np.errstate(invalid="ignore"):
+            stale = (age > 0) & (values == self._feature_matrix[positions])  # a what-if value is the requester's
+        rows, columns = np.nonzero(stale)
+        periods = (self.snapshot["as_of"].to_numpy()[positions][rows] - age[rows, columns]).astype(int)
+        labels = {period: label_of(int(period)) for period in np.unique(periods)}
         dated = np.full(values.shape, None, dtype=object)
-        as_of = self.snapshot["as_of"].to_numpy()[positions]
-        given = self._feature_matrix[positions]
-        for j, feature in enumerate(self.features):
-            if feature not in sources:
-                continue
-            age = self.snapshot[sources[feature]].to_numpy(dtype=float)[positions]
-            stale = (age > 0) & (values[:, j] == given[:, j])  # a what-if value is the requester's, not old
-            periods = (as_of[stale] - age[stale]).astype(int)
-            labels = {period: label_of(int(period)) for period in np.unique(periods)}
-            dated[stale, j] = [labels[period] for period in periods]
+        dated[rows, columns] = [labels[period] for period in periods]
         return dated
 
     def _request_keys(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -41,7 +41,7 @@ from pipelines.backtest import (
     tuned_params,
 )
 from pipelines.build import belt_rule
-from pipelines.config import Settings
+from pipelines.config import LabelSettings, PlatformSettings, Settings
 from pipelines.tracking import (
     CHALLENGER,
     LAST_PERIOD_TAG,
@@ -195,7 +195,7 @@ def train_and_register(
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
-    lineage["belt_rule"] = belt_rule(settings.platform if is_platform(settings) else settings.labels).describe()
+    lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
     with start_run("train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags({**lineage, **(extra_tags or {})})  # the run says where its parameters came from too
         mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
@@ -310,10 +310,15 @@ def log_explanations(emergence, panel: pd.DataFrame, folder: Path) -> None:
         mlflow.log_artifact(str(path), "explanations")
 
 
+def labelled_by(settings: Settings) -> LabelSettings | PlatformSettings:
+    """The belt rule's settings the panel's labels come from: the platform's with a metrics file."""
+    return settings.platform if is_platform(settings) else settings.labels
+
+
 def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
     """What the served model should know about itself; the belt rule is the one its labels were
     made by (the platform's with a metrics file, else the public rosters')."""
-    labels = settings.platform if is_platform(settings) else settings.labels
+    labels = labelled_by(settings)
     return {
         "target_vintage": settings.codes.target_vintage,
         "horizon": spec.horizon,
