@@ -265,6 +265,16 @@ def _read_year(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["code", "name"])
 
 
+def retired_codes(crosswalk: pd.DataFrame, target: int) -> dict[str, list[str]]:
+    """Every code of another year that the target vintage does not have, with the codes of the
+    target vintage its area went to (the crosswalk's ``from_code`` -> ``to_code``)."""
+    current = set(crosswalk.loc[crosswalk["source_year"] == target, "from_code"])
+    if not current:  # a crosswalk without the target year's own rows: its codes are the targets
+        current = set(crosswalk["to_code"])
+    retired = crosswalk.loc[~crosswalk["from_code"].isin(current), ["from_code", "to_code"]].drop_duplicates()
+    return {str(code): sorted(map(str, group["to_code"])) for code, group in retired.groupby("from_code")}
+
+
 @dataclass(frozen=True)
 class Harmonised:
     """The result of :func:`harmonise`: the mapped table and the rows that could not be mapped."""

@@ -3,6 +3,11 @@
 Each message says what was wrong, where, what was expected and what came in.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_ending: list[bool] = []  # one entry per failing run being ended (ending_failed_run), this process
+
 
 class BeltcastError(Exception):
     """Base class of every error beltcast raises on purpose."""
@@ -26,3 +31,24 @@ class CountyCodeError(BeltcastError, ValueError):
 
 class OutputPathError(BeltcastError):
     """An output path is a directory, or cannot be created or written."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill`` stopping a job), raised where the job is, so that the job
+    ends as on Ctrl+C: its MLflow run ``FAILED`` with the reason, its files as they were."""
+
+
+@contextmanager
+def ending_failed_run() -> Iterator[None]:
+    """Mark the block as the ending of a failing job's MLflow run: a SIGTERM arriving then is
+    ignored (the job is ending already), so the run is still marked FAILED saying why."""
+    _ending.append(True)
+    try:
+        yield
+    finally:
+        _ending.pop()
+
+
+def ending_run() -> bool:
+    """Whether a failing job's run is being ended (:func:`ending_failed_run`)."""
+    return bool(_ending)

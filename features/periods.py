@@ -15,6 +15,7 @@ from features.errors import BeltcastError
 QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
 YEAR = re.compile(r"^(\d{4})$")
 ANNUAL, QUARTERLY = "annual", "quarterly"
+FIRST_YEAR, LAST_YEAR = 1000, 3999  # year indices 1000..3999 and quarter indices 4000..15999 never meet
 
 
 class PeriodError(BeltcastError, ValueError):
@@ -26,6 +27,9 @@ def parse_period(text: object) -> tuple[str, int]:
     value = str(text).strip()
     if value.endswith(".0") and value[:-2].isdigit():
         value = value[:-2]
+    match = QUARTER.match(value) or YEAR.match(value)
+    if match and not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:  # the two kinds of index would overlap
+        raise PeriodError(f"period must have a year from {FIRST_YEAR} to {LAST_YEAR}; got {text!r}")
     if match := QUARTER.match(value):
         return QUARTERLY, int(match.group(1)) * 4 + int(match.group(2)) - 1
     if YEAR.match(value):
@@ -66,7 +70,8 @@ def per_year(frequency: str) -> int:
 
 
 def frequency_of(index: int) -> str:
-    """Years (1981..2100) and quarter indices (7924..8403) never overlap: tell them apart."""
+    """Years (:data:`FIRST_YEAR`..:data:`LAST_YEAR`) and quarter indices (4000 and up) never
+    overlap: tell them apart."""
     return QUARTERLY if index >= 4000 else ANNUAL
 
 

@@ -17,8 +17,11 @@ county × period, or per county × period × product category:
 * ``is_synthetic`` (optional): ``true``/``false``; any true row makes
   :attr:`PlatformMetrics.is_synthetic` true (files from :mod:`features.synthetic`);
 * ``county_name``, ``province``, ``prefecture`` (optional): read and ignored, the code decides;
-* any other column is a further metric: a number from 0 to 1e15, or an empty cell (missing). Further
-  metrics are counts (summed on a merge, divided on a split) unless named in ``intensive``.
+* any other column is a further metric: a number from 0 to 1e15, or an empty cell (missing); a
+  rate or mean named in ``intensive`` may also be negative, down to -1e15. Further metrics are
+  counts (summed on a merge, divided on a split) unless named in ``intensive``. Each becomes a
+  feature of the model, ``platform_<name>`` (:func:`further_metrics`), so its name is letters,
+  digits and ``_`` only, and not one of the belt rule's metrics.
 
 Validation
 ----------
@@ -37,7 +40,7 @@ counted as rows and otherwise skipped). The checks, in this order:
 6. all periods are of one frequency;
 7. no period lies after ``as_of_limit``, when given (see below);
 8. ``gmv_cny`` and ``active_merchants`` are finite numbers >= 0 in every row; further metrics
-   are finite numbers >= 0 or empty;
+   are finite numbers >= 0 (``intensive`` ones: of either sign) or empty;
 9. ``is_synthetic``, when present, is true or false;
 10. the key ``(county_code, period[, category])`` is unique, compared on the codes as written
     (510124 and 510117 in one period are not a duplicate: they are summed by harmonisation).
@@ -65,6 +68,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +89,7 @@ IGNORED = ("county_name", "province", "prefecture")
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 YEARS = range(2000, 2100)
 FLAG_VALUES = {"true": True, "false": False, "1": True, "0": False}
+ROW = "row"  # the data row number the reader keeps beside the columns (unmatched.csv names it)
 FRAME_COLUMNS = ("county_code", "period", CATEGORY, "gmv_cny", "active_merchants")
 GROWTH_DECIMALS = 9
 LARGEST = 1e15  # a metric's largest value: sums over counties and quarters stay finite and exact enough
@@ -92,6 +97,7 @@ PLACEHOLDER_THRESHOLDS = (("gmv_annual_cny", 1e8), ("active_merchants", 100.0), 
 # The metrics :func:`rule_metrics` computes, each with the years of one county's history it needs
 # in the period it is computed for (0: the period alone). ``pipelines.config`` lists the same names.
 RULE_METRICS = {"gmv_annual_cny": 1, "active_merchants": 0, "gmv_growth_yoy": 2}
+FEATURE_NAME = re.compile(r"\w+")  # a further metric's name, in its feature's: no space, comma, bracket ...
 
 
 class PlatformMetricsError(SourceFormatError):
@@ -118,6 +124,8 @@ class PlatformMetrics:
         True when the file marks its rows as synthetic (``is_synthetic`` column).
     notes : dict
         Counts for the quality summary (rows read, codes resolved to another year, ...).
+    intensive : tuple of str
+        The further metrics that are rates or means, not counts.
     """
 
     frame: pd.DataFrame
@@ -125,6 +133,7 @@ class PlatformMetrics:
     unmatched: pd.DataFrame = field(default_factory=pd.DataFrame)
     is_synthetic: bool = False
     notes: dict = field(default_factory=dict)
+    intensive: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.frequency not in (ANNUAL, QUARTERLY):
@@ -139,6 +148,11 @@ class PlatformMetrics:
     def metric_columns(self) -> list[str]:
         """The numeric metric columns of :attr:`frame`."""
         return [c for c in self.frame.columns if c not in ("county_code", "period", CATEGORY)]
+
+    @property
+    def further_columns(self) -> list[str]:
+        """The further metric columns: the metrics besides ``gmv_cny`` and ``active_merchants``."""
+        return [c for c in self.metric_columns if c not in ("gmv_cny", "active_merchants")]
 
     @property
     def has_categories(self) -> bool:
@@ -198,7 +212,7 @@ def read_platform_metrics(
     raw = _read_file(path)
     table, frequency, is_synthetic = _validated(raw, path, history, target, (as_of_limit, limit_name), intensive)
     vintage = target if code_vintage is None else code_vintage
-    extras = [c for c in table.columns if c not in (*FRAME_COLUMNS, "row")]
+    extras = [c for c in table.columns if c not in (*FRAME_COLUMNS, ROW)]
     keys = ["period", CATEGORY] if table[CATEGORY].notna().any() else ["period"]
     harmonised = harmonise(
         table.drop(columns=[] if CATEGORY in keys else [CATEGORY]),
@@ -213,7 +227,7 @@ def read_platform_metrics(
     frame = _tidy(harmonised.table, extras)
     unmatched = harmonised.unmatched.assign(reason=f"code maps to no county of the {target} vintage")
     notes = _notes(raw, table, frame, history, vintage, frequency)
-    return PlatformMetrics(frame, frequency, unmatched, is_synthetic, notes)
+    return PlatformMetrics(frame, frequency, unmatched, is_synthetic, notes, tuple(intensive))
 
 
 def _check_vintages(history: CodeHistory, target: int, code_vintage: int | None) -> None:
@@ -334,10 +348,13 @@ def _validated(
     frequency, periods = _periods(raw, path)
     _check_future(raw, path, periods, frequency, *limit)
     extras = _extra_metrics(raw, intensive, path)
-    metrics = {c: _numbers(raw, c, path, required=c in REQUIRED) for c in ("gmv_cny", "active_merchants", *extras)}
+    metrics = {
+        c: _numbers(raw, c, path, required=c in REQUIRED, signed=c in intensive)
+        for c in ("gmv_cny", "active_merchants", *extras)
+    }
     is_synthetic = _synthetic_flag(raw, path)
     table = pd.DataFrame(
-        {"row": raw.index + 1, "county_code": codes, "period": periods, CATEGORY: _categories(raw), **metrics},
+        {ROW: raw.index + 1, "county_code": codes, "period": periods, CATEGORY: _categories(raw), **metrics},
         index=raw.index,
     )
     _check_unique(table, raw, path)
@@ -453,22 +470,33 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
                 f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers"
                 + (f"; did you mean {near[0]!r}?" if near else "")
             )
+        if not FEATURE_NAME.fullmatch(str(column)) or column in (*RULE_METRICS, ROW):
+            raise PlatformMetricsError(
+                f"{path}: a further metric's column name becomes the feature platform_<name>, so it must be"
+                f" letters, digits and _ only, and none of the belt rule's metrics ({', '.join(RULE_METRICS)})"
+                f" nor {ROW!r} (the reader's own row number); got {str(column)!r}: rename the column"
+            )
     return extras
 
 
-def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool) -> pd.Series:
-    """A metric column as float; a number from 0 to :data:`LARGEST` or (unless ``required``) empty in every row."""
+def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool, signed: bool = False) -> pd.Series:
+    """A metric column as float; a number from 0 (``signed``: from -:data:`LARGEST`) to
+    :data:`LARGEST` or (unless ``required``) empty in every row."""
     series = raw[column]
+    low = -LARGEST if signed else 0.0
     if pd.api.types.is_bool_dtype(series):
-        raise PlatformMetricsError(f"{path}: {column} must hold numbers >= 0; got a true/false column")
+        raise PlatformMetricsError(f"{path}: {column} must hold numbers >= {low:g}; got a true/false column")
     text = _text(series)
     empty = text == ""
     values = pd.to_numeric(text.mask(empty), errors="coerce").astype(float)
-    invalid = (values.isna() & ~empty) | (values < 0) | (values > LARGEST) | (empty & required)
+    invalid = (values.isna() & ~empty) | (values < low) | (values > LARGEST) | (empty & required)
     if invalid.any():
         i = _first(invalid)
         got = "an empty cell" if empty.at[i] else _show(raw.at[i, column])
-        raise PlatformMetricsError(f"{column} must be a number from 0 to {LARGEST:.0e}; got {got} ({_where(path, i)})")
+        low_text = f"{low:.0e}" if signed else "0"
+        raise PlatformMetricsError(
+            f"{column} must be a number from {low_text} to {LARGEST:.0e}; got {got} ({_where(path, i)})"
+        )
     return values
 
 
@@ -569,6 +597,35 @@ def rule_metrics(metrics: PlatformMetrics) -> pd.DataFrame:
     growth = (table["gmv_annual_cny"] / table["earlier"] - 1).where(table["earlier"] > 0)
     table["gmv_growth_yoy"] = growth.round(GROWTH_DECIMALS)
     return table[["county_code", "period", *RULE_METRICS]]
+
+
+def further_metrics(metrics: PlatformMetrics) -> pd.DataFrame:
+    """The further metrics per county and period, categories combined: the features ``platform_<name>``.
+
+    Parameters
+    ----------
+    metrics : PlatformMetrics
+        From :func:`read_platform_metrics`.
+
+    Returns
+    -------
+    DataFrame
+        ``county_code``, ``period`` and one column per further metric: a count is the period's
+        sum over the county's categories; a rate or mean (``intensive``) their average weighted by
+        each category's GMV in the period (the plain average where that GMV is 0 or unknown).
+        NaN where no row of the county and period has the metric. Only data of period ``t``
+        enters period ``t``.
+    """
+    frame, keys = metrics.frame, ["county_code", "period"]
+    extras = metrics.further_columns
+    grouped = frame.groupby(keys, sort=True)
+    table = grouped[[c for c in extras if c not in metrics.intensive]].sum(min_count=1)
+    for column in (c for c in extras if c in metrics.intensive):
+        weight = frame["gmv_cny"].where(frame[column].notna()).fillna(0.0)
+        weighted = (frame[column] * weight).groupby([frame[k] for k in keys]).sum(min_count=1)
+        total = weight.groupby([frame[k] for k in keys]).sum()
+        table[column] = (weighted / total).where(total > 0, grouped[column].mean())
+    return table[extras].reset_index()
 
 
 def periods_needed(metric: str, frequency: str) -> int:

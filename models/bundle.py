@@ -235,7 +235,8 @@ class ForecastBundle:
             ``county_code`` (6 digits), optional ``as_of`` (a period of the snapshot: a year
             such as 2020, or for a quarterly snapshot a quarter such as ``"2025Q3"``; default the
             newest), and optional feature columns whose non-missing values replace the panel's
-            (a what-if forecast); each must lie in the feature's domain (:func:`feature_domain`).
+            (a what-if forecast); each must lie in the feature's domain (:func:`feature_domain`;
+            a further platform metric's by its kind).
         drivers : bool
             Compute ``top_drivers`` (the slower part).
 
@@ -500,19 +501,41 @@ class ForecastBundle:
         vintage = self.meta.get("target_vintage")
         if vintage is None:
             return "is not a county of the panel"
+        successors = self.meta.get("successors", {}).get(code)
+        if successors:
+            where = self._successors(successors, vintage)
+            return f"is a code of another year, not of the panel's code list ({vintage}): {where}"
         return (
             f"is not a county of the panel, whose codes are those of {vintage}: check the code; a code of"
             f" another year (renamed, merged or split since) must be given as its {vintage} code"
         )
 
+    def _successors(self, codes: list[str], vintage: int) -> str:
+        newest = self.snapshot.loc[self.snapshot["as_of"] == self.default_as_of]
+        names = dict(zip(newest["county_code"], newest["county_name"], strict=True))
+        named = [f"{c} ({names[c]})" if c in names else c for c in codes]
+        if len(named) == 1:
+            return f"its area is {named[0]} in {vintage}; give that code"
+        return f"its area is split among {', '.join(named)} in {vintage}; give those codes"
+
     def _raise_period(self, row: int, given: str) -> None:
         first, last = self._period_range
         raise ModelInputError(f"row {row}: as_of must be one of {label_of(first)}..{label_of(last)}; got {given}")
 
+    def _domain(self, column: str) -> Domain:
+        """The domain of a feature: a further platform metric's by its kind (``meta["further_metrics"]``:
+        a count is a number >= 0, a rate any finite number), any other by :func:`feature_domain`."""
+        kind = self.meta.get("further_metrics", {}).get(column)
+        if kind == "count":
+            return Domain(0.0, np.inf, "a count of the platform's, divided among a split county's successors")
+        if kind == "rate":
+            return Domain(-np.inf, np.inf)
+        return feature_domain(column)
+
     def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """The snapshot's feature values, with the request's non-missing indicator values in place,
         and per row the names of the indicators replaced (``""`` when none); a value that is not a
-        number of the feature's domain (:func:`feature_domain`) is an error naming its row."""
+        number of the feature's domain (:meth:`_domain`) is an error naming its row."""
         X = self._feature_matrix[positions]  # fancy indexing copies: the snapshot is never changed
         applied = np.full(len(X), "", dtype=object)
         for column in (c for c in request.columns if c in self.features):
@@ -522,7 +545,7 @@ class ForecastBundle:
             except OverflowError:  # an integer beyond float64 in an object column
                 values = pd.Series([_as_float(v) for v in given], dtype=float)
             numbers = values.to_numpy(dtype=float, na_value=np.nan)
-            domain = feature_domain(column)
+            domain = self._domain(column)
             with np.errstate(invalid="ignore"):
                 inside = domain.holds(numbers)
             bad = given.notna().to_numpy() & ~inside  # given, but no number of the domain

@@ -117,7 +117,7 @@ def describe(feature: str, value: float) -> str:
         return _relative_level(feature.removesuffix(RELATIVE_SUFFIX), value)
     if feature.endswith("_share"):
         return f"{_label(feature)} {value * 100:.0f} %"
-    return f"{_label(feature)} {value:.3g}"
+    return f"{_label(feature)} {value:,.0f}" if abs(value) >= 1000 else f"{_label(feature)} {value:.3g}"
 
 
 def feature_name(feature: str) -> str:

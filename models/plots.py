@@ -25,6 +25,12 @@ def _figure(width: float, height: float) -> tuple[Figure, object]:
 _STYLES = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)))
 
 
+def fold_words(name: str) -> str:
+    """A fold's name as a reader takes it: ``temporal_2016`` -> ``new belts of 2016``."""
+    period = name.removeprefix("temporal_")
+    return f"new belts of {period}" if period != name else name
+
+
 def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
     """Precision-recall curve of every model on one fold."""
     figure, axis = _figure(6, 4.5)
@@ -35,7 +41,7 @@ def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
                   linewidth=2.2 - 0.25 * i)  # fmt: skip
     base = rows.groupby("model")["y"].mean().iloc[0] if len(rows) else 0
     axis.axhline(base, color="grey", linestyle=":", label=f"base rate {base:.3f}")
-    axis.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, {fold}", ylim=(0, 1.02))
+    axis.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, {fold_words(fold)}", ylim=(0, 1.02))
     axis.legend(fontsize=8)
     return _save(figure, path)
 
@@ -57,7 +63,7 @@ def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: i
     axis.set_xscale("symlog", linthresh=0.01)
     axis.set_yscale("symlog", linthresh=0.01)
     axis.set(xlim=(0, limit), ylim=(0, limit), xlabel="predicted probability", ylabel="observed frequency",
-             title=f"Calibration, {fold} (quantile bins)")  # fmt: skip
+             title=f"Calibration, {fold_words(fold)} (quantile bins)")  # fmt: skip
     axis.legend(fontsize=8)
     return _save(figure, path)
 

@@ -303,22 +303,63 @@ def nested_params(
     return dict(study.best_trial.params)
 
 
-def make_study(name: str, storage: str | None, seed: int) -> optuna.Study:
-    """A resumable study with a seeded TPE sampler and a median pruner over comparable trials
-    (:class:`ComparableMedianPruner`), set explicitly: Optuna stores neither, so a resumed study
-    gets them here too.
+class SharedStudySampler(optuna.samplers.BaseSampler):
+    """A seeded TPE sampler for a study that other workers may share (``beltcast tune`` started
+    on several machines, or twice on one, against one study store).
 
-    On resume the sampler is re-seeded with ``seed + trials so far``, so new trials do not repeat
-    the first ones while a fresh study with the same seed still replays identically.
+    Alone, a worker's trials are numbered in turn from the trials it found, and it samples as a
+    ``TPESampler(seed=seed + trials found)`` does: a fresh study replays identically for a seed and
+    a resumed one does not repeat its first trials. When the store hands it a trial number it did
+    not expect, another worker took the ones between, and seeing the same trials it would sample
+    the same parameters as that worker: the TPE sampler is then seeded anew with ``seed`` + the
+    trial's number, which the store gives to one worker only. A trial queued before the worker
+    started (a lower number) is run as it would be alone."""
+
+    def __init__(self, seed: int, next_number: int = 0) -> None:
+        self._seed = seed
+        self._next = next_number
+        self._tpe = optuna.samplers.TPESampler(seed=seed + next_number)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        if trial.number > self._next:  # another worker took the numbers between
+            self._tpe = optuna.samplers.TPESampler(seed=self._seed + trial.number)
+        # a lower number is a trial queued before this worker started (enqueue_trial): not another's
+        self._next = max(self._next, trial.number + 1)
+        self._tpe.before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._tpe.reseed_rng()
+
+
+def make_study(name: str, storage: str | optuna.storages.BaseStorage | None, seed: int) -> optuna.Study:
+    """A resumable study with a seeded TPE sampler (:class:`SharedStudySampler`) and a median
+    pruner over comparable trials (:class:`ComparableMedianPruner`), set explicitly: Optuna stores
+    neither, so a resumed study gets them here too.
+
+    On resume the sampler is seeded with ``seed + trials so far``, so new trials do not repeat
+    the first ones while a fresh study with the same seed still replays identically; workers
+    sharing the study sample apart.
     """
     study = optuna.create_study(
         study_name=name,
         storage=storage,
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=SharedStudySampler(seed),
         pruner=ComparableMedianPruner(n_startup_trials=5, n_warmup_steps=1),
         load_if_exists=True,
     )
     if study.trials:
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
+        study.sampler = SharedStudySampler(seed, next_number=len(study.trials))
     return study

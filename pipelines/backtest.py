@@ -125,6 +125,15 @@ def check_metrics_file(settings: Settings, panel_path: Path) -> None:
             f" {digest[:12]}); expected the same file: name it in the config, or rebuild the panel with this"
             " one (`beltcast features build` or `beltcast retrain`)"
         )
+    kinds = built.get("further_metrics")
+    if isinstance(kinds, dict):  # a panel built before the record: taken as is
+        rates = sorted(feature.removeprefix(PLATFORM_PREFIX) for feature, kind in kinds.items() if kind == "rate")
+        if rates != sorted(settings.platform.intensive):
+            raise BeltcastError(
+                f"panel {panel_path} was built with [platform] intensive = {rates} (its further metrics' rates),"
+                f" but the config says {sorted(settings.platform.intensive)}; expected the same: rates and counts"
+                " are combined differently (`beltcast features build` with this config rebuilds the panel)"
+            )
 
 
 PLATFORM_PREFIX = "platform_"  # the platform metrics' feature columns (pipelines.build.platform_features)

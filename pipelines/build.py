@@ -20,6 +20,7 @@ from features.platform import (
     PlatformMetrics,
     PlatformMetricsError,
     category_modes,
+    further_metrics,
     periods_needed,
     read_platform_metrics,
     rule_metrics,
@@ -110,6 +111,10 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
             **platform.metrics.notes,
             "rows_unmatched": len(platform.metrics.unmatched),
             "target_counties_of": len(units),
+            "further_metrics": {
+                f"platform_{c}": "rate" if c in platform.metrics.intensive else "count"
+                for c in platform.metrics.further_columns
+            },
         }
         # its rows whose code is no county of the target vintage go with the sources' in unmatched.csv
         reported = [*sources, SourceTable("platform", pd.DataFrame(), platform.metrics.unmatched, {})]
@@ -121,7 +126,9 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
 def read_platform(settings: Settings, history: CodeHistory, until: str | None) -> PlatformInputs:
     """The platform metrics up to ``until``, validated, with the periods they label (at least one)."""
     path = settings.platform.metrics_file
-    metrics = read_platform_metrics(path, history, settings.codes.target_vintage, as_of_limit=until)
+    metrics = read_platform_metrics(
+        path, history, settings.codes.target_vintage, as_of_limit=until, intensive=settings.platform.intensive
+    )
     return PlatformInputs(metrics, platform_labels(metrics, belt_rule(settings.platform), path))
 
 
@@ -186,7 +193,7 @@ def platform_panel(
         frequency=metrics.frequency,
     )  # fmt: skip
     modes = category_modes(metrics, load_taxonomy()).rename(columns={"period": "as_of"})
-    platform_long = platform_features(labels, rule)
+    platform_long = platform_features(labels, rule, further_metrics(metrics))
     panel = build_panel(sources, units, spec, modes[["county_code", "as_of", "mode"]], labels, platform_long)
     return panel, modes[modes["as_of"] == modes["as_of"].max()], rule
 
@@ -198,9 +205,14 @@ def labelled_periods_only(metrics: pd.DataFrame, rule: BeltRule) -> pd.DataFrame
     return metrics[metrics["period"].isin(known[known].index)].reset_index(drop=True)
 
 
-def platform_features(metrics: pd.DataFrame, rule: BeltRule) -> pd.DataFrame:
-    """The platform's rule metrics as features of the same period (``platform_`` prefix)."""
-    long = metrics.melt(id_vars=["county_code", "period"], value_vars=rule.metrics, var_name="variable")
+def platform_features(metrics: pd.DataFrame, rule: BeltRule, further: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The platform's rule metrics, and its further metrics (:func:`features.platform.further_metrics`),
+    as features of the same period (``platform_`` prefix)."""
+    keys = ["county_code", "period"]
+    parts = [metrics.melt(id_vars=keys, value_vars=rule.metrics, var_name="variable")]
+    if further is not None and len(further.columns) > len(keys):
+        parts.append(further.melt(id_vars=keys, var_name="variable"))
+    long = pd.concat(parts, ignore_index=True)
     long["variable"] = "platform_" + long["variable"]
     return long.assign(source="platform", value=long["value"].astype(float))
 
@@ -271,6 +283,8 @@ def report(
             " in unmatched.csv",
             highlight=False,
         )
+        further = ", ".join(f"{name} ({kind})" for name, kind in platform["further_metrics"].items())
+        console.print(f"platform features besides the belt rule's: {further or 'none'}", highlight=False)
     console.print(f"belt rule: {summary['belt_rule']}")
     console.print(f"mode classes ({summary['modes_of']}): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from features.errors import BeltcastError
+from features.errors import BeltcastError, Terminated, ending_run
 from pipelines.config import Settings, load_settings
 
 app = typer.Typer(
@@ -85,7 +87,9 @@ def _period(value: str | None) -> str | None:
         try:
             parse_period(value)
         except PeriodError:
-            raise typer.BadParameter(f"must be a year like 2020 or a quarter like 2025Q3; got {value!r}") from None
+            raise typer.BadParameter(
+                f"must be a year like 2020 or a quarter like 2025Q3, of a year from 1000 to 3999; got {value!r}"
+            ) from None
     return value
 
 
@@ -307,29 +311,57 @@ def retrain(
         job.run(_settings(config), period, metrics, console)
 
 
+_received: set[str] = set()  # "SIGTERM" once it has come
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM: :class:`Terminated` where the job is. While a failing job's MLflow run is being
+    ended (a scheduler or supervisor sending it again) it is ignored: the job is ending already,
+    and the run must still be marked FAILED saying why."""
+    _received.add("SIGTERM")
+    if ending_run():
+        return
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
     """The ``beltcast`` command. A usage error (an unknown option, a missing or bad option value)
     is one line ``error: ...`` on stderr (naming the command where the parser knows it) with
     status 2, as a job's error is one line with status 1: a scheduled job's log holds the reason,
-    not a usage box. Ctrl+C is ``error: interrupted``, status 130."""
+    not a usage box. Ctrl+C is ``error: interrupted``, status 130; SIGTERM is handled the same way
+    (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143."""
+    _received.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(args=argv, prog_name="beltcast", standalone_mode=False)
+    except Terminated:  # outside the command's body (typer turns one inside it into 130)
+        code = 130
     except Exception as err:
         if _kind_named(err, "Abort"):
-            _fail("aborted")
-        if not _kind_named(err, "ClickException"):  # click's, or the copy of it typer carries
+            code = 130 if "SIGTERM" in _received else _fail("aborted")
+        elif not _kind_named(err, "ClickException"):  # click's, or the copy of it typer carries
             raise
-        context = getattr(err, "ctx", None)
-        if _kind_named(err, "NoArgsIsHelpError"):  # a group called without a command: its help, once
-            if err.format_message():  # click's error carries the help; typer's printed it already
-                print(err.format_message())
-            raise SystemExit(err.exit_code) from None
-        where = f"{_command_path(context, sys.argv[1:] if argv is None else argv)}: "
-        errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
-        raise SystemExit(err.exit_code) from None
+        else:
+            _usage_error(err, argv)
+    if code == 130 and "SIGTERM" in _received:
+        errors.print("[red]error:[/red] terminated (SIGTERM)", highlight=False)
+        raise SystemExit(143)
     if code == 130:  # Ctrl+C: typer turns KeyboardInterrupt into this exit code
         errors.print("[red]error:[/red] interrupted", highlight=False)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(err: Exception, argv: list[str] | None) -> NoReturn:
+    """A usage error as one line on stderr, with click's exit status (a group's help, once)."""
+    context = getattr(err, "ctx", None)
+    if _kind_named(err, "NoArgsIsHelpError"):  # a group called without a command: its help, once
+        if err.format_message():  # click's error carries the help; typer's printed it already
+            print(err.format_message())
+        raise SystemExit(err.exit_code) from None
+    where = f"{_command_path(context, sys.argv[1:] if argv is None else argv)}: "
+    errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
+    raise SystemExit(err.exit_code) from None
 
 
 def _command_path(context, argv: list[str]) -> str:

@@ -189,9 +189,14 @@ class PlatformSettings(_Section):
     your platform uses. ``gmv_annual_cny`` sums the trailing four quarters; ``gmv_growth_yoy``
     compares them with the four quarters before (unknown, so not met, with less history).
     A condition's metric must be one of :data:`PLATFORM_RULE_METRICS`.
+
+    The file's further metric columns are features of the model (``platform_<name>``); those named
+    in ``intensive`` are rates or means (``conversion_rate``), averaged where counts are added up
+    (over categories, on a merge of counties) and allowed to be negative.
     """
 
     metrics_file: Path | None = None
+    intensive: tuple[str, ...] = ()
     conditions: tuple[PlatformConditionSettings, ...] = (
         PlatformConditionSettings(metric="gmv_annual_cny", op=">=", threshold=1e8),
         PlatformConditionSettings(metric="active_merchants", op=">=", threshold=100),
@@ -201,6 +206,14 @@ class PlatformSettings(_Section):
     horizon: int = Field(default=1, ge=1)
     temporal_folds: int = Field(default=4, ge=1)
     retrain_trials: int = Field(default=10, ge=0)
+
+    @field_validator("intensive")
+    @classmethod
+    def _each_once(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"must name each further metric column once; got {repeated} more than once")
+        return names
 
     @model_validator(mode="after")
     def _k_of_n(self) -> PlatformSettings:

@@ -118,9 +118,10 @@ def quantile_colour(values: list[float]) -> Callable[[float], str]:
     return colour
 
 
-def legend(colour: Callable[[float], str]) -> str:
+def legend(colour: Callable[[float], str], unscored: int | None = None, unmapped: int = 0) -> str:
     """An HTML legend of the quantile scale (from the lowest value mapped to the highest), belts
-    and counties without a forecast."""
+    and the areas without a forecast (``unscored``: how many, when known), and how many scored
+    counties have no shape on the map (``unmapped``)."""
     edges = list(getattr(colour, "edges", []))
     low, high = getattr(colour, "span", (0.0, 1.0))
     bounds = [low, *edges, high]
@@ -129,7 +130,15 @@ def legend(colour: Callable[[float], str]) -> str:
         for i in range(len(PALETTE))
     ]
     cells.append(f'<span class="swatch" style="background:{BELT}"></span>already a belt')
-    cells.append(f'<span class="swatch" style="background:{MISSING}"></span>no forecast')
+    missing = "no forecast"
+    if unscored:
+        missing += (
+            f" ({unscored:,} areas of the map that are not counties of the panel's code list: development zones,"
+            " and prefecture cities without counties such as 东莞 and 中山)"
+        )
+    cells.append(f'<span class="swatch" style="background:{MISSING}"></span>{missing}')
+    if unmapped:
+        cells.append(f"<span>{unmapped:,} scored counties have no shape on the map</span>")
     return '<div class="legend">' + " ".join(cells) + "</div>"
 
 
@@ -152,4 +161,7 @@ def county_map_html(topo: TopoMap, scores) -> str:
         + (" · already a belt" if pd.isna(row.rank) else f" · rank {int(row.rank)}")
         for row in scores.itertuples()
     }
-    return county_svg(topo, fills, labels, "County map of p_belt") + legend(colour)
+    shapes = {str(g.get("properties", {}).get("CODE", "")) for g in topo.objects["county"]["geometries"]}
+    unscored = len(shapes - set(fills)) + sum(1 for code in shapes & set(fills) if fills[code] == MISSING)
+    unmapped = len(set(fills) - shapes)
+    return county_svg(topo, fills, labels, "County map of p_belt") + legend(colour, unscored, unmapped)

@@ -262,6 +262,10 @@ def _log_decision(decision: Decision) -> None:
     mlflow.log_dict(dataclasses.asdict(decision), "promotion.json")
 
 
+REFIT_TAGS = ("promotion_champion_now", "promotion_champion_refit_of")  # set only when the champion is a refit
+FORMER_TAGS = ("promotion_served_refit",)  # an earlier release's name of promotion_champion_now: always deleted
+
+
 def decision_tags(decision: Decision) -> dict[str, str]:
     """The decision and its figures as tag values."""
     tags = {
@@ -270,15 +274,22 @@ def decision_tags(decision: Decision) -> dict[str, str]:
         "promotion_compared_with": decision.champion or "none",
         "promotion_figures": json.dumps(decision.figures, sort_keys=True),
     }
-    if decision.refit is not None:
-        tags["promotion_served_refit"] = decision.refit
+    if decision.refit is not None:  # the champion is now a refit: of the challenger, or of the champion kept
+        tags["promotion_champion_now"] = decision.refit
+        tags["promotion_champion_refit_of"] = decision.challenger if decision.promoted else decision.champion
     return tags
 
 
 def record(client: MlflowClient, name: str, decision: Decision) -> None:
     """Store the decision and its figures as tags of the challenger version (the latest decision
-    on it; every decision is also the ``promote`` run's, in ``promotion.json``)."""
-    for key, value in decision_tags(decision).items():
+    on it, so a tag of an earlier decision that this one does not set is deleted; every decision is
+    also the ``promote`` run's, in ``promotion.json``)."""
+    tags = decision_tags(decision)
+    earlier = client.get_model_version(name, decision.challenger).tags
+    for key in (*REFIT_TAGS, *FORMER_TAGS):
+        if key in earlier and key not in tags:
+            client.delete_model_version_tag(name, decision.challenger, key)
+    for key, value in tags.items():
         client.set_model_version_tag(name, decision.challenger, key, value)
 
 

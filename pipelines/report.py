@@ -25,6 +25,7 @@ from features.panel import feature_sources, staleness_columns
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
 from models.drivers import feature_name
+from models.plots import fold_words
 from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
@@ -55,6 +56,21 @@ SOURCE_NAMES = {
     "staleness_prefecture": "Prefecture GDP and population",
     "staleness_poverty": "Poverty counties",
 }
+METRIC_WORDS = {
+    "average_precision": "average precision",
+    "precision_at_50": "precision at 50",
+    "recall_at_100": "recall at 100",
+    "roc_auc": "ROC-AUC",
+    "brier": "Brier score",
+}
+RULE_METRIC_WORDS = {  # the belt rule's metrics (features.labels, features.platform.rule_metrics)
+    "taobao_villages": "Taobao villages",
+    "taobao_towns": "Taobao towns",
+    "gmv_annual_cny": "GMV over four quarters (yuan)",
+    "active_merchants": "active merchants",
+    "gmv_growth_yoy": "GMV growth year on year",
+}
+OP_WORDS = {">=": "≥", "<=": "≤", ">": ">", "<": "<", "==": "="}
 MODE_NAMES = {
     "national_brand": "平台+国货崛起 (domestic-brand rise)",
     "cultural_heritage": "平台+文化传承 (cultural heritage)",
@@ -165,7 +181,11 @@ def data_notes(
     unit = "quarter" if frequency_of(as_of) == QUARTERLY else "year"
     notes = []
     if rule := meta.get("belt_rule"):
-        conditions = [f"{c['metric']} {c['op']} {_number(c['threshold'])}" for c in rule]
+        conditions = [
+            f"{RULE_METRIC_WORDS.get(c['metric'], c['metric'])} {OP_WORDS.get(c['op'], c['op'])}"
+            f" {_number(c['threshold'])}"
+            for c in rule
+        ]
         needed = meta.get("min_met", len(conditions))
         notes.append(
             f"A county counts as a belt in a {unit} when {conditions[0]}." if len(conditions) == 1
@@ -336,7 +356,8 @@ def _table(top: pd.DataFrame) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("rank", "county", "province", "p_belt", "mode", "top drivers"))
     rows = "".join(
         f"<tr><td>{int(r.rank)}</td><td>{html.escape(r.county_name)} <small>{r.county_code}</small></td>"
-        f"<td>{html.escape(r.province)}</td><td>{r.p_belt:.3f}</td><td>{html.escape(r.mode)}</td>"
+        f"<td>{html.escape(r.province)}</td><td>{r.p_belt:.3f}</td>"
+        f"<td>{html.escape(MODE_NAMES.get(r.mode, r.mode))}</td>"
         f"<td>{html.escape(r.top_drivers)}</td></tr>"
         for r in top.itertuples()
     )
@@ -379,10 +400,11 @@ def _metrics_text(metrics: dict[str, str], report: dict) -> str:
     """The newest temporal fold's headline figures, AP with its interval."""
     if not metrics:
         return "No backtest figures are stored with this version."
-    fold = metrics.get("newest_fold", "?")
+    fold = fold_words(metrics.get("newest_fold", "?"))
     interval = _interval(report.get("emergence", {}).get("models", {}).get("lightgbm", {}), "average_precision_ci")
     shown = ", ".join(
-        f"{k} {float(v):.3f}" + (interval if k == "average_precision" else "")
+        f"{METRIC_WORDS.get(k, k)} {float(v):.{4 if k == 'brier' else 3}f}"
+        + (interval if k == "average_precision" else "")
         for k, v in metrics.items()
         if k != "newest_fold"
     )
@@ -401,7 +423,7 @@ def _baselines(report: dict) -> str:
         return "<p>(no backtest table stored with this version)</p>"
     spatial = emergence.get("spatial", {})
     parts = [
-        f"<h3>Newest temporal fold ({html.escape(str(emergence.get('newest_fold', '')))})</h3>",
+        f"<h3>Newest temporal fold ({html.escape(fold_words(str(emergence.get('newest_fold', ''))))})</h3>",
         _fold_tables(emergence.get("models", {}), emergence.get("comparisons", {})),
     ]
     if spatial.get("models"):

@@ -147,7 +147,9 @@ def validate_metrics(settings: Settings, period: str) -> None:
     path = settings.platform.metrics_file
     history = load_history(settings)
     target = settings.codes.target_vintage
-    metrics = read_platform_metrics(path, history, target, as_of_limit=period, limit_name="--period")
+    metrics = read_platform_metrics(
+        path, history, target, as_of_limit=period, limit_name="--period", intensive=settings.platform.intensive
+    )
     check_covered(metrics, period, path)
     rule = build.belt_rule(settings.platform)
     labels = build.platform_labels(metrics, rule, path)

@@ -22,7 +22,8 @@ from features.io import writable_target, write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from pipelines.config import Settings
-from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
+from pipelines.manifest import sha256_of
+from pipelines.tracking import file_lock, load_pinned, model_uri, require_champion, start_run, use_tracking
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
@@ -71,8 +72,10 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         if out is None:
             check_out(path)  # before scoring, as --out is
         scores = score(model, uri, year, str(champion.version), engine)
-        outputs = write(scores, path, str(champion.version), year)
-        log_outputs(scores, outputs)
+        mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
+        with file_lock(lock_of(path)):  # two scores of one file take turns: no mixed pair, each logs its own
+            outputs = write(scores, path, str(champion.version), year)
+            log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
     seen = trained_on_outcome(model, year)
     if seen is not None:
@@ -85,6 +88,12 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         console.print(
             f"score: {unknown} counties have no belt label known as of {label_of(year)} (is_belt empty); they are"
             " ranked as candidates"
+            + (
+                "; with no label before it, the belt-exposure indicators (belts and villages nearby, the nearest"
+                " belt) are unknown too, so this ranking rests on the other indicators alone"
+                if unknown == len(scores)
+                else ""
+            )
         )
     console.print(
         f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
@@ -95,11 +104,24 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
 
 def log_outputs(scores: pd.DataFrame, outputs: ScoreOutputs) -> None:
     """The scored files on the ``score`` run (a later score of the same period writes over the
-    files in ``outputs/``; each run keeps its own copy), with counts of counties, candidates and belts."""
+    files in ``outputs/``; each run keeps its own copy), their sha256 as tags (``output_csv_sha256``,
+    ``output_parquet_sha256``: which run wrote the file on disk), and counts of counties,
+    candidates and belts."""
     candidates = int(scores["rank"].notna().sum())
+    mlflow.set_tags({"output_csv_sha256": sha256_of(outputs.csv), "output_parquet_sha256": sha256_of(outputs.parquet)})
     mlflow.log_metrics({"counties": len(scores), "candidates": candidates, "belts": len(scores) - candidates})
     for path in (outputs.csv, outputs.parquet):
         mlflow.log_artifact(str(path), "scores")
+
+
+def parquet_of(csv_path: Path) -> Path:
+    """The Parquet twin of a scores CSV: the same stem, beside it."""
+    return Path(csv_path).with_suffix(".parquet")
+
+
+def lock_of(csv_path: Path) -> Path:
+    """The lock file of a scores CSV and its twin (hidden, beside them)."""
+    return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
 
 
 def check_out(out: Path) -> None:
@@ -189,7 +211,7 @@ def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int) -> Sco
     """CSV (UTF-8) and Parquet beside it: both written to temporary names, then renamed one after
     the other (a kill can only fall between the two renames, never leave a partial file)."""
     csv_path = Path(csv_path)
-    parquet_path = csv_path.with_suffix(".parquet")
+    parquet_path = parquet_of(csv_path)
     write_together(
         {
             parquet_path: lambda tmp: scores.to_parquet(tmp, index=False),

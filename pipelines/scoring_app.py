@@ -21,7 +21,14 @@ It also makes three of MLflow's answers usable:
   front of the model's errors and of its own signature check's, ``Failed to predict data '...'.
   Error: ...``) and drops the server's stack trace; an answer of plain text becomes JSON;
 - a request over MLflow's time limit (``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, ``beltcast serve
-  --timeout``) gets a 504 whose JSON says the limit and what to do instead of MLflow's text.
+  --timeout``) gets a 504 whose JSON says the limit and what to do instead of MLflow's text;
+- a JSON body whose ``params`` name a parameter the model does not take (``"driver"``) gets
+  **400** naming it and the model's parameters: MLflow would ignore it with a warning in the
+  server's log, and answer as if it had not been sent.
+
+Every answer to ``/invocations`` says which model answered it, in the headers
+``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
+``models:/<name>/<version>``), so a client can record the version each forecast came from.
 
 ``python -m pipelines.scoring_app --host H --port P --workers N`` runs it (what ``beltcast
 serve`` does): uvicorn on listening sockets made here, see :func:`listening_sockets`.
@@ -32,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import difflib
 import io
 import json
 import logging
@@ -39,6 +47,7 @@ import os
 import re
 import socket
 import sys
+import urllib.parse
 
 import numpy as np
 
@@ -56,6 +65,7 @@ DUMPED_REQUEST = {
     "Failed to enforce schema of data '": "'. Error: ",
 }
 ECHOED_BODY = "\nInput: \n"  # MLflow's invalid-JSON error ends with the whole body
+MODEL_VERSION_URI = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>\d+)")
 
 
 def nesting_depth(body: bytes) -> int:
@@ -76,8 +86,44 @@ def max_request_bytes() -> int:
     return int(megabytes * 2**20)
 
 
+def model_headers(uri: str) -> list[tuple[bytes, bytes]]:
+    """``X-Model-Name`` and ``X-Model-Version`` of a ``models:/<name>/<version>`` URI (none for
+    another form of URI, whose version is not known without a registry)."""
+    match = MODEL_VERSION_URI.fullmatch(uri)
+    if match is None:
+        return []
+    name = urllib.parse.quote(match["name"], safe="-_.~+@!$&'()*,;=:")  # a header value is ASCII
+    return [(b"x-model-name", name.encode()), (b"x-model-version", match["version"].encode())]
+
+
+def unknown_params(body: bytes, accepted: list[str]) -> str | None:
+    """What is wrong with a JSON body's ``params``, or None: an object of the model's parameters
+    only. A body that is not JSON is left to MLflow, which names the problem."""
+    if b'"params"' not in body and b"\\u" not in body:  # most bodies: no parse here (a key may be escaped)
+        return None
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict) or "params" not in request:
+        return None
+    params = request["params"]
+    if params is None:  # MLflow reads a null params as none given
+        return None
+    if not isinstance(params, dict):
+        return f"params must be an object of parameter names and values; got {json.dumps(params)[:80]}"
+    unknown = [name for name in params if name not in accepted]
+    if not unknown:
+        return None
+    takes = ", ".join(repr(name) for name in accepted) or "none"
+    message = f"params names a parameter the model does not take: {unknown[0]!r} (the model takes {takes})"
+    close = difflib.get_close_matches(str(unknown[0]), accepted, n=1)
+    return message + (f"; did you mean {close[0]!r}?" if close else "")
+
+
 class RequestGuard:
-    """ASGI middleware: size and nesting limits on ``POST /invocations`` bodies.
+    """ASGI middleware: size and nesting limits on ``POST /invocations`` bodies, the model's
+    parameters only, and the model's name and version on every answer.
 
     Parameters
     ----------
@@ -85,22 +131,35 @@ class RequestGuard:
         The app behind the guard.
     max_bytes : int
         The largest body passed on; a larger one gets 413.
+    params : list of str, default=()
+        The parameters the model takes; a request naming another gets 400.
+    headers : list of (bytes, bytes), default=()
+        Headers added to every answer to ``/invocations`` (:func:`model_headers`).
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, params=(), headers=()):
         self.app = app
         self.max_bytes = max_bytes
+        self.params = list(params)
+        self.headers = list(headers)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope.get("path") != "/invocations" or scope.get("method") != "POST":
+        if scope["type"] != "http" or scope.get("path") != "/invocations":
+            await self.app(scope, receive, send)
+            return
+        send = _with_headers(send, self.headers)
+        if scope.get("method") != "POST":  # MLflow's 405, with the model's headers
             await self.app(scope, receive, send)
             return
         body, problem = await self._read(scope, receive)
-        if problem is None and nesting_depth(body) > MAX_DEPTH:
-            problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
-        if problem is None and _is_csv(scope):
+        if problem is None and _is_csv(scope):  # its JSON is one level of rows: no nesting to check
             body, problem = _csv_as_json(body)
             scope = {**scope, "headers": _json_headers(scope, len(body))}
+        elif problem is None and nesting_depth(body) > MAX_DEPTH:
+            problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
+        if problem is None:
+            wrong = unknown_params(body, self.params)
+            problem = None if wrong is None else (400, wrong)
         if problem is not None:
             await _reply(send, *problem)
             return
@@ -160,7 +219,18 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
     if repeated:
         return b"", (400, f"the text/csv header must name each column once; got {repeated} more than once")
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"county_code": str, "as_of": str})
+        ragged = _ragged_row(text, len(header))
+    except csv.Error as err:
+        return b"", (400, f"the text/csv body cannot be read: {err}")
+    if ragged is not None:
+        row, fields, line = ragged
+        return b"", (
+            400,
+            f"every text/csv row must have as many fields as the header ({len(header)}: {', '.join(header)});"
+            f" got {fields} in data row {row} (line {line})",
+        )
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"county_code": str, "as_of": str}, index_col=False)
     except (ValueError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         return b"", (
@@ -172,6 +242,36 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
     rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
     payload = {"dataframe_split": {"columns": [str(c) for c in frame.columns], "data": rows}}
     return json.dumps(payload, allow_nan=True).encode(), None
+
+
+def _with_headers(send, headers: list[tuple[bytes, bytes]]):
+    """``send`` that adds ``headers`` to the answer's start."""
+    if not headers:
+        return send
+
+    async def wrapped(message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *headers]}
+        await send(message)
+
+    return wrapped
+
+
+def _ragged_row(text: str, width: int) -> tuple[int, int, int] | None:
+    """The first data row whose number of fields is not ``width``: its number (from 1 after the
+    header; an empty or all-space line is no row, as for pandas, while a line of commas is), its
+    number of fields and the line it ends on (a quoted field may span lines). pandas would read a
+    longer row's first field as an index, shifting its values into the wrong columns."""
+    rows = csv.reader(io.StringIO(text))
+    next(rows, None)
+    number = 0
+    for fields in rows:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        number += 1
+        if len(fields) != width:
+            return number, len(fields), rows.line_num
+    return None
 
 
 def _plain_errors(send):
@@ -232,7 +332,8 @@ def _plain_error(body: bytes, status: int = 400) -> bytes:
 
 
 async def _reply(send, status: int, message: str) -> None:
-    payload = json.dumps({"error_code": "BAD_REQUEST", "message": message}).encode()
+    code = "REQUEST_TOO_LARGE" if status == 413 else "BAD_REQUEST"
+    payload = json.dumps({"error_code": code, "message": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
@@ -253,7 +354,9 @@ def create_app():
         sys.exit(STARTUP_FAILURE)
     try:
         model = scoring_server.load_model_with_mlflow_config(uri)
-        guard = RequestGuard(scoring_server.init(model), max_request_bytes())
+        schema = model.metadata.get_params_schema()
+        params = [] if schema is None else [spec.name for spec in schema.params]
+        guard = RequestGuard(scoring_server.init(model), max_request_bytes(), params, model_headers(uri))
     except Exception:  # whatever stops the model or the guard loading, the server cannot start
         log.exception("cannot serve %s", uri)
         sys.exit(STARTUP_FAILURE)

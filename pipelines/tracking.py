@@ -16,16 +16,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 import pandas as pd
+import requests
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from features.errors import BeltcastError
+from features.errors import BeltcastError, OutputPathError, Terminated, ending_failed_run
 from features.io import process_alive
 from features.periods import parse_period
 from pipelines.config import Settings
@@ -37,6 +39,7 @@ HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 STUDY_LOCK = ".study.lock"
 REGISTRY_LOCK = ".registry.lock"
 LAST_PERIOD_TAG = "panel_last_period"  # a version's newest panel period, as a label ("2025Q3", "2020")
+PROBE_SECONDS = 10.0  # a tracking server must answer within this (check_reachable)
 _held_locks: dict[Path, int] = {}  # lock file -> depth of this process's nested holds (file_lock)
 
 
@@ -57,6 +60,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             f"there is no MLflow store at {database} (mlflow.tracking_uri = {uri!r}); run `beltcast train`"
             " first, or point mlflow.tracking_uri at the store that holds the models"
         )
+    check_reachable(uri)
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
@@ -67,11 +71,68 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
         close_dead_runs(client, experiment.experiment_id)
     except (MlflowException, SQLAlchemyError, OSError) as err:
         raise TrackingError(
-            f"the MLflow store mlflow.tracking_uri = {uri!r}, mlflow.experiment = {name!r} cannot be used"
-            f" ({type(err).__name__}: {first_line(err)}); expected a reachable store (default"
+            f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
+            f" be used ({type(err).__name__}: {first_line(err)}); expected a reachable store (default"
             " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
         ) from err
     return client
+
+
+def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
+    """A tracking server (``http(s)://``) must answer an HTTP request (any status) within
+    ``timeout`` seconds: a :class:`TrackingError` naming the URI at once, rather than the minutes
+    MLflow's client spends retrying a host that is down, misspelt or behind a firewall. The probe
+    goes as MLflow's requests go (through ``HTTP(S)_PROXY`` unless ``NO_PROXY`` says otherwise);
+    a TLS problem is left to MLflow, which has its own settings for it. Other stores are not probed."""
+    if not uri.lower().startswith(("http:", "https:")):
+        return
+    shown = without_password(uri)
+    try:
+        parts = urlsplit(uri)
+        port = parts.port if parts.port is not None else (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError as err:
+        raise TrackingError(
+            f"mlflow.tracking_uri = {shown!r} has no valid host and port ({err}); expected e.g. http://host:5000"
+        ) from err
+    if not parts.hostname:
+        raise TrackingError(f"mlflow.tracking_uri = {shown!r} names no host; expected e.g. http://host:5000")
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False).close()
+    except requests.exceptions.SSLError:
+        return
+    except requests.exceptions.Timeout as err:
+        problem = f"no answer within {timeout:g} s ({type(err).__name__})"
+    except (requests.exceptions.RequestException, ValueError) as err:  # urllib3's LocationParseError too
+        problem = f"{type(err).__name__}: {_cause(err)}"
+    else:
+        return
+    raise TrackingError(
+        f"the MLflow tracking server mlflow.tracking_uri = {shown!r} cannot be reached: {parts.hostname} port {port}"
+        f" gave {problem}; expected a running server there (start it, check the address and any HTTP(S)_PROXY,"
+        " or use a local store such as sqlite:///mlruns/mlflow.db)"
+    )
+
+
+def without_password(uri: str) -> str:
+    """``uri`` with the password of its user part, if any, shown as ``***`` (for messages)."""
+    scheme, sep, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    user, at, host = authority.rpartition("@")
+    if not sep or not at or ":" not in user:
+        return uri
+    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+
+
+def _cause(err: BaseException) -> str:
+    """The innermost reason of a requests error (``Connection refused``, ``Name or service not
+    known``), not urllib3's pool and retry wrapping."""
+    while True:
+        inner = getattr(err, "reason", None) or err.__cause__ or (err.args[0] if err.args else None)
+        if not isinstance(inner, BaseException) or inner is err:
+            break
+        err = inner
+    text = str(err)
+    return text.split(": ", 1)[-1] if text.startswith("<") else text
 
 
 @contextmanager
@@ -96,8 +157,9 @@ def study_lock(settings: Settings) -> Iterator[None]:
 
 
 def _beside(store: str, name: str) -> Path | None:
-    """The lock file ``name`` beside the database of a local SQLite store; None for another store."""
-    database = sqlite_file(store)
+    """The lock file ``name`` beside the file of a local SQLite store or Optuna journal; None for
+    another store."""
+    database = sqlite_file(store) or journal_file(store)
     return None if database is None else database.parent / name
 
 
@@ -116,14 +178,32 @@ def file_lock(path: Path | None) -> Iterator[None]:
         finally:
             _held_locks[path] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # for writing where it may (NFS locks only a file open for writing)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:  # another user's lock file (mode 0644, or a sticky shared folder)
+            descriptor = os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise OutputPathError(
+            f"the lock file {path} cannot be opened ({type(err).__name__}: {err.strerror or err}); expected a"
+            " folder this user may create files in, or the lock file already there and readable"
+        ) from err
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError as err:
+            raise OutputPathError(
+                f"the lock file {path} cannot be locked ({type(err).__name__}: {err.strerror or err}); expected a"
+                " file system with file locks (flock)"
+            ) from err
         _held_locks[path] = 1
         try:
             yield
         finally:
             del _held_locks[path]
+    finally:
+        os.close(descriptor)
 
 
 def sqlite_file(uri: str) -> Path | None:
@@ -136,6 +216,30 @@ def sqlite_file(uri: str) -> Path | None:
     except ArgumentError:
         return None
     return None if database in (None, "", ":memory:") else Path(database)
+
+
+JOURNAL = "journal:"  # tune.storage = "journal:PATH": an Optuna journal file, for workers without a database
+
+
+def journal_file(storage: str) -> Path | None:
+    """The file of an Optuna journal store, ``journal:PATH`` (``journal:///srv/optuna.journal``,
+    or relative to the working directory, ``journal:mlruns/optuna.journal``); None for another
+    store. A journal naming no file is a :class:`TrackingError`."""
+    if not storage.startswith(JOURNAL):
+        return None
+    path = storage[len(JOURNAL) :]
+    if path.startswith("//") and not path.startswith("///") and len(path) > 2:
+        raise TrackingError(
+            f"tune.storage = {storage!r} is ambiguous: write journal:///{path[2:]} for the absolute path"
+            f" /{path[2:]}, or journal:{path[2:]} for a path relative to the working directory"
+        )
+    path = path[2:] if path.startswith("//") else path
+    if not path or path.endswith("/"):
+        raise TrackingError(
+            f"tune.storage = {storage!r} names no journal file; expected journal:PATH, e.g."
+            " journal:///srv/beltcast/optuna.journal or journal:mlruns/optuna.journal"
+        )
+    return Path(path)
 
 
 def load_pinned(uri: str, error: type[Exception]) -> mlflow.pyfunc.PyFuncModel:
@@ -171,7 +275,9 @@ def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]
         try:
             yield run
         except BaseException as err:  # the run ends FAILED (Ctrl+C too): say why on it
-            _tag_error(err)
+            with ending_failed_run():
+                _tag_error(err)
+                mlflow.end_run("FAILED")
             raise
 
 
@@ -181,7 +287,10 @@ ERROR_TAG = "beltcast.error"
 def _tag_error(err: BaseException) -> None:
     """``beltcast.error``: the exception's kind and first line, on the active run (best effort:
     a store that has gone away must not hide the error itself)."""
-    said = "interrupted" if isinstance(err, KeyboardInterrupt) else first_line(err)
+    if isinstance(err, Terminated):
+        said = "terminated (SIGTERM)"
+    else:
+        said = "interrupted" if isinstance(err, KeyboardInterrupt) else first_line(err)
     with suppress(Exception):  # the job's own error is the one to raise
         mlflow.set_tag(ERROR_TAG, f"{type(err).__name__}: {said}"[:5000])
 

@@ -23,8 +23,10 @@ from rich.console import Console
 
 import features
 import models
+from features.codes import retired_codes
 from features.errors import OutputPathError
 from features.io import write_csv, write_together
+from features.panel import feature_columns
 from features.periods import label_of
 from models.backtest import FoldSpec
 from models.bundle import ForecastBundle
@@ -41,7 +43,8 @@ from pipelines.backtest import (
     tuned_params,
 )
 from pipelines.build import belt_rule
-from pipelines.config import LabelSettings, PlatformSettings, Settings
+from pipelines.config import PLATFORM_RULE_METRICS, LabelSettings, PlatformSettings, Settings
+from pipelines.master import crosswalk_to_target, load_history
 from pipelines.tracking import (
     CHALLENGER,
     LAST_PERIOD_TAG,
@@ -211,7 +214,8 @@ def train_and_register(
         console.print(f"train: mode model weight {mode.model_weight_:.2f} against the modes' frequencies")
         with tempfile.TemporaryDirectory() as tmp:
             log_explanations(emergence, panel, Path(tmp))
-            bundle = ForecastBundle.from_models(emergence, mode, panel, bundle_meta(settings, spec))
+            meta = {**bundle_meta(settings, spec), **further_kinds(settings, panel)}
+            bundle = ForecastBundle.from_models(emergence, mode, panel, meta)
             info = log_model(bundle, Path(tmp) / BUNDLE_ARTIFACT)
         with registry_lock(settings):
             # a train of the same inputs that ran beside this one may have registered first
@@ -319,12 +323,27 @@ def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
     """What the served model should know about itself; the belt rule is the one its labels were
     made by (the platform's with a metrics file, else the public rosters')."""
     labels = labelled_by(settings)
-    return {
+    meta = {
         "target_vintage": settings.codes.target_vintage,
         "horizon": spec.horizon,
         "belt_rule": [c.model_dump() for c in labels.conditions],
         "min_met": labels.min_met,
     }
+    if (Path(settings.data.cache_dir) / "areacodes").is_dir():  # a request by a retired code is told its successors
+        crosswalk = crosswalk_to_target(load_history(settings), settings.codes.target_vintage)
+        meta["successors"] = retired_codes(crosswalk, settings.codes.target_vintage)
+    return meta
+
+
+def further_kinds(settings: Settings, panel: pd.DataFrame) -> dict:
+    """``{"further_metrics": {feature: "count" or "rate"}}`` of the platform's further metrics in
+    the panel (the what-if domains of the served model), or nothing for a public panel."""
+    if not is_platform(settings):
+        return {}
+    rule = {f"platform_{metric}" for metric in PLATFORM_RULE_METRICS}
+    further = [c for c in feature_columns(panel) if c.startswith("platform_") and c not in rule]
+    intensive = {f"platform_{name}" for name in settings.platform.intensive}
+    return {"further_metrics": {c: "rate" if c in intensive else "count" for c in further}}
 
 
 def log_model(bundle: ForecastBundle, folder: Path):

@@ -15,6 +15,8 @@ from pathlib import Path
 import mlflow
 import optuna
 import pandas as pd
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,7 +38,17 @@ from models.tuning import (
 )
 from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings, TuneSettings
-from pipelines.tracking import TrackingError, frame_hash, sqlite_file, start_run, study_lock, use_tracking
+from pipelines.tracking import (
+    TrackingError,
+    first_line,
+    frame_hash,
+    journal_file,
+    sqlite_file,
+    start_run,
+    study_lock,
+    use_tracking,
+    without_password,
+)
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
 
@@ -197,10 +209,27 @@ def default_study(settings: Settings, features: list[str] | None = None) -> str:
     return PLATFORM_STUDY
 
 
+def study_storage(storage: str) -> str | optuna.storages.BaseStorage:
+    """What Optuna opens for ``tune.storage``: a database URL as it is, or a journal file
+    (``journal:PATH``, made with its folder if new), which workers on a shared file system can use
+    without a database server."""
+    journal = journal_file(storage)
+    if journal is None:
+        return storage
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return JournalStorage(JournalFileBackend(str(journal)))  # reads the file's logs
+    except ValueError as err:  # its lines cannot be read as the journal's JSON
+        raise TrackingError(
+            f"the study store tune.storage = {storage!r} is not an Optuna journal file ({type(err).__name__}:"
+            f" {first_line(err)}); expected a journal that beltcast tune wrote, or the path of a new one"
+        ) from err
+
+
 def scored_features(storage: str, study: str) -> list[str] | None:
     """The features ``study`` in ``storage`` records, or None when it does not exist or records none."""
     try:
-        return optuna.load_study(study_name=study, storage=storage).user_attrs.get("features")
+        return optuna.load_study(study_name=study, storage=study_storage(storage)).user_attrs.get("features")
     except KeyError:  # no such study
         return None
 
@@ -244,11 +273,14 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     quiet_interrupts()
     try:
-        return make_study(study_name or default_study(settings, features), storage, settings.model.seed)
+        name = study_name or default_study(settings, features)
+        return make_study(name, study_storage(storage), settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
-            f"the study store tune.storage = {storage!r} cannot be opened ({type(err).__name__}: {err});"
-            " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db"
+            f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
+            f" ({type(err).__name__}: {first_line(err)});"
+            " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db, or an Optuna"
+            " journal file, journal:PATH"
         ) from err
 
 

@@ -15,6 +15,7 @@ from features.platform import (
     PlatformMetricsError,
     category_modes,
     default_platform_rule,
+    further_metrics,
     read_platform_metrics,
     rule_metrics,
 )
@@ -399,6 +400,53 @@ def test_a_further_metric_must_be_a_non_negative_number_or_empty(tmp_path, toy_h
         PlatformMetricsError, match=r"orders must be a number from 0 to 1e\+15; got '-0\.5' \(data row 2"
     ):
         read_platform_metrics(path, toy_history)
+
+
+def test_an_intensive_further_metric_may_be_negative(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,1,1,", "510117,2024Q1,1,1,-0.5"], header=HEADER + ",margin_rate")
+    frame = read_platform_metrics(path, toy_history, intensive=["margin_rate"]).frame
+    assert frame["margin_rate"].tolist()[1] == -0.5
+    bad = write(tmp_path, ["371721,2024Q1,1,1,-2e15"], header=HEADER + ",margin_rate", name="bad.csv")
+    with pytest.raises(PlatformMetricsError, match=r"margin_rate must be a number from -1e\+15 to 1e\+15; got '-2e15'"):
+        read_platform_metrics(bad, toy_history, intensive=["margin_rate"])
+
+
+@pytest.mark.parametrize("column", ["live orders", "orders[7d]", "gmv_growth_yoy", "gmv_annual_cny", "row"])
+def test_a_further_metric_needs_a_name_that_can_be_a_feature(tmp_path, toy_history, column):
+    path = write(tmp_path, ["371721,2024Q1,1,1,5"], header=f"{HEADER},{column}")
+    with pytest.raises(PlatformMetricsError) as error:
+        read_platform_metrics(path, toy_history)
+    assert (
+        f"becomes the feature platform_<name>, so it must be letters, digits and _ only, and none of the belt"
+        f" rule's metrics (gmv_annual_cny, active_merchants, gmv_growth_yoy) nor 'row' (the reader's own row number);"
+        f" got {column!r}: rename the column" in str(error.value)
+    )
+
+
+def test_further_metrics_combine_categories_counts_summed_rates_weighted_by_gmv(tmp_path, toy_history):
+    path = write(
+        tmp_path,
+        [
+            "371721,2024Q1,300,3,女装,10,0.1",
+            "371721,2024Q1,100,1,鞋,2,0.5",
+            "371721,2024Q2,0,1,女装,,0.2",
+            "371721,2024Q2,0,1,鞋,,0.4",
+            "510117,2024Q1,50,1,茶叶,,",
+        ],
+        header=HEADER + ",category,live_orders,refund_rate",
+    )
+    metrics = read_platform_metrics(path, toy_history, intensive=["refund_rate"])
+    table = further_metrics(metrics)
+
+    assert metrics.further_columns == ["live_orders", "refund_rate"]
+    assert table.columns.tolist() == ["county_code", "period", "live_orders", "refund_rate"]
+    rows = table.set_index(["county_code", "period"])
+    q1, q2 = 2024 * 4, 2024 * 4 + 1
+    assert rows.loc[("371721", q1), "live_orders"] == 12.0
+    assert rows.loc[("371721", q1), "refund_rate"] == pytest.approx((300 * 0.1 + 100 * 0.5) / 400)
+    assert np.isnan(rows.loc[("371721", q2), "live_orders"])  # unknown in every category: unknown
+    assert rows.loc[("371721", q2), "refund_rate"] == pytest.approx(0.3)  # no GMV to weigh by: the plain mean
+    assert rows.loc[("510117", q1)].isna().all()
 
 
 def test_the_same_category_twice_is_a_duplicate_but_two_categories_are_not(tmp_path, toy_history):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.types import DataType
 
+from features.codes import retired_codes
 from features.periods import label_of
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle
@@ -203,6 +204,41 @@ def test_an_unknown_code_is_refused_naming_the_code_vintage(synthetic_transition
     assert str(error.value) == (
         "row 0: county_code '510124' is not a county of the panel, whose codes are those of 2020: check the"
         " code; a code of another year (renamed, merged or split since) must be given as its 2020 code"
+    )
+
+
+def test_a_retired_code_is_refused_naming_its_successors(synthetic_transitions):
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(
+        X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    )
+    crosswalk = pd.DataFrame(
+        {
+            "source_year": [2015, 2015, 2015, 2015, 2020, 2020],
+            "from_code": ["110001", "510124", "130103", "130103", "110001", "110002"],
+            "to_code": ["110001", "110002", "110001", "110002", "110001", "110002"],
+            "share": [1.0, 1.0, 0.5, 0.5, 1.0, 1.0],
+        }
+    )
+    meta = {"horizon": 1, "target_vintage": 2020, "successors": retired_codes(crosswalk, 2020)}
+    bundle = ForecastBundle.from_models(emergence, mode, _panel(X, periods), meta)
+    assert meta["successors"] == {"510124": ["110002"], "130103": ["110001", "110002"]}
+
+    with pytest.raises(ModelInputError) as renamed:
+        bundle.forecast(pd.DataFrame({"county_code": ["110003", "510124"]}))
+    with pytest.raises(ModelInputError) as split:
+        bundle.forecast(pd.DataFrame({"county_code": [130103]}))
+
+    assert str(renamed.value) == (
+        "row 1: county_code '510124' is a code of another year, not of the panel's code list (2020): its area is 110002"
+        " (synthetic) in 2020; give that code"
+    )
+    assert str(split.value).startswith(
+        "row 0: county_code '130103' is a code of another year, not of the panel's code list (2020)"
+    )
+    assert str(split.value).endswith(
+        "its area is split among 110001 (synthetic), 110002 (synthetic) in 2020; give those codes"
     )
 
 

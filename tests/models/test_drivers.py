@@ -27,6 +27,8 @@ from models.drivers import describe, top_drivers
         ("viirs_growth_1y_rel", np.nan, "no data on night-light growth over 1 year"),
         ("belts_within_50km_share", np.nan, "no data on belts within 50 km"),
         ("platform_gmv_growth_yoy", np.nan, "no data on GMV growth"),
+        ("platform_live_orders", 4021.6, "platform live orders 4,022"),  # a further platform metric
+        ("platform_refund_rate", -0.0523, "platform refund rate -0.0523"),
     ],
 )
 def test_indicators_read_as_words(feature, value, words):

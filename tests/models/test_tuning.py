@@ -63,6 +63,33 @@ def test_a_seeded_study_replays_and_a_resumed_one_continues(synthetic_transition
     assert new != first_params[:2]  # re-seeded: the first trials are not replayed
 
 
+def test_workers_sharing_a_study_sample_apart_and_one_alone_as_the_seeded_tpe():
+    storage = optuna.storages.InMemoryStorage()
+    first, second = make_study("shared", storage, seed=0), make_study("shared", storage, seed=0)
+    asked = []
+    for _ in range(3):  # two workers started together, their trials interleaved by the store
+        for study in (first, second):
+            trial = study.ask()
+            asked.append(quick_space(trial))
+            study.tell(trial, sum(asked[-1].values()) / 100)
+    assert len({tuple(params.values()) for params in asked}) == 6  # no trial run twice
+
+    alone = make_study("alone", storage, seed=0)
+    plain = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    for study in (alone, plain):
+        study.optimize(lambda trial: sum(quick_space(trial).values()) / 100, n_trials=12)
+    assert [t.params for t in alone.trials] == [t.params for t in plain.trials]
+
+    # resumed alone with a trial queued by a run killed before it ran it (a retrain's incumbent)
+    for study in (alone, plain):
+        study.enqueue_trial({"n_estimators": 30, "num_leaves": 7, "min_child_samples": 9})
+    resumed = make_study("alone", storage, seed=0)
+    plain.sampler = optuna.samplers.TPESampler(seed=len(plain.trials))
+    for study in (resumed, plain):
+        study.optimize(lambda trial: sum(quick_space(trial).values()) / 100, n_trials=4)
+    assert [t.params for t in resumed.trials] == [t.params for t in plain.trials]
+
+
 def _score(objective, params: dict) -> optuna.trial.FrozenTrial:
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial(params)

@@ -33,3 +33,13 @@ def registry_template(built_settings, tmp_path_factory) -> Template:
 def own_store(registry_template, tmp_path) -> Store:
     """A copy of the template store that this test alone changes."""
     return registry_template.store.copy_to(tmp_path / "store")
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.fixture
+def without_proxy(monkeypatch) -> None:
+    """No HTTP proxy for this test: its servers are on loopback, whatever the machine's proxy."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)

@@ -4,8 +4,10 @@ and the value given; a job's error is one line on stderr."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -31,9 +33,12 @@ from pipelines import backtest, cli, report, score, serve, tune
         (["score", "--out", "a.parquet"], "Invalid value for '--out': must be a .csv file path; got 'a.parquet'"),
         (
             ["score", "--as-of", "2020.5"],
-            "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3; got '2020.5'",
+            "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3, of a year from 1000 to"
+            " 3999; got '2020.5'",
         ),
         (["report", "--as-of", "20x"], "Invalid value for '--as-of': must be a year like 2020 or a quarter like"),
+        (["score", "--as-of", "4000"], "of a year from 1000 to 3999; got '4000'"),  # not read as the quarter 1000Q1
+        (["score", "--as-of", "0999Q1"], "of a year from 1000 to 3999; got '0999Q1'"),  # not read as the year 3996
     ],
 )
 def test_a_bad_option_value_is_named_and_nothing_runs(monkeypatch, capsys, arguments, message):
@@ -92,6 +97,57 @@ def test_ctrl_c_is_one_line_with_status_130(monkeypatch, capsys):
         cli.main(["backtest"])
     assert stopped.value.code == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+@pytest.mark.parametrize("repeated", [False, True])
+def test_sigterm_ends_the_job_as_ctrl_c_does_with_its_run_failed_and_status_143(
+    monkeypatch, capsys, tmp_path, repeated
+):
+    import mlflow
+
+    from pipelines import tracking
+    from pipelines.tracking import ERROR_TAG, start_run
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("terminated")
+
+    def killed(*args):
+        with start_run("backtest"):
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler stopping the job
+            time.sleep(30)
+        raise AssertionError("the job went on after SIGTERM")
+
+    if repeated:  # the scheduler sends SIGTERM again while the run is being ended
+        tag_error = tracking._tag_error
+
+        def again(err):
+            os.kill(os.getpid(), signal.SIGTERM)
+            tag_error(err)
+
+        monkeypatch.setattr(tracking, "_tag_error", again)
+    monkeypatch.setattr(backtest, "run", killed)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["backtest"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    (run,) = mlflow.search_runs(experiment_names=["terminated"], output_format="list")
+
+    assert stopped.value.code == 143
+    assert capsys.readouterr().err.endswith("\nerror: terminated (SIGTERM)\n")  # after MLflow's log lines
+    assert run.info.status == "FAILED"
+    assert run.data.tags[ERROR_TAG] == "Terminated: terminated (SIGTERM)"
+
+
+def test_a_sigterm_is_ignored_only_while_a_failing_run_is_being_ended():
+    from features.errors import Terminated, ending_failed_run
+
+    for _ in range(2):  # a first Terminated swallowed somewhere does not make the job unstoppable
+        with pytest.raises(Terminated):
+            cli._terminate(signal.SIGTERM, None)
+    with ending_failed_run():
+        assert cli._terminate(signal.SIGTERM, None) is None
 
 
 def test_the_help_states_the_ranges():

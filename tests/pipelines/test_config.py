@@ -49,6 +49,10 @@ def test_a_wrong_type_names_the_key_and_the_value(tmp_path):
         ),
         ('[tune]\nstudy = ""\n', r"tune\.study: String should have at least 1 character; got ''"),
         ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
+        (
+            '[platform]\nintensive = ["refund_rate", "refund_rate"]\n',
+            r"platform\.intensive: .*must name each further metric column once; got \['refund_rate'\] more than once",
+        ),
     ],
 )
 def test_a_value_of_the_right_type_but_no_sense_names_the_key(tmp_path, text, message):

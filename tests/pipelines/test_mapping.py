@@ -60,3 +60,14 @@ def test_the_legend_spans_the_candidates_values_not_zero_to_one():
     colour = quantile_colour([0.01, 0.02, 0.05, 0.2, 0.376])
     text = legend(colour)
     assert "0.010–" in text and "–0.376" in text and "1.000" not in text and "0.000" not in text
+
+
+def test_the_legend_counts_the_areas_without_a_forecast_and_the_counties_without_a_shape():
+    scores = _two_counties([0.9, 0.1], [True, False])
+    scores.loc[0, "county_code"] = "110105"  # a county of the panel the map has no shape for
+
+    page = county_map_html(TopoMap(TOPOLOGY), scores)
+    legend = page.split('class="legend"')[1]
+
+    assert "no forecast (1 areas of the map that are not counties of the panel's code list" in legend  # 110101
+    assert "1 scored counties have no shape on the map" in legend

@@ -42,6 +42,14 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     assert re.search(
         r"mode model(&#x27;|')s weight is 0:|weigh the mode model [01]\.\d\d", text
     )  # what the mode column rests on
+    # words, not column names, for a strategist
+    assert "Newest temporal fold (new belts of 2016)" in text and "temporal_2016" not in text
+    assert re.search(
+        r"LightGBM scored average precision 0\.\d{3}, precision at 50 0\.\d{3}, .* Brier score 0\.\d{4}", text
+    )
+    assert "A county counts as a belt in a year when Taobao villages ≥ 1." in caveats
+    top = text[text.index('id="top-candidates"') : text.index('id="county-map"')]
+    assert "平台+产业转型 (industrial transformation)" in top and "<td>industrial_transformation</td>" not in top
 
 
 def test_report_is_self_contained(page):

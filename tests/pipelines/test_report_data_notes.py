@@ -29,7 +29,7 @@ def test_notes_say_the_rule_the_labels_the_fold_the_old_data_and_the_gaps():
     backtest = {"emergence": {"models": {"lightgbm": {"n": 2664, "n_positive": 49}}}}
     notes = data_notes(_snapshot(2020), features, meta, 2020, 2016, backtest)
     assert notes == [
-        "A county counts as a belt in a year when taobao_villages >= 1.",
+        "A county counts as a belt in a year when Taobao villages ≥ 1.",
         "The newest labels are of 2016: a county ranked here may have become a belt between 2016 and 2020"
         " without this page knowing.",
         "The newest backtest fold tested 2,664 counties, of which 49 became belts: a few counties more or fewer"
@@ -47,5 +47,5 @@ def test_a_current_model_of_current_labels_has_fewer_notes():
     meta = {"belt_rule": rule, "min_met": 2}
     notes = data_notes(snapshot, ["co2_mt_rel", "tudigong_it_share_rel"], meta, 2020, 2020, {})
     assert notes == [
-        "A county counts as a belt in a year when at least 2 of these hold: gmv >= 200,000,000; merchants >= 500."
+        "A county counts as a belt in a year when at least 2 of these hold: gmv ≥ 200,000,000; merchants ≥ 500."
     ]

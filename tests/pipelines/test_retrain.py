@@ -6,15 +6,19 @@ import json
 import shutil
 
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from rich.console import Console
 
+from features.errors import BeltcastError
+from features.panel import feature_columns
 from features.periods import PeriodError
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
-from pipelines import build, retrain, tune
+from models.estimators import ModelInputError
+from pipelines import build, retrain, train, tune
 from pipelines.backtest import load_panel
 from pipelines.config import (
     DataSettings,
@@ -187,3 +191,55 @@ def test_a_platform_row_of_no_county_is_reported_not_dropped_in_silence(first, s
     text = " ".join(console.export_text().split())  # the console wraps long lines
     assert "unmatched platform: 1 row(s)" in text
     assert "800 of 2,844 counties" in text and "1 row(s) with no county, in unmatched.csv" in text
+
+
+def test_further_platform_metrics_are_features_of_the_panel(settings, tmp_path):
+    """SYNTHETIC further metrics (live orders, a count; a refund rate, intensive) added to the
+    SYNTHETIC platform file become the panel's features platform_live_orders and platform_refund_rate."""
+    metrics = pd.read_csv(settings.platform.metrics_file, dtype={"county_code": str})
+    rng = np.random.default_rng(0)
+    metrics["live_orders"] = rng.integers(0, 1000, len(metrics)).astype(float)
+    metrics["refund_rate"] = rng.uniform(-0.1, 0.3, len(metrics))  # negative: refunds of earlier sales
+    extended = tmp_path / "platform_metrics_synthetic_further.csv"
+    metrics.to_csv(extended, index=False)
+    config = settings.model_copy(
+        update={
+            "platform": settings.platform.model_copy(update={"metrics_file": extended, "intensive": ("refund_rate",)}),
+            "data": settings.data.model_copy(update={"features_dir": tmp_path / "features"}),
+        }
+    )
+    console = Console(record=True, width=200)
+    outputs = build.run(config, console, until="2025Q3")
+    panel = pd.read_parquet(outputs.panel)
+
+    assert {"platform_live_orders", "platform_refund_rate"} <= set(feature_columns(panel))
+    county = metrics["county_code"].iloc[0]
+    rows = metrics[(metrics["county_code"] == county) & (metrics["period"] == "2025Q3")]
+    row = panel[(panel["county_code"] == county) & (panel["as_of"] == 2025 * 4 + 2)].squeeze()
+    assert row["platform_live_orders"] == rows["live_orders"].sum()
+    weights = rows["gmv_cny"] / rows["gmv_cny"].sum()
+    assert row["platform_refund_rate"] == pytest.approx((rows["refund_rate"] * weights).sum())
+    assert panel["platform_refund_rate"].min() < 0
+    notes = json.loads(outputs.quality.read_text(encoding="utf-8"))["platform_metrics"]
+    assert notes["further_metrics"] == {"platform_live_orders": "count", "platform_refund_rate": "rate"}
+    text = " ".join(console.export_text().split())
+    assert (
+        "platform features besides the belt rule's: platform_live_orders (count), platform_refund_rate (rate)" in text
+    )
+
+    # train needs the config the panel was built with: rates and counts are combined differently
+    counted = config.model_copy(update={"platform": config.platform.model_copy(update={"intensive": ()})})
+    with pytest.raises(BeltcastError, match=r"built with \[platform\] intensive = \['refund_rate'\].*config says \[\]"):
+        load_panel(counted)
+
+    # the served model knows their kinds: a what-if count may not be negative, a rate may
+    store = config.model_copy(update={"mlflow": MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")})
+    train.run(store, QUIET)
+    bundle = mlflow.pyfunc.load_model("models:/county-belt/1").unwrap_python_model().bundle
+    assert bundle.meta["further_metrics"] == {"platform_live_orders": "count", "platform_refund_rate": "rate"}
+    what_if = bundle.forecast(pd.DataFrame({"county_code": [county], "platform_refund_rate": [-0.5]}))
+    assert what_if["what_if"].item() == "platform_refund_rate"
+    with pytest.raises(
+        ModelInputError, match=r"platform_live_orders .*a finite number >= 0 \(a count of the platform's"
+    ):
+        bundle.forecast(pd.DataFrame({"county_code": [county], "platform_live_orders": [-5.5]}))

@@ -115,6 +115,16 @@ def test_unknown_county_code_is_a_400_naming_it(server):
     assert "\n" not in error["message"] and "stack_trace" not in error  # the model's own line only
 
 
+def test_a_code_of_another_year_is_a_400_naming_the_code_to_give(server):
+    response = invoke(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF], ["510124", AS_OF]])  # 郫县, until 2016
+
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "row 1: county_code '510124' is a code of another year, not of the panel's code list (2020): its area is"
+        " 510117 (郫都区) in 2020; give that code"
+    )
+
+
 def test_a_csv_request_is_forecast_as_its_json(server):
     body = f"county_code,as_of,belts_within_100km_share\n{CAOXIAN},{AS_OF},\n{CAOXIAN},{AS_OF},0.2\n"
     response = requests.post(
@@ -165,6 +175,72 @@ def test_a_request_may_leave_out_the_drivers(server):
     (fast,) = response.json()["predictions"]
     assert fast["top_drivers"] == "" and plain["top_drivers"] != ""
     assert fast["p_belt"] == plain["p_belt"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"driver": False}, "params names a parameter the model does not take: 'driver' (the model takes 'drivers');"
+         " did you mean 'drivers'?"),
+        ({"drivers": False, "top_k": 3}, "not take: 'top_k' (the model takes 'drivers')"),
+        ([False], "params must be an object of parameter names and values; got [false]"),
+    ],
+)  # fmt: skip
+def test_a_parameter_the_model_does_not_take_is_a_400_naming_it(server, params, message):
+    payload = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]]}}
+    response = requests.post(f"{server}/invocations", json={**payload, "params": params}, timeout=REQUEST_TIMEOUT_S)
+
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+    assert response.headers["x-model-version"] == "1"
+
+
+def test_every_answer_names_the_model_version_that_gave_it(server):
+    good = invoke(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])
+    bad = invoke(server, ["county_code", "as_of"], [["999999", AS_OF]])
+    guarded = requests.post(f"{server}/invocations", data=b"[" * 100, timeout=REQUEST_TIMEOUT_S)
+
+    assert [good.status_code, bad.status_code, guarded.status_code] == [200, 400, 400]
+    for response in (good, bad, guarded):
+        assert response.headers["x-model-name"] == "county-belt"
+        assert response.headers["x-model-version"] == "1"
+
+
+def test_the_model_headers_are_on_any_method_and_a_csv_body_is_not_checked_as_json(server):
+    refused = requests.get(f"{server}/invocations", timeout=REQUEST_TIMEOUT_S)
+    csv_body = "county_code,as_of\n" + "[" * 70 + ",2020\n"
+    bracketed = requests.post(
+        f"{server}/invocations", data=csv_body, headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert refused.status_code == 405 and refused.headers["x-model-version"] == "1"
+    assert bracketed.status_code == 400 and "nested" not in bracketed.json()["message"]
+    assert "county_code" in bracketed.json()["message"]  # the model's own check of the code
+
+
+def test_an_escaped_params_key_is_checked_too(server):
+    body = '{"dataframe_split": {"columns": ["county_code"], "data": [["371721"]]}, "par\\u0061ms": {"driver": false}}'
+    response = requests.post(
+        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert response.status_code == 400 and "'driver'" in response.json()["message"]
+
+
+def test_model_headers_need_a_pinned_version():
+    from pipelines.scoring_app import model_headers, unknown_params
+
+    assert model_headers("models:/county-belt/12") == [(b"x-model-name", b"county-belt"), (b"x-model-version", b"12")]
+    assert model_headers("models:/县域 belt/2") == [
+        (b"x-model-name", b"%E5%8E%BF%E5%9F%9F%20belt"),
+        (b"x-model-version", b"2"),
+    ]
+    assert model_headers("models:/county-belt@champion") == []
+    assert model_headers("runs:/abc/model") == []
+    assert unknown_params(b'{"dataframe_split": {"columns": ["params"], "data": [["x"]]}}', ["drivers"]) is None
+    assert unknown_params(b'{"params": {"drivers": true}}', ["drivers"]) is None
+    assert unknown_params(b'{"params": not json', ["drivers"]) is None
+    assert unknown_params(b'{"params": null}', ["drivers"]) is None  # MLflow reads it as no params
 
 
 def test_the_server_keeps_serving_after_bad_requests(server):
@@ -420,6 +496,7 @@ def test_a_body_over_the_size_limit_is_a_413(champion_settings, tmp_path, monkey
         big = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]] * 2000}}
         response = requests.post(f"{url}/invocations", json=big, timeout=60)
         assert response.status_code == 413 and "exceeds 10,485 bytes" in response.json()["message"]
+        assert response.json()["error_code"] == "REQUEST_TOO_LARGE"
         assert forecast(url, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["county_name"] == "曹县"
     finally:
         serve.stop(process)
@@ -489,6 +566,12 @@ def test_serve_timeout_is_passed_to_the_server(champion_settings, monkeypatch):
         (b"", "the text/csv body cannot be read: expected a header row, then one row per county; No columns to parse"),
         (b"county_code,as_of,as_of\n1,2,3\n", "the text/csv header must name each column once; got ['as_of']"),
         ("county_code\n曹县\n".encode("gbk"), "the text/csv body must be UTF-8"),
+        (b"county_code,as_of\n330503,2020\n\n330503,2020,9\n", "every text/csv row must have as many fields as the"
+         " header (2: county_code, as_of); got 3 in data row 2 (line 4)"),  # pandas would shift it by one column
+        (b'county_code,as_of\n"371721\n",2020\n \n330503,2020,9\n', "every text/csv row must have as many fields as"
+         " the header (2: county_code, as_of); got 3 in data row 2 (line 5)"),  # a quoted field spans two lines
+        (b"county_code,as_of\n330503\n", "every text/csv row must have as many fields as the header (2: county_code,"
+         " as_of); got 1 in data row 1 (line 2)"),
     ],
 )  # fmt: skip
 def test_a_csv_body_is_the_json_it_means_or_a_400_naming_the_problem(body, problem):
@@ -505,6 +588,9 @@ def test_a_csv_body_is_the_json_it_means_or_a_400_naming_the_problem(body, probl
         }
     }
     assert _csv_as_json(body)[1][0] == 400 and _csv_as_json(body)[1][1].startswith(problem)
+    assert _csv_as_json(b"county_code,as_of\n330503,2020\n   \n")[1] is None  # an all-space line is no row
+    assert _csv_as_json(b"county_code,as_of\n , \n330503,2020,9\n")[1][1].endswith("got 3 in data row 2 (line 3)")
+    assert "got 3 in data row 2 (line 3)" in _csv_as_json(b"county_code,as_of\n330503,2020\n,,\n")[1][1]
     # a number keeps its value (inf, for the model to refuse; no rounding), text stays text
     converted, _ = _csv_as_json(b"county_code,taobao_villages,belts_within_50km_share,viirs_mean\n371721,inf,4e-11,x\n")
     assert json.loads(converted)["dataframe_split"]["data"] == [["371721", float("inf"), 4e-11, "x"]]

@@ -6,13 +6,18 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from features.errors import OutputPathError
 from pipelines import tracking
 from pipelines.config import MlflowSettings, Settings
-from pipelines.tracking import HOST_TAG, PID_TAG, git_sha, use_tracking
+from pipelines.tracking import HOST_TAG, PID_TAG, TrackingError, check_reachable, git_sha, use_tracking
 
 
 def test_runs_of_dead_processes_are_marked_killed(tmp_path):
@@ -74,3 +79,87 @@ def test_uncommitted_changes_make_another_code_id(tmp_path):
     (tmp_path / "notes.txt").write_text("untracked files are not code", encoding="utf-8")
     assert git_sha(tmp_path) == head
     assert git_sha(tmp_path / "nowhere") == "unknown"
+
+
+def test_a_tracking_server_that_is_not_there_is_named_at_once(without_proxy):
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again at the end of the block: nothing listens there
+    uri = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as error:
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri)))
+    assert time.monotonic() - started < 5  # not MLflow's minutes of retries
+    assert f"mlflow.tracking_uri = '{uri}' cannot be reached: 127.0.0.1 port {port} gave ConnectionError: " in str(
+        error.value
+    )
+    assert "Connection refused" in str(error.value) and "HTTPConnectionPool" not in str(error.value)
+
+    class NotFound(BaseHTTPRequestHandler):  # any answer is a server there (a proxy, a login page ...)
+        def do_GET(self):
+            self.send_error(404)
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), NotFound) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        check_reachable(f"http://127.0.0.1:{server.server_address[1]}/", timeout=5)
+        server.shutdown()
+    with socket.socket() as silent:  # accepts the connection, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(TrackingError, match=r"port \d+ gave no answer within 0.5 s \(ReadTimeout\)"):
+            check_reachable(f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
+    with pytest.raises(TrackingError, match=r"mlflow.tracking_uri = 'http://:5000' names no host"):
+        check_reachable("http://:5000")
+    with pytest.raises(TrackingError, match=r"mlflow.tracking_uri = 'http://host:port' has no valid host and port"):
+        check_reachable("http://host:port")
+    with pytest.raises(TrackingError, match=r"'http://\[::1:5000' has no valid host and port \(Invalid IPv6 URL\)"):
+        check_reachable("http://[::1:5000")
+    with pytest.raises(TrackingError, match=r"port 5000 gave LocationParseError: Failed to parse"):
+        check_reachable(f"http://{'a' * 64}.example:5000")  # a DNS label of more than 63 characters
+    with pytest.raises(TrackingError, match=rf"'http://bob:\*\*\*@127.0.0.1:{port}/' cannot be reached") as shown:
+        check_reachable(f"http://bob:s3cret@127.0.0.1:{port}/")
+    assert "s3cret" not in str(shown.value)
+    check_reachable("postgresql://user@nowhere.invalid/mlflow")  # only tracking servers are probed
+
+
+def test_a_lock_file_of_another_user_locks_and_one_that_cannot_be_made_is_named(tmp_path):
+    beside_a_file = tmp_path / "scores.csv" / ".lock"  # its folder is a file
+    (tmp_path / "scores.csv").write_text("county_code\n")
+    with (
+        pytest.raises(OutputPathError, match=rf"the lock file {beside_a_file} cannot be opened \(FileExistsError"),
+        tracking.file_lock(beside_a_file),
+    ):
+        pass
+    if os.geteuid() != 0:
+        pytest.skip("taking another user's lock file needs root to act as that other user")
+    with tempfile.TemporaryDirectory() as shared:  # in /tmp itself: the other user can reach it
+        os.chmod(shared, 0o777)
+        lock = Path(shared) / ".scores.csv.lock"
+        with tracking.file_lock(lock):  # made by this user, mode 0644
+            pass
+        other = (  # imports first: the interpreter's own files may be out of the other user's reach
+            "import os, sys; from pathlib import Path; from pipelines.tracking import file_lock;"
+            " os.setgid(65534); os.setuid(65534)\n"
+            "with file_lock(Path(sys.argv[1])): print('locked')"
+        )
+        taken = subprocess.run(
+            [sys.executable, "-c", other, str(lock)], capture_output=True, text=True, cwd=Path(__file__).parents[2]
+        )
+        assert taken.stdout.strip() == "locked", taken.stderr[-500:]
+
+
+def test_a_study_store_that_is_not_an_optuna_journal_is_named(tmp_path):
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    database = tmp_path / "optuna.db"
+    database.write_bytes(b"SQLite format 3\x00" + bytes(range(256)))  # a database named as a journal by mistake
+    settings = Settings(tune=TuneSettings(storage=f"journal:{database}"))
+    not_a_journal = rf"'journal:{database}' is not an Optuna journal file \((UnicodeDecode|JSONDecode)Error"
+    with pytest.raises(TrackingError, match=not_a_journal):
+        tune.open_study(settings, "emergence")
+    with pytest.raises(TrackingError, match=r"'journal://srv/optuna.journal' is ambiguous: write journal:///srv/"):
+        tune.study_storage("journal://srv/optuna.journal")

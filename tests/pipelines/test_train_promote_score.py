@@ -14,6 +14,7 @@ from rich.console import Console
 from features.errors import OutputPathError
 from pipelines import promote, score, train
 from pipelines.config import ModelSettings
+from pipelines.manifest import sha256_of
 from pipelines.promote import PromotionError
 from pipelines.tracking import frame_hash, version_by_alias
 
@@ -148,6 +149,10 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         assert refit.tags["panel_sha256"] == frame_hash(panel) != old.tags["panel_sha256"]
         assert float(refit.tags["average_precision"]) == decision.figures["champion_ap"]
         assert str(version_by_alias(client, "county-belt", "challenger").version) == challenger.version
+        rejected = client.get_model_version("county-belt", challenger.version).tags
+        assert rejected["promotion_decision"] == "rejected"
+        assert rejected["promotion_champion_now"] == decision.refit  # the champion kept, refitted
+        assert rejected["promotion_champion_refit_of"] == str(old.version)
         again = promote.run(changed, False, None, QUIET)
         assert again.refit is None and again.figures["source"].startswith("version tags")
         assert str(version_by_alias(client, "county-belt", "champion").version) == decision.refit
@@ -167,6 +172,14 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         last = client.search_runs([experiment], "tags.mlflow.runName = 'promote'", order_by=["start_time DESC"])[0]
         assert last.data.tags["promotion.reason"] == settled.reason
         assert last.data.tags["model_version"] == settled.challenger
+
+        # a later decision on the rejected challenger leaves no tag of the earlier one behind
+        client.set_registered_model_alias("county-belt", "challenger", challenger.version)
+        forced = promote.run(changed, True, "the worse parameters, on purpose", QUIET)
+        assert forced.promoted and forced.refit is None
+        tags = client.get_model_version("county-belt", challenger.version).tags
+        assert tags["promotion_decision"] == "promoted"
+        assert "promotion_champion_now" not in tags and "promotion_champion_refit_of" not in tags
     finally:
         client.set_registered_model_alias("county-belt", "champion", old.version)
         client.set_registered_model_alias("county-belt", "challenger", old.version)
@@ -197,6 +210,12 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_p
     assert run.data.metrics["counties"] == 2844 and run.data.metrics["candidates"] == len(candidates)
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "scores")}
     assert logged == {"scores/scores.csv", "scores/scores.parquet"}
+    # the files on disk can be traced to the run that wrote them
+    assert run.data.tags["output_csv"] == str(out.resolve())
+    assert run.data.tags["output_parquet"] == str(outputs.parquet.resolve())
+    assert run.data.tags["output_csv_sha256"] == sha256_of(out)
+    assert run.data.tags["output_parquet_sha256"] == sha256_of(outputs.parquet)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".scores.csv.lock", "scores.csv", "scores.parquet"]
 
 
 def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
@@ -225,3 +244,12 @@ def test_a_training_year_is_named_an_in_sample_check(champion_settings, client):
     model = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}")
     seen = {year: score.trained_on_outcome(model, year) for year in (2013, 2014, 2015, 2016, 2020)}
     assert seen == {2013: None, 2014: 2016, 2015: 2016, 2016: None, 2020: None}  # 2013: no roster, no transition
+
+
+def test_a_year_before_any_label_says_the_ranking_lacks_belt_exposure(champion_settings, tmp_path):
+    console = Console(record=True, width=400)
+    score.run(champion_settings, 2013, tmp_path / "s2013.csv", "pandas", console)
+    text = " ".join(console.export_text().split())
+
+    assert "score: 2844 counties have no belt label known as of 2013" in text
+    assert "the belt-exposure indicators (belts and villages nearby, the nearest belt) are unknown too" in text

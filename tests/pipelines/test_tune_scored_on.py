@@ -20,6 +20,7 @@ from pipelines.config import (
     Settings,
     TuneSettings,
 )
+from pipelines.tracking import study_lock
 
 STUDY = "scored-on"
 
@@ -211,3 +212,29 @@ def test_a_trial_stopped_by_ctrl_c_is_not_reported_with_a_traceback(error):
     else:  # another failure keeps Optuna's report, traceback included
         assert reported[0].startswith("Trial 0 failed with parameters") and seen.records[0].exc_info
         assert reported[1] == "Trial 0 failed with value None."
+
+
+def test_a_study_in_a_journal_file_resumes_as_one_in_a_database(settings, tmp_path):
+    journal = tmp_path / "shared" / "optuna.journal"
+    in_journal = settings.model_copy(
+        update={"tune": settings.tune.model_copy(update={"storage": f"journal://{journal}"})}
+    )  # journal:///abs/path, as sqlite:/// URLs are written
+
+    first, _ = _run(in_journal, None, trials=2)
+    again, _ = _run(in_journal, None, trials=1)
+
+    storage = tune.study_storage(f"journal:{journal}")
+    trials = optuna.load_study(study_name=STUDY, storage=storage).trials
+    assert [t.number for t in trials] == [0, 1, 2] and journal.stat().st_size > 0
+    with study_lock(in_journal):  # two retrains of one machine count a period's missing trials in turn
+        assert (journal.parent / ".study.lock").exists()
+    assert again["best_value"] >= first["best_value"]
+    assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.parametrize("storage", ["journal:", "journal://", "journal:///srv/"])
+def test_a_journal_store_names_its_file(storage):
+    with pytest.raises(
+        tune.TrackingError, match=rf"tune.storage = '{storage}' names no journal file; expected journal:PATH"
+    ):
+        tune.study_storage(storage)
