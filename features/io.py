@@ -26,6 +26,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     the same target, while those of writers still running are left alone.
     """
     target = writable_target(target)
+    _make_folder(target)
     try:
         _remove_dead_leftovers(target)
         handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".part")
@@ -45,23 +46,31 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def writable_target(target: Path) -> Path:
-    """``target`` as a path a file can be written to, its folder created; a clear
-    :class:`OutputPathError` otherwise. Jobs call it on an output path before they compute."""
+    """``target`` as a path a file can be written to; a clear :class:`OutputPathError` otherwise.
+
+    Jobs call it on an output path before they compute. It creates nothing: the folders a
+    missing parent needs are made when the file is written (:func:`atomic_path`), so a job that
+    fails before it writes leaves no empty folder behind. A missing folder is writable when its
+    nearest existing ancestor is a folder this user may create folders in."""
     target = Path(target)
     if target.is_dir():
         raise OutputPathError(f"output {target} is a directory; expected a file path")
-    existing = next((folder for folder in target.parents if folder.exists()), None)
+    existing = next((folder for folder in target.absolute().parents if folder.exists()), None)
     if existing is not None and not existing.is_dir():
         raise OutputPathError(f"output {target}: {existing} is a file, not a folder; expected a file path in a folder")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        missing = "" if existing == target.absolute().parent else f" (to create {target.parent} in)"
+        raise OutputPathError(
+            f"output {target}: its folder {existing}{missing} is not writable; expected a writable folder"
+        )
+    return target
+
+
+def _make_folder(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _cannot_write(target, err) from err
-    if not os.access(target.parent, os.W_OK | os.X_OK):
-        raise OutputPathError(
-            f"output {target}: its folder {target.parent} is not writable; expected a writable folder"
-        )
-    return target
 
 
 def _cannot_write(target: Path, err: OSError) -> OutputPathError:

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +21,7 @@ from rich.console import Console
 
 from features.codes import load_code_history
 from features.errors import BeltcastError, DataSyncError, OutputPathError, SourceFormatError
-from features.io import write_atomic
+from features.io import writable_target, write_atomic
 from features.panel import ID_COLUMNS
 from pipelines import backtest, build, promote, score, tune
 from pipelines.backtest import check_params, load_panel, tuned_params
@@ -50,6 +54,47 @@ def test_backtest_refuses_a_directory_out_before_reading_the_panel(tmp_path):
     settings = Settings(data=DataSettings(features_dir=tmp_path / "no-panel-here"))
     with pytest.raises(OutputPathError, match=r"is a directory"):  # not "panel ... does not exist"
         backtest.run(settings, tmp_path, QUIET)
+
+
+def test_a_job_failing_before_it_writes_leaves_no_folder_it_would_have_made(tmp_path):
+    settings = Settings(
+        data=DataSettings(features_dir=tmp_path / "no-panel-here"),
+        mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'no-store.db'}"),
+    )
+    with pytest.raises(BeltcastError, match="panel"):
+        backtest.run(settings, tmp_path / "new" / "deeper" / "backtest.json", QUIET)
+    with pytest.raises(BeltcastError):  # no model store, no champion
+        score.run(settings, None, tmp_path / "new" / "deeper" / "scores.csv", "pandas", QUIET)
+    assert not (tmp_path / "new").exists()
+    write_atomic(tmp_path / "new" / "deeper" / "x.txt", lambda tmp: tmp.write_text("x"))  # writing makes it
+    assert (tmp_path / "new" / "deeper" / "x.txt").read_text() == "x"
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path):
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        with pytest.raises(
+            OutputPathError, match=rf"its folder {re.escape(str(locked))} \(to create {re.escape(str(locked))}/new"
+        ):
+            writable_target(locked / "new" / "backtest.json")
+        return
+    with tempfile.TemporaryDirectory() as shared:  # root may write anywhere: the check runs as another user
+        os.chmod(shared, 0o755)
+        other = (
+            "import os, sys; from pathlib import Path; from features.io import writable_target;"
+            " os.setgid(65534); os.setuid(65534)\n"
+            "try:\n    writable_target(Path(sys.argv[1]) / 'new' / 'backtest.json')\n"
+            "except Exception as err:\n    print(f'{type(err).__name__}: {err}')"
+        )
+        refused = subprocess.run(
+            [sys.executable, "-c", other, shared], capture_output=True, text=True, cwd=Path(__file__).parents[2]
+        )
+        assert refused.stdout.strip() == (
+            f"OutputPathError: output {shared}/new/backtest.json: its folder {shared} (to create {shared}/new in)"
+            " is not writable; expected a writable folder"
+        ), refused.stderr[-500:]
+        assert not (Path(shared) / "new").exists()
 
 
 @pytest.mark.parametrize("name", ["scores.parquet", "scores", "scores.txt"])
