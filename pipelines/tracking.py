@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -116,11 +117,11 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
 def without_password(uri: str) -> str:
     """``uri`` with the password of its user part, if any, shown as ``***`` (for messages)."""
     scheme, sep, rest = uri.partition("://")
-    authority, slash, path = rest.partition("/")
-    user, at, host = authority.rpartition("@")
-    if not sep or not at or ":" not in user:
+    user_part, at, after = rest.rpartition("@")  # a password may hold "/", "?" or "@" it should have escaped
+    user, colon, _ = user_part.partition(":")
+    if not sep or not at or not colon or re.search(r"[/?#]", user):
         return uri
-    return f"{scheme}://{user.split(':', 1)[0]}:***@{host}{slash}{path}"
+    return f"{scheme}://{user}:***@{after}"  # an "@" in a path or query hides more than the password: never less
 
 
 def _cause(err: BaseException) -> str:
@@ -277,7 +278,8 @@ def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]
         except BaseException as err:  # the run ends FAILED (Ctrl+C too): say why on it
             with ending_failed_run():
                 _tag_error(err)
-                mlflow.end_run("FAILED")
+                with suppress(Exception):  # best effort: a store that has gone away must not hide ``err``
+                    mlflow.end_run("FAILED")  # takes the run off MLflow's stack before it writes
             raise
 
 

@@ -218,12 +218,31 @@ def study_storage(storage: str) -> str | optuna.storages.BaseStorage:
         return storage
     journal.parent.mkdir(parents=True, exist_ok=True)
     try:
+        check_journal(journal)  # before Optuna reads it, and appends to it
         return JournalStorage(JournalFileBackend(str(journal)))  # reads the file's logs
     except ValueError as err:  # its lines cannot be read as the journal's JSON
         raise TrackingError(
             f"the study store tune.storage = {storage!r} is not an Optuna journal file ({type(err).__name__}:"
             f" {first_line(err)}); expected a journal that beltcast tune wrote, or the path of a new one"
         ) from err
+
+
+def check_journal(journal: Path) -> None:
+    """A :class:`ValueError` unless every line of ``journal`` (if it exists) is one of Optuna's
+    journal records, a JSON object with an ``op_code``. A last line without its newline is a record
+    another worker is writing, once the file holds one whole record. Optuna itself skips a bad
+    last line and appends its own records to the file, so a file of notes would be written into."""
+    if not journal.exists():
+        return
+    with open(journal, "rb") as handle:
+        lines = handle.read().split(b"\n")
+    whole, partial = lines[:-1], lines[-1]  # the text after the last newline: b"" for a whole file
+    for number, line in enumerate(whole, start=1):
+        record = json.loads(line.decode("utf-8"))  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise ValueError(f"line {number} is {line[:60]!r}, not a record with an op_code")
+    if partial and not whole:
+        raise ValueError(f"its only line is {partial[:60]!r}, not a whole record")
 
 
 def scored_features(storage: str, study: str) -> list[str] | None:

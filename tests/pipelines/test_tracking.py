@@ -12,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from features.errors import OutputPathError
@@ -125,6 +126,36 @@ def test_a_tracking_server_that_is_not_there_is_named_at_once(without_proxy):
     check_reachable("postgresql://user@nowhere.invalid/mlflow")  # only tracking servers are probed
 
 
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://bob:s3cret@host:5000/x?y=1", "http://bob:***@host:5000/x?y=1"),
+        ("http://bob:s3/cr?et@host:5000", "http://bob:***@host:5000"),  # unescaped "/" and "?" in it
+        ("http://bob:s3@cret@host:5000", "http://bob:***@host:5000"),
+        ("postgresql://bob:s3cret@db/mlflow", "postgresql://bob:***@db/mlflow"),
+        ("http://bob@host:5000", "http://bob@host:5000"),  # no password
+        ("http://host:5000/runs/a:b@c", "http://host:***@c"),  # an "@" in the path: more hidden, never less
+        ("http://host/runs/a:b@c", "http://host/runs/a:b@c"),
+        ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
+    ],
+)
+def test_a_password_in_a_uri_is_never_shown(uri, shown):
+    assert tracking.without_password(uri) == shown
+
+
+def test_a_store_that_goes_away_while_a_run_fails_does_not_hide_the_job_s_error(tmp_path, monkeypatch):
+    use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")))
+
+    def gone(*args, **kwargs):
+        raise ConnectionError("the tracking server has gone away")
+
+    with pytest.raises(ValueError, match="as_of must be"), tracking.start_run("score"):
+        monkeypatch.setattr(mlflow.tracking.MlflowClient, "set_terminated", gone)
+        monkeypatch.setattr(mlflow.tracking.MlflowClient, "set_tag", gone)
+        raise ValueError("as_of must be one of the model's periods")
+    assert mlflow.active_run() is None
+
+
 def test_a_lock_file_of_another_user_locks_and_one_that_cannot_be_made_is_named(tmp_path):
     beside_a_file = tmp_path / "scores.csv" / ".lock"  # its folder is a file
     (tmp_path / "scores.csv").write_text("county_code\n")
@@ -163,3 +194,37 @@ def test_a_study_store_that_is_not_an_optuna_journal_is_named(tmp_path):
         tune.open_study(settings, "emergence")
     with pytest.raises(TrackingError, match=r"'journal://srv/optuna.journal' is ambiguous: write journal:///srv/"):
         tune.study_storage("journal://srv/optuna.journal")
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"study notes: keep\n", r"JSONDecodeError: Expecting value"),
+        (b"hello", r"ValueError: its only line is b'hello', not a whole record"),
+        (b'{"a": 1}\n{"b": 2}\n', r"ValueError: line 1 is b'\{\"a\": 1\}', not a record with an op_code"),
+        (b"[1, 2]\n", r"ValueError: line 1 is b'\[1, 2\]', not a record"),
+        (b"SQLite format 3\x00\xdf\n\x00\x01", r"UnicodeDecodeError"),
+        (b"SQLite format 3\x00\xdf\x00\x01", r"ValueError: its only line is b'SQLite format 3"),
+    ],
+)
+def test_a_file_that_is_no_journal_is_named_and_left_as_it_was(tmp_path, content, why):
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    journal = tmp_path / "notes.txt"
+    journal.write_bytes(content)
+    with pytest.raises(TrackingError, match=rf"'journal:{journal}' is not an Optuna journal file \({why}"):
+        tune.open_study(Settings(tune=TuneSettings(storage=f"journal:{journal}")), "emergence")
+    assert journal.read_bytes() == content  # Optuna appends its records to a file it reads past
+
+
+def test_a_journal_with_a_record_being_written_opens(tmp_path):
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    journal = tmp_path / "optuna.journal"
+    settings = Settings(tune=TuneSettings(storage=f"journal:{journal}"))
+    tune.open_study(settings, "emergence")
+    whole = journal.read_bytes()
+    journal.write_bytes(whole + b'{"op_code": 0, "worker_id": "another", "study_na')  # another worker mid-write
+    assert tune.open_study(settings, "emergence").study_name == "emergence"
