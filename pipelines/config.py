@@ -176,9 +176,12 @@ class PromoteSettings(_Section):
 
 
 class OutputSettings(_Section):
-    """Where backtest reports, scores and the HTML report are written."""
+    """Where backtest reports, scores and the HTML report are written, and how the scores CSV is
+    encoded: ``utf-8``, or ``utf-8-sig`` (UTF-8 with a byte-order mark, which Excel needs to show
+    the Chinese names of a CSV opened by double-click; pandas reads either)."""
 
     dir: Path = Path("outputs")
+    csv_encoding: Literal["utf-8", "utf-8-sig"] = "utf-8"
 
 
 class PlatformSettings(_Section):

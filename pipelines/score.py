@@ -74,7 +74,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         scores = score(model, uri, year, str(champion.version), engine)
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
         with file_lock(lock_of(path)):  # two scores of one file take turns: no mixed pair, each logs its own
-            outputs = write(scores, path, str(champion.version), year)
+            outputs = write(scores, path, str(champion.version), year, settings.outputs.csv_encoding)
             log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
     seen = trained_on_outcome(model, year)
@@ -207,15 +207,16 @@ def rank(forecast: pd.DataFrame) -> pd.DataFrame:
     return SCORE_SCHEMA.validate(frame[SCORE_COLUMNS])
 
 
-def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int) -> ScoreOutputs:
-    """CSV (UTF-8) and Parquet beside it: both written to temporary names, then renamed one after
-    the other (a kill can only fall between the two renames, never leave a partial file)."""
+def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int, encoding: str = "utf-8") -> ScoreOutputs:
+    """CSV (``encoding``: ``utf-8``, or ``utf-8-sig`` for Excel) and Parquet beside it: both written
+    to temporary names, then renamed one after the other (a kill can only fall between the two
+    renames, never leave a partial file)."""
     csv_path = Path(csv_path)
     parquet_path = parquet_of(csv_path)
     write_together(
         {
             parquet_path: lambda tmp: scores.to_parquet(tmp, index=False),
-            csv_path: lambda tmp: scores.to_csv(tmp, index=False, encoding="utf-8"),
+            csv_path: lambda tmp: scores.to_csv(tmp, index=False, encoding=encoding),
         }
     )
     return ScoreOutputs(csv_path, parquet_path, version, as_of)

@@ -48,6 +48,10 @@ def test_a_wrong_type_names_the_key_and_the_value(tmp_path):
             r"labels\.conditions\[0\]\.threshold: Input should be a finite number; got inf",
         ),
         ('[tune]\nstudy = ""\n', r"tune\.study: String should have at least 1 character; got ''"),
+        (
+            '[outputs]\ncsv_encoding = "gbk"\n',
+            r"outputs\.csv_encoding: Input should be 'utf-8' or 'utf-8-sig'; got 'gbk'",
+        ),
         ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
         (
             '[platform]\nintensive = ["refund_rate", "refund_rate"]\n',

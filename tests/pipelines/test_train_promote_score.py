@@ -216,6 +216,18 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_p
     assert run.data.tags["output_csv_sha256"] == sha256_of(out)
     assert run.data.tags["output_parquet_sha256"] == sha256_of(outputs.parquet)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".scores.csv.lock", "scores.csv", "scores.parquet"]
+    assert out.read_bytes().startswith(b"county_code,")  # no byte-order mark unless asked for
+
+
+def test_score_writes_a_byte_order_mark_for_excel_when_asked_and_reads_the_same(champion_settings, tmp_path):
+    plain = score.run(champion_settings, 2016, tmp_path / "plain.csv", "pandas", QUIET)
+    settings = champion_settings.model_copy(
+        update={"outputs": champion_settings.outputs.model_copy(update={"csv_encoding": "utf-8-sig"})}
+    )
+    excel = score.run(settings, 2016, tmp_path / "excel.csv", "pandas", QUIET)
+    assert excel.csv.read_bytes() == b"\xef\xbb\xbf" + plain.csv.read_bytes()
+    assert "曹县" in excel.csv.read_text(encoding="utf-8-sig")
+    pd.testing.assert_frame_equal(pd.read_csv(excel.csv, dtype=str), pd.read_csv(plain.csv, dtype=str))
 
 
 def test_score_rejects_a_year_outside_the_model(champion_settings, tmp_path):
