@@ -13,6 +13,7 @@ import platform
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
@@ -97,16 +98,33 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
         ) from err
     if not parts.hostname:
         raise TrackingError(f"mlflow.tracking_uri = {shown!r} names no host; expected e.g. http://host:5000")
-    try:
-        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False).close()
-    except requests.exceptions.SSLError:
+    outcome: list[BaseException | None] = []
+
+    def probe() -> None:
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False).close()
+        except BaseException as err:  # handed to the waiting thread
+            outcome.append(err)
+        else:
+            outcome.append(None)
+
+    # requests' timeout bounds the connection and the answer, not the host name's lookup: a
+    # resolver that hangs is bounded here, the lookup left to end in a daemon thread
+    waited = 2 * timeout + 1
+    thread = threading.Thread(target=probe, name="tracking-server-probe", daemon=True)
+    thread.start()
+    thread.join(waited)
+    err = outcome[0] if outcome else TimeoutError(f"no answer within {waited:g} s")
+    if err is None or isinstance(err, requests.exceptions.SSLError):
         return
-    except requests.exceptions.Timeout as err:
+    if isinstance(err, TimeoutError):
+        problem = f"no answer within {waited:g} s (the host name's lookup or the connection hung)"
+    elif isinstance(err, requests.exceptions.Timeout):
         problem = f"no answer within {timeout:g} s ({type(err).__name__})"
-    except (requests.exceptions.RequestException, ValueError) as err:  # urllib3's LocationParseError too
+    elif isinstance(err, (requests.exceptions.RequestException, ValueError)):  # urllib3's LocationParseError too
         problem = f"{type(err).__name__}: {_cause(err)}"
     else:
-        return
+        raise err
     raise TrackingError(
         f"the MLflow tracking server mlflow.tracking_uri = {shown!r} cannot be reached: {parts.hostname} port {port}"
         f" gave {problem}; expected a running server there (start it, check the address and any HTTP(S)_PROXY,"

@@ -126,6 +126,20 @@ def test_a_tracking_server_that_is_not_there_is_named_at_once(without_proxy):
     check_reachable("postgresql://user@nowhere.invalid/mlflow")  # only tracking servers are probed
 
 
+def test_a_host_name_whose_lookup_hangs_is_named_within_the_probe_s_time(without_proxy, monkeypatch):
+    def hanging_resolver(*args, **kwargs):
+        time.sleep(30)
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_resolver)
+    started = time.monotonic()
+    with pytest.raises(
+        TrackingError, match=r"slow-dns.example port 5000 gave no answer within 1.4 s \(the host name's lookup"
+    ):
+        check_reachable("http://slow-dns.example:5000", timeout=0.2)
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.parametrize(
     ("uri", "shown"),
     [
