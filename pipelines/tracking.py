@@ -64,13 +64,15 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
         )
     check_reachable(uri)
     try:
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        if mlflow.get_experiment_by_name(name) is None:
-            mlflow.create_experiment(name, artifact_location=artifact_root(uri))
-        experiment = mlflow.set_experiment(name)
-        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        close_dead_runs(client, experiment.experiment_id)
+        # jobs started together on a new local store would create its tables (and the experiment) at once
+        with file_lock(store_lock(database) if database is not None else None):
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            if mlflow.get_experiment_by_name(name) is None:
+                mlflow.create_experiment(name, artifact_location=artifact_root(uri))
+            experiment = mlflow.set_experiment(name)
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            close_dead_runs(client, experiment.experiment_id)
     except (MlflowException, SQLAlchemyError, OSError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
@@ -78,6 +80,11 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
         ) from err
     return client
+
+
+def store_lock(database: Path) -> Path:
+    """The lock file beside a local SQLite store, held while a job sets the store up."""
+    return database.with_name(f".{database.name}.lock")
 
 
 def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:

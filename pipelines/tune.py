@@ -16,7 +16,7 @@ import mlflow
 import optuna
 import pandas as pd
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
@@ -40,11 +40,13 @@ from pipelines.backtest import fold_spec, is_platform, load_panel
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     TrackingError,
+    file_lock,
     first_line,
     frame_hash,
     journal_file,
     sqlite_file,
     start_run,
+    store_lock,
     study_lock,
     use_tracking,
     without_password,
@@ -114,8 +116,9 @@ def run(
                 trial.params, data.X, data.y, data.periods, data.groups, spec,
                 settings.tune.inner_folds, settings.model.seed,
             )  # fmt: skip
-            kept = keep_other_study(settings.model.params_file, study.study_name)
-            best = save_best(study, trial, settings.model.params_file, briers, period)
+            storage = without_password(settings.tune.storage)
+            kept = keep_other_study(settings.model.params_file, study.study_name, storage)
+            best = save_best(study, trial, settings.model.params_file, briers, period, storage)
             log_best(best, settings.model.params_file)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
@@ -127,7 +130,7 @@ def run(
     if kept is not None:
         other, copy = kept
         console.print(
-            f"tune: these replace the parameters of study {other!r} that `train` would have used; those are"
+            f"tune: these replace the parameters of study {other} that `train` would have used; those are"
             f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
         )
     return best
@@ -148,22 +151,34 @@ def log_best(best: dict, path: Path) -> None:
     mlflow.log_artifact(str(path), "tune")
 
 
-def keep_other_study(path: Path, study: str) -> tuple[str, Path] | None:
-    """When ``path`` holds the parameters of another study than ``study``, copy it beside itself
-    as ``NAME.<other study>.json`` before it is replaced; the other study and the copy."""
-    other = saved_study(path)
-    if other is None or other == study:
+def keep_other_study(path: Path, study: str, storage: str) -> tuple[str, Path] | None:
+    """When ``path`` holds the parameters of another study than ``study`` in ``storage`` (another
+    name, or the same name in another study store: a mistyped journal path starts a new study),
+    copy it beside itself as ``NAME.<other study>.json`` (``NAME.<other study>.<store hash>.json``
+    for the same name) before it is replaced; the other study, as shown, and the copy. Files
+    from before the store was recorded are compared by name only."""
+    saved = saved_study(path)
+    if saved is None:
         return None
-    copy = path.with_name(f"{path.stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', other)}{path.suffix}")
+    other, other_storage = saved
+    same_storage = other_storage is None or other_storage == storage
+    if other == study and same_storage:
+        return None
+    tag = re.sub(r"[^A-Za-z0-9_.-]", "_", other)
+    if other == study:
+        tag += "." + hashlib.sha256(str(other_storage).encode()).hexdigest()[:8]
+    copy = path.with_name(f"{path.stem}.{tag}{path.suffix}")
     write_atomic(copy, lambda tmp: shutil.copyfile(path, tmp))
-    return other, copy
+    shown = repr(other) if same_storage else f"{other!r} in {other_storage}"
+    return shown, copy
 
 
-def saved_study(path: Path) -> str | None:
-    """The study whose best parameters ``path`` holds, if it can be read."""
+def saved_study(path: Path) -> tuple[str, str | None] | None:
+    """The study whose best parameters ``path`` holds and its store, if it can be read."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("study")
-    except (OSError, ValueError, AttributeError):
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return (saved["study"], saved.get("storage")) if saved.get("study") else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
         return None
 
 
@@ -243,6 +258,20 @@ def check_journal(journal: Path) -> None:
             raise ValueError(f"line {number} is {line[:60]!r}, not a record with an op_code")
     if partial and not whole:
         raise ValueError(f"its only line is {partial[:60]!r}, not a whole record")
+    if partial:  # a writer holds Optuna's lock while it appends: under the lock, a record left unfinished
+        lock = JournalFileSymlinkLock(str(journal))
+        lock.acquire()
+        try:
+            with open(journal, "rb") as handle:
+                content = handle.read()
+        finally:
+            lock.release()
+        if not content.endswith(b"\n"):
+            line, keep = content.count(b"\n") + 1, content.rfind(b"\n") + 1
+            raise ValueError(
+                f"line {line} is an unfinished record (a worker stopped while writing it), which Optuna would"
+                f" write after; remove it: truncate -s {keep} {journal}"
+            )
 
 
 def scored_features(storage: str, study: str) -> list[str] | None:
@@ -293,7 +322,8 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     quiet_interrupts()
     try:
         name = study_name or default_study(settings, features)
-        return make_study(name, study_storage(storage), settings.model.seed)
+        with file_lock(store_lock(database) if database is not None else None):  # workers creating its tables
+            return make_study(name, study_storage(storage), settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
@@ -451,12 +481,14 @@ def save_best(
     path: Path,
     calibration_briers: dict[int, float],
     period: str | None = None,
+    storage: str | None = None,
 ) -> dict:
     """Write ``trial``'s parameters, with the calibration folds of the lowest inner-fold Brier
     score, atomically; return what was written."""
     folds = min(calibration_briers, key=calibration_briers.get)
     payload = {
         "study": study.study_name,
+        "storage": storage,
         "period": period,
         "data": trial.user_attrs.get("data"),
         "best_value": trial.value,

@@ -272,6 +272,23 @@ def test_the_tuned_parameters_carry_the_calibration_folds_of_the_lowest_brier(bu
     assert f"study 'calibration-check' that `train` would have used; those are kept in {tmp_path}" in (
         console.export_text()
     )
+    # the same study name in another store (a mistyped journal path) is another study too
+    scratch = json.loads((tmp_path / "tuned.json").read_text())
+    assert scratch["storage"] == f"sqlite:///{tmp_path / 'optuna.db'}"
+    elsewhere = settings.model_copy(
+        update={"tune": settings.tune.model_copy(update={"storage": f"journal:{tmp_path}/typo/j"})}
+    )
+    console = Console(record=True, width=400)
+    tune.run(elsewhere, 1, "scratch", console)
+    assert json.loads((tmp_path / "tuned.json").read_text())["storage"] == f"journal:{tmp_path}/typo/j"
+    [copy] = tmp_path.glob("tuned.scratch.*.json")
+    assert json.loads(copy.read_text()) == scratch
+    assert (
+        f"study 'scratch' in sqlite:///{tmp_path / 'optuna.db'} that `train` would have used; those are kept in {copy}"
+        in (console.export_text())
+    )
+    tune.run(elsewhere, 1, "scratch", Console(quiet=True))  # the same study again: nothing more kept
+    assert len(list(tmp_path.glob("tuned.*.json"))) == 2
 
 
 @pytest.mark.parametrize("k", CALIBRATION_FOLDS)

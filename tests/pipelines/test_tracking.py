@@ -232,7 +232,32 @@ def test_a_file_that_is_no_journal_is_named_and_left_as_it_was(tmp_path, content
     assert journal.read_bytes() == content  # Optuna appends its records to a file it reads past
 
 
-def test_a_journal_with_a_record_being_written_opens(tmp_path):
+def test_a_journal_with_a_record_being_written_opens_once_it_is_whole(tmp_path):
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    journal = tmp_path / "optuna.journal"
+    settings = Settings(tune=TuneSettings(storage=f"journal:{journal}"))
+    tune.open_study(settings, "emergence")
+    writer = JournalFileSymlinkLock(str(journal))  # another worker appending, as Optuna does: under its lock
+    writer.acquire()
+    with open(journal, "ab") as handle:
+        handle.write(b'{"op_code": 0, "worker_id": "another", "study_na')
+    opened = []
+    reader = threading.Thread(target=lambda: opened.append(tune.open_study(settings, "other").study_name))
+    reader.start()
+    time.sleep(0.5)
+    assert not opened  # waits for the writer
+    with open(journal, "ab") as handle:
+        handle.write(b'me": "third", "directions": [2]}\n')
+    writer.release()
+    reader.join(30)
+    assert opened == ["other"]
+
+
+def test_a_journal_whose_last_record_a_dead_worker_left_unfinished_is_refused_untouched(tmp_path):
     from pipelines import tune
     from pipelines.config import TuneSettings
 
@@ -240,5 +265,38 @@ def test_a_journal_with_a_record_being_written_opens(tmp_path):
     settings = Settings(tune=TuneSettings(storage=f"journal:{journal}"))
     tune.open_study(settings, "emergence")
     whole = journal.read_bytes()
-    journal.write_bytes(whole + b'{"op_code": 0, "worker_id": "another", "study_na')  # another worker mid-write
+    journal.write_bytes(whole + b'{"op_code": 4, "worker_id": "x", "trial_id": 3')
+    with pytest.raises(
+        TrackingError,
+        match=rf"line 2 is an unfinished record \(a worker stopped while writing it\), which Optuna would write"
+        rf" after; remove it: truncate -s {len(whole)} {journal}\)",
+    ):
+        tune.open_study(settings, "emergence")
+    assert journal.read_bytes() == whole + b'{"op_code": 4, "worker_id": "x", "trial_id": 3'
+    os.truncate(journal, len(whole))  # as the message says
     assert tune.open_study(settings, "emergence").study_name == "emergence"
+
+
+def test_jobs_started_together_on_a_new_local_store_both_set_it_up(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from pipelines.config import MlflowSettings, Settings, TuneSettings;"
+        " from pipelines.tracking import use_tracking; from pipelines.tune import open_study\n"
+        "folder = Path(sys.argv[1])\n"
+        "use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f'sqlite:///{folder}/mlflow.db')))\n"
+        "open_study(Settings(tune=TuneSettings(storage=f'sqlite:///{folder}/optuna.db')), 'team')\n"
+        "print('ready')"
+    )
+    for attempt in range(3):  # the race is in the tables' creation: a few fresh stores
+        folder = tmp_path / str(attempt)
+        jobs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(folder)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=Path(__file__).parents[2],
+            )
+            for _ in range(3)
+        ]
+        done = [job.communicate(timeout=300) for job in jobs]
+        assert [out.strip() for out, _ in done] == ["ready"] * 3, [err[-800:] for _, err in done]
