@@ -286,17 +286,16 @@ def test_jobs_started_together_on_a_new_local_store_both_set_it_up(tmp_path):
         "open_study(Settings(tune=TuneSettings(storage=f'sqlite:///{folder}/optuna.db')), 'team')\n"
         "print('ready')"
     )
-    for attempt in range(3):  # the race is in the tables' creation: a few fresh stores
-        folder = tmp_path / str(attempt)
-        jobs = [
-            subprocess.Popen(
-                [sys.executable, "-c", code, str(folder)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=Path(__file__).parents[2],
-            )
-            for _ in range(3)
-        ]
-        done = [job.communicate(timeout=300) for job in jobs]
-        assert [out.strip() for out, _ in done] == ["ready"] * 3, [err[-800:] for _, err in done]
+    folder = tmp_path / "new"  # 3 jobs on a new store lost the race for its tables every time without the lock
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parents[2],
+        )
+        for _ in range(3)
+    ]
+    done = [job.communicate(timeout=300) for job in jobs]
+    assert [out.strip() for out, _ in done] == ["ready"] * 3, [err[-800:] for _, err in done]
