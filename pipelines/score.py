@@ -23,7 +23,7 @@ from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, par
 from features.taxonomy import MODES
 from pipelines.config import Settings
 from pipelines.manifest import sha256_of
-from pipelines.tracking import file_lock, load_pinned, model_uri, require_champion, start_run, use_tracking
+from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, require_champion, start_run, use_tracking
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
@@ -73,7 +73,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
             check_out(path)  # before scoring, as --out is
         scores = score(model, uri, year, str(champion.version), engine)
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
-        with file_lock(lock_of(path)):  # two scores of one file take turns: no mixed pair, each logs its own
+        with file_lock(lock_beside(path)):  # two scores of one file take turns: no mixed pair, each logs its own
             outputs = write(scores, path, str(champion.version), year, settings.outputs.csv_encoding)
             log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
@@ -119,18 +119,13 @@ def parquet_of(csv_path: Path) -> Path:
     return Path(csv_path).with_suffix(".parquet")
 
 
-def lock_of(csv_path: Path) -> Path:
-    """The lock file of a scores CSV and its twin (hidden, beside them)."""
-    return Path(csv_path).with_name(f".{Path(csv_path).name}.lock")
-
-
 def check_out(out: Path) -> None:
     """``--out`` names the CSV; its Parquet twin is written beside it under the same stem."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise ScoreError(f"--out must be a .csv path (a .parquet of the same name is written beside it); got {out}")
     writable_target(out)
-    writable_target(out.with_suffix(".parquet"))
+    writable_target(parquet_of(out))
 
 
 def as_of_period(as_of: int | str) -> int:

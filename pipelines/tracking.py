@@ -65,7 +65,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     check_reachable(uri)
     try:
         # jobs started together on a new local store would create its tables (and the experiment) at once
-        with file_lock(store_lock(database) if database is not None else None):
+        with file_lock(lock_beside(database) if database is not None else None):
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
             if mlflow.get_experiment_by_name(name) is None:
@@ -82,9 +82,10 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     return client
 
 
-def store_lock(database: Path) -> Path:
-    """The lock file beside a local SQLite store, held while a job sets the store up."""
-    return database.with_name(f".{database.name}.lock")
+def lock_beside(path: Path) -> Path:
+    """The hidden lock file of one file, beside it: a local SQLite store's while a job sets it up,
+    a scores CSV's (and its Parquet twin's) while they are written."""
+    return Path(path).with_name(f".{Path(path).name}.lock")
 
 
 def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:

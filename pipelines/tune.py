@@ -44,9 +44,9 @@ from pipelines.tracking import (
     first_line,
     frame_hash,
     journal_file,
+    lock_beside,
     sqlite_file,
     start_run,
-    store_lock,
     study_lock,
     use_tracking,
     without_password,
@@ -322,7 +322,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     quiet_interrupts()
     try:
         name = study_name or default_study(settings, features)
-        with file_lock(store_lock(database) if database is not None else None):  # workers creating its tables
+        with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
             return make_study(name, study_storage(storage), settings.model.seed)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(

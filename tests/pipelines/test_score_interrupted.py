@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from pipelines.score import lock_of
+from pipelines.tracking import lock_beside
 from tests.pipelines.jobs import beltcast, kill_after, run_to_completion, spread_delays
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
@@ -56,7 +56,7 @@ def test_sigkill_at_random_points_of_score_leaves_old_or_whole_new_files(champio
         outcomes.append(
             f"{delay:.2f} s: {'killed' if killed else 'finished'}, {_old_or_whole(csv, parquet, old_parquet)}"
         )
-        left = [path.name for path in tmp_path.glob(".scores.*") if path.name != lock_of(csv).name]
+        left = [path.name for path in tmp_path.glob(".scores.*") if path.name != lock_beside(csv).name]
         assert not left or killed, left  # a finished run leaves no temporary file (the lock file stays)
     run_to_completion(command)
     assert _old_or_whole(csv, parquet, b"") == "new/new"
