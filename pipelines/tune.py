@@ -112,10 +112,10 @@ def run(
                     f" settings; the parameters {kept}"
                 )
                 return {}
-            briers = calibration_scores(
+            briers = calibration_of(study, trial, fingerprint, lambda: calibration_scores(
                 trial.params, data.X, data.y, data.periods, data.groups, spec,
                 settings.tune.inner_folds, settings.model.seed,
-            )  # fmt: skip
+            ))  # fmt: skip
             storage = without_password(settings.tune.storage)
             kept = keep_other_study(settings.model.params_file, study.study_name, storage)
             best = save_best(study, trial, settings.model.params_file, briers, period, storage)
@@ -134,6 +134,22 @@ def run(
             f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
         )
     return best
+
+
+def calibration_of(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, fingerprint: str, compute: Callable[[], dict[int, float]]
+) -> dict[int, float]:
+    """The inner-fold Brier score of each calibration fold count for the best ``trial``, computed
+    once per trial and data (``compute``) and kept as the study's attribute
+    ``calibration:<trial>:<fingerprint>``: a run that adds no better trial (a re-run period, a
+    finished study run again) reuses it instead of fitting the calibrated models again."""
+    key = f"calibration:{trial.number}:{fingerprint}"
+    kept = study.user_attrs.get(key)
+    if isinstance(kept, dict) and kept:
+        return {int(k): float(v) for k, v in kept.items()}
+    briers = compute()
+    study.set_user_attr(key, {str(k): v for k, v in briers.items()})
+    return briers
 
 
 def log_best(best: dict, path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,31 @@ from pipelines.sync import SHARED_MIRROR, resolve_mirror, sync
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = PROJECT_ROOT / "data" / "raw"
 TARGET_VINTAGE = 2020
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sources_read_once_per_session():
+    """The tests build about 16 panels in this process from the same raw files; each build would
+    read and harmonise every public source again (about 14 s). The sources are read once per raw
+    folder, target vintage, code-history years and raw-file state (path, size, modification time),
+    and every build gets its own deep copy, so a build that changes its tables changes no other's.
+    ``features build`` run as a job (a subprocess) reads its sources as in production."""
+    from pipelines import build
+
+    read = build.read_sources
+    read_before: dict[tuple, list] = {}
+
+    def read_sources(raw_dir: Path, history: CodeHistory, target: int) -> list:
+        files = sorted(f for f in Path(raw_dir).rglob("*") if f.is_file())
+        state = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+        key = (str(Path(raw_dir).resolve()), target, tuple(history.years), state)
+        if key not in read_before:
+            read_before[key] = read(raw_dir, history, target)
+        return copy.deepcopy(read_before[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(build, "read_sources", read_sources)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -256,7 +256,7 @@ def test_the_tuned_parameters_carry_the_calibration_folds_of_the_lowest_brier(bu
     settings = built_settings.model_copy(
         update={
             "model": ModelSettings(spatial_folds=2, bootstrap=0, params_file=tmp_path / "tuned.json"),
-            "tune": TuneSettings(storage=f"sqlite:///{tmp_path / 'optuna.db'}", trials=2, inner_folds=2),
+            "tune": TuneSettings(storage=f"sqlite:///{tmp_path / 'optuna.db'}", trials=2, inner_folds=2, seeds=1),
         }
     )
     tune.run(settings, 2, "calibration-check", Console(quiet=True))

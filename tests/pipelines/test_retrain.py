@@ -100,8 +100,18 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     assert trained.data.tags["params_source"] == champion.tags["params_source"]  # the run says it too
 
 
-def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings):
+def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings, monkeypatch):
+    saved = json.loads(settings.model.params_file.read_text())
+
+    def fitted_again(*args, **kwargs):
+        raise AssertionError("the best trial's calibration was fitted again")
+
+    monkeypatch.setattr(tune, "calibration_scores", fitted_again)  # the first run's are kept in the study
     second = retrain.run(settings, "2025Q3", None, QUIET)
+    assert (
+        json.loads(settings.model.params_file.read_text())["calibration_inner_brier"]
+        == (saved["calibration_inner_brier"])
+    )
     assert second.reused
     assert second.challenger == first.challenger
     assert second.new_champion == first.new_champion
