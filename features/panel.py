@@ -24,6 +24,8 @@ from features.spatial import NeighbourIndex, haversine_to, national_total, seat_
 ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
               "prefecture_code", "as_of"]  # fmt: skip
 LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mode"]
+# The age of the labels a row's belt exposure is computed from (as of 2020: the 2016 roster).
+LABELS_STALENESS = "staleness_labels"
 GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
 YEAR_RELATIVE = ("pref_gdp_growth",)
 RELATIVE_SUFFIX = "_rel"
@@ -286,7 +288,7 @@ def _spatial(long: pd.DataFrame, status: pd.DataFrame, units: pd.DataFrame, spec
             features = features.merge(index.features(belt, count).reset_index(), on="county_code", how="left")
             distance = _log(features.pop("dist_nearest_belt_km"))  # NaN while no belt is known
             features["dist_nearest_belt_km_rel"] = distance - distance.median()
-        parts.append(features.assign(as_of=as_of))
+        parts.append(features.assign(as_of=as_of, **{LABELS_STALENESS: as_of - known[-1]}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["county_code", "as_of"])
 
 
@@ -352,8 +354,12 @@ def staleness_columns(panel: pd.DataFrame) -> list[str]:
     return [c for c in panel.columns if c.startswith("staleness_")]
 
 
-# A source whose features are not named "<source>_...": the prefix they carry.
-SOURCE_PREFIXES = {"prefecture": "pref_"}
+# A source whose features are not named "<source>_...": the prefixes they carry. The belt
+# exposure and the label source's counts (Taobao villages and towns) are as old as the labels.
+SOURCE_PREFIXES = {
+    "prefecture": ("pref_",),
+    "labels": ("belts_", "villages_", "dist_nearest_belt_", "taobao_"),
+}
 
 
 def feature_sources(features: Sequence[str], staleness: Sequence[str]) -> dict[str, str]:
@@ -361,13 +367,13 @@ def feature_sources(features: Sequence[str], staleness: Sequence[str]) -> dict[s
 
     A feature belongs to the source whose name (or :data:`SOURCE_PREFIXES` entry) starts its
     name: ``co2_growth_1y_rel`` to ``staleness_co2``, ``pref_gdp_rel`` to
-    ``staleness_prefecture``. Features of no dated source (geography, belt exposure, labels)
-    have none.
+    ``staleness_prefecture``, ``belts_within_100km_share`` to ``staleness_labels``. Features of
+    no dated source (geography) have none.
     """
-    prefixes = {column: SOURCE_PREFIXES.get(source, source + "_")
+    prefixes = {column: SOURCE_PREFIXES.get(source, (source + "_",))
                 for column in staleness if (source := column.removeprefix("staleness_"))}  # fmt: skip
     return {
-        feature: column for feature in features for column, prefix in prefixes.items() if feature.startswith(prefix)
+        feature: column for feature in features for column, starts in prefixes.items() if feature.startswith(starts)
     }
 
 

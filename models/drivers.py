@@ -109,7 +109,7 @@ def describe(feature: str, value: float) -> str:
         return f"{match.group(1)} data {value:.0f} years old"
     if feature in TEMPLATES:
         signed_pct = f"{np.expm1(np.clip(value, -10, 10)) * 100:+.0f} %"
-        poverty = "national poverty county" if value >= 0.5 else "not a poverty county"
+        poverty = "on the national poverty-county list" if value >= 0.5 else "not on the national poverty-county list"
         signed_points = f"{value * 100:+.1f} points"
         words = {"signed_pct": signed_pct, "signed_points": signed_points, "poverty": poverty, "ratio": _ratio(value)}
         return TEMPLATES[feature].format(value=value, **words)

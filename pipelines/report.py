@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import writable_target, write_atomic
-from features.panel import feature_sources, staleness_columns
+from features.panel import LABELS_STALENESS, feature_sources, staleness_columns
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
 from models.drivers import feature_name
@@ -192,9 +192,11 @@ def data_notes(
             else f"A county counts as a belt in a {unit} when at least {needed} of these hold: {'; '.join(conditions)}."
         )  # fmt: skip
     if labels_of is not None and labels_of < as_of:
+        nearby = "belts and Taobao villages" if any(f.startswith("villages_") for f in features) else "belts"
         notes.append(
             f"The newest labels are of {label_of(labels_of)}: a county ranked here may have become a belt between"
-            f" {label_of(labels_of)} and {label_of(as_of)} without this page knowing."
+            f" {label_of(labels_of)} and {label_of(as_of)} without this page knowing. The {nearby}"
+            f" nearby are those of {label_of(labels_of)} too, and drivers from them say so."
         )
     newest = backtest.get("emergence", {}).get("models", {}).get("lightgbm", {})
     if "n_positive" in newest:
@@ -203,7 +205,7 @@ def data_notes(
             " a few counties more or fewer found move its figures by several points, hence the intervals."
         )
     sources = feature_sources(features, staleness_columns(rows))
-    for column in sorted(set(sources.values())):
+    for column in sorted(set(sources.values()) - {LABELS_STALENESS}):  # the labels' age is said above
         age = rows[column].dropna()
         if len(age) and (typical := int(age.median())) > 0:
             notes.append(

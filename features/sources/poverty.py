@@ -2,10 +2,15 @@
 (``poverty_counties/poverty_counties_832_with_exit_year.xlsx``, sheet ``整理数据``).
 
 Columns used: ``行政区划代码`` (code), ``县域名称`` (name) and ``摘帽时间`` (the year the county
-left the list: 2016-2020). The output ``poverty_county`` is 1.0 for a listed county in every
-year before its exit year and 0.0 from the exit year on, for 2013-2020; every county of the
-target vintage that is not on the list is 0.0 in every year, so absence is explicit. The CSV
-copy ``poverty_county_list.csv`` holds the same rows and is not read.
+left the list: 2016-2020). The output ``poverty_county`` is 1.0 for a county of the list in
+every year 2013-2020, after its exit too: the flag marks the counties the State Council named
+poor, a lasting trait of place (remote, rural, little industry), not the year-by-year status.
+The model learns the flag from the as-of 2014 and 2015 rows, before any county left the list;
+as a status, the flag would drop to 0 for all 832 by 2020, and a county that left the list in
+2019 would be scored as one that was never poor (its p_belt about doubled, "not a poverty
+county" among its drivers). The exit years are kept in the notes. Every county of the target
+vintage that is not on the list is 0.0 in every year, so absence is explicit. The CSV copy
+``poverty_county_list.csv`` holds the same rows and is not read.
 
 Codes are of mixed vintage, mostly 2020 (827 of 832 are valid in 2020), so they are mapped from
 the 2020 vintage by :func:`~features.codes.harmonise` with nearest-year resolution (黔西县
@@ -57,7 +62,7 @@ def read_poverty(raw_dir: Path, history: CodeHistory, target: int = 2020) -> Sou
     Returns
     -------
     SourceTable
-        ``poverty_county``: 1.0 while a county is on the national poverty list (years before its
+        ``poverty_county``: 1.0 for a county of the national poverty list (before and after its
         exit year), 0.0 otherwise, for every county of ``target`` and every year 2013-2020.
     """
     path = raw_dir / RELATIVE_PATH
@@ -128,10 +133,9 @@ def _county_named(prefix: str, name: str, history: CodeHistory) -> str | None:
 
 
 def _flags(listed: pd.DataFrame) -> pd.DataFrame:
-    """One row per listed code and year: 1.0 before the exit year, 0.0 from it on."""
+    """One row per listed code and year, 1.0 in every year (the exit year does not end it)."""
     years = pd.DataFrame({"year": list(YEARS)})
-    rows = listed[["county_code", EXIT_YEAR]].merge(years, how="cross")
-    return rows.assign(**{VARIABLE: (rows["year"] < rows[EXIT_YEAR]).astype(float)}).drop(columns=EXIT_YEAR)
+    return listed[["county_code"]].merge(years, how="cross").assign(**{VARIABLE: 1.0})
 
 
 def _with_non_poor(table: pd.DataFrame, history: CodeHistory, target: int) -> pd.DataFrame:

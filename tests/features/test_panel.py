@@ -13,6 +13,8 @@ from features.panel import (
     PanelSpec,
     build_panel,
     feature_columns,
+    feature_sources,
+    staleness_columns,
     with_growth,
     with_relative_levels,
 )
@@ -85,6 +87,12 @@ def test_staleness_counts_years_since_the_newest_value(panel):
     assert caoxian.loc[2014, "staleness_census"] == 4  # census 2010 at t = 2014
     assert caoxian.loc[2020, "staleness_census"] == 0
     assert caoxian.loc[2019, "staleness_co2"] == 2  # CO2 ends in 2017
+    # the belts and villages nearby as of 2020 are those of the 2016 roster, and their drivers say so
+    assert caoxian.loc[2016, "staleness_labels"] == 0 and caoxian.loc[2020, "staleness_labels"] == 4
+    dated = feature_sources(feature_columns(panel), staleness_columns(panel))
+    assert {f for f, column in dated.items() if column == "staleness_labels"} == {
+        f for f in feature_columns(panel) if f.startswith(("belts_", "villages_", "dist_nearest_belt", "taobao_"))
+    } and "dist_nearest_belt_km_rel" in dated and dated["pref_gdp_rel"] == "staleness_prefecture"
     assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share_rel"])
 
 
