@@ -27,7 +27,7 @@ from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, r
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
-    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version", "in_sample",
 ]  # fmt: skip
 
 SCORE_SCHEMA = pa.DataFrameSchema(
@@ -37,6 +37,7 @@ SCORE_SCHEMA = pa.DataFrameSchema(
         "rank": pa.Column("Int64", pa.Check.ge(1), nullable=True),
         **{f"p_{m}": pa.Column(float, pa.Check.in_range(0.0, 1.0)) for m in MODES},
         "model_version": pa.Column(str),
+        "in_sample": pa.Column(bool),
     },
 )
 
@@ -184,7 +185,9 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
         forecast = model.predict(request)
     else:
         raise ScoreError(f"engine must be 'pandas' or 'spark'; got {engine!r}")
-    ranked = rank(forecast.assign(model_version=version))
+    # scored as of a training transition, the file is an in-sample check: a job reading it can tell
+    in_sample = trained_on_outcome(model, as_of) is not None
+    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample))
     if frequency_of(as_of) == QUARTERLY:
         ranked["as_of"] = label_of(as_of)
     return ranked

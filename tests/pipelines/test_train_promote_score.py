@@ -192,6 +192,7 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_p
     assert len(scores) == 2844
     assert scores["county_code"].is_unique
     assert list(scores.columns) == score.SCORE_COLUMNS
+    assert not scores["in_sample"].any()  # as of 2020: a forecast
     caoxian = scores.set_index("county_code").loc["371721"]
     assert bool(caoxian["is_belt"]) and pd.isna(caoxian["rank"])
     candidates = scores.dropna(subset=["rank"])
@@ -249,13 +250,17 @@ def test_score_checks_its_default_output_folder_before_scoring(champion_settings
     assert blocker.read_text(encoding="utf-8") == "kept"
 
 
-def test_a_training_year_is_named_an_in_sample_check(champion_settings, client):
+def test_a_training_year_is_named_an_in_sample_check(champion_settings, client, tmp_path):
     import mlflow.pyfunc
 
     champion = version_by_alias(client, "county-belt", "champion")
     model = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}")
     seen = {year: score.trained_on_outcome(model, year) for year in (2013, 2014, 2015, 2016, 2020)}
     assert seen == {2013: None, 2014: 2016, 2015: 2016, 2016: None, 2020: None}  # 2013: no roster, no transition
+    # and the files say so, for a job that reads them without the console
+    trained = score.run(champion_settings, 2015, tmp_path / "s2015.csv", "pandas", QUIET)
+    assert pd.read_parquet(trained.parquet)["in_sample"].all()
+    assert pd.read_csv(trained.csv)["in_sample"].all()
 
 
 def test_a_year_before_any_label_says_the_ranking_lacks_belt_exposure(champion_settings, tmp_path):
