@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
@@ -39,6 +40,7 @@ SNAPSHOT_STATUS = ["is_belt_known", "last_label_period"]
 LABELLED_MODE = "mode"  # a belt's mode from its villages' products, where the panel has one
 REQUEST_KEYS = ("county_code", "as_of")
 PERIOD_LIMIT = 10**9  # an as_of beyond it is no period (and would wrap around as int64)
+NAMED_ROWS = 20  # the bad rows of a request an error names; it counts the others
 OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
     "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
@@ -90,6 +92,42 @@ class Domain(NamedTuple):
         """Which of ``numbers`` lie in the domain."""
         inside = np.isfinite(numbers) & (numbers >= self.low) & (numbers <= self.high)
         return inside & (numbers == np.floor(numbers)) if self.integral else inside
+
+
+class RowProblem(NamedTuple):
+    """The rows of a request that one check found bad, and what is wrong with a row (the message
+    after ``row N: ``, made only for the rows an error names)."""
+
+    rows: np.ndarray
+    describe: Callable[[int], str]
+
+
+_NO_PROBLEM = RowProblem(np.zeros(0, dtype=np.int64), str)
+
+
+def bad_rows_message(problems: Sequence[RowProblem], limit: int = NAMED_ROWS) -> str | None:
+    """One message naming the bad rows of a request, or None when no row is bad: a line
+    ``row N: <what is wrong>`` per problem of the first ``limit`` bad rows, in row order (a row's
+    problems in the order of ``problems``), then ``and K more bad rows`` when there are more."""
+    found = [problem for problem in problems if len(problem.rows)]
+    if not found:
+        return None
+    bad = np.unique(np.concatenate([problem.rows for problem in found]))
+    named = bad[:limit]
+    lines = sorted(
+        (row, order, f"row {row}: {problem.describe(row)}")
+        for order, problem in enumerate(found)
+        for row in named[np.isin(named, problem.rows)].tolist()
+    )
+    more = len(bad) - len(named)
+    ending = [f"and {more} more bad row{'s' if more > 1 else ''}"] if more else []
+    return "\n".join([line for _, _, line in lines] + ending)
+
+
+def _raise_bad_rows(problems: Sequence[RowProblem]) -> None:
+    message = bad_rows_message(problems)
+    if message is not None:
+        raise ModelInputError(message)
 
 
 @cache
@@ -246,8 +284,7 @@ class ForecastBundle:
         year, or for a quarterly snapshot the quarter's label (``"2025Q3"``). A request of no rows
         gives no rows, with the same columns and dtypes.
         """
-        positions = self._lookup(*self._request_keys(request))
-        values, what_if = self._apply_overrides(positions, request)
+        positions, values, what_if = self._checked(request)
         if not len(values):  # LightGBM cannot predict no rows; a batch of none is not an error
             return self._no_forecast(positions)
         modes = self.mode_proba(values)
@@ -270,17 +307,28 @@ class ForecastBundle:
         columns.update(top_drivers=pd.array([], dtype="str"), what_if=pd.array([], dtype="str"))
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
+    def _checked(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The snapshot row, feature values and what-if names (:meth:`_apply_overrides`) of every
+        request row; one error names every bad row (:func:`bad_rows_message`)."""
+        codes, years, problems = self._request_keys(request)
+        named = np.concatenate([np.zeros(0, dtype=np.int64), *(problem.rows for problem in problems)])
+        positions, missing = self._lookup(codes, years, named)
+        values, what_if, outside = self._apply_overrides(positions, request)
+        _raise_bad_rows([*problems, missing, *outside])
+        return positions, values, what_if
+
     @staticmethod
     def _finite(p_belt: np.ndarray, what_if: np.ndarray) -> np.ndarray:
-        """``p_belt``, or an error naming the first row whose what-if values leave no finite
+        """``p_belt``, or an error naming the rows whose what-if values leave no finite
         probability (values so large that the margin's terms overflow; the panel's never do)."""
-        bad = np.flatnonzero(np.isnan(p_belt))
-        if bad.size:
-            row = int(bad[0])
-            raise ModelInputError(
-                f"row {row}: the what-if value(s) of {what_if[row] or 'no indicator'} are too large to forecast;"
+
+        def describe(row: int) -> str:
+            return (
+                f"the what-if value(s) of {what_if[row] or 'no indicator'} are too large to forecast;"
                 " expected values of the panel's order"
             )
+
+        _raise_bad_rows([RowProblem(np.flatnonzero(np.isnan(p_belt)), describe)])
         return p_belt
 
     def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -408,38 +456,53 @@ class ForecastBundle:
         dated[rows, columns] = [labels[period] for period in periods]
         return dated
 
-    def _request_keys(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """County codes (as integers) and as-of periods of the request rows, validated."""
+    def _request_keys(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[RowProblem]]:
+        """County codes (as integers, -1 where bad) and as-of periods (the newest where bad) of the
+        request rows, and the rows whose code or period is bad."""
         if not isinstance(request, pd.DataFrame):
             raise ModelInputError(f"request must be a DataFrame; got {type(request).__name__}")
         unknown = [c for c in request.columns if c not in REQUEST_KEYS and c not in self.features]
         if unknown:
             raise ModelInputError(f"request has unknown column(s) {unknown}; expected county_code, as_of or features")
         if not len(request):  # no rows: no column is needed (``{"dataframe_records": []}`` has none)
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), []
         if "county_code" not in request.columns:
             raise ModelInputError(f"request must have a county_code column; got columns {list(request.columns)}")
-        return _codes(request["county_code"]), self._years(request)
+        codes, bad_codes = _codes(request["county_code"])
+        years, bad_years = self._years(request)
+        return codes, years, [bad_codes, bad_years]
 
-    def _years(self, request: pd.DataFrame) -> np.ndarray:
+    def _years(self, request: pd.DataFrame) -> tuple[np.ndarray, RowProblem]:
         if "as_of" not in request.columns:
-            return np.full(len(request), self.default_as_of, dtype=np.int64)
+            return np.full(len(request), self.default_as_of, dtype=np.int64), _NO_PROBLEM
         column = request["as_of"]
         if pd.api.types.is_signed_integer_dtype(column.dtype) and not column.hasnans:
-            return column.to_numpy(dtype=np.int64)
+            return column.to_numpy(dtype=np.int64), _NO_PROBLEM
         if pd.api.types.is_float_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-            values = column.to_numpy(dtype=float, na_value=np.nan)
-            values = np.where(np.isnan(values), self.default_as_of, values)
-            bad = np.flatnonzero(values != np.floor(values))
-            if bad.size:
-                raise ModelInputError(f"row {bad[0]}: as_of must be {self._period_hint}; got {float(values[bad[0]])!r}")
-            beyond = np.flatnonzero(np.abs(values) > PERIOD_LIMIT)  # would wrap around as int64
-            if beyond.size:
-                self._raise_period(int(beyond[0]), repr(float(values[beyond[0]])))
-            return values.astype(np.int64)
-        return np.array([self._year(value, i) for i, value in enumerate(column)], dtype=np.int64)
+            return self._float_years(column.to_numpy(dtype=float, na_value=np.nan))
+        years, problems = np.full(len(column), self.default_as_of, dtype=np.int64), {}
+        for row, value in enumerate(column):
+            try:
+                years[row] = self._year(value)
+            except ModelInputError as err:
+                problems[row] = str(err)
+        return years, RowProblem(np.array(list(problems), dtype=np.int64), problems.__getitem__)
 
-    def _year(self, value: object, row: int) -> int:
+    def _float_years(self, values: np.ndarray) -> tuple[np.ndarray, RowProblem]:
+        values = np.where(np.isnan(values), self.default_as_of, values)
+        fractional = values != np.floor(values)
+        beyond = ~fractional & (np.abs(values) > PERIOD_LIMIT)  # would wrap around as int64
+
+        def describe(row: int) -> str:
+            if fractional[row]:
+                return f"as_of must be {self._period_hint}; got {float(values[row])!r}"
+            return self._period_message(repr(float(values[row])))
+
+        bad = fractional | beyond
+        years = np.where(bad, self.default_as_of, values).astype(np.int64)
+        return years, RowProblem(np.flatnonzero(bad), describe)
+
+    def _year(self, value: object) -> int:
         if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
             return self.default_as_of
         if isinstance(value, str):
@@ -448,17 +511,17 @@ class ForecastBundle:
             except PeriodError:
                 frequency, index = None, None
             if frequency != self.frequency:
-                raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
+                raise ModelInputError(f"as_of must be {self._period_hint}; got {value!r}")
             return index
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):  # of any size: no float()
             if abs(int(value)) > PERIOD_LIMIT:
-                self._raise_period(row, repr(int(value)))
+                raise ModelInputError(self._period_message(repr(int(value))))
             return int(value)
         number = isinstance(value, (float, np.floating))
         if not number or not np.isfinite(value) or value != np.floor(value):
-            raise ModelInputError(f"row {row}: as_of must be {self._period_hint}; got {value!r}")
+            raise ModelInputError(f"as_of must be {self._period_hint}; got {value!r}")
         if abs(value) > PERIOD_LIMIT:
-            self._raise_period(row, repr(float(value)))
+            raise ModelInputError(self._period_message(repr(float(value))))
         return int(value)
 
     @property
@@ -472,30 +535,29 @@ class ForecastBundle:
         order = np.argsort(keys, kind="stable")
         return keys[order], order
 
-    def _lookup(self, codes: np.ndarray, years: np.ndarray) -> np.ndarray:
-        """Snapshot row of every request row; an unknown key is an error naming the row."""
+    def _lookup(self, codes: np.ndarray, years: np.ndarray, named: np.ndarray) -> tuple[np.ndarray, RowProblem]:
+        """Snapshot row of every request row (any row where there is none) and the rows of no
+        county and period of the snapshot, but for the rows ``named`` bad already."""
         sorted_keys, order = self._keys
         first, last = self._period_range
-        outside = np.flatnonzero((years < first) | (years > last))
-        if outside.size:  # checked before the keys, which hold a period only within 0..99999
-            self._raise_missing(codes, years, int(outside[0]))
-        wanted = _key(codes, years)
+        inside = (years >= first) & (years <= last)  # the keys hold a period only within 0..99999
+        wanted = _key(codes, np.where(inside, years, last))
         found = np.searchsorted(sorted_keys, wanted).clip(max=len(sorted_keys) - 1)
-        missing = np.flatnonzero(sorted_keys[found] != wanted)
-        if missing.size:
-            self._raise_missing(codes, years, int(missing[0]))
-        return order[found]
+        missing = ~inside | (sorted_keys[found] != wanted)
+        missing[named] = False
+        return order[found], RowProblem(np.flatnonzero(missing), lambda row: self._missing(codes, years, row))
 
     @cached_property
     def _period_range(self) -> tuple[int, int]:
         return int(self.snapshot["as_of"].min()), self.default_as_of
 
-    def _raise_missing(self, codes: np.ndarray, years: np.ndarray, row: int) -> None:
+    def _missing(self, codes: np.ndarray, years: np.ndarray, row: int) -> str:
+        """What is wrong with a request row of no county and period of the snapshot."""
         code, year = f"{codes[row]:06d}", int(years[row])
         if year not in self.snapshot["as_of"].to_numpy():
             given = label_of(year) if self.quarterly else str(year)  # a quarter's index only came from a label
-            self._raise_period(row, given)
-        raise ModelInputError(f"row {row}: county_code {code!r} {self._not_a_county(code)}")
+            return self._period_message(given)
+        return f"county_code {code!r} {self._not_a_county(code)}"
 
     def _not_a_county(self, code: str) -> str:
         vintage = self.meta.get("target_vintage")
@@ -518,9 +580,9 @@ class ForecastBundle:
             return f"its area is {named[0]} in {vintage}; give that code"
         return f"its area is split among {', '.join(named)} in {vintage}; give those codes"
 
-    def _raise_period(self, row: int, given: str) -> None:
+    def _period_message(self, given: str) -> str:
         first, last = self._period_range
-        raise ModelInputError(f"row {row}: as_of must be one of {label_of(first)}..{label_of(last)}; got {given}")
+        return f"as_of must be one of {label_of(first)}..{label_of(last)}; got {given}"
 
     def _domain(self, column: str) -> Domain:
         """The domain of a feature: a further platform metric's by its kind (``meta["further_metrics"]``:
@@ -532,12 +594,15 @@ class ForecastBundle:
             return Domain(-np.inf, np.inf)
         return feature_domain(column)
 
-    def _apply_overrides(self, positions: np.ndarray, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _apply_overrides(
+        self, positions: np.ndarray, request: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, list[RowProblem]]:
         """The snapshot's feature values, with the request's non-missing indicator values in place,
-        and per row the names of the indicators replaced (``""`` when none); a value that is not a
-        number of the feature's domain (:meth:`_domain`) is an error naming its row."""
+        per row the names of the indicators replaced (``""`` when none), and per indicator the rows
+        whose value is not a number of the feature's domain (:meth:`_domain`)."""
         X = self._feature_matrix[positions]  # fancy indexing copies: the snapshot is never changed
         applied = np.full(len(X), "", dtype=object)
+        problems = []
         for column in (c for c in request.columns if c in self.features):
             given = request[column].reset_index(drop=True)
             try:
@@ -549,16 +614,23 @@ class ForecastBundle:
             with np.errstate(invalid="ignore"):
                 inside = domain.holds(numbers)
             bad = given.notna().to_numpy() & ~inside  # given, but no number of the domain
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                value = given.iloc[row]
-                shown = value.item() if isinstance(value, np.generic) else value
-                raise ModelInputError(f"row {row}: {column} must be {domain.expected}; got {shown!r}")
+            problems.append(RowProblem(np.flatnonzero(bad), _outside(column, domain, given)))
             present = ~np.isnan(numbers)
             X[present, self.features.index(column)] = numbers[present]
             separator = np.where(applied[present] == "", "", ", ").astype(object)
             applied[present] = applied[present] + separator + column
-        return X, applied
+        return X, applied, problems
+
+
+def _outside(column: str, domain: Domain, given: pd.Series) -> Callable[[int], str]:
+    """What is wrong with a row whose ``given`` value of ``column`` is outside its ``domain``."""
+
+    def describe(row: int) -> str:
+        value = given.iloc[row]
+        shown = value.item() if isinstance(value, np.generic) else value
+        return f"{column} must be {domain.expected}; got {shown!r}"
+
+    return describe
 
 
 def _as_float(value: object) -> float:
@@ -576,42 +648,47 @@ def _threads(rows: int) -> int:
     return 1 if rows < SMALL_REQUEST else 0
 
 
-def _codes(column: pd.Series) -> np.ndarray:
-    """Six-digit county codes as integers; the first bad one is an error naming its row."""
-    if len(column) < SMALL_REQUEST:
-        return np.array([_code(value, i) for i, value in enumerate(column)], dtype=np.int64)
-    if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+def _codes(column: pd.Series) -> tuple[np.ndarray, RowProblem]:
+    """Six-digit county codes as integers (-1 where bad) and the rows whose code is bad."""
+    large = len(column) >= SMALL_REQUEST
+    if large and pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
         values = column.to_numpy(dtype=np.int64)
-        bad = np.flatnonzero((values < 100000) | (values > 999999))
-    elif pd.api.types.is_string_dtype(column.dtype) and not isinstance(column.dtype, np.dtypes.ObjectDType):
-        text = column.str.strip()
-        ok = text.str.fullmatch(r"[0-9]{6}").fillna(False).to_numpy(dtype=bool)
-        bad = np.flatnonzero(~ok)
-        values = np.zeros(0, dtype=np.int64) if bad.size else pc.cast(pa.array(text.array), pa.int64()).to_numpy()
+        values = np.where((values < 100000) | (values > 999999), -1, values)
+    elif large and pd.api.types.is_string_dtype(column.dtype) and not isinstance(column.dtype, np.dtypes.ObjectDType):
+        values = _text_codes(column.str.strip())
     else:
-        return np.array([_code(value, i) for i, value in enumerate(column)], dtype=np.int64)
-    if bad.size:
-        raise _bad_code(column.iloc[int(bad[0])], int(bad[0]))
+        values = np.array([_code(value) for value in column], dtype=np.int64)
+    return values, RowProblem(np.flatnonzero(values < 0), lambda row: _bad_code(column.iloc[row]))
+
+
+def _text_codes(text: pd.Series) -> np.ndarray:
+    """Codes of a column of text as integers, -1 where a text is not 6 digits."""
+    ok = text.str.fullmatch(r"[0-9]{6}").fillna(False).to_numpy(dtype=bool)
+    if ok.all():
+        return pc.cast(pa.array(text.array), pa.int64()).to_numpy()
+    values = np.full(len(text), -1, dtype=np.int64)
+    values[ok] = pc.cast(pa.array(text[ok].array), pa.int64()).to_numpy()
     return values
 
 
-def _code(value: object, row: int) -> int:
+def _code(value: object) -> int:
+    """``value`` as a county code's integer, -1 when it is none."""
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):  # a cell holding several codes
-        raise ModelInputError(
-            f"row {row}: county_code must be one 6-digit code per row; got {type(value).__name__} of"
-            f" {len(value)} values (send a DataFrame, one row per county)"
-        )
+        return -1
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         text = str(int(value))
-    if len(text) != 6 or not text.isascii() or not text.isdigit():
-        raise _bad_code(value, row)
-    return int(text)
+    return int(text) if len(text) == 6 and text.isascii() and text.isdigit() else -1
 
 
-def _bad_code(value: object, row: int) -> ModelInputError:
+def _bad_code(value: object) -> str:
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return (
+            f"county_code must be one 6-digit code per row; got {type(value).__name__} of {len(value)} values"
+            " (send a DataFrame, one row per county)"
+        )
     given = "a missing value" if value is None or value is pd.NA or value != value else repr(value)
-    return ModelInputError(f"row {row}: county_code must be 6 digits; got {given}")
+    return f"county_code must be 6 digits; got {given}"
 
 
 def _key(codes: np.ndarray, periods: np.ndarray) -> np.ndarray:

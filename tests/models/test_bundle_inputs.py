@@ -381,3 +381,35 @@ def test_the_served_model_names_a_missing_county_code(served):
         _post(served, {"dataframe_records": [{"as_of": 2016}]})
     with pytest.raises(ModelInputError, match=r"request must have a county_code column; got columns \['as_of'\]"):
         served.unwrap_python_model().bundle.forecast(pd.DataFrame({"as_of": [2016]}))
+
+
+def test_every_bad_row_of_a_request_is_named_in_one_error(bundle):
+    request = pd.DataFrame(
+        {
+            "county_code": ["110001", "11O001", "999999", "110003", "110004"],
+            "as_of": [2016, 2016, 2016, 2017, 2016],
+            "poverty_county": [None, 2.0, None, None, 0.5],
+        }
+    )
+    with pytest.raises(ModelInputError) as err:
+        bundle.forecast(request)
+    assert str(err.value).splitlines() == [
+        "row 1: county_code must be 6 digits; got '11O001'",
+        "row 1: poverty_county must be 0 or 1 (the poverty-county flag); got 2.0",
+        "row 2: county_code '999999' is not a county of the panel",
+        "row 3: as_of must be one of 2015..2016; got 2017",
+        "row 4: poverty_county must be 0 or 1 (the poverty-county flag); got 0.5",
+    ]
+
+
+@pytest.mark.parametrize("rows", [25, 3000], ids=["small", "large"])  # 3000: the vectorised code check
+def test_a_request_of_many_bad_rows_names_the_first_20_and_counts_the_others(bundle, rows):
+    codes = pd.Series(["110001"] * rows, dtype="str")
+    codes.iloc[-25:] = [f"11000{i}x" for i in range(25)]
+    with pytest.raises(ModelInputError) as err:
+        bundle.forecast(pd.DataFrame({"county_code": codes}))
+    lines = str(err.value).splitlines()
+    assert len(lines) == 21
+    assert lines[0] == f"row {rows - 25}: county_code must be 6 digits; got '110000x'"
+    assert lines[19] == f"row {rows - 6}: county_code must be 6 digits; got '1100019x'"
+    assert lines[20] == "and 5 more bad rows"

@@ -141,6 +141,21 @@ def test_a_csv_request_is_forecast_as_its_json(server):
     assert bad.json()["message"] == "the text/csv header must name each column once; got ['county_code'] more than once"
 
 
+def test_a_batch_with_several_bad_rows_names_every_one(server):
+    body = "county_code,as_of\n330503,2020\n33O503,2020\n999999,2020\n131026,2021\n"
+    response = requests.post(
+        f"{server}/invocations", data=body.encode(), headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].splitlines() == [
+        "row 1: county_code must be 6 digits; got '33O503'",
+        "row 2: county_code '999999' is not a county of the panel, whose codes are those of 2020: check the code;"
+        " a code of another year (renamed, merged or split since) must be given as its 2020 code",
+        "row 3: as_of must be one of 2013..2020; got 2021",
+    ]
+
+
 @pytest.mark.parametrize("year", ["2014x", "twenty", True])
 def test_a_year_that_is_no_integer_is_a_400_naming_as_of(server, year):
     response = invoke(server, ["county_code", "as_of"], [[CAOXIAN, year]])
