@@ -329,9 +329,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     is one line ``error: ...`` on stderr (naming the command where the parser knows it) with
     status 2, as a job's error is one line with status 1: a scheduled job's log holds the reason,
     not a usage box. Ctrl+C is ``error: interrupted``, status 130; SIGTERM is handled the same way
-    (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143."""
+    (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143. Once
+    the job has ended, a SIGTERM is ignored: the exit status stays the job's and its run's (Python
+    restores the default action while it shuts down, which had ended a finished job with 143)."""
     _received.clear()
-    if threading.current_thread() is threading.main_thread():
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
         signal.signal(signal.SIGTERM, _terminate)
     try:
         code = app(args=argv, prog_name="beltcast", standalone_mode=False)
@@ -344,6 +347,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
             raise
         else:
             _usage_error(err, argv)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if code == 130 and "SIGTERM" in _received:
         errors.print("[red]error:[/red] terminated (SIGTERM)", highlight=False)
         raise SystemExit(143)

@@ -15,6 +15,14 @@ from typer.testing import CliRunner
 from pipelines import backtest, cli, report, score, serve, tune
 
 
+@pytest.fixture(autouse=True)
+def sigterm_handler_restored():
+    """``cli.main`` sets the SIGTERM handler of the process it runs in: the test process's is put back."""
+    previous = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -138,6 +146,25 @@ def test_sigterm_ends_the_job_as_ctrl_c_does_with_its_run_failed_and_status_143(
     assert capsys.readouterr().err.endswith("\nerror: terminated (SIGTERM)\n")  # after MLflow's log lines
     assert run.info.status == "FAILED"
     assert run.data.tags[ERROR_TAG] == "Terminated: terminated (SIGTERM)"
+
+
+def test_a_sigterm_once_the_job_has_ended_leaves_its_exit_status():
+    """A scheduler's SIGTERM that comes while a finished job's process exits (here in an exit
+    handler) changes neither its status nor its output."""
+    exiting = (
+        "import atexit, time\n"
+        "atexit.register(lambda: (print('exiting', flush=True), time.sleep(3)))\n"
+        "from pipelines.cli import main\n"
+        "main(['data', '--help'])\n"
+    )
+    job = subprocess.Popen([sys.executable, "-c", exiting], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while (line := job.stdout.readline()) and line.strip() != "exiting":
+        pass
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=60)
+
+    assert job.returncode == 0, err
+    assert "Terminated" not in err and "error" not in err, err
 
 
 def test_a_sigterm_is_ignored_only_while_a_failing_run_is_being_ended():
