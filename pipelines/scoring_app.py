@@ -12,19 +12,22 @@ they reach MLflow, where they would cost a 5xx or the server's memory:
 - JSON nested deeper than :data:`MAX_DEPTH` levels gets **400** (Python's JSON parser would
   hit its recursion limit, which MLflow's server reports as a 500).
 
-It also makes three of MLflow's answers usable:
+It also makes MLflow's answers usable, and refuses what MLflow would let through without a word:
 
 - a ``text/csv`` body (a header row, then one row per request row) is passed on as the JSON
   ``dataframe_split`` it means, ``county_code`` and ``as_of`` read as text: MLflow's own CSV
   path cannot enforce the model's signature, whose ``as_of`` is of any type, and fails;
-- an error answer keeps the cause's one-line message (MLflow puts the whole request's table in
+- an error answer keeps the cause's message (MLflow puts the whole request's table in
   front of the model's errors and of its own signature check's, ``Failed to predict data '...'.
   Error: ...``) and drops the server's stack trace; an answer of plain text becomes JSON;
 - a request over MLflow's time limit (``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``, ``beltcast serve
   --timeout``) gets a 504 whose JSON says the limit and what to do instead of MLflow's text;
 - a JSON body whose ``params`` name a parameter the model does not take (``"driver"``) gets
   **400** naming it and the model's parameters: MLflow would ignore it with a warning in the
-  server's log, and answer as if it had not been sent.
+  server's log, and answer as if it had not been sent;
+- a request (JSON in any of MLflow's formats, CSV or Parquet) with a column the model does not
+  take (a misspelt indicator) gets **400** naming it, and the model's input nearest to it: MLflow
+  would drop it with a warning in the server's log, and answer as if it had not been sent.
 
 Every answer to ``/invocations`` says which model answered it, in the headers
 ``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
@@ -48,6 +51,8 @@ import re
 import socket
 import sys
 import urllib.parse
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,6 +71,9 @@ DUMPED_REQUEST = {
 }
 ECHOED_BODY = "\nInput: \n"  # MLflow's invalid-JSON error ends with the whole body
 MODEL_VERSION_URI = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>\d+)")
+FRAME_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")  # MLflow's JSON request formats
+PARQUET = b"application/vnd.apache.parquet"
+NAMED_COLUMNS = 20  # the unknown columns of a request an error names; it counts the others
 
 
 def nesting_depth(body: bytes) -> int:
@@ -96,18 +104,24 @@ def model_headers(uri: str) -> list[tuple[bytes, bytes]]:
     return [(b"x-model-name", name.encode()), (b"x-model-version", match["version"].encode())]
 
 
-def unknown_params(body: bytes, accepted: list[str]) -> str | None:
-    """What is wrong with a JSON body's ``params``, or None: an object of the model's parameters
-    only. A body that is not JSON is left to MLflow, which names the problem."""
-    if b'"params"' not in body and b"\\u" not in body:  # most bodies: no parse here (a key may be escaped)
-        return None
+def nearest(name: object, known: list[str]) -> str | None:
+    """The name in ``known`` nearest to ``name`` (difflib's, at a similarity of 0.6 or more), or None."""
+    close = difflib.get_close_matches(str(name), known, n=1)
+    return close[0] if close else None
+
+
+def json_request(body: bytes) -> dict | None:
+    """A JSON body's object, or None for a body that is none (left to MLflow, which names the problem)."""
     try:
         request = json.loads(body)
-    except ValueError:
+    except ValueError:  # a UnicodeDecodeError too
         return None
-    if not isinstance(request, dict) or "params" not in request:
-        return None
-    params = request["params"]
+    return request if isinstance(request, dict) else None
+
+
+def unknown_params(request: dict, accepted: list[str]) -> str | None:
+    """What is wrong with a JSON request's ``params``, or None: an object of the model's parameters only."""
+    params = request.get("params")
     if params is None:  # MLflow reads a null params as none given
         return None
     if not isinstance(params, dict):
@@ -117,8 +131,84 @@ def unknown_params(body: bytes, accepted: list[str]) -> str | None:
         return None
     takes = ", ".join(repr(name) for name in accepted) or "none"
     message = f"params names a parameter the model does not take: {unknown[0]!r} (the model takes {takes})"
-    close = difflib.get_close_matches(str(unknown[0]), accepted, n=1)
-    return message + (f"; did you mean {close[0]!r}?" if close else "")
+    close = nearest(unknown[0], accepted)
+    return message + (f"; did you mean {close!r}?" if close else "")
+
+
+class Frame(NamedTuple):
+    """A JSON request's table as MLflow reads it: its column names, and the ``(row, value)`` cells
+    of a column."""
+
+    columns: list
+    cells: Callable[[str], Iterator[tuple[int, object]]]
+
+
+def frame_of(request: dict) -> Frame | None:
+    """The table of a JSON request in any of :data:`FRAME_FORMATS`, or None for a request of
+    another form (MLflow names the problem) or of no column names (a list of lists)."""
+    formats = [key for key in FRAME_FORMATS if key in request]
+    if len(formats) != 1:
+        return None
+    form, table = formats[0], request[formats[0]]
+    if form == "dataframe_split":
+        return _split_frame(table)
+    if isinstance(table, dict) and form != "dataframe_records":  # a dict of columns
+        return Frame(list(table), lambda name: _column_cells(table[name]))
+    if isinstance(table, list) and all(isinstance(row, dict) for row in table):  # records
+        columns = list(dict.fromkeys(name for row in table for name in row))
+        return Frame(columns, lambda name: ((i, row[name]) for i, row in enumerate(table) if name in row))
+    return None
+
+
+def _split_frame(table: object) -> Frame | None:
+    if not isinstance(table, dict) or not isinstance(table.get("columns"), list):
+        return None
+    columns = table["columns"]
+    rows = table.get("data") if isinstance(table.get("data"), list) else []
+
+    def cells(name: str) -> Iterator[tuple[int, object]]:
+        at = columns.index(name)
+        return ((i, row[at]) for i, row in enumerate(rows) if isinstance(row, list) and at < len(row))
+
+    return Frame(columns, cells)
+
+
+def _column_cells(values: object) -> Iterator[tuple[int, object]]:
+    """The cells of a column given as a list of values, or as one value (one row)."""
+    return enumerate(values) if isinstance(values, list) else iter([(0, values)])
+
+
+def unknown_columns(columns: list, inputs: list[str]) -> str | None:
+    """What is wrong with a request naming columns the model does not take, or None. MLflow's
+    check of the model's signature would drop them, with a warning in the server's log only."""
+    known = set(inputs)
+    unknown = [name for name in columns if not (isinstance(name, str) and name in known)]
+    if not unknown:
+        return None
+    named = ", ".join(_with_nearest(name, inputs) for name in unknown[:NAMED_COLUMNS])
+    more = f" and {len(unknown) - NAMED_COLUMNS} more" if len(unknown) > NAMED_COLUMNS else ""
+    return f"request has unknown column(s) {named}{more}; expected the model's inputs: {', '.join(inputs)}"
+
+
+def _with_nearest(name: object, known: list[str]) -> str:
+    close = nearest(name, known) if isinstance(name, str) else None
+    return _shown(name) + (f" (did you mean {close!r}?)" if close else "")
+
+
+def _shown(value: object) -> str:
+    """A request's value as an error message shows it: text quoted, anything else as JSON."""
+    return repr(value) if isinstance(value, str) else json.dumps(value)[:80]
+
+
+def parquet_columns(body: bytes) -> list[str] | None:
+    """The column names of a Parquet body, or None for a body that is no Parquet (left to MLflow)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_schema(pa.BufferReader(body)).names
+    except (pa.ArrowException, OSError):
+        return None
 
 
 class RequestGuard:
@@ -135,13 +225,17 @@ class RequestGuard:
         The parameters the model takes; a request naming another gets 400.
     headers : list of (bytes, bytes), default=()
         Headers added to every answer to ``/invocations`` (:func:`model_headers`).
+    inputs : list of str, default=()
+        The columns the model takes (its signature's inputs); a request naming another gets 400.
+        None given: the columns are not checked.
     """
 
-    def __init__(self, app, max_bytes: int, params=(), headers=()):
+    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=()):
         self.app = app
         self.max_bytes = max_bytes
         self.params = list(params)
         self.headers = list(headers)
+        self.inputs = list(inputs)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("path") != "/invocations":
@@ -158,7 +252,7 @@ class RequestGuard:
         elif problem is None and nesting_depth(body) > MAX_DEPTH:
             problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
         if problem is None:
-            wrong = unknown_params(body, self.params)
+            wrong = self._parquet_problem(body) if _content_type(scope) == PARQUET else self._json_problem(body)
             problem = None if wrong is None else (400, wrong)
         if problem is not None:
             await _reply(send, *problem)
@@ -173,6 +267,19 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _plain_errors(send))
+
+    def _json_problem(self, body: bytes) -> str | None:
+        """What is wrong with a JSON body's parameters or columns that MLflow would let through."""
+        request = json_request(body)
+        if request is None:
+            return None
+        wrong = unknown_params(request, self.params)
+        frame = frame_of(request) if self.inputs else None
+        return wrong or (None if frame is None else unknown_columns(frame.columns, self.inputs))
+
+    def _parquet_problem(self, body: bytes) -> str | None:
+        columns = parquet_columns(body) if self.inputs else None
+        return None if columns is None else unknown_columns(columns, self.inputs)
 
     async def _read(self, scope, receive) -> tuple[bytes, tuple[int, str] | None]:
         too_large = (
@@ -196,9 +303,13 @@ class RequestGuard:
                 return b"".join(chunks), None
 
 
+def _content_type(scope) -> bytes:
+    """The media type of a request, lower case, without parameters."""
+    return dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
+
+
 def _is_csv(scope) -> bool:
-    content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
-    return content_type.split(b";")[0].strip().lower() == b"text/csv"
+    return _content_type(scope) == b"text/csv"
 
 
 def _json_headers(scope, length: int) -> list[tuple[bytes, bytes]]:
@@ -356,7 +467,9 @@ def create_app():
         model = scoring_server.load_model_with_mlflow_config(uri)
         schema = model.metadata.get_params_schema()
         params = [] if schema is None else [spec.name for spec in schema.params]
-        guard = RequestGuard(scoring_server.init(model), max_request_bytes(), params, model_headers(uri))
+        inputs = model.metadata.get_input_schema()
+        columns = inputs.input_names() if inputs is not None and inputs.has_input_names() else []
+        guard = RequestGuard(scoring_server.init(model), max_request_bytes(), params, model_headers(uri), columns)
     except Exception:  # whatever stops the model or the guard loading, the server cannot start
         log.exception("cannot serve %s", uri)
         sys.exit(STARTUP_FAILURE)

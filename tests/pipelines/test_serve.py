@@ -5,6 +5,7 @@ One server (``pipelines.serve.start``) on a free loopback port serves the module
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -243,7 +244,7 @@ def test_an_escaped_params_key_is_checked_too(server):
 
 
 def test_model_headers_need_a_pinned_version():
-    from pipelines.scoring_app import model_headers, unknown_params
+    from pipelines.scoring_app import json_request, model_headers, unknown_params
 
     assert model_headers("models:/county-belt/12") == [(b"x-model-name", b"county-belt"), (b"x-model-version", b"12")]
     assert model_headers("models:/县域 belt/2") == [
@@ -252,10 +253,11 @@ def test_model_headers_need_a_pinned_version():
     ]
     assert model_headers("models:/county-belt@champion") == []
     assert model_headers("runs:/abc/model") == []
-    assert unknown_params(b'{"dataframe_split": {"columns": ["params"], "data": [["x"]]}}', ["drivers"]) is None
-    assert unknown_params(b'{"params": {"drivers": true}}', ["drivers"]) is None
-    assert unknown_params(b'{"params": not json', ["drivers"]) is None
-    assert unknown_params(b'{"params": null}', ["drivers"]) is None  # MLflow reads it as no params
+    assert unknown_params({"dataframe_split": {"columns": ["params"], "data": [["x"]]}}, ["drivers"]) is None
+    assert unknown_params({"params": {"drivers": True}}, ["drivers"]) is None
+    assert unknown_params({"params": None}, ["drivers"]) is None  # MLflow reads it as no params
+    assert json_request(b'{"params": not json') is None  # left to MLflow
+    assert json_request(b"[]") is None
 
 
 def test_the_server_keeps_serving_after_bad_requests(server):
@@ -282,17 +284,48 @@ def test_a_what_if_request_changes_p_belt_and_names_the_feature(server):
     assert what_if["p_belt"] < plain["p_belt"] - 0.005
 
 
-def test_the_server_drops_an_unknown_column(server):
-    # MLflow's schema enforcement drops columns outside the signature with a warning in the
-    # server log ("Found extra inputs ... These inputs will be ignored"), so the model never sees
-    # them: the answer is the plain forecast, not a 400. Calling the model in Python rejects them
-    # (test_the_bundle_rejects_an_unknown_column).
-    columns = ["county_code", "as_of"]
-    plain = forecast(server, columns, [[CAOXIAN, AS_OF]])
-    extra = forecast(server, [*columns, "not_a_feature"], [[CAOXIAN, AS_OF, 1.0]])
+MISSPELT = "census_manufacturing_shar_rel"
+UNKNOWN = (
+    f"request has unknown column(s) '{MISSPELT}' (did you mean 'census_manufacturing_share_rel'?), 'not_a_feature';"
+    " expected the model's inputs: county_code, as_of, "
+)
 
-    assert extra == plain
-    assert extra["what_if"] == ""
+
+def parquet_of(frame: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    frame.to_parquet(sink, index=False)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ({"dataframe_split": {"columns": ["county_code", "as_of", MISSPELT, "not_a_feature"],
+                              "data": [[CAOXIAN, AS_OF, 0.05, 1]]}}, "application/json"),
+        ({"dataframe_records": [{"county_code": CAOXIAN},
+                                {"county_code": CAOXIAN, MISSPELT: 0.05, "not_a_feature": 1}]}, "application/json"),
+        ({"inputs": {"county_code": [CAOXIAN], MISSPELT: [0.05], "not_a_feature": [1]}}, "application/json"),
+        ({"inputs": [{"county_code": CAOXIAN, MISSPELT: 0.05, "not_a_feature": 1}]}, "application/json"),
+        ({"instances": [{"county_code": CAOXIAN, MISSPELT: 0.05, "not_a_feature": 1}]}, "application/json"),
+        ({"instances": {"county_code": [CAOXIAN], MISSPELT: [0.05], "not_a_feature": [1]}}, "application/json"),
+        (f"county_code,{MISSPELT},not_a_feature\n{CAOXIAN},0.05,1\n".encode(), "text/csv"),
+        (parquet_of(pd.DataFrame({"county_code": [CAOXIAN], MISSPELT: [0.05], "not_a_feature": [1]})),
+         "application/vnd.apache.parquet"),
+    ],
+    ids=["split", "records", "inputs-columns", "inputs-records", "instances-records", "instances-columns", "csv",
+         "parquet"],
+)  # fmt: skip
+def test_an_unknown_column_is_a_400_naming_it_and_the_nearest_input(server, body, content_type):
+    # MLflow's check of the signature would drop it, with a warning in the server's log only, and
+    # answer the forecast without the what-if
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    response = requests.post(
+        f"{server}/invocations", data=data, headers={"Content-Type": content_type}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(UNKNOWN)
+    assert response.json()["error_code"] == "BAD_REQUEST" and response.headers["x-model-version"] == "1"
 
 
 def test_the_bundle_rejects_an_unknown_column(champion_settings):
