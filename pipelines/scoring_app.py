@@ -27,7 +27,9 @@ It also makes MLflow's answers usable, and refuses what MLflow would let through
   server's log, and answer as if it had not been sent;
 - a request (JSON in any of MLflow's formats, CSV or Parquet) with a column the model does not
   take (a misspelt indicator) gets **400** naming it, and the model's input nearest to it: MLflow
-  would drop it with a warning in the server's log, and answer as if it had not been sent.
+  would drop it with a warning in the server's log, and answer as if it had not been sent;
+- a request naming a column twice gets **400** naming it (MLflow's answer would be pandas'
+  ``Length of values (2) does not match length of index (1)``).
 
 Every answer to ``/invocations`` says which model answered it, in the headers
 ``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
@@ -40,6 +42,7 @@ serve`` does): uvicorn on listening sockets made here, see :func:`listening_sock
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import csv
 import difflib
@@ -178,6 +181,13 @@ def _column_cells(values: object) -> Iterator[tuple[int, object]]:
     return enumerate(values) if isinstance(values, list) else iter([(0, values)])
 
 
+def repeated_columns(columns: list) -> str | None:
+    """What is wrong with a request naming a column more than once, or None."""
+    counts = collections.Counter(name for name in columns if isinstance(name, str))
+    repeated = [name for name, count in counts.items() if count > 1]
+    return f"the request must name each column once; got {repeated} more than once" if repeated else None
+
+
 def unknown_columns(columns: list, inputs: list[str]) -> str | None:
     """What is wrong with a request naming columns the model does not take, or None. MLflow's
     check of the model's signature would drop them, with a warning in the server's log only."""
@@ -275,11 +285,14 @@ class RequestGuard:
             return None
         wrong = unknown_params(request, self.params)
         frame = frame_of(request) if self.inputs else None
-        return wrong or (None if frame is None else unknown_columns(frame.columns, self.inputs))
+        return wrong or (None if frame is None else self._columns_problem(frame.columns))
 
     def _parquet_problem(self, body: bytes) -> str | None:
         columns = parquet_columns(body) if self.inputs else None
-        return None if columns is None else unknown_columns(columns, self.inputs)
+        return None if columns is None else self._columns_problem(columns)
+
+    def _columns_problem(self, columns: list) -> str | None:
+        return repeated_columns(columns) or unknown_columns(columns, self.inputs)
 
     async def _read(self, scope, receive) -> tuple[bytes, tuple[int, str] | None]:
         too_large = (

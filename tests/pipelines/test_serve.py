@@ -17,6 +17,8 @@ from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
@@ -326,6 +328,25 @@ def test_an_unknown_column_is_a_400_naming_it_and_the_nearest_input(server, body
     assert response.status_code == 400
     assert response.json()["message"].startswith(UNKNOWN)
     assert response.json()["error_code"] == "BAD_REQUEST" and response.headers["x-model-version"] == "1"
+
+
+def test_a_column_named_twice_is_a_400_naming_it(server):
+    twice = pa.table([pa.array([CAOXIAN]), pa.array([CAOXIAN])], names=["county_code", "county_code"])
+    sink = io.BytesIO()
+    pq.write_table(twice, sink)
+    split = invoke(server, ["county_code", "county_code"], [[CAOXIAN, CAOXIAN]])
+    parquet = requests.post(
+        f"{server}/invocations",
+        data=sink.getvalue(),
+        headers={"Content-Type": "application/vnd.apache.parquet"},
+        timeout=REQUEST_TIMEOUT_S,
+    )
+
+    for response in (split, parquet):
+        assert response.status_code == 400
+        assert (
+            response.json()["message"] == "the request must name each column once; got ['county_code'] more than once"
+        )
 
 
 def test_the_bundle_rejects_an_unknown_column(champion_settings):
