@@ -29,7 +29,11 @@ It also makes MLflow's answers usable, and refuses what MLflow would let through
   take (a misspelt indicator) gets **400** naming it, and the model's input nearest to it: MLflow
   would drop it with a warning in the server's log, and answer as if it had not been sent;
 - a request naming a column twice gets **400** naming it (MLflow's answer would be pandas'
-  ``Length of values (2) does not match length of index (1)``).
+  ``Length of values (2) does not match length of index (1)``);
+- a JSON or CSV request whose what-if value (a column the signature types as a number) is
+  ``true``/``false`` or text that is no number gets **400** naming every such row, its column and
+  value: MLflow would read ``true`` as 1.0 (pandas' ``astype`` in its ``dataframe_from_parsed_json``)
+  and name the column only for ``"5%"``.
 
 Every answer to ``/invocations`` says which model answered it, in the headers
 ``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
@@ -55,9 +59,12 @@ import socket
 import sys
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from models.bundle import RowProblem
 
 APP = "pipelines.scoring_app:create_app"
 MODEL_URI_VARIABLE = "BELTCAST_SERVE_MODEL_URI"
@@ -210,6 +217,36 @@ def _shown(value: object) -> str:
     return repr(value) if isinstance(value, str) else json.dumps(value)[:80]
 
 
+def not_numbers(frame: Frame, numbers: list[str]) -> str | None:
+    """What is wrong with the cells of the columns ``numbers`` that are no number (:func:`is_number`),
+    or None; every bad row is named (:func:`models.bundle.bad_rows_message`)."""
+    from models.bundle import bad_rows_message
+
+    wanted = set(numbers)
+    given = [name for name in frame.columns if isinstance(name, str) and name in wanted]
+    return bad_rows_message([_not_number_cells(name, frame.cells(name)) for name in given])
+
+
+def _not_number_cells(name: str, cells: Iterator[tuple[int, object]]) -> RowProblem:
+    from models.bundle import RowProblem
+
+    bad = {row: value for row, value in cells if not is_number(value)}
+    rows = np.fromiter(bad, dtype=np.int64, count=len(bad))
+    return RowProblem(rows, lambda row: f"{name} must be a number; got {_shown(bad[row])}")
+
+
+def is_number(value: object) -> bool:
+    """Whether a JSON value is one MLflow reads as a number: null (no value), a number (not
+    ``true`` or ``false``) or text of one (``"0.05"``, as Python's ``float`` reads it)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 def parquet_columns(body: bytes) -> list[str] | None:
     """The column names of a Parquet body, or None for a body that is no Parquet (left to MLflow)."""
     import pyarrow as pa
@@ -238,14 +275,17 @@ class RequestGuard:
     inputs : list of str, default=()
         The columns the model takes (its signature's inputs); a request naming another gets 400.
         None given: the columns are not checked.
+    numbers : list of str, default=()
+        The inputs whose values must be numbers; a JSON request giving another value gets 400.
     """
 
-    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=()):
+    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=(), numbers=()):
         self.app = app
         self.max_bytes = max_bytes
         self.params = list(params)
         self.headers = list(headers)
         self.inputs = list(inputs)
+        self.numbers = list(numbers)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("path") != "/invocations":
@@ -285,7 +325,9 @@ class RequestGuard:
             return None
         wrong = unknown_params(request, self.params)
         frame = frame_of(request) if self.inputs else None
-        return wrong or (None if frame is None else self._columns_problem(frame.columns))
+        if wrong is not None or frame is None:
+            return wrong
+        return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
 
     def _parquet_problem(self, body: bytes) -> str | None:
         columns = parquet_columns(body) if self.inputs else None
@@ -463,6 +505,18 @@ async def _reply(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def model_inputs(model) -> tuple[list[str], list[str]]:
+    """The input columns of a pyfunc model's signature, and those of a number type (none for a
+    signature of unnamed inputs, or none)."""
+    from mlflow.types import DataType
+
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return [], []
+    numeric = (DataType.double, DataType.float, DataType.long, DataType.integer)
+    return schema.input_names(), [spec.name for spec in schema.inputs if spec.type in numeric]
+
+
 def create_app():
     """MLflow's scoring server for the model at ``BELTCAST_SERVE_MODEL_URI``, guarded.
 
@@ -480,9 +534,9 @@ def create_app():
         model = scoring_server.load_model_with_mlflow_config(uri)
         schema = model.metadata.get_params_schema()
         params = [] if schema is None else [spec.name for spec in schema.params]
-        inputs = model.metadata.get_input_schema()
-        columns = inputs.input_names() if inputs is not None and inputs.has_input_names() else []
-        guard = RequestGuard(scoring_server.init(model), max_request_bytes(), params, model_headers(uri), columns)
+        inputs, numbers = model_inputs(model)
+        app = scoring_server.init(model)
+        guard = RequestGuard(app, max_request_bytes(), params, model_headers(uri), inputs, numbers)
     except Exception:  # whatever stops the model or the guard loading, the server cannot start
         log.exception("cannot serve %s", uri)
         sys.exit(STARTUP_FAILURE)

@@ -349,6 +349,50 @@ def test_a_column_named_twice_is_a_400_naming_it(server):
         )
 
 
+def test_a_what_if_of_true_or_false_is_a_400_naming_the_row_and_column(server):
+    # MLflow would read true as 1.0 and false as 0.0 and answer a what-if forecast
+    columns = ["county_code", "as_of", "census_manufacturing_share_rel", "poverty_county"]
+    response = invoke(server, columns, [["330503", AS_OF, True, False]])
+
+    assert response.status_code == 400
+    assert response.json()["message"].splitlines() == [
+        "row 0: census_manufacturing_share_rel must be a number; got true",
+        "row 0: poverty_county must be a number; got false",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ({"dataframe_records": [{"county_code": CAOXIAN}, {"county_code": CAOXIAN, "poverty_county": True}]},
+         "application/json"),
+        ({"inputs": {"county_code": [CAOXIAN, CAOXIAN], "poverty_county": [None, True]}}, "application/json"),
+        ({"instances": [{"county_code": CAOXIAN, "poverty_county": 0},
+                        {"county_code": CAOXIAN, "poverty_county": True}]}, "application/json"),
+        (f"county_code,poverty_county\n{CAOXIAN},False\n{CAOXIAN},True\n".encode(), "text/csv"),
+    ],
+    ids=["records", "inputs", "instances", "csv"],
+)  # fmt: skip
+def test_a_what_if_of_true_is_refused_in_every_format(server, body, content_type):
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    response = requests.post(
+        f"{server}/invocations", data=data, headers={"Content-Type": content_type}, timeout=REQUEST_TIMEOUT_S
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"].splitlines()[-1] == "row 1: poverty_county must be a number; got true"
+
+
+def test_a_what_if_of_text_is_a_400_naming_the_row_unless_it_reads_as_a_number(server):
+    columns = ["county_code", "as_of", "census_manufacturing_share_rel"]
+    refused = invoke(server, columns, [[CAOXIAN, AS_OF, 0.05], [CAOXIAN, AS_OF, "5%"]])
+    read = forecast(server, columns, [[CAOXIAN, AS_OF, "0.05"]])
+
+    assert refused.status_code == 400
+    assert refused.json()["message"] == "row 1: census_manufacturing_share_rel must be a number; got '5%'"
+    assert read["what_if"] == "census_manufacturing_share_rel"
+
+
 def test_the_bundle_rejects_an_unknown_column(champion_settings):
     use_tracking(champion_settings)
     model = mlflow.pyfunc.load_model(model_uri(champion_settings.mlflow.registered_model, 1))
