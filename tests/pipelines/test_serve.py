@@ -87,6 +87,14 @@ def invoke(url: str, columns: list[str], data: list[list]) -> requests.Response:
     return requests.post(f"{url}/invocations", json=payload, timeout=REQUEST_TIMEOUT_S)
 
 
+def post(url: str, body: dict | bytes, content_type: str) -> requests.Response:
+    """A request of any format: a JSON object, or the bytes of a CSV or Parquet body."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    return requests.post(
+        f"{url}/invocations", data=data, headers={"Content-Type": content_type}, timeout=REQUEST_TIMEOUT_S
+    )
+
+
 def forecast(url: str, columns: list[str], data: list[list]) -> dict:
     response = invoke(url, columns, data)
     assert response.status_code == 200, response.text
@@ -130,25 +138,19 @@ def test_a_code_of_another_year_is_a_400_naming_the_code_to_give(server):
 
 def test_a_csv_request_is_forecast_as_its_json(server):
     body = f"county_code,as_of,belts_within_100km_share\n{CAOXIAN},{AS_OF},\n{CAOXIAN},{AS_OF},0.2\n"
-    response = requests.post(
-        f"{server}/invocations", data=body.encode(), headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
-    )
+    response = post(server, body.encode(), "text/csv")
     assert response.status_code == 200, response.text
     plain, what_if = response.json()["predictions"]
     assert plain["p_belt"] == pytest.approx(forecast(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["p_belt"])
     assert (plain["what_if"], what_if["what_if"]) == ("", "belts_within_100km_share")
-    bad = requests.post(
-        f"{server}/invocations", data=b"county_code,county_code\n371721,371721\n", headers={"Content-Type": "text/csv"}
-    )
+    bad = post(server, b"county_code,county_code\n371721,371721\n", "text/csv")
     assert bad.status_code == 400
     assert bad.json()["message"] == "the text/csv header must name each column once; got ['county_code'] more than once"
 
 
 def test_a_batch_with_several_bad_rows_names_every_one(server):
     body = "county_code,as_of\n330503,2020\n33O503,2020\n999999,2020\n131026,2021\n"
-    response = requests.post(
-        f"{server}/invocations", data=body.encode(), headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
-    )
+    response = post(server, body.encode(), "text/csv")
 
     assert response.status_code == 400
     assert response.json()["message"].splitlines() == [
@@ -227,9 +229,7 @@ def test_every_answer_names_the_model_version_that_gave_it(server):
 def test_the_model_headers_are_on_any_method_and_a_csv_body_is_not_checked_as_json(server):
     refused = requests.get(f"{server}/invocations", timeout=REQUEST_TIMEOUT_S)
     csv_body = "county_code,as_of\n" + "[" * 70 + ",2020\n"
-    bracketed = requests.post(
-        f"{server}/invocations", data=csv_body, headers={"Content-Type": "text/csv"}, timeout=REQUEST_TIMEOUT_S
-    )
+    bracketed = post(server, csv_body.encode(), "text/csv")
 
     assert refused.status_code == 405 and refused.headers["x-model-version"] == "1"
     assert bracketed.status_code == 400 and "nested" not in bracketed.json()["message"]
@@ -238,9 +238,7 @@ def test_the_model_headers_are_on_any_method_and_a_csv_body_is_not_checked_as_js
 
 def test_an_escaped_params_key_is_checked_too(server):
     body = '{"dataframe_split": {"columns": ["county_code"], "data": [["371721"]]}, "par\\u0061ms": {"driver": false}}'
-    response = requests.post(
-        f"{server}/invocations", data=body, headers={"Content-Type": "application/json"}, timeout=REQUEST_TIMEOUT_S
-    )
+    response = post(server, body.encode(), "application/json")
 
     assert response.status_code == 400 and "'driver'" in response.json()["message"]
 
@@ -320,10 +318,7 @@ def parquet_of(frame: pd.DataFrame) -> bytes:
 def test_an_unknown_column_is_a_400_naming_it_and_the_nearest_input(server, body, content_type):
     # MLflow's check of the signature would drop it, with a warning in the server's log only, and
     # answer the forecast without the what-if
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    response = requests.post(
-        f"{server}/invocations", data=data, headers={"Content-Type": content_type}, timeout=REQUEST_TIMEOUT_S
-    )
+    response = post(server, body, content_type)
 
     assert response.status_code == 400
     assert response.json()["message"].startswith(UNKNOWN)
@@ -335,12 +330,7 @@ def test_a_column_named_twice_is_a_400_naming_it(server):
     sink = io.BytesIO()
     pq.write_table(twice, sink)
     split = invoke(server, ["county_code", "county_code"], [[CAOXIAN, CAOXIAN]])
-    parquet = requests.post(
-        f"{server}/invocations",
-        data=sink.getvalue(),
-        headers={"Content-Type": "application/vnd.apache.parquet"},
-        timeout=REQUEST_TIMEOUT_S,
-    )
+    parquet = post(server, sink.getvalue(), "application/vnd.apache.parquet")
 
     for response in (split, parquet):
         assert response.status_code == 400
@@ -374,10 +364,7 @@ def test_a_what_if_of_true_or_false_is_a_400_naming_the_row_and_column(server):
     ids=["records", "inputs", "instances", "csv"],
 )  # fmt: skip
 def test_a_what_if_of_true_is_refused_in_every_format(server, body, content_type):
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
-    response = requests.post(
-        f"{server}/invocations", data=data, headers={"Content-Type": content_type}, timeout=REQUEST_TIMEOUT_S
-    )
+    response = post(server, body, content_type)
 
     assert response.status_code == 400
     assert response.json()["message"].splitlines()[-1] == "row 1: poverty_county must be a number; got true"
