@@ -90,9 +90,10 @@ def test_staleness_counts_years_since_the_newest_value(panel):
     # the belts and villages nearby as of 2020 are those of the 2016 roster, and their drivers say so
     assert caoxian.loc[2016, "staleness_labels"] == 0 and caoxian.loc[2020, "staleness_labels"] == 4
     dated = feature_sources(feature_columns(panel), staleness_columns(panel))
-    assert {f for f, column in dated.items() if column == "staleness_labels"} == {
-        f for f in feature_columns(panel) if f.startswith(("belts_", "villages_", "dist_nearest_belt", "taobao_"))
-    } and "dist_nearest_belt_km_rel" in dated and dated["pref_gdp_rel"] == "staleness_prefecture"
+    of_labels = {f for f, column in dated.items() if column == "staleness_labels"}
+    exposure = ("belts_", "villages_", "dist_nearest_belt", "taobao_")
+    assert of_labels == {f for f in feature_columns(panel) if f.startswith(exposure)}
+    assert "dist_nearest_belt_km_rel" in of_labels and dated["pref_gdp_rel"] == "staleness_prefecture"
     assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share_rel"])
 
 
