@@ -46,6 +46,7 @@ serve`` does): uvicorn on listening sockets made here, see :func:`listening_sock
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import contextlib
 import csv
@@ -253,9 +254,12 @@ def parquet_columns(body: bytes) -> list[str] | None:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_schema(pa.BufferReader(body)).names
+        schema = pq.read_schema(pa.BufferReader(body))
     except (pa.ArrowException, OSError):
         return None
+    # the index pandas' to_parquet writes (``__index_level_0__``) is read back as the index
+    index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    return [name for name in schema.names if name not in index]
 
 
 class RequestGuard:
@@ -302,7 +306,8 @@ class RequestGuard:
         elif problem is None and nesting_depth(body) > MAX_DEPTH:
             problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
         if problem is None:
-            wrong = self._parquet_problem(body) if _content_type(scope) == PARQUET else self._json_problem(body)
+            check = self._parquet_problem if _content_type(scope) == PARQUET else self._json_problem
+            wrong = await asyncio.to_thread(check, body)  # a large body's parse must not hold up the other requests
             problem = None if wrong is None else (400, wrong)
         if problem is not None:
             await _reply(send, *problem)
@@ -381,7 +386,7 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
     except UnicodeDecodeError as err:
         return b"", (400, f"the text/csv body must be UTF-8; got a byte it cannot be ({err})")
     header = next(csv.reader([text.partition("\n")[0].rstrip("\r")]), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    repeated = sorted({name for name in header if name.strip() and header.count(name) > 1})
     if repeated:
         return b"", (400, f"the text/csv header must name each column once; got {repeated} more than once")
     try:
@@ -403,6 +408,9 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
             400,
             f"the text/csv body cannot be read: expected a header row, then one row per county; {message}",
         )
+    # a column of no name (the row index pandas' to_csv writes, a trailing comma) is none of the
+    # model's inputs: left out, as MLflow leaves out the columns it does not take
+    frame = frame.iloc[:, [i for i, name in enumerate(header) if name.strip()]]
     # numbers as Python parses them (full precision; inf as Infinity, which the model then refuses
     # with its domain), text as text, an empty cell as null
     rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()

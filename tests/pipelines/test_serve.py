@@ -325,6 +325,30 @@ def test_an_unknown_column_is_a_400_naming_it_and_the_nearest_input(server, body
     assert response.json()["error_code"] == "BAD_REQUEST" and response.headers["x-model-version"] == "1"
 
 
+def test_a_frame_sent_as_pandas_writes_it_is_forecast(server):
+    """A row index written by pandas (to_csv's unnamed first column, to_parquet's
+    ``__index_level_0__`` of a filtered frame) and a trailing comma name no column: they are no
+    unknown column, and the rows are forecast as without them."""
+    filtered = pd.DataFrame({"county_code": ["000000", CAOXIAN, "330503"], "as_of": AS_OF}).iloc[1:]  # index 1, 2
+    plain = post(server, filtered.to_csv(index=False).encode(), "text/csv")
+    sink = io.BytesIO()
+    filtered.to_parquet(sink)
+    bodies = {
+        "csv with its index": (filtered.to_csv().encode(), "text/csv"),
+        "csv with a trailing comma": (
+            f"county_code,as_of,\r\n{CAOXIAN},{AS_OF},\r\n330503,{AS_OF},\r\n".encode(),
+            "text/csv",
+        ),
+        "parquet with its index": (sink.getvalue(), "application/vnd.apache.parquet"),
+    }
+
+    assert plain.status_code == 200, plain.text
+    for name, (body, content_type) in bodies.items():
+        response = post(server, body, content_type)
+        assert response.status_code == 200, (name, response.text)
+        assert response.json()["predictions"] == plain.json()["predictions"], name
+
+
 def test_a_column_named_twice_is_a_400_naming_it(server):
     twice = pa.table([pa.array([CAOXIAN]), pa.array([CAOXIAN])], names=["county_code", "county_code"])
     sink = io.BytesIO()
