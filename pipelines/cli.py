@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -329,13 +330,31 @@ def main(argv: list[str] | None = None) -> NoReturn:
     is one line ``error: ...`` on stderr (naming the command where the parser knows it) with
     status 2, as a job's error is one line with status 1: a scheduled job's log holds the reason,
     not a usage box. Ctrl+C is ``error: interrupted``, status 130; SIGTERM is handled the same way
-    (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143. Once
-    the job has ended, a SIGTERM is ignored: the exit status stays the job's and its run's (Python
-    restores the default action while it shuts down, which had ended a finished job with 143)."""
+    (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143.
+
+    Once the job has ended, a SIGTERM ends the command's process at once with the job's status
+    (Python restores the default action while it shuts down, which had ended a finished job with
+    143 while its run said FINISHED). Called with ``argv`` (in another program's process), the
+    process's previous SIGTERM handler is put back instead."""
     _received.clear()
     main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     if main_thread:
         signal.signal(signal.SIGTERM, _terminate)
+    status = 1
+    try:
+        status = _status(argv)
+    except SystemExit as exit:  # a usage error
+        status = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, _exit_with(status) if argv is None else previous)
+    raise SystemExit(status)
+
+
+def _status(argv: list[str] | None) -> int:
+    """Run the command; its exit status."""
     try:
         code = app(args=argv, prog_name="beltcast", standalone_mode=False)
     except Terminated:  # outside the command's body (typer turns one inside it into 130)
@@ -347,15 +366,24 @@ def main(argv: list[str] | None = None) -> NoReturn:
             raise
         else:
             _usage_error(err, argv)
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if code == 130 and "SIGTERM" in _received:
         errors.print("[red]error:[/red] terminated (SIGTERM)", highlight=False)
-        raise SystemExit(143)
+        return 143
     if code == 130:  # Ctrl+C: typer turns KeyboardInterrupt into this exit code
         errors.print("[red]error:[/red] interrupted", highlight=False)
-    raise SystemExit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def _exit_with(status: int):
+    """A SIGTERM handler for a process whose job has ended: flush what it printed, exit with ``status``."""
+
+    def exit_now(signum, frame) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
+
+    return exit_now
 
 
 def _usage_error(err: Exception, argv: list[str] | None) -> NoReturn:

@@ -148,23 +148,36 @@ def test_sigterm_ends_the_job_as_ctrl_c_does_with_its_run_failed_and_status_143(
     assert run.data.tags[ERROR_TAG] == "Terminated: terminated (SIGTERM)"
 
 
-def test_a_sigterm_once_the_job_has_ended_leaves_its_exit_status():
-    """A scheduler's SIGTERM that comes while a finished job's process exits (here in an exit
-    handler) changes neither its status nor its output."""
+def test_a_sigterm_once_the_job_has_ended_stops_it_with_the_job_s_status():
+    """A scheduler's SIGTERM that comes while a finished job's process exits (here in a slow exit
+    handler) ends it at once, with the job's status and output, not 143 or a traceback."""
     exiting = (
-        "import atexit, time\n"
-        "atexit.register(lambda: (print('exiting', flush=True), time.sleep(3)))\n"
+        "import atexit, sys, time\n"
+        "atexit.register(lambda: (print('exiting', flush=True), time.sleep(60)))\n"
         "from pipelines.cli import main\n"
-        "main(['data', '--help'])\n"
+        "sys.argv = ['beltcast', 'data', '--help']\n"
+        "main()\n"
     )
     job = subprocess.Popen([sys.executable, "-c", exiting], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while (line := job.stdout.readline()) and line.strip() != "exiting":
         pass
+    sent = time.monotonic()
     job.send_signal(signal.SIGTERM)
     _, err = job.communicate(timeout=60)
 
     assert job.returncode == 0, err
+    assert time.monotonic() - sent < 30  # not the exit handler's 60 s
     assert "Terminated" not in err and "error" not in err, err
+
+
+def test_called_in_a_program_main_puts_its_sigterm_handler_back():
+    def handler(signum, frame) -> None:
+        pass
+
+    signal.signal(signal.SIGTERM, handler)
+    with pytest.raises(SystemExit):
+        cli.main(["data", "--help"])
+    assert signal.getsignal(signal.SIGTERM) is handler
 
 
 def test_a_sigterm_is_ignored_only_while_a_failing_run_is_being_ended():
