@@ -192,7 +192,8 @@ def data_notes(
             else f"A county counts as a belt in a {unit} when at least {needed} of these hold: {'; '.join(conditions)}."
         )  # fmt: skip
     if labels_of is not None and labels_of < as_of:
-        nearby = "belts and Taobao villages" if any(f.startswith("villages_") for f in features) else "belts"
+        villages = [f for f in features if f.startswith("villages_")]  # all 0 on a platform's panel
+        nearby = "belts and Taobao villages" if villages and rows[villages].fillna(0).ne(0).any().any() else "belts"
         notes.append(
             f"The newest labels are of {label_of(labels_of)}: a county ranked here may have become a belt between"
             f" {label_of(labels_of)} and {label_of(as_of)} without this page knowing. The {nearby}"

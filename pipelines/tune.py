@@ -26,6 +26,7 @@ from features.io import write_atomic, write_json
 from models.datasets import emergence_transitions
 from models.estimators import LGBMEmergence
 from models.tuning import (
+    CALIBRATION_FOLDS,
     best_trial,
     calibration_scores,
     completed,
@@ -141,9 +142,9 @@ def calibration_of(
 ) -> dict[int, float]:
     """The inner-fold Brier score of each calibration fold count for the best ``trial``, computed
     once per trial and data (``compute``) and kept as the study's attribute
-    ``calibration:<trial>:<fingerprint>``: a run that adds no better trial (a re-run period, a
+    ``calibration:<trial>:<fingerprint>:<candidates>``: a run that adds no better trial (a re-run period, a
     finished study run again) reuses it instead of fitting the calibrated models again."""
-    key = f"calibration:{trial.number}:{fingerprint}"
+    key = f"calibration:{trial.number}:{fingerprint}:{'-'.join(map(str, CALIBRATION_FOLDS))}"  # and the candidates
     kept = study.user_attrs.get(key)
     if isinstance(kept, dict) and kept:
         return {int(k): float(v) for k, v in kept.items()}

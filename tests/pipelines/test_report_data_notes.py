@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipelines.report import data_notes
 
@@ -50,3 +51,13 @@ def test_a_current_model_of_current_labels_has_fewer_notes():
     assert notes == [
         "A county counts as a belt in a year when at least 2 of these hold: gmv ≥ 200,000,000; merchants ≥ 500."
     ]
+
+
+@pytest.mark.parametrize(
+    ("villages", "nearby"), [(0.0, "The belts nearby"), (0.02, "The belts and Taobao villages nearby")]
+)
+def test_the_labels_note_names_villages_only_where_the_panel_has_some(villages, nearby):
+    # a platform's panel has the village shares, all 0: its belts are not Taobao villages
+    snapshot = _snapshot(2020).assign(villages_within_100km_share=villages)
+    notes = data_notes(snapshot, ["belts_within_100km_share", "villages_within_100km_share"], {}, 2020, 2016, {})
+    assert f" {nearby} are those of 2016 too" in notes[0]
