@@ -300,15 +300,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         body, problem = await self._read(scope, receive)
-        if problem is None and _is_csv(scope):  # its JSON is one level of rows: no nesting to check
-            body, problem = _csv_as_json(body)
-            scope = {**scope, "headers": _json_headers(scope, len(body))}
-        elif problem is None and nesting_depth(body) > MAX_DEPTH:
-            problem = 400, f"the JSON body is nested deeper than {MAX_DEPTH} levels"
-        if problem is None:
-            check = self._parquet_problem if _content_type(scope) == PARQUET else self._json_problem
-            wrong = await asyncio.to_thread(check, body)  # a large body's parse must not hold up the other requests
-            problem = None if wrong is None else (400, wrong)
+        if problem is None:  # the checks read the whole body: in a thread, not in the loop serving the others
+            body, scope, problem = await asyncio.to_thread(self._checked, scope, body)
         if problem is not None:
             await _reply(send, *problem)
             return
@@ -322,6 +315,19 @@ class RequestGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, _plain_errors(send))
+
+    def _checked(self, scope, body: bytes) -> tuple[bytes, dict, tuple[int, str] | None]:
+        """The body and scope MLflow is given (a CSV body as its JSON), and what is wrong with the body, or None."""
+        if _is_csv(scope):  # its JSON is one level of rows: no nesting to check
+            body, problem = _csv_as_json(body)
+            if problem is not None:
+                return body, scope, problem
+            scope = {**scope, "headers": _json_headers(scope, len(body))}
+        elif nesting_depth(body) > MAX_DEPTH:
+            return body, scope, (400, f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+        check = self._parquet_problem if _content_type(scope) == PARQUET else self._json_problem
+        wrong = check(body)
+        return body, scope, None if wrong is None else (400, wrong)
 
     def _json_problem(self, body: bytes) -> str | None:
         """What is wrong with a JSON body's parameters or columns that MLflow would let through."""
