@@ -30,10 +30,11 @@ It also makes MLflow's answers usable, and refuses what MLflow would let through
   would drop it with a warning in the server's log, and answer as if it had not been sent;
 - a request naming a column twice gets **400** naming it (MLflow's answer would be pandas'
   ``Length of values (2) does not match length of index (1)``);
-- a JSON or CSV request whose what-if value (a column the signature types as a number) is
-  ``true``/``false`` or text that is no number gets **400** naming every such row, its column and
-  value: MLflow would read ``true`` as 1.0 (pandas' ``astype`` in its ``dataframe_from_parsed_json``)
-  and name the column only for ``"5%"``.
+- a request (JSON, CSV or Parquet) whose what-if value (a column the signature types as a number)
+  is ``true``/``false`` or text that is no number gets **400** naming every such row, its column
+  and value: MLflow would read ``true`` as 1.0 (pandas' ``astype`` in its
+  ``dataframe_from_parsed_json``) and name the column only for ``"5%"`` or a Parquet column of
+  booleans.
 
 Every answer to ``/invocations`` says which model answered it, in the headers
 ``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
@@ -215,7 +216,7 @@ def _with_nearest(name: object, known: list[str]) -> str:
 
 def _shown(value: object) -> str:
     """A request's value as an error message shows it: text quoted, anything else as JSON."""
-    return repr(value) if isinstance(value, str) else json.dumps(value)[:80]
+    return repr(value) if isinstance(value, (str, bytes)) else json.dumps(value, default=str)[:80]
 
 
 def not_numbers(frame: Frame, numbers: list[str]) -> str | None:
@@ -248,8 +249,10 @@ def is_number(value: object) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def parquet_columns(body: bytes) -> list[str] | None:
-    """The column names of a Parquet body, or None for a body that is no Parquet (left to MLflow)."""
+def parquet_frame(body: bytes) -> Frame | None:
+    """The table of a Parquet body, or None for a body that is no Parquet (left to MLflow). Its
+    columns are the table's; a column's cells are read only when asked for, and only a column of
+    no number type has any that are not numbers (:func:`is_number`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -259,7 +262,18 @@ def parquet_columns(body: bytes) -> list[str] | None:
         return None
     # the index pandas' to_parquet writes (``__index_level_0__``) is read back as the index
     index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
-    return [name for name in schema.names if name not in index]
+    columns = [name for name in schema.names if name not in index]
+
+    def cells(name: str) -> Iterator[tuple[int, object]]:
+        kind = schema.field(name).type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind):
+            return iter(())
+        try:
+            return enumerate(pq.read_table(pa.BufferReader(body), columns=[name]).column(name).to_pylist())
+        except (pa.ArrowException, OSError):  # a column that cannot be read: MLflow names the problem
+            return iter(())
+
+    return Frame(columns, cells)
 
 
 class RequestGuard:
@@ -280,7 +294,7 @@ class RequestGuard:
         The columns the model takes (its signature's inputs); a request naming another gets 400.
         None given: the columns are not checked.
     numbers : list of str, default=()
-        The inputs whose values must be numbers; a JSON request giving another value gets 400.
+        The inputs whose values must be numbers; a request giving another value gets 400.
     """
 
     def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=(), numbers=()):
@@ -341,8 +355,10 @@ class RequestGuard:
         return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
 
     def _parquet_problem(self, body: bytes) -> str | None:
-        columns = parquet_columns(body) if self.inputs else None
-        return None if columns is None else self._columns_problem(columns)
+        frame = parquet_frame(body) if self.inputs else None
+        if frame is None:
+            return None
+        return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
 
     def _columns_problem(self, columns: list) -> str | None:
         return repeated_columns(columns) or unknown_columns(columns, self.inputs)

@@ -384,8 +384,10 @@ def test_a_what_if_of_true_or_false_is_a_400_naming_the_row_and_column(server):
         ({"instances": [{"county_code": CAOXIAN, "poverty_county": 0},
                         {"county_code": CAOXIAN, "poverty_county": True}]}, "application/json"),
         (f"county_code,poverty_county\n{CAOXIAN},False\n{CAOXIAN},True\n".encode(), "text/csv"),
+        (parquet_of(pd.DataFrame({"county_code": [CAOXIAN, CAOXIAN], "poverty_county": [None, True]})),
+         "application/vnd.apache.parquet"),
     ],
-    ids=["records", "inputs", "instances", "csv"],
+    ids=["records", "inputs", "instances", "csv", "parquet"],
 )  # fmt: skip
 def test_a_what_if_of_true_is_refused_in_every_format(server, body, content_type):
     response = post(server, body, content_type)
