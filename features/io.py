@@ -6,7 +6,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -114,12 +116,40 @@ def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:
 def write_together(writers: dict[Path, Callable[[Path], Any]]) -> list[Path]:
     """Write every target to its temporary name first, then rename them one after the other, so
     files that belong together (a CSV and its Parquet) are replaced within microseconds of each
-    other; if a write fails, none of the targets is touched."""
+    other; if a write fails, none of the targets is touched. A SIGTERM or Ctrl+C during the
+    renames is handled after them (:func:`signals_deferred`), so it never falls between two."""
     with ExitStack() as stack:
         temporaries = {target: stack.enter_context(atomic_path(target)) for target in writers}
         for target, writer in writers.items():
             _write(writer, temporaries[target], Path(target))
+        renames = stack.pop_all()
+    with signals_deferred():  # a SIGTERM or Ctrl+C between two renames would leave a mixed pair
+        renames.close()
     return list(writers)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the block: one that comes meanwhile is handled as it would
+    have been (its handler called, or its default action taken) once the block has ended. Only
+    the main thread handles signals; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    for number in previous:
+        signal.signal(number, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            if callable(previous[number]):
+                previous[number](number, None)
+            elif previous[number] == signal.SIG_DFL:
+                signal.raise_signal(number)
 
 
 def _write(writer: Callable[[Path], Any], tmp: Path, target: Path) -> None:

@@ -207,8 +207,8 @@ def rank(forecast: pd.DataFrame) -> pd.DataFrame:
 
 def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int, encoding: str = "utf-8") -> ScoreOutputs:
     """CSV (``encoding``: ``utf-8``, or ``utf-8-sig`` for Excel) and Parquet beside it: both written
-    to temporary names, then renamed one after the other (a kill can only fall between the two
-    renames, never leave a partial file)."""
+    to temporary names, then renamed one after the other, SIGTERM and Ctrl+C held back meanwhile
+    (only a SIGKILL can fall between the two renames; no kill leaves a partial file)."""
     csv_path = Path(csv_path)
     parquet_path = parquet_of(csv_path)
     write_together(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -71,6 +73,60 @@ def test_files_written_together_are_all_replaced_or_none(tmp_path):
 
     write_together({parquet: lambda tmp: tmp.write_text("new parquet\n"), csv: lambda tmp: tmp.write_text("new csv\n")})
     assert (csv.read_text(), parquet.read_text()) == ("new csv\n", "new parquet\n")
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_renames_is_handled_after_the_last(tmp_path, monkeypatch, number):
+    """A scheduler's SIGTERM (or Ctrl+C) that came after the first rename ended the job before the
+    second: a new CSV beside the old Parquet."""
+    import features.io
+
+    class Stopped(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    csv, parquet = tmp_path / "s.csv", tmp_path / "s.parquet"
+    csv.write_text("old csv\n")
+    parquet.write_text("old parquet\n")
+    renamed, replace = [], os.replace
+
+    def replace_then_signal(source, target):
+        replace(source, target)
+        renamed.append(Path(target).name)
+        if len(renamed) == 1:
+            os.kill(os.getpid(), number)
+
+    previous = signal.signal(number, stop)
+    try:
+        monkeypatch.setattr(features.io.os, "replace", replace_then_signal)
+        with pytest.raises(Stopped):
+            features.io.write_together({parquet: lambda tmp: tmp.write_text("new parquet\n"),
+                                        csv: lambda tmp: tmp.write_text("new csv\n")})  # fmt: skip
+        assert signal.getsignal(number) is stop
+    finally:
+        signal.signal(number, previous)
+    assert sorted(renamed) == ["s.csv", "s.parquet"]
+    assert (csv.read_text(), parquet.read_text()) == ("new csv\n", "new parquet\n")
+
+
+def test_signals_deferred_in_another_thread_changes_no_handler():
+    import threading
+
+    from features.io import signals_deferred
+
+    seen = []
+
+    def run():
+        with signals_deferred():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [before]
 
 
 def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
