@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -18,6 +19,22 @@ from rich.markup import escape
 
 from features.errors import BeltcastError, Terminated, ending_run
 from pipelines.config import Settings, load_settings
+
+_ended_with: list[int] = []  # the status of the ``beltcast`` command's job, once it has ended
+
+
+def _exit_after_exit_handlers() -> None:
+    """The last exit handler of a ``beltcast`` process (registered when this module is imported,
+    before any other): once the job has ended and the other exit handlers have run, the process
+    ends with the job's status, flushing what it printed. Python's own shutdown after the exit
+    handlers (its collection of garbage and modules, a second or more with Spark and MLflow
+    loaded) would run with SIGTERM's default action back, a finished job ending 143."""
+    if _ended_with:
+        _flush_output()
+        os._exit(_ended_with[-1])
+
+
+atexit.register(_exit_after_exit_handlers)
 
 app = typer.Typer(
     help="Forecast which Chinese counties become e-commerce industrial belts, and their mode.",
@@ -332,10 +349,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     not a usage box. Ctrl+C is ``error: interrupted``, status 130; SIGTERM is handled the same way
     (the job's run ends ``FAILED`` saying so), ``error: terminated (SIGTERM)``, status 143.
 
-    Once the job has ended, a SIGTERM ends the command's process at once with the job's status
-    (Python restores the default action while it shuts down, which had ended a finished job with
-    143 while its run said FINISHED). Called with ``argv`` (in another program's process), the
-    process's previous SIGTERM handler is put back instead."""
+    Once the job has ended, a SIGTERM ends the command's process at once with the job's status,
+    and the process ends once its exit handlers have run (:func:`_exit_after_exit_handlers`):
+    Python restores SIGTERM's default action for the rest of its shutdown, which had ended a
+    finished job with 143 while its run said FINISHED. Called with ``argv`` (in another program's
+    process), the process's previous SIGTERM handler is put back instead, and it shuts down as
+    that program does."""
     _received.clear()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
@@ -350,6 +369,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, _exit_with(status) if argv is None else previous)
+        if main_thread and argv is None:
+            _ended_with.append(status)
     raise SystemExit(status)
 
 
@@ -378,12 +399,16 @@ def _exit_with(status: int):
     """A SIGTERM handler for a process whose job has ended: flush what it printed, exit with ``status``."""
 
     def exit_now(signum, frame) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush_output()
         os._exit(status)
 
     return exit_now
+
+
+def _flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
 
 
 def _usage_error(err: Exception, argv: list[str] | None) -> NoReturn:

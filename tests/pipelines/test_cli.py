@@ -151,10 +151,10 @@ def test_sigterm_ends_the_job_as_ctrl_c_does_with_its_run_failed_and_status_143(
 def test_a_sigterm_once_the_job_has_ended_stops_it_with_the_job_s_status():
     """A scheduler's SIGTERM that comes while a finished job's process exits (here in a slow exit
     handler) ends it at once, with the job's status and output, not 143 or a traceback."""
-    exiting = (
+    exiting = (  # the exit handler registered after the command's module, as MLflow's and Spark's are
         "import atexit, sys, time\n"
-        "atexit.register(lambda: (print('exiting', flush=True), time.sleep(60)))\n"
         "from pipelines.cli import main\n"
+        "atexit.register(lambda: (print('exiting', flush=True), time.sleep(60)))\n"
         "sys.argv = ['beltcast', 'data', '--help']\n"
         "main()\n"
     )
@@ -168,6 +168,35 @@ def test_a_sigterm_once_the_job_has_ended_stops_it_with_the_job_s_status():
     assert job.returncode == 0, err
     assert time.monotonic() - sent < 30  # not the exit handler's 60 s
     assert "Terminated" not in err and "error" not in err, err
+
+
+def test_a_sigterm_in_python_s_shutdown_after_a_finished_job_does_not_end_it_143():
+    """After the exit handlers, Python restores SIGTERM's default action while it collects its
+    modules (a second or more with Spark and MLflow loaded): a SIGTERM then (here sent by an
+    object collected with the main module) ended a finished job with 143."""
+    shutting_down = (
+        "import os, signal, sys, time\n"
+        "from pipelines.cli import main\n"
+        "class SentAtShutdown:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "collected_last = SentAtShutdown()\n"
+        "sys.argv = ['beltcast', 'data', '--help']\n"
+        "main()\n"
+    )
+    job = subprocess.run([sys.executable, "-c", shutting_down], capture_output=True, text=True, timeout=120)
+
+    assert job.returncode == 0, job.stderr
+    assert "Usage" in job.stdout  # what the job printed is kept
+
+
+def test_a_failed_job_ends_with_its_status_after_the_exit_handlers():
+    failing = "import sys\nfrom pipelines.cli import main\nsys.argv = ['beltcast', 'no-such-verb']\nmain()\n"
+    job = subprocess.run([sys.executable, "-c", failing], capture_output=True, text=True, timeout=120)
+
+    assert job.returncode == 2
+    assert job.stderr.startswith("error:"), job.stderr
 
 
 def test_called_in_a_program_main_puts_its_sigterm_handler_back():
