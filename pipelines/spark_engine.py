@@ -114,6 +114,9 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     ScoreError
         pyspark is not installed, the model has no output signature, or Spark fails (no Java, a
         master that cannot be reached, a failed job).
+    KeyboardInterrupt
+        Ctrl+C or SIGTERM (:class:`~features.errors.Terminated`) while Spark scores, as it came,
+        not the error Spark's clean-up raised after it.
     """
     outputs = output_schema(model_uri)
     try:
@@ -123,6 +126,9 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     except Exception as err:
         if not _from_spark(err):
             raise
+        stopped = interruption_behind(err)
+        if stopped is not None:  # Ctrl+C or SIGTERM, to which Spark's clean-up answered with its own error
+            raise stopped from None
         refused = model_refusal(err)
         if refused is not None:
             raise ScoreError(
@@ -135,6 +141,20 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
             " --engine pandas scores without Spark"
         ) from err
     return _as_pandas_forecast(scored, outputs)
+
+
+def interruption_behind(err: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl+C or SIGTERM (:class:`~features.errors.Terminated`) that ``err`` was raised while
+    handling, if any: interrupted while it waits for a Spark job, pyspark asks the JVM for the
+    job's result as it cleans up, and the JVM's error (a broken pipe) replaces the interruption."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def model_refusal(err: BaseException) -> str | None:

@@ -3,6 +3,7 @@ on the real panel with the trained champion; one Spark session for the whole mod
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from features.errors import Terminated
 from models.served import signature
 from pipelines import score, spark_engine
 from pipelines.score import ScoreError
@@ -118,6 +120,47 @@ def test_the_models_message_is_taken_from_the_workers_traceback():
     )
     assert model_refusal(RuntimeError(worker)) == "row 0: viirs_mean_rel must be a number within -50..50; got inf"
     assert model_refusal(RuntimeError("Java gateway process exited before sending its port number")) is None
+
+
+@pytest.mark.parametrize("interruption", [Terminated, KeyboardInterrupt])
+def test_an_interruption_while_spark_scores_is_raised_as_it_came(monkeypatch, interruption):
+    """SIGTERM while a Spark job ran ended the command with status 1 and an error blaming Java and
+    the master: pyspark's clean-up asked the JVM for the job's result, and the JVM's broken-pipe
+    error replaced the interruption."""
+    py4j = pytest.importorskip("py4j.protocol")
+
+    def interrupted_job(spark, predict, request):
+        try:
+            raise interruption
+        except KeyboardInterrupt:
+            raise py4j.Py4JError("An error occurred while calling o88.getResult") from None
+
+    monkeypatch.setattr(spark_engine, "output_schema", lambda uri: signature([]).outputs)
+    monkeypatch.setattr(spark_engine, "spark_session", contextlib.nullcontext)
+    monkeypatch.setattr(spark_engine.mlflow.pyfunc, "spark_udf", lambda *args, **kwargs: None)
+    monkeypatch.setattr(spark_engine, "_score", interrupted_job)
+
+    with pytest.raises(interruption) as raised:
+        spark_engine.predict_with_spark("models:/county-belt/1", pd.DataFrame({"county_code": ["371721"]}))
+    assert type(raised.value) is interruption
+
+
+def test_a_spark_error_that_no_interruption_caused_is_a_score_error(monkeypatch):
+    py4j = pytest.importorskip("py4j.protocol")
+
+    def failed_job(spark, predict, request):
+        try:
+            raise ValueError("a worker's own failure")
+        except ValueError:
+            raise py4j.Py4JError("An error occurred while calling o88.getResult")  # noqa: B904
+
+    monkeypatch.setattr(spark_engine, "output_schema", lambda uri: signature([]).outputs)
+    monkeypatch.setattr(spark_engine, "spark_session", contextlib.nullcontext)
+    monkeypatch.setattr(spark_engine.mlflow.pyfunc, "spark_udf", lambda *args, **kwargs: None)
+    monkeypatch.setattr(spark_engine, "_score", failed_job)
+
+    with pytest.raises(ScoreError, match="the spark engine failed on master"):
+        spark_engine.predict_with_spark("models:/county-belt/1", pd.DataFrame({"county_code": ["371721"]}))
 
 
 def test_result_type_is_the_output_signature_with_booleans_as_strings():
