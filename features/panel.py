@@ -2,8 +2,10 @@
 
 First invariant: a feature of as-of year ``t`` uses only data dated ``<= t``. Every source is
 joined as of ``t`` (its newest value dated on or before ``t``), with a ``staleness_<source>``
-column giving how many years old that value is; static geography (terrain, centroids, area) is
-the only exception, and is declared as such. Spatial features use the belts known at ``t`` only.
+column giving how many years old that value is (for a source whose values are not all as old as
+each other, :data:`PER_FEATURE_STALENESS`, also a ``staleness_<feature>`` per feature); static
+geography (terrain, centroids, area) is the only exception, and is declared as such. Spatial
+features use the belts known at ``t`` only.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_
 LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mode"]
 # The age of the labels a row's belt exposure is computed from (as of 2020: the 2016 roster).
 LABELS_STALENESS = "staleness_labels"
+# Sources whose variables are not all as old as each other: each of their features has a
+# staleness column of its own, ``staleness_<feature>``, beside the source's (its newest value's
+# age). A prefecture's registered population stops in 2017 or 2018 (37 prefectures) while its
+# GDP goes on, and a prefecture's GDP can have a gap its population has not.
+PER_FEATURE_STALENESS = ("prefecture",)
 GROWTH = {"viirs_mean": (1, 2), "co2_mt": (1, 2)}
 YEAR_RELATIVE = ("pref_gdp_growth",)
 RELATIVE_SUFFIX = "_rel"
@@ -231,7 +238,10 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
         values = newest.pivot(index="county_code", columns="variable", values="value")
         age = as_of - newest.groupby(["county_code", "source"])["period"].max().unstack()
         age.columns = [f"staleness_{source}" for source in age.columns]
-        parts.append(values.join(age, how="outer").assign(as_of=as_of))
+        own = newest[newest["source"].isin(PER_FEATURE_STALENESS)]
+        own_age = as_of - own.pivot(index="county_code", columns="variable", values="period")
+        own_age.columns = [f"staleness_{variable}" for variable in own_age.columns]
+        parts.append(values.join(age, how="outer").join(own_age, how="outer").assign(as_of=as_of))
     dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
     return dynamic.drop(columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")])
 
@@ -350,7 +360,8 @@ def feature_columns(panel: pd.DataFrame) -> list[str]:
 
 
 def staleness_columns(panel: pd.DataFrame) -> list[str]:
-    """Years since the newest value of each source, per row."""
+    """Years since the newest value of each source (and of each feature of
+    :data:`PER_FEATURE_STALENESS`), per row."""
     return [c for c in panel.columns if c.startswith("staleness_")]
 
 
@@ -365,16 +376,24 @@ SOURCE_PREFIXES = {
 def feature_sources(features: Sequence[str], staleness: Sequence[str]) -> dict[str, str]:
     """The staleness column of each feature that comes from a dated source.
 
-    A feature belongs to the source whose name (or :data:`SOURCE_PREFIXES` entry) starts its
-    name: ``co2_growth_1y_rel`` to ``staleness_co2``, ``pref_gdp_rel`` to
-    ``staleness_prefecture``, ``belts_within_100km_share`` to ``staleness_labels``. Features of
-    no dated source (geography) have none.
+    A feature with a staleness column of its own (``staleness_pref_population_rel``,
+    :data:`PER_FEATURE_STALENESS`) has that one; any other belongs to the source whose name (or
+    :data:`SOURCE_PREFIXES` entry) starts its name: ``co2_growth_1y_rel`` to ``staleness_co2``,
+    ``pref_gdp_rel`` to ``staleness_prefecture`` in a panel without per-feature columns,
+    ``belts_within_100km_share`` to ``staleness_labels``. Features of no dated source (geography)
+    have none.
     """
-    prefixes = {column: SOURCE_PREFIXES.get(source, (source + "_",))
-                for column in staleness if (source := column.removeprefix("staleness_"))}  # fmt: skip
-    return {
-        feature: column for feature in features for column, starts in prefixes.items() if feature.startswith(starts)
-    }
+    own = {f"staleness_{feature}" for feature in features} & set(staleness)
+    sources = {column: column.removeprefix("staleness_") for column in staleness if column not in own}
+    prefixes = {column: SOURCE_PREFIXES.get(source, (source + "_",)) for column, source in sources.items()}
+    found = {}
+    for feature in features:
+        matching = [column for column, starts in prefixes.items() if feature.startswith(starts)]
+        if f"staleness_{feature}" in own:
+            found[feature] = f"staleness_{feature}"
+        elif matching:
+            found[feature] = matching[-1]
+    return found
 
 
 def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:

@@ -39,6 +39,22 @@ FIGURES = {
     "feature_importance": "explanations/feature_importance.png",
     "shap_summary": "explanations/shap_summary.png",
 }
+FIGURE_CAPTIONS = {
+    "pr_curve": "Precision–recall on the newest fold: going down each model's ranking, the share of the counties"
+    " so far that became belts (precision) against the share of all new belts found (recall)",
+    "calibration_curve": "Calibration on the newest fold: forecast probability against the share of counties"
+    " that became belts, counties binned by forecast; on the dotted diagonal, a probability means what it says",
+    "shap_summary": "What drives p_belt: one dot per county and indicator, how far the indicator moved the county's"
+    " log-odds of becoming a belt (right: towards), coloured by the indicator's value",
+    "feature_importance": "Where the trees split: total gain per indicator (not what drives p_belt; see the text)",
+}
+MODEL_WORDS = {
+    "lightgbm": "the forecast on this page (gradient-boosted trees, probabilities calibrated)",
+    "lightgbm_uncalibrated": "the same trees before calibration: the same ranking, other probabilities",
+    "logistic": "logistic regression on the same indicators, the econometric baseline",
+    "spatial_neighbors": "counties ranked by the belts within 100 km, then by the distance to the nearest belt",
+    "prior": "every county given the base rate: what chance alone ranks",
+}
 BACKTEST_JSON = "backtest/backtest.json"
 LINEAGE_TAGS = (
     "git_sha",
@@ -207,13 +223,8 @@ def data_notes(
         )
     sources = feature_sources(features, staleness_columns(rows))
     for column in sorted(set(sources.values()) - {LABELS_STALENESS}):  # the labels' age is said above
-        age = rows[column].dropna()
-        if len(age) and (typical := int(age.median())) > 0:
-            notes.append(
-                f"{SOURCE_NAMES.get(column, column.removeprefix('staleness_'))}: the newest data are of"
-                f" {label_of(as_of - typical)}, {typical} {unit}{'s' if typical > 1 else ''} before {label_of(as_of)};"
-                " drivers from them say so."
-            )
+        if (note := _age_note(column, rows[column].dropna(), as_of, unit)) is not None:
+            notes.append(note)
     gaps = rows[features].isna().sum().sort_values(ascending=False, kind="stable")
     absent = [f for f, n in gaps.items() if n == len(rows)]
     if absent and len(rows):
@@ -227,6 +238,23 @@ def data_notes(
             ' what it went with in the training years, so a driver may read "no data on ...".'
         )
     return notes
+
+
+def _age_note(column: str, age: pd.Series, as_of: int, unit: str) -> str | None:
+    """How old the data of a staleness ``column`` are as of ``as_of``, for most counties and for
+    those whose data are older; None when all are of ``as_of``."""
+    if not len(age) or age.max() <= 0:
+        return None
+    name = SOURCE_NAMES.get(column) or feature_name(column.removeprefix("staleness_"))
+    name = name[:1].upper() + name[1:]
+    typical, older = int(age.median()), age[age > age.median()]
+    said = (
+        f"the newest data are of {label_of(as_of - typical)}, {typical} {unit}{'s' if typical > 1 else ''}"
+        f" before {label_of(as_of)}" if typical > 0 else f"the data are of {label_of(as_of)} for most counties"
+    )  # fmt: skip
+    if len(older):
+        said += f", and older for {len(older):,} (of {label_of(as_of - int(older.max()))} at the oldest)"
+    return f"{name}: {said}; drivers from them say so."
 
 
 def _number(value: float) -> str:
@@ -308,16 +336,21 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         ),
         _section("Model and data lineage", "", _lineage(context), "lineage"),
     ]
-    return _page(f"beltcast — belt forecast as of {label_of(context.as_of)}", "".join(sections))
+    return _page(f"beltcast — belt {_page_kind(context)} as of {label_of(context.as_of)}", "".join(sections))
 
 
 def _header(context: ReportContext) -> str:
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
-        f"<header><h1>E-commerce industrial belts: forecast as of {label_of(context.as_of)}</h1>"
+        f"<header><h1>E-commerce industrial belts: {_page_kind(context)} as of {label_of(context.as_of)}</h1>"
         f"<p>{context.name} version {html.escape(context.version)} · generated {generated}</p>"
         f"<p>{html.escape(_reading(context))}</p></header>"
     )
+
+
+def _page_kind(context: ReportContext) -> str:
+    """A forecast, or, as of a period whose outcome the model was trained on, an in-sample check."""
+    return "forecast" if context.trained_up_to is None else "in-sample check (not a forecast)"
 
 
 def _reading(context: ReportContext) -> str:
@@ -444,7 +477,34 @@ def _baselines(report: dict) -> str:
             ),
             _fold_tables(spatial["models"], spatial.get("comparisons", {})),
         ]
-    return "".join(parts)
+    return "".join(parts) + _how_to_read(emergence)
+
+
+def _how_to_read(emergence: dict) -> str:
+    """What the backtest tables' models and figures mean, in words, with the newest fold's own numbers."""
+    newest = emergence.get("models", {})
+    ours = newest.get("lightgbm", {})
+    example = ""
+    if ours.get("precision_at_50") is not None:
+        found = round(50 * float(ours["precision_at_50"]))
+        example = f" (LightGBM's {float(ours['precision_at_50']):.2f}: {found} of its top 50 became belts)"
+    base = ""
+    if ours.get("n") and ours.get("n_positive") is not None:
+        base = f" The newest fold's base rate is {int(ours['n_positive']) / int(ours['n']):.3f}: the AP of chance."
+    models = "".join(
+        f"<li><b>{name}</b>: {html.escape(MODEL_WORDS[name])}</li>" for name in MODEL_WORDS if name in newest
+    )
+    figures = (
+        "<li><b>AP</b> (average precision): the precision of the ranking averaged over every new belt's place in it,"
+        " 1 for all new belts on top; the figure that judges a short list." + base + "</li>"
+        f"<li><b>P@50</b>: of the 50 counties ranked highest, the share that became belts{example}.</li>"
+        "<li><b>R@100</b>: of the counties that became belts, the share ranked in the top 100.</li>"
+        "<li><b>ROC-AUC</b>: the chance that a county that became a belt is ranked above one that did not"
+        " (0.5: chance).</li>"
+        "<li><b>Brier</b>: the mean squared gap between the probabilities and what happened (0 or 1);"
+        " lower is better, and only calibrated probabilities do well.</li>"
+    )
+    return f'<h3>How to read these tables</h3><ul class="guide">{models}{figures}</ul>'
 
 
 def _fold_tables(models: dict, comparisons: dict) -> str:
@@ -543,9 +603,10 @@ def _share(metrics: dict, key: str) -> str:
 
 def _images(figures: dict[str, str], keys: tuple[str, ...]) -> str:
     parts = [
-        f'<figure><img alt="{key}" src="{figures[key]}"><figcaption>{key.replace("_", " ")}</figcaption></figure>'
+        f'<figure><img alt="{html.escape(FIGURE_CAPTIONS[key])}" src="{figures[key]}">'
+        f"<figcaption>{html.escape(FIGURE_CAPTIONS[key])}</figcaption></figure>"
         if key in figures
-        else f"<p>({key.replace('_', ' ')} not available for this run)</p>"
+        else f"<p>({html.escape(FIGURE_CAPTIONS[key].split(':')[0])}: not available for this run)</p>"
         for key in keys
     ]
     return '<div class="figures">' + "".join(parts) + "</div>"

@@ -7,7 +7,7 @@ population (万人) 1998-2024; its column ``插值_常住人口（万人）`` fi
 not used. Both end with blank rows and two rows of advertising text; they are dropped and
 counted. ``prefecture_gdp_pop_revenue/prefecture.dta`` (Wiebe's replication package) gives
 fiscal revenue 1997-2017 (:func:`read_prefecture_revenue`) and registered population (户籍,
-万人, to 2017). The resident file has no autonomous prefecture, league or 地区 (39 prefectures of
+万人, to 2017 or 2018). The resident file has no autonomous prefecture, league or 地区 (39 prefectures of
 2020, 317 counties); 37 of them take their registered population from the .dta, listed in the
 notes (``prefectures_with_registered_population``), and a prefecture keeps one measure for all
 its years. Registered and resident population differ most where people move (东莞's registered

@@ -93,8 +93,23 @@ def test_staleness_counts_years_since_the_newest_value(panel):
     of_labels = {f for f, column in dated.items() if column == "staleness_labels"}
     exposure = ("belts_", "villages_", "dist_nearest_belt", "taobao_")
     assert of_labels == {f for f in feature_columns(panel) if f.startswith(exposure)}
-    assert "dist_nearest_belt_km_rel" in of_labels and dated["pref_gdp_rel"] == "staleness_prefecture"
+    assert "dist_nearest_belt_km_rel" in of_labels and dated["co2_growth_1y_rel"] == "staleness_co2"
     assert np.isnan(caoxian.loc[2014, "tudigong_manufacturing_share_rel"])
+
+
+def test_a_prefecture_feature_is_as_old_as_its_own_value(panel):
+    """果洛州's population is its registered population, which ends in 2018, while its GDP goes on
+    (with a gap in 2020): the prefecture's staleness, its newest value's age, had dated its
+    population as of 2019."""
+    maqin = panel[panel["county_code"] == "632621"].set_index("as_of")  # 玛沁县, 果洛州
+    dated = feature_sources(feature_columns(panel), staleness_columns(panel))
+    prefecture = [f for f in feature_columns(panel) if f.startswith("pref_")]
+    assert {dated[f] for f in prefecture} == {f"staleness_{f}" for f in prefecture}
+    assert maqin.loc[2020, "staleness_pref_population_rel"] == 2
+    assert maqin.loc[2020, "staleness_pref_gdp_per_capita_rel"] == 2  # of GDP and population
+    assert maqin.loc[2020, "staleness_pref_gdp_rel"] == 1
+    assert maqin.loc[2020, "staleness_prefecture"] == 1
+    assert maqin.loc[2018, "staleness_pref_population_rel"] == 0
 
 
 def test_belt_counts_per_year(panel):

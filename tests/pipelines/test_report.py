@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     assert 'id="top-candidates"' in text and 'id="county-map"' in text
     assert len(re.findall(r'<path d="M[^"]+" fill="#[0-9a-f]{6}" data-code="\d{6}"', text)) >= 2800
     for figure in ("pr_curve", "calibration_curve", "feature_importance", "shap_summary"):
-        assert f'alt="{figure}" src="data:image/png;base64,' in text
+        assert f'alt="{html.escape(report.FIGURE_CAPTIONS[figure])}" src="data:image/png;base64,' in text
     assert "models:/county-belt/1" in text
     caveats = text[text.index('id="data-caveats"') :]
     assert "The newest labels are of 2016" in caveats and "the newest data are of 2017" in caveats  # CO2 ends 2017
@@ -48,6 +49,11 @@ def test_report_has_the_table_the_map_and_the_curves(page):
         r"LightGBM scored average precision 0\.\d{3}, precision at 50 0\.\d{3}, .* Brier score 0\.\d{4}", text
     )
     assert "A county counts as a belt in a year when Taobao villages ≥ 1." in caveats
+    assert "<h1>E-commerce industrial belts: forecast as of 2020</h1>" in text  # 2020's outcome was not trained on
+    guide = text[text.index("How to read these tables") : text.index('id="drivers"')]
+    for model in ("lightgbm", "logistic", "spatial_neighbors", "prior"):  # every model of the tables in words
+        assert f"<li><b>{model}</b>: " in guide
+    assert re.search(r"<b>P@50</b>: of the 50 counties ranked highest, the share that became belts \(LightGBM", guide)
     top = text[text.index('id="top-candidates"') : text.index('id="county-map"')]
     assert "平台+产业转型 (industrial transformation)" in top and "<td>industrial_transformation</td>" not in top
 

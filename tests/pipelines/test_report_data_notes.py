@@ -61,3 +61,13 @@ def test_the_labels_note_names_villages_only_where_the_panel_has_some(villages, 
     snapshot = _snapshot(2020).assign(villages_within_100km_share=villages)
     notes = data_notes(snapshot, ["belts_within_100km_share", "villages_within_100km_share"], {}, 2020, 2016, {})
     assert f" {nearby} are those of 2016 too" in notes[0]
+
+
+def test_a_feature_dated_on_its_own_names_the_counties_with_older_data():
+    # registered prefecture population ends in 2017 for some prefectures; the others' is current
+    snapshot = _snapshot(2020).assign(staleness_pref_population_rel=np.where(np.arange(200) < 15, 3.0, 0.0))
+    notes = data_notes(snapshot, ["pref_population_rel"], {}, 2020, None, {})
+    assert notes == [
+        "Prefecture population: the data are of 2020 for most counties, and older for 15 (of 2017 at the oldest);"
+        " drivers from them say so."
+    ]
