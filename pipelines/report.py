@@ -21,7 +21,13 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import writable_target, write_atomic
-from features.panel import LABELS_STALENESS, feature_sources, staleness_columns
+from features.panel import (
+    LABELS_STALENESS,
+    PER_FEATURE_STALENESS,
+    SOURCE_PREFIXES,
+    feature_sources,
+    staleness_columns,
+)
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
 from models.drivers import feature_name
@@ -221,10 +227,9 @@ def data_notes(
             f"The newest backtest fold tested {newest['n']:,} counties, of which {newest['n_positive']} became belts:"
             " a few counties more or fewer found move its figures by several points, hence the intervals."
         )
-    sources = feature_sources(features, staleness_columns(rows))
-    for column in sorted(set(sources.values()) - {LABELS_STALENESS}):  # the labels' age is said above
-        if (note := _age_note(column, rows[column].dropna(), as_of, unit)) is not None:
-            notes.append(note)
+    for source, columns in sorted(_dated_sources(features, rows).items()):
+        if source != LABELS_STALENESS and (note := _age_note(source, rows[columns], as_of, unit)) is not None:
+            notes.append(note)  # the labels' age is said above
     gaps = rows[features].isna().sum().sort_values(ascending=False, kind="stable")
     absent = [f for f, n in gaps.items() if n == len(rows)]
     if absent and len(rows):
@@ -240,21 +245,42 @@ def data_notes(
     return notes
 
 
-def _age_note(column: str, age: pd.Series, as_of: int, unit: str) -> str | None:
-    """How old the data of a staleness ``column`` are as of ``as_of``, for most counties and for
-    those whose data are older; None when all are of ``as_of``."""
-    if not len(age) or age.max() <= 0:
+def _dated_sources(features: list[str], rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The staleness columns of ``features`` by source (``staleness_prefecture``): the source's
+    own column, or the columns of its features where each has one (:data:`PER_FEATURE_STALENESS`)."""
+    grouped: dict[str, list[str]] = {}
+    for feature, column in feature_sources(features, staleness_columns(rows)).items():
+        source = column
+        if column == f"staleness_{feature}":  # the snapshot keeps no column of the source itself
+            starts = {name: SOURCE_PREFIXES.get(name, (name + "_",)) for name in PER_FEATURE_STALENESS}
+            source = next((f"staleness_{name}" for name in starts if feature.startswith(starts[name])), column)
+        grouped.setdefault(source, []).append(column)
+    return {source: sorted(set(found)) for source, found in grouped.items()}
+
+
+def _age_note(source: str, ages: pd.DataFrame, as_of: int, unit: str) -> str | None:
+    """How old a source's data are as of ``as_of``: for most counties, and, by feature where its
+    features are dated one by one, for the counties whose data are older; None when all are of
+    ``as_of``."""
+    if not ages.notna().any().any() or ages.max().max() <= 0:
         return None
-    name = SOURCE_NAMES.get(column) or feature_name(column.removeprefix("staleness_"))
-    name = name[:1].upper() + name[1:]
-    typical, older = int(age.median()), age[age > age.median()]
+    typical = int(ages.stack().median())
     said = (
         f"the newest data are of {label_of(as_of - typical)}, {typical} {unit}{'s' if typical > 1 else ''}"
         f" before {label_of(as_of)}" if typical > 0 else f"the data are of {label_of(as_of)} for most counties"
     )  # fmt: skip
-    if len(older):
-        said += f", and older for {len(older):,} (of {label_of(as_of - int(older.max()))} at the oldest)"
-    return f"{name}: {said}; drivers from them say so."
+    older = []
+    for column in ages.columns:
+        late = ages[column][ages[column] > typical]
+        if len(late):
+            oldest = label_of(as_of - int(late.max()))
+            named = "" if column == source else f" {feature_name(column.removeprefix('staleness_'))}"
+            older.append((-len(late), f"{named} for {len(late):,} counties (of {oldest} at the oldest)"))
+    if older:
+        by_feature = any(column != source for column in ages.columns)
+        said += (", and older:" if by_feature else ", and older") + ";".join(text for _, text in sorted(older))
+    name = SOURCE_NAMES.get(source) or feature_name(source.removeprefix("staleness_"))
+    return f"{name[:1].upper()}{name[1:]}: {said}; drivers from them say so."
 
 
 def _number(value: float) -> str:

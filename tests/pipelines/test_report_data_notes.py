@@ -65,9 +65,15 @@ def test_the_labels_note_names_villages_only_where_the_panel_has_some(villages, 
 
 def test_a_feature_dated_on_its_own_names_the_counties_with_older_data():
     # registered prefecture population ends in 2017 for some prefectures; the others' is current
-    snapshot = _snapshot(2020).assign(staleness_pref_population_rel=np.where(np.arange(200) < 15, 3.0, 0.0))
-    notes = data_notes(snapshot, ["pref_population_rel"], {}, 2020, None, {})
+    snapshot = _snapshot(2020).drop(columns="staleness_prefecture")  # a model's snapshot keeps the columns it uses
+    snapshot = snapshot.assign(
+        pref_gdp_rel=0.0,
+        staleness_pref_population_rel=np.where(np.arange(200) < 15, 3.0, 0.0),
+        staleness_pref_gdp_rel=np.where(np.arange(200) < 5, 1.0, 0.0),
+    )
+    notes = data_notes(snapshot, ["pref_population_rel", "pref_gdp_rel"], {}, 2020, None, {})
     assert notes == [
-        "Prefecture population: the data are of 2020 for most counties, and older for 15 (of 2017 at the oldest);"
+        "Prefecture GDP and population: the data are of 2020 for most counties, and older: prefecture population"
+        " for 15 counties (of 2017 at the oldest); prefecture GDP for 5 counties (of 2019 at the oldest);"
         " drivers from them say so."
     ]
