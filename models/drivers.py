@@ -31,7 +31,7 @@ TEMPLATES = {
     "centroid_lon": "longitude {value:.1f}° E",
     "centroid_lat": "latitude {value:.1f}° N",
     "area_km2": "area {value:,.0f} km²",
-    "pref_gdp_growth_rel": "prefecture GDP growth {signed_points} against the median county's",
+    "pref_gdp_growth_rel": "prefecture GDP growth {signed_points} against the median county's prefecture's",
     "platform_gmv_annual_cny": "GMV {value:,.0f} yuan over four quarters",
     "platform_active_merchants": "{value:,.0f} active merchants",
     "platform_gmv_growth_yoy": "GMV {value:+.0%} year on year",
@@ -135,10 +135,12 @@ def feature_name(feature: str) -> str:
 def _relative_level(level: str, value: float) -> str:
     """A level against the median county: a ratio for amounts (log ratios), points for shares."""
     name = LEVEL_NAMES.get(level, _label(level))
+    # a prefecture's figure is compared with the median county's prefecture's, not with a county's
+    median = "the median county's prefecture" if level.startswith("pref_") else "the median county"
     if level in LEVELS_LOG:
-        return f"{name} {_ratio(value)} the median county's"
+        return f"{name} {_ratio(value)} {median}'s"
     if level.endswith("_share") or "_share_" in level:
-        return f"{name} {value * 100:+.1f} points against the median county"
+        return f"{name} {value * 100:+.1f} points against {median}"
     unit = LEVEL_UNITS.get(level)
     amount = f"{value:+.1f}" if abs(value) >= 1 else f"{value:+.2g}"  # "-1.0 years", not "-1 years"
     return f"{name} {amount}{' ' + unit if unit else ''} against the median county"

@@ -9,9 +9,13 @@ from models.drivers import describe, top_drivers
     [
         ("census_manufacturing_share_rel", 0.052, "manufacturing jobs +5.2 points against the median county"),
         ("census_share_age_65p_rel", -0.01, "residents aged 65+ -1.0 points against the median county"),
-        ("pref_tertiary_share_rel", 0.03, "prefecture's services share of GDP +3.0 points against the median county"),
+        (
+            "pref_tertiary_share_rel",
+            0.03,
+            "prefecture's services share of GDP +3.0 points against the median county's prefecture",
+        ),
         ("viirs_mean_rel", np.log(2.3), "night-light radiance 2.3x the median county's"),
-        ("pref_gdp_per_capita_rel", np.log(0.61), "prefecture GDP per head 0.61x the median county's"),
+        ("pref_gdp_per_capita_rel", np.log(0.61), "prefecture GDP per head 0.61x the median county's prefecture's"),
         ("census_education_years_rel", 0.6, "schooling +0.6 years against the median county"),
         ("census_household_size_rel", -0.31, "household size -0.31 persons against the median county"),
         ("census_education_years_rel", -1.04, "schooling -1.0 years against the median county"),
