@@ -463,6 +463,11 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
     for column in extras:  # a column of text is a misnamed known column more likely than a metric
         text = _text(raw[column])
         given = text[text != ""]
+        if len(raw) and not len(given):  # a feature of no value: nothing to learn, a column to carry
+            raise PlatformMetricsError(
+                f"{path}: column {str(column)!r} is none of the known columns ({', '.join(sorted(special))}) and"
+                " is empty in every row, where a further metric holds numbers; fill it or drop it"
+            )
         if len(given) and pd.to_numeric(given, errors="coerce").isna().all():
             near = difflib.get_close_matches(str(column).lower(), sorted(special), n=1, cutoff=0.6)
             raise PlatformMetricsError(

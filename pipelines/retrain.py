@@ -32,6 +32,7 @@ from features.platform import (
     PlatformMetrics,
     PlatformMetricsError,
     category_modes,
+    further_metrics,
     read_platform_metrics,
 )
 from features.taxonomy import load_taxonomy
@@ -143,6 +144,9 @@ def validate_metrics(settings: Settings, period: str) -> None:
         A bad row, or too few periods to label or to fold, naming the file.
     PeriodError
         ``period`` of another frequency than the file, or after its last period, naming ``--period``.
+    TuneError
+        Further metrics other than those the study to resume was scored on (a column added to or
+        dropped from the file), or ``tune.seeds`` other than its.
     """
     path = settings.platform.metrics_file
     history = load_history(settings)
@@ -156,6 +160,8 @@ def validate_metrics(settings: Settings, period: str) -> None:
     check_temporal_fold(settings, metrics, labels, rule)
     check_learnable(settings, labels, rule)
     check_modes(metrics, labels, rule, path)
+    features = build.platform_features(labels, rule, further_metrics(metrics))["variable"].unique()
+    tune.check_platform_study(settings, sorted(features))
 
 
 def check_covered(metrics: PlatformMetrics, period: str, path: Path) -> None:

@@ -373,11 +373,59 @@ def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None
             f"scored on, and the panel has {len(columns)}; start a new study ({NEW_STUDY})"
         )
     elif scored_on != columns:
-        missing, new = sorted(set(scored_on) - set(columns)), sorted(set(columns) - set(scored_on))
+        raise TuneError(features_mismatch(study.study_name, scored_on, columns))
+
+
+def features_mismatch(study: str, scored_on: list[str], columns: list[str]) -> str:
+    """The error of a panel whose feature ``columns`` are not those ``study`` was scored on."""
+    missing, new = sorted(set(scored_on) - set(columns)), sorted(set(columns) - set(scored_on))
+    return (
+        f"panel features must match those study {study!r} was scored on; the panel lacks "
+        f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study ({NEW_STUDY})"
+    )
+
+
+def check_platform_study(settings: Settings, platform_features: list[str]) -> None:
+    """Before a retrain builds its panel: refuse platform features (``platform_<metric>``) other
+    than those of the study its tune would resume, as tune would once the panel is rebuilt, and
+    ``tune.seeds`` other than the study's. A store or study that does not exist yet is not
+    created; the public features are checked by tune, as they change only with the code."""
+    storage = settings.tune.storage
+    store = sqlite_file(storage) or journal_file(storage)
+    if store is not None and not store.exists():
+        return
+    name = settings.tune.study
+    if is_platform(settings) and name == TuneSettings.model_fields["study"].default:
+        default = _recorded(storage, name)
+        if not (default and _platform_part(default.get("features")) == sorted(platform_features)):
+            name = PLATFORM_STUDY
+    recorded = _recorded(storage, name)
+    if not recorded:
+        return
+    scored_on = recorded.get("features")
+    if scored_on is not None and _platform_part(scored_on) != sorted(platform_features):
+        public = [f for f in scored_on if not f.startswith("platform_")]
+        raise TuneError(features_mismatch(name, scored_on, sorted([*public, *platform_features])))
+    seeds = recorded.get("seeds")
+    if seeds is not None and seeds != settings.tune.seeds:
         raise TuneError(
-            f"panel features must match those study {study.study_name!r} was scored on; the panel lacks "
-            f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study ({NEW_STUDY})"
+            f"tune.seeds must match study {name!r}, whose trials were scored over {seeds} seed(s); got"
+            f" {settings.tune.seeds}. Start a new study ({NEW_STUDY}) or set tune.seeds = {seeds}"
         )
+
+
+def _platform_part(features: list[str] | None) -> list[str] | None:
+    return None if features is None else sorted(f for f in features if f.startswith("platform_"))
+
+
+def _recorded(storage: str, study: str) -> dict | None:
+    """The attributes ``study`` records, or None when the store has no such study."""
+    try:
+        return dict(optuna.load_study(study_name=study, storage=study_storage(storage)).user_attrs)
+    except KeyError:  # no such study
+        return None
+    except (SQLAlchemyError, OSError, TrackingError):  # a store that cannot be read: tune says why
+        return None
 
 
 def scored_on(settings: Settings, panel: pd.DataFrame) -> dict:

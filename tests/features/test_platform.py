@@ -575,6 +575,14 @@ def test_a_misnamed_column_of_text_is_named_as_such_not_as_a_bad_number(tmp_path
         read_platform_metrics(numbers, toy_history)  # a column of numbers with a bad cell names the cell
 
 
+def test_a_further_metric_column_empty_in_every_row_is_refused(tmp_path, toy_history):
+    # it became a feature of no value in the panel, and a study of other features
+    path = write(tmp_path, ["371721,2024Q2,2e7,20,", "371721,2024Q1,1e7,10,"], header=HEADER + ",live_orders")
+    with pytest.raises(PlatformMetricsError, match=r"column 'live_orders' is none of the known columns .* and is empty"
+                       r" in every row, where a further metric holds numbers; fill it or drop it$"):  # fmt: skip
+        read_platform_metrics(path, toy_history)
+
+
 def test_a_parquet_file_with_the_county_code_as_its_index_is_read(tmp_path, toy_history):
     frame = pd.DataFrame({"county_code": ["371721"], "period": ["2024Q2"], "gmv_cny": [2e7], "active_merchants": [20]})
     path = tmp_path / "metrics.parquet"

@@ -33,6 +33,7 @@ def settings(tmp_path, monkeypatch) -> Settings:
     return Settings(
         data=DataSettings(cache_dir=tmp_path / "raw", features_dir=tmp_path / "features"),
         mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"),
+        tune=TuneSettings(storage=f"sqlite:///{tmp_path / 'optuna.db'}"),
     )
 
 
@@ -105,6 +106,54 @@ def test_a_file_that_covers_the_period_reaches_the_steps(settings, tmp_path, fir
     metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters(first, n))
     with pytest.raises(StepsReached):
         retrain.run(settings, " 2025Q3", metrics, QUIET)
+
+
+RULE_FEATURES = ["platform_active_merchants", "platform_gmv_annual_cny", "platform_gmv_growth_yoy"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "seeds", "message"),
+    [
+        ("live_orders", 3, r"panel features must match those study 'platform' was scored on; the panel lacks 0 \[\]"
+         r" and adds 1 \[platform_live_orders\]\. Start a new study \(beltcast tune --study NAME"),
+        (None, 1, r"tune\.seeds must match study 'platform', whose trials were scored over 1 seed\(s\); got 3\."),
+    ],
+)  # fmt: skip
+def test_a_file_or_config_the_study_was_not_scored_on_is_refused_before_any_step(
+    settings, tmp_path, monkeypatch, extra, seeds, message
+):
+    """A further metric added to the file (as the README invites) had passed the checks; the
+    retrain then rebuilt the panel and failed in tune, leaving a panel of another file than the
+    champion's."""
+    monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
+    monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
+    study = optuna.create_study(study_name="platform", storage=settings.tune.storage)
+    study.set_user_attr("features", sorted(["census_population_rel", *RULE_FEATURES]))
+    study.set_user_attr("seeds", seeds)
+    metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2023Q1", 11))
+    if extra is not None:
+        frame = pd.read_csv(metrics, dtype=str)
+        frame.assign(**{extra: "5"}).to_csv(metrics, index=False)
+
+    with pytest.raises(tune.TuneError, match=message):
+        retrain.run(settings.model_copy(update={"tune": TuneSettings(storage=settings.tune.storage, seeds=3)}),
+                    "2025Q3", metrics, QUIET)  # fmt: skip
+    assert not (tmp_path / "features").exists()  # no step ran
+
+
+def test_the_study_check_passes_a_file_the_study_was_scored_on_and_creates_no_store(settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
+    monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
+    metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2023Q1", 11))
+    with pytest.raises(StepsReached):  # no store yet
+        retrain.run(settings, "2025Q3", metrics, QUIET)
+    assert not (tmp_path / "optuna.db").exists()
+
+    study = optuna.create_study(study_name="platform", storage=settings.tune.storage)
+    study.set_user_attr("features", sorted(["census_population_rel", *RULE_FEATURES]))
+    study.set_user_attr("seeds", settings.tune.seeds)
+    with pytest.raises(StepsReached):
+        retrain.run(settings, "2025Q3", metrics, QUIET)
 
 
 def test_a_platform_panel_is_tuned_in_its_own_study_unless_the_config_names_one(tmp_path):
