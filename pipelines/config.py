@@ -7,10 +7,19 @@ is frozen, so a typo in a key is an error rather than a silently ignored setting
 from __future__ import annotations
 
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from features.errors import ConfigError
 
@@ -27,11 +36,26 @@ class _Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_a_number(cls, value: Any) -> Any:
-        """``seed = true`` is a mistake, not 1: no setting here is a true/false one."""
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """``seed = true`` is a mistake, not 1: no setting here is a true/false one. A number given
+        as text (``horizon = "1"``) or a whole number given as a fraction (``horizon = 1.0``) is
+        refused as its type is: TOML says which a value is."""
         if isinstance(value, bool):
             raise ValueError("must be a number or text, not true/false")
+        kinds = cls._kinds(info.field_name)
+        if isinstance(value, str) and kinds and kinds <= {int, float}:
+            raise ValueError("must be a number, not text (write it without quotes)")
+        if isinstance(value, float) and kinds == {int}:
+            raise ValueError("must be a whole number (write it without a decimal point)")
         return value
+
+    @classmethod
+    def _kinds(cls, name: str | None) -> set:
+        """The types a field takes (``int | None``: ``{int}``)."""
+        field = cls.model_fields.get(name) if name else None
+        if field is None:
+            return set()
+        return set(typing.get_args(field.annotation)) - {type(None)} or {field.annotation}
 
 
 class DataSettings(_Section):

@@ -35,8 +35,34 @@ def test_a_file_overrides_only_what_it_names(tmp_path):
 def test_a_wrong_type_names_the_key_and_the_value(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[codes]\ntarget_vintage = "twenty"\n')
-    with pytest.raises(ConfigError, match=r"codes\.target_vintage: .*integer.*got 'twenty'"):
+    with pytest.raises(ConfigError, match=r"codes\.target_vintage: must be a number, not text .*got 'twenty'"):
         load_settings(path)
+
+
+TEXT = r"must be a number, not text \(write it without quotes\)"
+FRACTION = r"must be a whole number \(write it without a decimal point\)"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[platform]\nhorizon = "1"\n', rf"platform\.horizon: {TEXT}; got '1'"),
+        ("[tune]\ntrials = 3.0\n", rf"tune\.trials: {FRACTION}; got 3\.0"),
+        ('[[platform.conditions]]\nmetric = "gmv_annual_cny"\nop = ">="\nthreshold = "1e8"\n',
+         rf"platform\.conditions\[0\]\.threshold: {TEXT}; got '1e8'"),
+    ],
+)  # fmt: skip
+def test_a_number_written_as_text_or_a_whole_number_as_a_fraction_is_refused(tmp_path, text, message):
+    # pydantic read "1" as 1 and 3.0 as 3, where the README promises that a wrong type names the key
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_a_whole_number_for_a_fraction_is_read():
+    settings = Settings.model_validate({"promote": {"ap_tolerance": 0}, "model": {"bootstrap": 0}})
+    assert settings.promote.ap_tolerance == 0.0
 
 
 @pytest.mark.parametrize(
