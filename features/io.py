@@ -131,21 +131,23 @@ def write_together(writers: dict[Path, Callable[[Path], Any]]) -> list[Path]:
 @contextmanager
 def signals_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM back for the block: one that comes meanwhile is handled as it would
-    have been (its handler called, or its default action taken) once the block has ended. Only
-    the main thread handles signals; elsewhere the block runs as it is."""
+    have been (its handler called, or its default action taken) once the block has ended, SIGTERM
+    first (a scheduler's stop outranks a Ctrl+C). Only the main thread handles signals; elsewhere
+    the block runs as it is, and so is a signal whose handler was not set from Python."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held: list[int] = []
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    held: set[int] = set()
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    previous = {number: handler for number, handler in previous.items() if handler is not None}
     for number in previous:
-        signal.signal(number, lambda signum, frame: held.append(signum))
+        signal.signal(number, lambda signum, frame: held.add(signum))
     try:
         yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        for number in dict.fromkeys(held):
+        for number in (n for n in previous if n in held):  # SIGTERM, then SIGINT
             if callable(previous[number]):
                 previous[number](number, None)
             elif previous[number] == signal.SIG_DFL:

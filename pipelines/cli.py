@@ -25,10 +25,13 @@ _ended_with: list[int] = []  # the status of the ``beltcast`` command's job, onc
 
 def _exit_after_exit_handlers() -> None:
     """The last exit handler of a ``beltcast`` process (registered when this module is imported,
-    before any other): once the job has ended and the other exit handlers have run, the process
-    ends with the job's status, flushing what it printed. Python's own shutdown after the exit
-    handlers (its collection of garbage and modules, a second or more with Spark and MLflow
-    loaded) would run with SIGTERM's default action back, a finished job ending 143."""
+    before MLflow, Spark or logging register theirs): once the job has ended with a status and
+    the other exit handlers have run, the process ends with the job's status, flushing what it
+    printed. Python's own shutdown after the exit handlers (its collection of garbage and
+    modules, a second or more with Spark and MLflow loaded) would run with SIGTERM's default
+    action back, a finished job ending 143; blocking SIGTERM instead would not hold for a signal
+    the kernel gives another thread (py4j's, MLflow's). An exit handler registered before this
+    module was imported (by a program that calls :func:`main`) does not run."""
     if _ended_with:
         _flush_output()
         os._exit(_ended_with[-1])
@@ -360,16 +363,16 @@ def main(argv: list[str] | None = None) -> NoReturn:
     previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     if main_thread:
         signal.signal(signal.SIGTERM, _terminate)
-    status = 1
+    status, ended = 1, False
     try:
-        status = _status(argv)
+        status, ended = _status(argv), True
     except SystemExit as exit:  # a usage error
-        status = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+        status, ended = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1, True
         raise
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, _exit_with(status) if argv is None else previous)
-        if main_thread and argv is None:
+        if main_thread and argv is None and ended:  # not an exception escaping: Python reports it
             _ended_with.append(status)
     raise SystemExit(status)
 

@@ -146,3 +146,27 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
     assert not leftover.exists()
     assert running.exists()
     assert target.is_file()
+
+
+def test_a_sigterm_held_with_a_ctrl_c_is_handled_first(monkeypatch):
+    """Ctrl+C then a scheduler's SIGTERM during the renames: the SIGTERM's handler runs (the job
+    ends terminated, 143), not only the first signal's."""
+    from features.io import signals_deferred
+
+    ran = []
+
+    def on_term(signum, frame):
+        ran.append("SIGTERM")
+        raise RuntimeError("terminated")
+
+    previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, lambda signum, frame: ran.append("SIGINT"))
+    try:
+        with pytest.raises(RuntimeError, match="terminated"), signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert ran == ["SIGTERM"]
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

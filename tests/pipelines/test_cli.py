@@ -269,3 +269,18 @@ def test_another_error_is_not_hidden(monkeypatch):
     result = CliRunner().invoke(cli.app, ["score"], terminal_width=200)
 
     assert isinstance(result.exception, KeyError)
+
+
+def test_an_interruption_escaping_main_keeps_python_s_own_status():
+    # only a job that ended with a status has its process ended with it; an uncaught Ctrl+C ends as
+    # Python ends it, by SIGINT (130 in a shell)
+    escaping = (
+        "import sys\n"
+        "from pipelines import cli\n"
+        "cli._status = lambda argv: (_ for _ in ()).throw(KeyboardInterrupt)\n"
+        "sys.argv = ['beltcast', 'data', '--help']\n"
+        "cli.main()\n"
+    )
+    job = subprocess.run([sys.executable, "-c", escaping], capture_output=True, text=True, timeout=120)
+
+    assert job.returncode == -signal.SIGINT, job.stderr
