@@ -276,6 +276,24 @@ def parquet_frame(body: bytes) -> Frame | None:
     return Frame(columns, cells)
 
 
+def parquet_text(body: bytes, numbers: list[str]) -> str | None:
+    """What is wrong with a Parquet body whose columns ``numbers`` are of text, or None: Parquet
+    types its columns, and MLflow refuses a column of text for a number whatever its cells (text
+    of a number too), naming the column only once its other problems are put right."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(pa.BufferReader(body))  # read already by parquet_frame: no error here
+    textual = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda kind: False))
+    text = [field.name for field in schema if field.name in set(numbers) and any(t(field.type) for t in textual)]
+    if not text:
+        return None
+    return (
+        f"a Parquet request's what-if columns must be of a number type (double or integer); got text in {text}:"
+        " write them as numbers"
+    )
+
+
 class RequestGuard:
     """ASGI middleware: size and nesting limits on ``POST /invocations`` bodies, the model's
     parameters only, and the model's name and version on every answer.
@@ -358,7 +376,9 @@ class RequestGuard:
         frame = parquet_frame(body) if self.inputs else None
         if frame is None:
             return None
-        return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
+        return (
+            self._columns_problem(frame.columns) or parquet_text(body, self.numbers) or not_numbers(frame, self.numbers)
+        )
 
     def _columns_problem(self, columns: list) -> str | None:
         return repeated_columns(columns) or unknown_columns(columns, self.inputs)

@@ -386,46 +386,54 @@ def features_mismatch(study: str, scored_on: list[str], columns: list[str]) -> s
 
 
 def check_platform_study(settings: Settings, platform_features: list[str]) -> None:
-    """Before a retrain builds its panel: refuse platform features (``platform_<metric>``) other
-    than those of the study its tune would resume, as tune would once the panel is rebuilt, and
+    """Before a retrain builds its panel, what :func:`same_objective` would refuse once it is
+    rebuilt: platform features (``platform_<metric>``) other than those of the study its tune
+    would resume (:func:`default_study`), a study with trials that records no features, and
     ``tune.seeds`` other than the study's. A store or study that does not exist yet is not
     created; the public features are checked by tune, as they change only with the code."""
     storage = settings.tune.storage
     store = sqlite_file(storage) or journal_file(storage)
     if store is not None and not store.exists():
         return
-    name = settings.tune.study
+    name, wanted = settings.tune.study, sorted(platform_features)
     if is_platform(settings) and name == TuneSettings.model_fields["study"].default:
-        default = _recorded(storage, name)
-        if not (default and _platform_part(default.get("features")) == sorted(platform_features)):
+        default = _recorded(storage, name)  # resumed by tune when it was scored on these features
+        if default is None or _platform_part(default[0].get("features")) != wanted:
             name = PLATFORM_STUDY
-    recorded = _recorded(storage, name)
-    if not recorded:
+    if (recorded := _recorded(storage, name)) is None:
         return
-    scored_on = recorded.get("features")
-    if scored_on is not None and _platform_part(scored_on) != sorted(platform_features):
-        public = [f for f in scored_on if not f.startswith("platform_")]
-        raise TuneError(features_mismatch(name, scored_on, sorted([*public, *platform_features])))
-    seeds = recorded.get("seeds")
+    attributes, trials = recorded
+    seeds = attributes.get("seeds", 1 if trials else None)
     if seeds is not None and seeds != settings.tune.seeds:
         raise TuneError(
             f"tune.seeds must match study {name!r}, whose trials were scored over {seeds} seed(s); got"
             f" {settings.tune.seeds}. Start a new study ({NEW_STUDY}) or set tune.seeds = {seeds}"
         )
+    scored_on = attributes.get("features")
+    if scored_on is None and trials:
+        raise TuneError(
+            f"study {name!r} does not record the features its {trials} trial(s) were scored on; start a new"
+            f" study ({NEW_STUDY})"
+        )
+    if scored_on is not None and _platform_part(scored_on) != wanted:
+        public = [f for f in scored_on if not f.startswith("platform_")]
+        raise TuneError(features_mismatch(name, scored_on, sorted([*public, *wanted])))
 
 
 def _platform_part(features: list[str] | None) -> list[str] | None:
     return None if features is None else sorted(f for f in features if f.startswith("platform_"))
 
 
-def _recorded(storage: str, study: str) -> dict | None:
-    """The attributes ``study`` records, or None when the store has no such study."""
+def _recorded(storage: str, study: str) -> tuple[dict, int] | None:
+    """The attributes ``study`` records and its number of trials, or None when the store has no
+    such study or cannot be read (tune then says why)."""
     try:
-        return dict(optuna.load_study(study_name=study, storage=study_storage(storage)).user_attrs)
+        found = optuna.load_study(study_name=study, storage=study_storage(storage))
     except KeyError:  # no such study
         return None
-    except (SQLAlchemyError, OSError, TrackingError):  # a store that cannot be read: tune says why
+    except (SQLAlchemyError, OSError, ImportError, TrackingError):  # e.g. no driver for the database
         return None
+    return dict(found.user_attrs), len(found.get_trials(deepcopy=False))
 
 
 def scored_on(settings: Settings, panel: pd.DataFrame) -> dict:

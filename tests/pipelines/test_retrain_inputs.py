@@ -141,6 +141,37 @@ def test_a_file_or_config_the_study_was_not_scored_on_is_refused_before_any_step
     assert not (tmp_path / "features").exists()  # no step ran
 
 
+def test_a_study_of_trials_recording_no_seeds_or_features_is_refused_before_any_step(settings, tmp_path, monkeypatch):
+    # a study from before seeds and features were recorded: tune counts 1 seed and cannot resume it
+    monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
+    monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
+    study = optuna.create_study(study_name="platform", storage=settings.tune.storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2023Q1", 11))
+
+    with pytest.raises(tune.TuneError, match=r"tune\.seeds must match study 'platform', whose trials were scored"
+                       r" over 1 seed\(s\); got 3"):  # fmt: skip
+        retrain.run(settings, "2025Q3", metrics, QUIET)
+    with pytest.raises(tune.TuneError, match=r"study 'platform' does not record the features its 1 trial\(s\)"):
+        retrain.run(settings.model_copy(update={"tune": TuneSettings(storage=settings.tune.storage, seeds=1)}),
+                    "2025Q3", metrics, QUIET)  # fmt: skip
+    assert not (tmp_path / "features").exists()
+
+
+def test_a_study_store_without_its_driver_is_left_to_tune(settings, tmp_path, monkeypatch):
+    monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
+    monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
+    metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2023Q1", 11))
+
+    def no_driver(**kwargs):
+        raise ImportError("no module named psycopg2")
+
+    monkeypatch.setattr(tune.optuna, "load_study", no_driver)
+    remote = settings.model_copy(update={"tune": TuneSettings(storage="postgresql://u@db.example/optuna")})
+    with pytest.raises(StepsReached):  # tune names the store it cannot open, as a one-line error
+        retrain.run(remote, "2025Q3", metrics, QUIET)
+
+
 def test_the_study_check_passes_a_file_the_study_was_scored_on_and_creates_no_store(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(retrain, "check_learnable", lambda *args: None)
     monkeypatch.setattr(retrain, "check_modes", lambda *args: None)
