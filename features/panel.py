@@ -388,10 +388,9 @@ def feature_sources(features: Sequence[str], staleness: Sequence[str]) -> dict[s
     prefixes = {column: SOURCE_PREFIXES.get(source, (source + "_",)) for column, source in sources.items()}
     found = {}
     for feature in features:
-        matching = [column for column, starts in prefixes.items() if feature.startswith(starts)]
         if f"staleness_{feature}" in own:
             found[feature] = f"staleness_{feature}"
-        elif matching:
+        elif matching := [column for column, starts in prefixes.items() if feature.startswith(starts)]:
             found[feature] = matching[-1]
     return found
 

@@ -205,6 +205,9 @@ def labelled_periods_only(metrics: pd.DataFrame, rule: BeltRule) -> pd.DataFrame
     return metrics[metrics["period"].isin(known[known].index)].reset_index(drop=True)
 
 
+PLATFORM_PREFIX = "platform_"  # of the features made of the platform's metrics
+
+
 def platform_features(metrics: pd.DataFrame, rule: BeltRule, further: pd.DataFrame | None = None) -> pd.DataFrame:
     """The platform's rule metrics, and its further metrics (:func:`features.platform.further_metrics`),
     as features of the same period (``platform_`` prefix)."""
@@ -213,8 +216,13 @@ def platform_features(metrics: pd.DataFrame, rule: BeltRule, further: pd.DataFra
     if further is not None and len(further.columns) > len(keys):
         parts.append(further.melt(id_vars=keys, var_name="variable"))
     long = pd.concat(parts, ignore_index=True)
-    long["variable"] = "platform_" + long["variable"]
+    long["variable"] = PLATFORM_PREFIX + long["variable"]
     return long.assign(source="platform", value=long["value"].astype(float))
+
+
+def platform_feature_names(rule: BeltRule, metrics: PlatformMetrics) -> list[str]:
+    """The features :func:`platform_features` makes of ``metrics``: the rule's and the further metrics'."""
+    return sorted(PLATFORM_PREFIX + name for name in [*rule.metrics, *metrics.further_columns])
 
 
 def read_sources(raw_dir: Path, history: CodeHistory, target: int) -> list[SourceTable]:

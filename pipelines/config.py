@@ -36,7 +36,7 @@ class _Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+    def _numbers_typed_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
         """``seed = true`` is a mistake, not 1: no setting here is a true/false one. A number given
         as text (``horizon = "1"``) or a whole number given as a fraction (``horizon = 1.0``) is
         refused as its type is: TOML says which a value is."""

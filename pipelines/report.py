@@ -21,13 +21,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.io import writable_target, write_atomic
-from features.panel import (
-    LABELS_STALENESS,
-    PER_FEATURE_STALENESS,
-    SOURCE_PREFIXES,
-    feature_sources,
-    staleness_columns,
-)
+from features.panel import LABELS_STALENESS, PER_FEATURE_STALENESS, feature_sources, staleness_columns
 from features.periods import QUARTERLY, frequency_of, label_of
 from features.taxonomy import MODES
 from models.drivers import feature_name
@@ -248,13 +242,15 @@ def data_notes(
 def _dated_sources(features: list[str], rows: pd.DataFrame) -> dict[str, list[str]]:
     """The staleness columns of ``features`` by source (``staleness_prefecture``): the source's
     own column, or the columns of its features where each has one (:data:`PER_FEATURE_STALENESS`)."""
+    columns = staleness_columns(rows)
+    of_source = feature_sources(  # a model's snapshot keeps no column of a source dated feature by feature
+        features,
+        [c for c in columns if c.removeprefix("staleness_") not in features]
+        + [f"staleness_{name}" for name in PER_FEATURE_STALENESS],
+    )
     grouped: dict[str, list[str]] = {}
-    for feature, column in feature_sources(features, staleness_columns(rows)).items():
-        source = column
-        if column == f"staleness_{feature}":  # the snapshot keeps no column of the source itself
-            starts = {name: SOURCE_PREFIXES.get(name, (name + "_",)) for name in PER_FEATURE_STALENESS}
-            source = next((f"staleness_{name}" for name in starts if feature.startswith(starts[name])), column)
-        grouped.setdefault(source, []).append(column)
+    for feature, column in feature_sources(features, columns).items():
+        grouped.setdefault(of_source.get(feature, column), []).append(column)
     return {source: sorted(set(found)) for source, found in grouped.items()}
 
 

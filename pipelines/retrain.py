@@ -32,7 +32,6 @@ from features.platform import (
     PlatformMetrics,
     PlatformMetricsError,
     category_modes,
-    further_metrics,
     read_platform_metrics,
 )
 from features.taxonomy import load_taxonomy
@@ -160,8 +159,7 @@ def validate_metrics(settings: Settings, period: str) -> None:
     check_temporal_fold(settings, metrics, labels, rule)
     check_learnable(settings, labels, rule)
     check_modes(metrics, labels, rule, path)
-    features = build.platform_features(labels, rule, further_metrics(metrics))["variable"].unique()
-    tune.check_platform_study(settings, sorted(features))
+    tune.check_platform_study(settings, build.platform_feature_names(rule, metrics))
 
 
 def check_covered(metrics: PlatformMetrics, period: str, path: Path) -> None:

@@ -249,17 +249,24 @@ def is_number(value: object) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
-def parquet_frame(body: bytes) -> Frame | None:
-    """The table of a Parquet body, or None for a body that is no Parquet (left to MLflow). Its
-    columns are the table's; a column's cells are read only when asked for, and only a column of
-    no number type has any that are not numbers (:func:`is_number`)."""
+def parquet_schema(body: bytes):
+    """The schema of a Parquet body, or None for a body that is no Parquet (left to MLflow)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(pa.BufferReader(body))
+        return pq.read_schema(pa.BufferReader(body))
     except (pa.ArrowException, OSError):
         return None
+
+
+def parquet_frame(body: bytes, schema) -> Frame:
+    """The table of a Parquet body of ``schema`` (:func:`parquet_schema`). Its columns are the
+    table's; a column's cells are read only when asked for, and only a column of no number type
+    has any that are not numbers (:func:`is_number`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     # the index pandas' to_parquet writes (``__index_level_0__``) is read back as the index
     index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
     columns = [name for name in schema.names if name not in index]
@@ -276,16 +283,15 @@ def parquet_frame(body: bytes) -> Frame | None:
     return Frame(columns, cells)
 
 
-def parquet_text(body: bytes, numbers: list[str]) -> str | None:
-    """What is wrong with a Parquet body whose columns ``numbers`` are of text, or None: Parquet
-    types its columns, and MLflow refuses a column of text for a number whatever its cells (text
-    of a number too), naming the column only once its other problems are put right."""
+def parquet_text(schema, numbers: list[str]) -> str | None:
+    """What is wrong with a Parquet body of ``schema`` whose columns ``numbers`` are of text, or
+    None: Parquet types its columns, and MLflow refuses a column of text for a number whatever its
+    cells (text of a number too), naming the column only once its other problems are put right."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    schema = pq.read_schema(pa.BufferReader(body))  # read already by parquet_frame: no error here
     textual = (pa.types.is_string, pa.types.is_large_string, getattr(pa.types, "is_string_view", lambda kind: False))
-    text = [field.name for field in schema if field.name in set(numbers) and any(t(field.type) for t in textual)]
+    wanted = set(numbers)
+    text = [field.name for field in schema if field.name in wanted and any(t(field.type) for t in textual)]
     if not text:
         return None
     return (
@@ -373,11 +379,14 @@ class RequestGuard:
         return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
 
     def _parquet_problem(self, body: bytes) -> str | None:
-        frame = parquet_frame(body) if self.inputs else None
-        if frame is None:
+        schema = parquet_schema(body) if self.inputs else None
+        if schema is None:
             return None
+        frame = parquet_frame(body, schema)
         return (
-            self._columns_problem(frame.columns) or parquet_text(body, self.numbers) or not_numbers(frame, self.numbers)
+            self._columns_problem(frame.columns)
+            or parquet_text(schema, self.numbers)
+            or not_numbers(frame, self.numbers)
         )
 
     def _columns_problem(self, columns: list) -> str | None:

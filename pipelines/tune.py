@@ -352,28 +352,38 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
 
 def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:
     """A study's trials are comparable only if all were scored over the same number of seeds and on
-    the same feature columns: a new study records both, a resumed one must match them (studies from
-    before seeds were recorded used one; a study that does not record its features cannot be
-    resumed, since the panel's features may have changed since)."""
-    recorded = study.user_attrs.get("seeds", 1 if study.trials else None)
-    if recorded is None:
-        study.set_user_attr("seeds", seeds)
-    elif recorded != seeds:
-        raise TuneError(
-            f"tune.seeds must match study {study.study_name!r}, whose trials were scored over "
+    the same feature columns: a new study records both, a resumed one must match them
+    (:func:`objective_problem`)."""
+    trials = len(study.trials)
+    problem = objective_problem(study.study_name, study.user_attrs, trials, seeds, features)
+    if problem is not None:
+        raise TuneError(problem)
+    for key, value in (("seeds", seeds), ("features", sorted(features))):
+        if not trials and key not in study.user_attrs:  # a new study: what its trials are scored on
+            study.set_user_attr(key, value)
+
+
+def objective_problem(study: str, attributes: dict, trials: int, seeds: int, features: list[str] | None) -> str | None:
+    """Why trials over ``seeds`` seeds on the panel's ``features`` (None: not known yet) cannot join
+    ``study``, whose attributes and number of trials are given, or None. Studies from before
+    seeds were recorded used one; a study with trials that does not record its features cannot be
+    resumed, since the panel's features may have changed since."""
+    recorded = attributes.get("seeds", 1 if trials else None)
+    if recorded is not None and recorded != seeds:
+        return (
+            f"tune.seeds must match study {study!r}, whose trials were scored over "
             f"{recorded} seed(s); got {seeds}. Start a new study ({NEW_STUDY}) or set tune.seeds = {recorded}"
         )
-    columns = sorted(features)
-    scored_on = study.user_attrs.get("features")
-    if scored_on is None and not study.trials:
-        study.set_user_attr("features", columns)
-    elif scored_on is None:
-        raise TuneError(
-            f"study {study.study_name!r} does not record the features its {len(study.trials)} trial(s) were "
-            f"scored on, and the panel has {len(columns)}; start a new study ({NEW_STUDY})"
+    scored_on = attributes.get("features")
+    if scored_on is None and trials:
+        has = "" if features is None else f", and the panel has {len(features)}"
+        return (
+            f"study {study!r} does not record the features its {trials} trial(s) were scored on{has};"
+            f" start a new study ({NEW_STUDY})"
         )
-    elif scored_on != columns:
-        raise TuneError(features_mismatch(study.study_name, scored_on, columns))
+    if scored_on is not None and features is not None and scored_on != sorted(features):
+        return features_mismatch(study, scored_on, sorted(features))
+    return None
 
 
 def features_mismatch(study: str, scored_on: list[str], columns: list[str]) -> str:
@@ -387,10 +397,11 @@ def features_mismatch(study: str, scored_on: list[str], columns: list[str]) -> s
 
 def check_platform_study(settings: Settings, platform_features: list[str]) -> None:
     """Before a retrain builds its panel, what :func:`same_objective` would refuse once it is
-    rebuilt: platform features (``platform_<metric>``) other than those of the study its tune
-    would resume (:func:`default_study`), a study with trials that records no features, and
-    ``tune.seeds`` other than the study's. A store or study that does not exist yet is not
-    created; the public features are checked by tune, as they change only with the code."""
+    rebuilt (:func:`objective_problem`), in the study its tune would resume
+    (:func:`default_study`): platform features (``platform_<metric>``) other than the study's,
+    a study with trials that records no features, ``tune.seeds`` other than the study's. A store
+    or study that does not exist yet is not created; the public features are checked by tune, as
+    they change only with the code."""
     storage = settings.tune.storage
     store = sqlite_file(storage) or journal_file(storage)
     if store is not None and not store.exists():
@@ -403,21 +414,11 @@ def check_platform_study(settings: Settings, platform_features: list[str]) -> No
     if (recorded := _recorded(storage, name)) is None:
         return
     attributes, trials = recorded
-    seeds = attributes.get("seeds", 1 if trials else None)
-    if seeds is not None and seeds != settings.tune.seeds:
-        raise TuneError(
-            f"tune.seeds must match study {name!r}, whose trials were scored over {seeds} seed(s); got"
-            f" {settings.tune.seeds}. Start a new study ({NEW_STUDY}) or set tune.seeds = {seeds}"
-        )
-    scored_on = attributes.get("features")
-    if scored_on is None and trials:
-        raise TuneError(
-            f"study {name!r} does not record the features its {trials} trial(s) were scored on; start a new"
-            f" study ({NEW_STUDY})"
-        )
-    if scored_on is not None and _platform_part(scored_on) != wanted:
-        public = [f for f in scored_on if not f.startswith("platform_")]
-        raise TuneError(features_mismatch(name, scored_on, sorted([*public, *wanted])))
+    scored_on = attributes.get("features")  # the panel will have its public features, and these
+    features = None if scored_on is None else [f for f in scored_on if not f.startswith("platform_")] + wanted
+    problem = objective_problem(name, attributes, trials, settings.tune.seeds, features)
+    if problem is not None:
+        raise TuneError(problem)
 
 
 def _platform_part(features: list[str] | None) -> list[str] | None:
