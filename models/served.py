@@ -6,6 +6,7 @@ answers with HTTP 400 and the message (naming the row and the field).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -18,20 +19,29 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from features.periods import label_of
 from features.taxonomy import MODES
-from models.bundle import ForecastBundle
+from models.bundle import OUTPUT_COLUMNS, ForecastBundle
 from models.estimators import ModelInputError
 
 BUNDLE_ARTIFACT = "bundle"
+VERSION_KEY = "model_version"
+# the model's configuration as logged; the server loads it with the registered version it serves
+MODEL_CONFIG = {VERSION_KEY: ""}
+SERVED_COLUMNS = [*OUTPUT_COLUMNS, VERSION_KEY]
 
 
 class CountyBeltModel(mlflow.pyfunc.PythonModel):
     """Forecast counties by code: ``p_belt``, ``is_belt``, ``mode``, mode probabilities,
     ``top_drivers``; indicator columns in the request make it a what-if forecast. The parameter
     ``drivers`` (default true) set to false leaves ``top_drivers`` empty, for batches that do not
-    need them (the drivers take most of a large batch's time)."""
+    need them (the drivers take most of a large batch's time).
+
+    Every row also says ``model_version``: the registered version the model was loaded as, from
+    its configuration (``beltcast serve`` loads the served version with ``model_config=
+    {"model_version": "<version>"}``), or ``""`` when it was loaded without one."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = ForecastBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
+        self.version = configured_version(context.model_config)
 
     def predict(
         self,
@@ -43,9 +53,22 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
         try:
             if not isinstance(drivers, (bool, np.bool_)):
                 raise ModelInputError(f"the parameter drivers must be true or false; got {drivers!r}")
-            return self.bundle.forecast(columnar(model_input), drivers=bool(drivers))
+            forecast = self.bundle.forecast(columnar(model_input), drivers=bool(drivers))
         except ModelInputError as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
+        forecast[VERSION_KEY] = pd.array(np.full(len(forecast), self.version, dtype=object), dtype="str")
+        return forecast
+
+
+def configured_version(config: dict | None) -> str:
+    """The registered version in a model configuration (``""`` when it names none); an error
+    naming the key for anything but a version number."""
+    version = (config or {}).get(VERSION_KEY)
+    if version is None or version == "":
+        return ""
+    if isinstance(version, bool) or re.fullmatch(r"[0-9]+", str(version)) is None:
+        raise ValueError(f"model_config {VERSION_KEY} must be a registered version number such as '7'; got {version!r}")
+    return str(version)
 
 
 def columnar(frame: pd.DataFrame) -> pd.DataFrame:
@@ -96,6 +119,7 @@ def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
         *(ColSpec("double", f"p_{mode}") for mode in MODES),
         ColSpec("string", "top_drivers"),
         ColSpec("string", "what_if"),
+        ColSpec("string", VERSION_KEY),
     ]
     params = ParamSchema([ParamSpec("drivers", "boolean", True)])
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs), params=params)

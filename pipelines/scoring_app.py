@@ -38,7 +38,9 @@ It also makes MLflow's answers usable, and refuses what MLflow would let through
 
 Every answer to ``/invocations`` says which model answered it, in the headers
 ``X-Model-Name`` and ``X-Model-Version`` (from ``BELTCAST_SERVE_MODEL_URI``,
-``models:/<name>/<version>``), so a client can record the version each forecast came from.
+``models:/<name>/<version>``), and every forecast row in its ``model_version`` (the model is
+loaded told its version, :func:`load_served_model`), so a client can record the version each
+forecast came from.
 
 ``python -m pipelines.scoring_app --host H --port P --workers N`` runs it (what ``beltcast
 serve`` does): uvicorn on listening sockets made here, see :func:`listening_sockets`.
@@ -86,6 +88,7 @@ MODEL_VERSION_URI = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>\d+)")
 FRAME_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")  # MLflow's JSON request formats
 PARQUET = b"application/vnd.apache.parquet"
 NAMED_COLUMNS = 20  # the unknown columns of a request an error names; it counts the others
+SERVED_VERSION_KEY = "model_version"  # models/served.py's VERSION_KEY (the model's code is not imported here)
 
 
 def nesting_depth(body: bytes) -> int:
@@ -576,6 +579,20 @@ def model_inputs(model) -> tuple[list[str], list[str]]:
     return schema.input_names(), [spec.name for spec in schema.inputs if spec.type in numeric]
 
 
+def load_served_model(uri: str):
+    """The pyfunc at ``uri`` as MLflow's server loads it (with the JSON configuration in MLflow's
+    ``SERVING_MODEL_CONFIG``, if set), told the registered version it is served as, so that every
+    row it answers says ``model_version`` (a model logged before it took the setting ignores it,
+    with MLflow's warning)."""
+    from mlflow.pyfunc import load_model, scoring_server
+
+    config = json.loads(os.environ.get(scoring_server.SERVING_MODEL_CONFIG) or "{}")
+    match = MODEL_VERSION_URI.fullmatch(uri)
+    if match is not None:
+        config[SERVED_VERSION_KEY] = match["version"]
+    return load_model(uri, model_config=config or None)
+
+
 def create_app():
     """MLflow's scoring server for the model at ``BELTCAST_SERVE_MODEL_URI``, guarded.
 
@@ -590,7 +607,7 @@ def create_app():
         log.error("%s must name the model to serve; it is not set", MODEL_URI_VARIABLE)
         sys.exit(STARTUP_FAILURE)
     try:
-        model = scoring_server.load_model_with_mlflow_config(uri)
+        model = load_served_model(uri)
         schema = model.metadata.get_params_schema()
         params = [] if schema is None else [spec.name for spec in schema.params]
         inputs, numbers = model_inputs(model)

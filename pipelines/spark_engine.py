@@ -2,9 +2,9 @@
 
 The model runs inside Spark's Python workers (``env_manager="local"``: the workers use this
 interpreter's packages; the model's own code travels in its ``code/`` folder). The result is the
-DataFrame the pandas engine returns: the model's output columns (:data:`models.bundle.OUTPUT_COLUMNS`)
-in order, pandas' string dtype, int64, float64 and a nullable boolean ``is_belt``, one row per request
-row, in request order.
+DataFrame the pandas engine returns: the columns of the model's output signature (those of
+:data:`models.served.SERVED_COLUMNS` for a model of this code) in order, pandas' string dtype,
+int64, float64 and a nullable boolean ``is_belt``, one row per request row, in request order.
 
 Spark runs locally (``local[2]``) unless ``BELTCAST_SPARK_MASTER`` names another master, e.g.
 ``spark://host:7077`` (its workers then need this project's environment installed).
@@ -106,8 +106,8 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame with the model's output columns (:data:`~models.bundle.OUTPUT_COLUMNS`), one row per
-    request row, in order, with the pandas engine's dtypes.
+    DataFrame with the columns of the model's output signature, one row per request row, in order,
+    with the pandas engine's dtypes.
 
     Raises
     ------

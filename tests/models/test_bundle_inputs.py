@@ -20,7 +20,7 @@ from features.platform import default_platform_rule
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle, feature_domain
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
-from models.served import BUNDLE_ARTIFACT, columnar, input_example, signature
+from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, SERVED_COLUMNS, columnar, input_example, signature
 from pipelines.build import platform_features
 
 COUNTIES = 600
@@ -258,8 +258,8 @@ def test_an_empty_request_is_still_checked(bundle):
 
 
 @pytest.fixture(scope="module")
-def served(bundle, tmp_path_factory) -> mlflow.pyfunc.PyFuncModel:
-    """The bundle saved and loaded as the MLflow model the server serves (models from code)."""
+def served_path(bundle, tmp_path_factory) -> str:
+    """The bundle saved as the MLflow model the server serves (models from code), as ``train`` logs it."""
     root = tmp_path_factory.mktemp("served")
     mlflow.pyfunc.save_model(
         path=str(root / "model"),
@@ -267,8 +267,28 @@ def served(bundle, tmp_path_factory) -> mlflow.pyfunc.PyFuncModel:
         artifacts={BUNDLE_ARTIFACT: str(bundle.save(root / "bundle"))},
         signature=signature(bundle.features, bundle.quarterly),
         input_example=input_example(bundle),
+        model_config=MODEL_CONFIG,
     )
-    return mlflow.pyfunc.load_model(str(root / "model"))
+    return str(root / "model")
+
+
+@pytest.fixture(scope="module")
+def served(served_path) -> mlflow.pyfunc.PyFuncModel:
+    return mlflow.pyfunc.load_model(served_path)
+
+
+def test_the_served_model_says_the_version_it_was_loaded_as(served, served_path):
+    """The server loads the model told its registered version (``model_config``); every row then
+    says it, as a score file's ``model_version`` does. Loaded without one, the rows say ``""``."""
+    request = pd.DataFrame({"county_code": ["110001", "110002"]})
+    told = mlflow.pyfunc.load_model(served_path, model_config={"model_version": "7"})
+
+    assert told.predict(request)["model_version"].tolist() == ["7", "7"]
+    assert served.predict(request)["model_version"].tolist() == ["", ""]
+    assert told.predict(request.head(0))["model_version"].tolist() == []
+    assert list(told.predict(request).columns) == SERVED_COLUMNS
+    with pytest.raises(ValueError, match=r"model_config model_version must be a registered version number.*got 'v7'"):
+        mlflow.pyfunc.load_model(served_path, model_config={"model_version": "v7"})
 
 
 def _invoke(
@@ -299,7 +319,7 @@ def _post(model: mlflow.pyfunc.PyFuncModel, payload: dict) -> list[dict]:
 def test_the_served_model_answers_an_empty_request_with_no_predictions(served, payload):
     assert _post(served, payload) == []
     one = json.loads(_invoke(served, ["county_code"], [["110001"]]).response)["predictions"]
-    assert list(one[0]) == OUTPUT_COLUMNS
+    assert list(one[0]) == SERVED_COLUMNS
 
 
 @pytest.mark.parametrize(

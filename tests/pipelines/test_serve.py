@@ -224,6 +224,7 @@ def test_every_answer_names_the_model_version_that_gave_it(server):
     for response in (good, bad, guarded):
         assert response.headers["x-model-name"] == "county-belt"
         assert response.headers["x-model-version"] == "1"
+    assert [row["model_version"] for row in good.json()["predictions"]] == ["1"]  # as in the score files
 
 
 def test_the_model_headers_are_on_any_method_and_a_csv_body_is_not_checked_as_json(server):
