@@ -307,15 +307,25 @@ class ForecastBundle:
         columns.update(top_drivers=pd.array([], dtype="str"), what_if=pd.array([], dtype="str"))
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
+    def request_problems(self, request: pd.DataFrame) -> list[RowProblem]:
+        """The bad rows of ``request`` that :meth:`forecast` would name, found without forecasting
+        (for a caller that merges them with its own, :func:`bad_rows_message`). A problem of the
+        whole request (an unknown column, no ``county_code``) raises :class:`ModelInputError`."""
+        return self._inspected(request)[3]
+
     def _checked(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The snapshot row, feature values and what-if names (:meth:`_apply_overrides`) of every
         request row; one error names every bad row (:func:`bad_rows_message`)."""
+        positions, values, what_if, problems = self._inspected(request)
+        _raise_bad_rows(problems)
+        return positions, values, what_if
+
+    def _inspected(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[RowProblem]]:
         codes, years, problems = self._request_keys(request)
         named = np.concatenate([np.zeros(0, dtype=np.int64), *(problem.rows for problem in problems)])
         positions, missing = self._lookup(codes, years, named)
         values, what_if, outside = self._apply_overrides(positions, request)
-        _raise_bad_rows([*problems, missing, *outside])
-        return positions, values, what_if
+        return positions, values, what_if, [*problems, missing, *outside]
 
     @staticmethod
     def _finite(p_belt: np.ndarray, what_if: np.ndarray) -> np.ndarray:

@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from models.bundle import RowProblem
 
 APP = "pipelines.scoring_app:create_app"
@@ -222,14 +224,38 @@ def _shown(value: object) -> str:
     return repr(value) if isinstance(value, (str, bytes)) else json.dumps(value, default=str)[:80]
 
 
-def not_numbers(frame: Frame, numbers: list[str]) -> str | None:
-    """What is wrong with the cells of the columns ``numbers`` that are no number (:func:`is_number`),
-    or None; every bad row is named (:func:`models.bundle.bad_rows_message`)."""
-    from models.bundle import bad_rows_message
-
+def not_numbers(frame: Frame, numbers: list[str]) -> list[RowProblem]:
+    """The rows of the columns ``numbers`` whose cell is no number (:func:`is_number`), per column."""
     wanted = set(numbers)
     given = [name for name in frame.columns if isinstance(name, str) and name in wanted]
-    return bad_rows_message([_not_number_cells(name, frame.cells(name)) for name in given])
+    return [_not_number_cells(name, frame.cells(name)) for name in given]
+
+
+def frame_table(frame: Frame) -> pd.DataFrame:
+    """A JSON request's table as a DataFrame of its JSON values (a row's missing cell is None)."""
+    import pandas as pd
+
+    named = [name for name in frame.columns if isinstance(name, str)]
+    cells = {name: dict(frame.cells(name)) for name in named}
+    rows = 1 + max((max(column, default=-1) for column in cells.values()), default=-1)
+    return pd.DataFrame(
+        {name: pd.Series([column.get(row) for row in range(rows)], dtype=object) for name, column in cells.items()}
+    )
+
+
+def without_non_numbers(table: pd.DataFrame, numbers: list[str]) -> pd.DataFrame:
+    """``table`` with the cells of the columns ``numbers`` that are no number left out (None, no
+    what-if value), and text of a number read as the number, as MLflow reads them."""
+    import pandas as pd
+
+    table = table.copy()
+    for name in table.columns.intersection(numbers):
+        column = table[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            continue
+        kept = pd.Series([value if is_number(value) else None for value in column], dtype=object)
+        table[name] = pd.to_numeric(kept, errors="coerce").to_numpy(dtype=float)
+    return table
 
 
 def _not_number_cells(name: str, cells: Iterator[tuple[int, object]]) -> RowProblem:
@@ -286,6 +312,13 @@ def parquet_frame(body: bytes, schema) -> Frame:
     return Frame(columns, cells)
 
 
+def parquet_table(body: bytes) -> pd.DataFrame:
+    """A Parquet body's table as pandas reads it."""
+    import pandas as pd
+
+    return pd.read_parquet(io.BytesIO(body))
+
+
 def parquet_text(schema, numbers: list[str]) -> str | None:
     """What is wrong with a Parquet body of ``schema`` whose columns ``numbers`` are of text, or
     None: Parquet types its columns, and MLflow refuses a column of text for a number whatever its
@@ -322,15 +355,19 @@ class RequestGuard:
         None given: the columns are not checked.
     numbers : list of str, default=()
         The inputs whose values must be numbers; a request giving another value gets 400.
+    row_check : callable or None, default=None
+        The model's own check of a request's rows (``ForecastBundle.request_problems``): a
+        request refused for values that are no number also names the rows the model would refuse.
     """
 
-    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=(), numbers=()):
+    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=(), numbers=(), row_check=None):
         self.app = app
         self.max_bytes = max_bytes
         self.params = list(params)
         self.headers = list(headers)
         self.inputs = list(inputs)
         self.numbers = list(numbers)
+        self.row_check = row_check
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope.get("path") != "/invocations":
@@ -379,7 +416,7 @@ class RequestGuard:
         frame = frame_of(request) if self.inputs else None
         if wrong is not None or frame is None:
             return wrong
-        return self._columns_problem(frame.columns) or not_numbers(frame, self.numbers)
+        return self._columns_problem(frame.columns) or self._rows_problem(frame, lambda: frame_table(frame))
 
     def _parquet_problem(self, body: bytes) -> str | None:
         schema = parquet_schema(body) if self.inputs else None
@@ -389,8 +426,26 @@ class RequestGuard:
         return (
             self._columns_problem(frame.columns)
             or parquet_text(schema, self.numbers)
-            or not_numbers(frame, self.numbers)
+            or self._rows_problem(frame, lambda: parquet_table(body))
         )
+
+    def _rows_problem(self, frame: Frame, table: Callable[[], pd.DataFrame]) -> str | None:
+        """Every bad row of a request with what-if cells that are no number, or None when it has
+        none: those cells, and the rows the model would refuse once they are left out (a bad
+        county code, a period outside the panel, a value outside its domain), in one message, so
+        that a batch is put right in one round."""
+        from models.bundle import bad_rows_message
+
+        problems = [problem for problem in not_numbers(frame, self.numbers) if len(problem.rows)]
+        if not problems:
+            return None
+        model_problems = []
+        if self.row_check is not None:
+            try:
+                model_problems = list(self.row_check(without_non_numbers(table(), self.numbers)))
+            except Exception:  # a problem of the whole request is named on the next round
+                model_problems = []
+        return bad_rows_message([*problems, *model_problems])
 
     def _columns_problem(self, columns: list) -> str | None:
         return repeated_columns(columns) or unknown_columns(columns, self.inputs)
@@ -579,6 +634,16 @@ def model_inputs(model) -> tuple[list[str], list[str]]:
     return schema.input_names(), [spec.name for spec in schema.inputs if spec.type in numeric]
 
 
+def row_check(model) -> Callable[[pd.DataFrame], list[RowProblem]] | None:
+    """The served model's check of a request's rows (its bundle's ``request_problems``), or None
+    for a model that has none (another kind of model, or one logged before it was added)."""
+    try:
+        bundle = model.unwrap_python_model().bundle
+    except Exception:  # not this project's pyfunc: its rows are checked by the model alone
+        return None
+    return getattr(bundle, "request_problems", None)
+
+
 def load_served_model(uri: str):
     """The pyfunc at ``uri`` as MLflow's server loads it (with the JSON configuration in MLflow's
     ``SERVING_MODEL_CONFIG``, if set), told the registered version it is served as, so that every
@@ -612,7 +677,7 @@ def create_app():
         params = [] if schema is None else [spec.name for spec in schema.params]
         inputs, numbers = model_inputs(model)
         app = scoring_server.init(model)
-        guard = RequestGuard(app, max_request_bytes(), params, model_headers(uri), inputs, numbers)
+        guard = RequestGuard(app, max_request_bytes(), params, model_headers(uri), inputs, numbers, row_check(model))
     except Exception:  # whatever stops the model or the guard loading, the server cannot start
         log.exception("cannot serve %s", uri)
         sys.exit(STARTUP_FAILURE)

@@ -18,7 +18,7 @@ import models
 from features.panel import feature_columns
 from features.platform import default_platform_rule
 from features.taxonomy import MODES
-from models.bundle import OUTPUT_COLUMNS, ForecastBundle, feature_domain
+from models.bundle import OUTPUT_COLUMNS, ForecastBundle, bad_rows_message, feature_domain
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, SERVED_COLUMNS, columnar, input_example, signature
 from pipelines.build import platform_features
@@ -255,6 +255,22 @@ def test_an_empty_request_to_a_quarterly_bundle_has_quarter_labels(fitted):
 def test_an_empty_request_is_still_checked(bundle):
     with pytest.raises(ModelInputError, match=r"request has unknown column\(s\) \['gdp'\]"):
         bundle.forecast(pd.DataFrame({"county_code": [], "gdp": []}))
+
+
+def test_request_problems_are_the_rows_forecast_names_without_raising(bundle):
+    request = pd.DataFrame(
+        {"county_code": ["110001", "999999", "110002", "12345"], "poverty_county": [0.0, None, 2.0, None]}
+    )
+
+    problems = bundle.request_problems(request)
+
+    with pytest.raises(ModelInputError) as refused:
+        bundle.forecast(request)
+    assert bad_rows_message(problems) == str(refused.value)
+    assert [line.split(":")[0] for line in str(refused.value).splitlines()] == ["row 1", "row 2", "row 3"]
+    assert bad_rows_message(bundle.request_problems(request.head(1))) is None
+    with pytest.raises(ModelInputError, match="unknown column"):  # a problem of the whole request
+        bundle.request_problems(request.assign(gdp=1.0))
 
 
 @pytest.fixture(scope="module")

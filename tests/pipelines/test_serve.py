@@ -397,6 +397,61 @@ def test_a_what_if_of_true_is_refused_in_every_format(server, body, content_type
     assert response.json()["message"].splitlines()[-1] == "row 1: poverty_county must be a number; got true"
 
 
+ONE_ROUND_COLUMNS = ["county_code", "poverty_county"]
+ONE_ROUND_ROWS = [[CAOXIAN, True], ["999999", 0], [CAOXIAN, 2], ["330503", None]]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ({"dataframe_split": {"columns": ONE_ROUND_COLUMNS, "data": ONE_ROUND_ROWS}}, "application/json"),
+        ({"dataframe_records": [dict(zip(ONE_ROUND_COLUMNS, row, strict=True)) for row in ONE_ROUND_ROWS]},
+         "application/json"),
+        (b"county_code,poverty_county\n371721,true\n999999,0\n371721,2\n330503,\n", "text/csv"),
+    ],
+    ids=["split", "records", "csv"],
+)  # fmt: skip
+def test_a_request_with_no_number_for_a_value_names_the_rows_the_model_refuses_too(server, body, content_type):
+    # the guard answered for the values alone: the bad code and the value outside its domain came
+    # on the next round, once the client had put the first right
+    response = post(server, body, content_type)
+    next_round = invoke(server, ONE_ROUND_COLUMNS, [[CAOXIAN, None], *ONE_ROUND_ROWS[1:]])
+
+    assert response.status_code == 400 and next_round.status_code == 400
+    model_lines = next_round.json()["message"].splitlines()
+    assert [line.split(":")[0] for line in model_lines] == ["row 1", "row 2"]
+    assert "'999999' is not a county" in model_lines[0] and "poverty_county must be 0 or 1" in model_lines[1]
+    first, *rest = response.json()["message"].splitlines()
+    assert first in (
+        "row 0: poverty_county must be a number; got true",
+        "row 0: poverty_county must be a number; got 'true'",
+    )
+    assert rest == model_lines
+
+
+def test_a_parquet_column_of_booleans_is_named_with_the_rows_the_model_refuses(server):
+    frame = pd.DataFrame({"county_code": [CAOXIAN, "999999"], "poverty_county": [True, None]})
+    response = post(server, parquet_of(frame), "application/vnd.apache.parquet")
+
+    lines = response.json()["message"].splitlines()
+    assert response.status_code == 400
+    assert lines[0] == "row 0: poverty_county must be a number; got true"
+    assert lines[1].startswith("row 1: county_code '999999' is not a county of the panel") and len(lines) == 2
+
+
+def test_a_failing_row_check_leaves_the_guard_s_own_answer():
+    from pipelines.scoring_app import RequestGuard
+
+    def broken(table):
+        raise ModelInputError("request has unknown column(s) ['x']")
+
+    body = json.dumps({"dataframe_split": {"columns": ["county_code", "poverty_county"], "data": [[CAOXIAN, True]]}})
+    for check in (broken, None):
+        guard = RequestGuard(None, 2**20, inputs=["county_code", "poverty_county"], numbers=["poverty_county"],
+                             row_check=check)  # fmt: skip
+        assert guard._json_problem(body.encode()) == "row 0: poverty_county must be a number; got true"
+
+
 def test_a_parquet_what_if_column_of_text_is_a_400_naming_the_column(server):
     # MLflow refused such a column only once its "5%" row, named by the guard, was put right
     frame = pd.DataFrame({"county_code": [CAOXIAN, CAOXIAN], "census_manufacturing_share_rel": ["0.05", "5%"]})
