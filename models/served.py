@@ -24,8 +24,6 @@ from models.estimators import ModelInputError
 
 BUNDLE_ARTIFACT = "bundle"
 VERSION_KEY = "model_version"
-# the model's configuration as logged; the server loads it with the registered version it serves
-MODEL_CONFIG = {VERSION_KEY: ""}
 SERVED_COLUMNS = [*OUTPUT_COLUMNS, VERSION_KEY]
 
 
@@ -35,13 +33,20 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
     ``drivers`` (default true) set to false leaves ``top_drivers`` empty, for batches that do not
     need them (the drivers take most of a large batch's time).
 
-    Every row also says ``model_version``: the registered version the model was loaded as, from
-    its configuration (``beltcast serve`` loads the served version with ``model_config=
-    {"model_version": "<version>"}``), or ``""`` when it was loaded without one."""
+    Every row also says ``model_version``: the registered version the model is served as
+    (:meth:`served_as`, which ``beltcast serve`` calls with the version it loaded), or ``""``
+    when no one said (the model does not know under which version it was registered)."""
+
+    version = ""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = ForecastBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
-        self.version = configured_version(context.model_config)
+
+    def served_as(self, version: str | int) -> None:
+        """Say ``version`` (a registered version number) in every row's ``model_version`` from now on."""
+        if isinstance(version, bool) or re.fullmatch(r"[0-9]+", str(version)) is None:
+            raise ValueError(f"{VERSION_KEY} must be a registered version number such as '7'; got {version!r}")
+        self.version = str(version)
 
     def predict(
         self,
@@ -58,17 +63,6 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from err
         forecast[VERSION_KEY] = pd.array(np.full(len(forecast), self.version, dtype=object), dtype="str")
         return forecast
-
-
-def configured_version(config: dict | None) -> str:
-    """The registered version in a model configuration (``""`` when it names none); an error
-    naming the key for anything but a version number."""
-    version = (config or {}).get(VERSION_KEY)
-    if version is None or version == "":
-        return ""
-    if isinstance(version, bool) or re.fullmatch(r"[0-9]+", str(version)) is None:
-        raise ValueError(f"model_config {VERSION_KEY} must be a registered version number such as '7'; got {version!r}")
-    return str(version)
 
 
 def columnar(frame: pd.DataFrame) -> pd.DataFrame:

@@ -90,7 +90,6 @@ MODEL_VERSION_URI = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>\d+)")
 FRAME_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")  # MLflow's JSON request formats
 PARQUET = b"application/vnd.apache.parquet"
 NAMED_COLUMNS = 20  # the unknown columns of a request an error names; it counts the others
-SERVED_VERSION_KEY = "model_version"  # models/served.py's VERSION_KEY (the model's code is not imported here)
 
 
 def nesting_depth(body: bytes) -> int:
@@ -637,25 +636,30 @@ def model_inputs(model) -> tuple[list[str], list[str]]:
 def row_check(model) -> Callable[[pd.DataFrame], list[RowProblem]] | None:
     """The served model's check of a request's rows (its bundle's ``request_problems``), or None
     for a model that has none (another kind of model, or one logged before it was added)."""
-    try:
-        bundle = model.unwrap_python_model().bundle
-    except Exception:  # not this project's pyfunc: its rows are checked by the model alone
-        return None
-    return getattr(bundle, "request_problems", None)
+    return getattr(getattr(_python_model(model), "bundle", None), "request_problems", None)
 
 
 def load_served_model(uri: str):
     """The pyfunc at ``uri`` as MLflow's server loads it (with the JSON configuration in MLflow's
-    ``SERVING_MODEL_CONFIG``, if set), told the registered version it is served as, so that every
-    row it answers says ``model_version`` (a model logged before it took the setting ignores it,
-    with MLflow's warning)."""
-    from mlflow.pyfunc import load_model, scoring_server
+    ``SERVING_MODEL_CONFIG``, if set), told the registered version it is served as (its
+    ``served_as``), so that every row it answers says ``model_version``; a model logged before it
+    had ``served_as`` answers without the column."""
+    from mlflow.pyfunc import scoring_server
 
-    config = json.loads(os.environ.get(scoring_server.SERVING_MODEL_CONFIG) or "{}")
+    model = scoring_server.load_model_with_mlflow_config(uri)
     match = MODEL_VERSION_URI.fullmatch(uri)
-    if match is not None:
-        config[SERVED_VERSION_KEY] = match["version"]
-    return load_model(uri, model_config=config or None)
+    served_as = getattr(_python_model(model), "served_as", None)
+    if match is not None and served_as is not None:
+        served_as(match["version"])
+    return model
+
+
+def _python_model(model):
+    """The Python object behind a pyfunc model of ours, or None for another kind of model."""
+    try:
+        return model.unwrap_python_model()
+    except Exception:  # not a PythonModel (another flavour): nothing of ours to call
+        return None
 
 
 def create_app():

@@ -33,7 +33,7 @@ from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
 from models.plots import importance_bars, shap_summary
-from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, input_example, signature
+from models.served import BUNDLE_ARTIFACT, input_example, signature
 from pipelines.backtest import (
     evaluate,
     fold_spec,
@@ -357,7 +357,6 @@ def log_model(bundle: ForecastBundle, folder: Path):
         code_paths=[str(package), str(Path(features.__file__).parent)],
         signature=signature(bundle.features, bundle.quarterly),
         input_example=input_example(bundle),
-        model_config=MODEL_CONFIG,  # the server sets the version it serves (models/served.py)
         pip_requirements=_requirements(),
     )
 

@@ -20,7 +20,7 @@ from features.platform import default_platform_rule
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle, bad_rows_message, feature_domain
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
-from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, SERVED_COLUMNS, columnar, input_example, signature
+from models.served import BUNDLE_ARTIFACT, SERVED_COLUMNS, columnar, input_example, signature
 from pipelines.build import platform_features
 
 COUNTIES = 600
@@ -283,7 +283,6 @@ def served_path(bundle, tmp_path_factory) -> str:
         artifacts={BUNDLE_ARTIFACT: str(bundle.save(root / "bundle"))},
         signature=signature(bundle.features, bundle.quarterly),
         input_example=input_example(bundle),
-        model_config=MODEL_CONFIG,
     )
     return str(root / "model")
 
@@ -293,18 +292,19 @@ def served(served_path) -> mlflow.pyfunc.PyFuncModel:
     return mlflow.pyfunc.load_model(served_path)
 
 
-def test_the_served_model_says_the_version_it_was_loaded_as(served, served_path):
-    """The server loads the model told its registered version (``model_config``); every row then
-    says it, as a score file's ``model_version`` does. Loaded without one, the rows say ``""``."""
+def test_the_served_model_says_the_version_it_is_served_as(served_path):
+    """The server tells the model its registered version (``served_as``); every row then says it,
+    as a score file's ``model_version`` does. Told nothing, the rows say ``""``."""
     request = pd.DataFrame({"county_code": ["110001", "110002"]})
-    told = mlflow.pyfunc.load_model(served_path, model_config={"model_version": "7"})
+    told, untold = mlflow.pyfunc.load_model(served_path), mlflow.pyfunc.load_model(served_path)
+    told.unwrap_python_model().served_as("7")
 
     assert told.predict(request)["model_version"].tolist() == ["7", "7"]
-    assert served.predict(request)["model_version"].tolist() == ["", ""]
+    assert untold.predict(request)["model_version"].tolist() == ["", ""]
     assert told.predict(request.head(0))["model_version"].tolist() == []
     assert list(told.predict(request).columns) == SERVED_COLUMNS
-    with pytest.raises(ValueError, match=r"model_config model_version must be a registered version number.*got 'v7'"):
-        mlflow.pyfunc.load_model(served_path, model_config={"model_version": "v7"})
+    with pytest.raises(ValueError, match=r"model_version must be a registered version number.*got 'v7'"):
+        told.unwrap_python_model().served_as("v7")
 
 
 def _invoke(
