@@ -4,7 +4,8 @@ the gate says the challenger is not worse.
 The gate: the challenger's average precision is not lower than the champion's by more than
 ``promote.ap_tolerance``, and its Brier score is not higher. Both figures come from the same fold
 spec on the same panel: a version backtested on the current panel with the current folds gives
-its stored tags; any other is backtested again now, its parameters fitted on the current panel.
+its stored tags; any other is backtested again now, its parameters fitted on the current panel
+with the seed it was trained with (its ``seed`` tag), as the champion's refit is.
 ``champion`` always points to a whole registered version and is moved last, so a crash never
 leaves the registry without a champion.
 
@@ -160,8 +161,24 @@ def refit(settings: Settings, version, console: Console) -> str:
         "its parameters are refitted on the current one, and the refit is served"
     )
     tags = {"refit_of": str(version.version)}
-    outcome = train.run(settings, console, params=_params(version), alias=None, tags=tags)
+    outcome = train.run(as_trained(settings, version), console, params=_params(version), alias=None, tags=tags)
     return outcome.version
+
+
+def as_trained(settings: Settings, version) -> Settings:
+    """``settings`` with the seed ``version`` was trained with (its ``seed`` tag): a version is
+    judged and refitted as it was trained, whatever seed the config has now (a changed seed would
+    judge the champion as the challenger's twin)."""
+    seed = _seed(settings, version)
+    if seed == settings.model.seed:
+        return settings
+    return settings.model_copy(update={"model": settings.model.model_copy(update={"seed": seed})})
+
+
+def _seed(settings: Settings, version) -> int:
+    """A version's ``seed`` tag, or the configured seed for a version that has none."""
+    recorded = version.tags.get("seed", "")
+    return int(recorded) if recorded.lstrip("-").isdigit() else settings.model.seed
 
 
 def _params(version) -> dict:
@@ -233,7 +250,7 @@ def compare(settings: Settings, challenger, champion, panel: pd.DataFrame, panel
             figures.update(_tagged(role, version))
             continue
         again.append(role)
-        model = {"lightgbm": emergence_models(_params(version), settings.model.seed)["lightgbm"]}
+        model = {"lightgbm": emergence_models(_params(version), _seed(settings, version))["lightgbm"]}
         result = backtest_emergence(model, data.X, data.y, data.periods, data.groups, spec, n_boot=0)
         metrics = result.metrics("temporal")["lightgbm"]
         # at the precision of the version tags, so that equal parameters compare equal
@@ -269,7 +286,7 @@ FORMER_TAGS = ("promotion_served_refit",)  # an earlier release's name of promot
 def decision_tags(decision: Decision) -> dict[str, str]:
     """The decision and its figures as tag values."""
     tags = {
-        "promotion_decision": "promoted" if decision.promoted else "rejected",
+        "promotion_decision": _verdict(decision),
         "promotion_reason": decision.reason,
         "promotion_compared_with": decision.champion or "none",
         "promotion_figures": json.dumps(decision.figures, sort_keys=True),
@@ -278,6 +295,13 @@ def decision_tags(decision: Decision) -> dict[str, str]:
         tags["promotion_champion_now"] = decision.refit
         tags["promotion_champion_refit_of"] = decision.challenger if decision.promoted else decision.champion
     return tags
+
+
+def _verdict(decision: Decision) -> str:
+    """``promoted``, ``rejected``, or ``unchanged`` when the challenger was the champion already."""
+    if decision.promoted:
+        return "promoted"
+    return "unchanged" if decision.challenger == decision.champion else "rejected"
 
 
 def record(client: MlflowClient, name: str, decision: Decision) -> None:

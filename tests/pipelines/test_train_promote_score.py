@@ -121,6 +121,31 @@ def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, 
     client.set_registered_model_alias("county-belt", "challenger", "1")
 
 
+def test_a_champion_is_judged_with_its_own_seed_after_the_seed_changed(champion_settings, client):
+    """With ``model.seed`` changed, the gate backtested the champion's parameters with the new
+    seed: the challenger (the same parameters) was compared with itself, and passed."""
+    champion = version_by_alias(client, "county-belt", "champion")
+    reseeded = champion_settings.model_copy(
+        update={"model": champion_settings.model.model_copy(update={"seed": champion_settings.model.seed + 1})}
+    )
+    try:
+        challenger = train.run(reseeded, QUIET)
+        decision = promote.run(reseeded, False, None, QUIET)
+
+        assert decision.figures["source"] == "backtested again on the current panel: champion"
+        assert decision.figures["champion_ap"] == float(champion.tags["average_precision"])
+        assert decision.figures["champion_brier"] == float(champion.tags["brier"])
+        tagged = client.get_model_version("county-belt", challenger.version).tags
+        assert decision.figures["challenger_ap"] == float(tagged["average_precision"])
+        assert decision.figures["champion_ap"] != decision.figures["challenger_ap"]  # the seeds' models differ
+        refit_settings = promote.as_trained(reseeded, champion)
+        assert refit_settings.model.seed == champion_settings.model.seed
+        assert refit_settings.model.params_file == reseeded.model.params_file
+    finally:
+        client.set_registered_model_alias("county-belt", "champion", champion.version)
+        client.set_registered_model_alias("county-belt", "challenger", champion.version)
+
+
 def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, client, tmp_path):
     """A new quarter of data: the gate keeps the champion's parameters against a worse challenger,
     and the champion served is those parameters fitted on the new panel, not the old fit."""
@@ -166,6 +191,7 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
             assert str(version_by_alias(client, "county-belt", alias).version) == decision.refit
         settled = promote.run(changed, False, None, QUIET)
         assert settled.reason == "challenger is already the champion" and settled.refit is None
+        assert promote.decision_tags(settled)["promotion_decision"] == "unchanged"  # not "rejected"
         # a promote that decides nothing leaves the version's record as it was, and is a run of its own
         assert client.get_model_version("county-belt", decision.refit).tags.get("promotion_reason") != settled.reason
         experiment = client.get_experiment_by_name(changed.mlflow.experiment).experiment_id
