@@ -374,17 +374,34 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
 def git_sha(folder: Path | None = None) -> str:
     """The commit of the checkout beltcast runs from (not of the working directory; ``folder``
     for another checkout), followed by
-    ``+dirty.<hash of the changes>`` when tracked files differ from it (a changed line of code is
+    ``+dirty.<hash of the changes>`` when tracked files differ from it or untracked Python files
+    are there (a changed line of code is
     another model: ``train`` must not reuse a version for it); ``unknown`` when beltcast is not
     installed from a git checkout."""
     here = folder or Path(__file__).resolve().parent
     head = _git(["rev-parse", "HEAD"], here)
     if head is None:
         return "unknown"
-    changes = _git(["diff", "HEAD", "--no-ext-diff", "--binary"], here)
+    changes = (_git(["diff", "HEAD", "--no-ext-diff", "--binary"], here) or "").encode() + _untracked_code(here)
     if not changes:
         return head.strip()
-    return f"{head.strip()}+dirty.{hashlib.sha256(changes.encode()).hexdigest()[:16]}"
+    return f"{head.strip()}+dirty.{hashlib.sha256(changes).hexdigest()[:16]}"
+
+
+def _untracked_code(here: Path) -> bytes:
+    """The names and contents of the checkout's Python files that git does not track (nor
+    ignore): a new module is code too; other untracked files (notes, configs, data) are not."""
+    top = _git(["rev-parse", "--show-toplevel"], here)
+    listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--full-name", "--", ":(top,glob)**/*.py"], here)
+    if not top or not listed:
+        return b""
+    digest = b""
+    for name in sorted(filter(None, listed.split("\0"))):
+        try:
+            digest += name.encode() + b"\0" + (Path(top.strip()) / name).read_bytes()
+        except OSError:  # removed meanwhile
+            continue
+    return digest
 
 
 def _git(arguments: list[str], folder: Path) -> str | None:

@@ -1,7 +1,8 @@
 """``beltcast train``: backtest, fit the final models, log one MLflow run with one servable pyfunc
 model, register a version of ``county-belt`` and point the alias ``challenger`` at it.
 
-Training the same inputs twice (panel content, parameters, seed, folds, code) registers no second
+Training the same inputs twice (panel content, parameters, seed, folds, mode year, code, the
+fitting libraries' versions) registers no second
 version: the existing one is found by its fingerprint tag and made the challenger again.
 ``promote`` uses the same steps to refit the champion's parameters on a changed panel.
 """
@@ -57,6 +58,7 @@ from pipelines.tracking import (
 )
 
 VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
+FITTING_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "scipy", "pandas")  # in the training fingerprint
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,11 @@ def params_source(settings: Settings, tuned: bool) -> dict[str, str]:
 
 
 def training_fingerprint(panel: pd.DataFrame, params: dict, spec: FoldSpec, settings: Settings) -> str:
-    """A hash of everything that determines the model: data, parameters, seed, folds, code."""
+    """A hash of everything that determines the model: data, parameters, seed, folds, code and
+    the versions of the libraries that fit it (the same inputs may fit another model after an
+    upgrade)."""
+    from importlib import metadata
+
     payload = json.dumps(
         {
             "panel": frame_hash(panel),
@@ -145,6 +151,7 @@ def training_fingerprint(panel: pd.DataFrame, params: dict, spec: FoldSpec, sett
             "folds": spec.to_dict(),
             "mode_year": settings.model.mode_year,
             "code": git_sha(),
+            "libraries": {library: metadata.version(library) for library in FITTING_LIBRARIES},
         },
         sort_keys=True,
     )
@@ -201,7 +208,9 @@ def train_and_register(
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
     with start_run("train", nested=mlflow.active_run() is not None) as active:
         mlflow.set_tags({**lineage, **(extra_tags or {})})  # the run says where its parameters came from too
-        mlflow.log_params({**params, "seed": settings.model.seed, "horizon": spec.horizon})
+        mlflow.log_params(
+            {**params, "seed": settings.model.seed, "horizon": spec.horizon, "mode_year": settings.model.mode_year}
+        )
         report = log_backtest(panel, settings, spec, console, params)
         metrics = report["emergence"]["models"]["lightgbm"]
         tags = {

@@ -79,6 +79,15 @@ def test_uncommitted_changes_make_another_code_id(tmp_path):
     assert git_sha(tmp_path) == head
     (tmp_path / "notes.txt").write_text("untracked files are not code", encoding="utf-8")
     assert git_sha(tmp_path) == head
+    module = tmp_path / "models" / "probe.py"  # but an untracked module is: a version must not be reused for it
+    module.parent.mkdir()
+    module.write_text("seed = 1\n", encoding="utf-8")
+    added = git_sha(module.parent)
+    assert added.startswith(f"{head}+dirty.") and git_sha(tmp_path) == added
+    module.write_text("seed = 2\n", encoding="utf-8")
+    assert git_sha(tmp_path) not in (added, head)
+    module.unlink()
+    assert git_sha(tmp_path) == head
     assert git_sha(tmp_path / "nowhere") == "unknown"
 
 

@@ -102,6 +102,28 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
     assert len(runs) >= 1  # the reuse is a run too, naming the version and the run that trained it
     assert runs[0].data.tags["model_version"] == "1" and runs[0].data.tags["model_run_id"] == outcome.run_id
     assert runs[0].data.tags["panel_sha256"] and runs[0].info.status == "FINISHED"
+    trained = client.get_run(outcome.run_id).data.params
+    assert trained["mode_year"] == str(champion_settings.model.mode_year) and "model_version" not in trained
+
+
+def test_an_upgraded_fitting_library_is_another_training(champion_settings, monkeypatch):
+    """Identical data, parameters and code fitted with another LightGBM may give another model:
+    ``train`` said "reused (identical inputs)" after an upgrade."""
+    from importlib import metadata
+
+    from pipelines.backtest import fold_spec, load_panel
+
+    panel, spec = load_panel(champion_settings), fold_spec(champion_settings)
+    before = train.training_fingerprint(panel, {}, spec, champion_settings)
+    installed = metadata.version
+
+    def upgraded(library: str) -> str:
+        return "99.0.0" if library == "lightgbm" else installed(library)
+
+    monkeypatch.setattr(metadata, "version", upgraded)
+    assert train.training_fingerprint(panel, {}, spec, champion_settings) != before
+    monkeypatch.setattr(metadata, "version", installed)
+    assert train.training_fingerprint(panel, {}, spec, champion_settings) == before
 
 
 def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, client, tmp_path):
