@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import itertools
 import json
@@ -174,6 +175,11 @@ PARAM_RULES = {
     "scale_pos_weight": (False, lambda v: v > 0, "a finite number > 0"),
     "linear_margin_C": (False, lambda v: v > 0, "a finite number > 0 or null"),
 }
+
+
+def params_digest(params: dict) -> str:
+    """The sha256 of parameters as JSON with sorted keys (``tune`` saves it beside them)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
 def tuned_params(settings: Settings) -> dict | None:

@@ -41,6 +41,7 @@ from pipelines.backtest import (
     is_platform,
     load_panel,
     mode_period,
+    params_digest,
     tuned_params,
 )
 from pipelines.build import belt_rule
@@ -125,15 +126,28 @@ def run(
 
 
 def params_source(settings: Settings, tuned: bool) -> dict[str, str]:
-    """Tags naming where the parameters came from: the study, trial and period ``tune`` saved them
-    from, or LightGBM's defaults."""
+    """Tags naming where the parameters came from: the file (and its sha256), the study, store,
+    trial and period ``tune`` saved them from, or LightGBM's defaults. Parameters edited by hand
+    since (they no longer match the digest ``tune`` wrote) are not the trial's: the tags say they
+    were edited from it (``params_edited_from``) instead of naming the trial as their source."""
     if not tuned:
         return {"params_source": "lightgbm defaults"}
-    saved = json.loads(settings.model.params_file.read_text(encoding="utf-8"))
-    tags = {"params_source": str(settings.model.params_file.resolve())}
-    for key in ("study", "best_trial", "period", "best_value"):
-        if saved.get(key) is not None:
-            tags[f"params_{key}"] = str(saved[key])
+    path = settings.model.params_file
+    text = path.read_text(encoding="utf-8")
+    saved = json.loads(text)
+    tags = {
+        "params_source": str(path.resolve()),
+        "params_file_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    origin = {key: saved[key] for key in ("study", "storage", "best_trial", "period", "best_value") if saved.get(key)}
+    digest = saved.get("params_sha256")
+    if digest is not None and digest != params_digest(saved["params"]):
+        trial = f"trial {origin['best_trial']} of " if "best_trial" in origin else ""
+        tags["params_edited_from"] = (
+            f"{trial}study {origin.get('study', '?')!r} (the file's parameters were changed since)"
+        )
+        return tags
+    tags.update({f"params_{key}": str(value) for key, value in origin.items()})
     return tags
 
 

@@ -37,7 +37,7 @@ from models.tuning import (
     search_space,
     within,
 )
-from pipelines.backtest import fold_spec, is_platform, load_panel
+from pipelines.backtest import fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     TrackingError,
@@ -572,5 +572,6 @@ def save_best(
         "params": {**trial.params, "calibration_folds": folds},
         "calibration_inner_brier": {str(k): v for k, v in calibration_briers.items()},
     }
+    payload["params_sha256"] = params_digest(payload["params"])  # train tells a hand-edited file by it
     write_json(payload, path)
     return payload

@@ -106,6 +106,32 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
     assert trained["mode_year"] == str(champion_settings.model.mode_year) and "model_version" not in trained
 
 
+def test_parameters_edited_after_tune_are_not_tagged_as_the_trial_s(tmp_path):
+    from pipelines.backtest import params_digest
+    from pipelines.config import Settings
+
+    params = {"n_estimators": 110, "num_leaves": 32, "calibration_folds": 3}
+    saved = {"study": "emergence", "storage": "sqlite:///mlruns/optuna.db", "best_trial": 19, "best_value": 0.3679,
+             "params": params, "params_sha256": params_digest(params)}  # fmt: skip
+    path = tmp_path / "tuned_params.json"
+    settings = Settings(model=ModelSettings(params_file=path))
+
+    path.write_text(json.dumps(saved), encoding="utf-8")
+    tuned = train.params_source(settings, True)
+    tuned_file = sha256_of(path)
+    path.write_text(json.dumps({**saved, "params": {**params, "n_estimators": 100}}), encoding="utf-8")
+    edited = train.params_source(settings, True)
+    path.write_text(json.dumps({k: v for k, v in saved.items() if k != "params_sha256"}), encoding="utf-8")
+    older = train.params_source(settings, True)  # a file of a tune that wrote no digest: taken at its word
+
+    assert tuned["params_best_trial"] == "19" and tuned["params_storage"] == "sqlite:///mlruns/optuna.db"
+    assert tuned["params_file_sha256"] == tuned_file
+    assert "params_best_trial" not in edited and "params_best_value" not in edited
+    assert edited["params_edited_from"] == "trial 19 of study 'emergence' (the file's parameters were changed since)"
+    assert edited["params_file_sha256"] != tuned["params_file_sha256"]
+    assert older["params_best_trial"] == "19" and "params_edited_from" not in older
+
+
 def test_an_upgraded_fitting_library_is_another_training(champion_settings, monkeypatch):
     """Identical data, parameters and code fitted with another LightGBM may give another model:
     ``train`` said "reused (identical inputs)" after an upgrade."""

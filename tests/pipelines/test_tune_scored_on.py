@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from pipelines import tune
+from pipelines.backtest import params_digest
 from pipelines.config import (
     DataSettings,
     LabelSettings,
@@ -99,6 +100,7 @@ def test_a_period_rerun_on_another_rule_or_panel_runs_its_trials_again(settings)
     first, _ = _run(settings, "2016")
     assert [t.user_attrs["period"] for t in _trials(settings)] == ["2015", "2015", "2016", "2016"]
     assert _run(settings, "2016")[0]["best_trial"] == first["best_trial"]  # the same data: nothing to run
+    assert first["params_sha256"] == params_digest(first["params"])  # train tells an edited file by it
     assert len(_trials(settings)) == 4
 
     stricter = settings.model_copy(  # taobao_villages >= 3: the trials so far were scored on other labels
