@@ -113,6 +113,7 @@ def run(
             mlflow.set_tags(
                 {
                     **lineage_tags(settings, frame_hash(panel), spec.to_dict()),
+                    **(tags or {}),  # where this run's parameters came from, as a new version's run says
                     "train.reused": "true",
                     "model_version": outcome.version,
                     "model_run_id": outcome.run_id,  # the run that trained it, with its metrics and files

@@ -102,6 +102,7 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
     assert len(runs) >= 1  # the reuse is a run too, naming the version and the run that trained it
     assert runs[0].data.tags["model_version"] == "1" and runs[0].data.tags["model_run_id"] == outcome.run_id
     assert runs[0].data.tags["panel_sha256"] and runs[0].info.status == "FINISHED"
+    assert runs[0].data.tags["params_source"] == str(champion_settings.model.params_file.resolve())
     trained = client.get_run(outcome.run_id).data.params
     assert trained["mode_year"] == str(champion_settings.model.mode_year) and "model_version" not in trained
 
