@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
         else "belts with a known mode, from their villages' main products"
     )
     summary["belt_rule"] = rule.describe()
+    summary["built_by"] = built_by()
     reported = sources
     if platform is not None:  # train, tune, backtest and promote check that the config names this file
         path = Path(settings.platform.metrics_file)
@@ -121,6 +123,25 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
     outputs = write_outputs(settings.data.features_dir, panel, summary, reported)
     report(console, panel, summary, reported, outputs)
     return outputs
+
+
+def built_by() -> dict[str, str]:
+    """What built the panel: the code's commit (``+dirty.<hash>`` with uncommitted changes) and the
+    hash of the raw-data manifest its sources were verified against (``train`` tags both)."""
+    from pipelines.manifest import manifest_hash, read_manifest
+    from pipelines.tracking import git_sha
+
+    return {"git_sha": git_sha(), "data_manifest_sha256": manifest_hash(read_manifest())}
+
+
+def panel_built_by(features_dir: Path) -> dict[str, str]:
+    """``built_by`` of the panel in ``features_dir`` (its ``quality.json``); empty for a panel built
+    before it was recorded, or without its summary."""
+    try:
+        recorded = json.loads((Path(features_dir) / "quality.json").read_text(encoding="utf-8")).get("built_by")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
 
 def read_platform(settings: Settings, history: CodeHistory, until: str | None) -> PlatformInputs:

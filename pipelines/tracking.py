@@ -368,6 +368,9 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
         )
     for library in LIBRARIES:
         tags[f"version.{library}"] = metadata.version(library)
+    from pipelines.build import panel_built_by  # what built the panel may be older code and data than this job's
+
+    tags.update({f"panel_built.{key}": value for key, value in panel_built_by(settings.data.features_dir).items()})
     return tags
 
 

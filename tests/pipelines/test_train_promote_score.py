@@ -44,6 +44,9 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
     ):
         assert tag in run.data.tags
     assert run.data.tags["fold_spec"] == champion.tags["fold_spec"]  # JSON on the run and on the version
+    # what built the panel (features build's quality.json), which may be other code and data than train's
+    assert run.data.tags["panel_built.git_sha"] == run.data.tags["git_sha"]
+    assert run.data.tags["panel_built.data_manifest_sha256"] == run.data.tags["data_manifest_sha256"]
     assert json.loads(run.data.tags["fold_spec"])["horizon"] == 1
     assert "temporal.lightgbm.average_precision" in run.data.metrics
     assert run.data.metrics["temporal.lightgbm.n_positive"] == 49  # counts are metrics too
