@@ -221,8 +221,8 @@ def decide(
         except PromotionError:  # a champion that cannot be judged again is overridden all the same
             figures = {}
         return Decision(True, f"forced: {reason}", str(challenger.version), str(champion.version), figures)
-    figures = compare(settings, challenger, champion, panel, panel_sha256)
     tolerance = settings.promote.ap_tolerance
+    figures = {**compare(settings, challenger, champion, panel, panel_sha256), "ap_tolerance": tolerance}
     ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
     brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
     reasons = []

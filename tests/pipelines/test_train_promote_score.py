@@ -165,6 +165,7 @@ def test_a_worse_challenger_leaves_the_champion_and_says_why(champion_settings, 
     decision = promote.run(worse, False, None, QUIET)
     assert not decision.promoted
     assert "AP" in decision.reason or "Brier" in decision.reason
+    assert decision.figures["ap_tolerance"] == worse.promote.ap_tolerance  # the gate's setting, in the record
     assert str(version_by_alias(client, "county-belt", "champion").version) == "1"
     rejected = client.get_model_version("county-belt", outcome.version)
     assert rejected.tags["promotion_decision"] == "rejected"
