@@ -37,6 +37,7 @@ from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 
 LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
+STORE_PROBE = "api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"  # any name: 404 is an answer
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 STUDY_LOCK = ".study.lock"
 REGISTRY_LOCK = ".registry.lock"
@@ -73,13 +74,36 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             experiment = mlflow.set_experiment(name)
             client = MlflowClient(tracking_uri=uri, registry_uri=uri)
             close_dead_runs(client, experiment.experiment_id)
-    except (MlflowException, SQLAlchemyError, OSError) as err:
+    except (MlflowException, SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
-            f" be used ({type(err).__name__}: {first_line(err)}); expected a reachable store (default"
-            " sqlite:///mlruns/mlflow.db) and a non-empty experiment name"
+            f" be used ({store_problem(err)}); expected a reachable store (default sqlite:///mlruns/mlflow.db,"
+            f" a tracking server http://host:5000, or a database such as {DATABASE_EXAMPLE}) and a non-empty"
+            " experiment name"
         ) from err
     return client
+
+
+DATABASE_EXAMPLE = "postgresql://user:password@host/db with its driver installed (pip install 'psycopg[binary]')"
+
+
+def store_problem(err: BaseException) -> str:
+    """What went wrong opening a store, for a message: the error's first line and, for a database
+    driver that is not installed (SQLAlchemy's and Optuna's ImportError hide which), the module
+    that is missing."""
+    text = f"{type(err).__name__}: {first_line(err)}"
+    cause: BaseException | None = err
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            return (
+                f"{text}; the database driver module {cause.name!r} is not installed"
+                if cause is not err
+                else (f"{text}: a database driver that is not installed")
+            )
+        cause = cause.__cause__ or cause.__context__
+    return text
 
 
 def lock_beside(path: Path) -> Path:
@@ -90,8 +114,9 @@ def lock_beside(path: Path) -> Path:
 
 def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
     """A tracking server (``http(s)://``) must answer an HTTP request (any status) within
-    ``timeout`` seconds: a :class:`TrackingError` naming the URI at once, rather than the minutes
-    MLflow's client spends retrying a host that is down, misspelt or behind a firewall. The probe
+    ``timeout`` seconds, and a request that reads its store with no 5xx: a :class:`TrackingError`
+    naming the URI at once, rather than the minutes MLflow's client spends retrying a host that
+    is down, misspelt or behind a firewall, or a server whose database is down. The probe
     goes as MLflow's requests go (through ``HTTP(S)_PROXY`` unless ``NO_PROXY`` says otherwise);
     a TLS problem is left to MLflow, which has its own settings for it. Other stores are not probed."""
     if not uri.lower().startswith(("http:", "https:")):
@@ -107,10 +132,14 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
     if not parts.hostname:
         raise TrackingError(f"mlflow.tracking_uri = {shown!r} names no host; expected e.g. http://host:5000")
     outcome: list[BaseException | None] = []
+    answers: list[requests.Response] = []
 
     def probe() -> None:
         try:
             requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False).close()
+            # a request that reads the server's store: /health answers OK while the database is down
+            with requests.get(f"{uri.rstrip('/')}/{STORE_PROBE}", timeout=timeout, allow_redirects=False) as answer:
+                answers.append(answer)
         except BaseException as err:  # handed to the waiting thread
             outcome.append(err)
         else:
@@ -123,6 +152,13 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
     thread.start()
     thread.join(waited)
     err = outcome[0] if outcome else TimeoutError(f"no answer within {waited:g} s")
+    if err is None and answers and answers[0].status_code >= 500:
+        said = (answers[0].text.strip().splitlines() or [""])[0][:200]
+        raise TrackingError(
+            f"the MLflow tracking server mlflow.tracking_uri = {shown!r} answers, but not from its store: HTTP"
+            f" {answers[0].status_code} to /{STORE_PROBE.split('?')[0]} ({said or 'no message'}); expected a server"
+            " whose backend store (its database) is up: check the server's log and its database"
+        )
     if err is None or isinstance(err, requests.exceptions.SSLError):
         return
     if isinstance(err, TimeoutError):
@@ -141,13 +177,17 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
 
 
 def without_password(uri: str) -> str:
-    """``uri`` with the password of its user part, if any, shown as ``***`` (for messages)."""
-    scheme, sep, rest = uri.partition("://")
-    user_part, at, after = rest.rpartition("@")  # a password may hold "/", "?" or "@" it should have escaped
-    user, colon, _ = user_part.partition(":")
-    if not sep or not at or not colon or re.search(r"[/?#]", user):
-        return uri
-    return f"{scheme}://{user}:***@{after}"  # an "@" in a path or query hides more than the password: never less
+    """``uri`` with the password of its user part, if any, shown as ``***`` (for messages); also
+    in a URI whose ``://`` is mistyped (``postgresql:/bob:s3cret@db``) or missing."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.\-]*:?/*", uri)
+    prefix = scheme.group() if scheme and scheme.group()[-1] in ":/" else ""
+    starts = (len(prefix),) if "://" in uri else (len(prefix), 0)  # mistyped: maybe "user:password@host" alone
+    for start in starts:
+        user_part, at, after = uri[start:].rpartition("@")  # a password may hold "/", "?" or "@" unescaped
+        user, colon, _ = user_part.partition(":")
+        if at and colon and not re.search(r"[/?#]", user):
+            return f"{uri[:start]}{user}:***@{after}"  # an "@" in a path or query hides more, never less
+    return uri
 
 
 def _cause(err: BaseException) -> str:

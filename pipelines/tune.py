@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from features.errors import BeltcastError
 from features.io import write_atomic, write_json
@@ -40,6 +41,7 @@ from models.tuning import (
 from pipelines.backtest import fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
+    DATABASE_EXAMPLE,
     TrackingError,
     file_lock,
     first_line,
@@ -48,12 +50,14 @@ from pipelines.tracking import (
     lock_beside,
     sqlite_file,
     start_run,
+    store_problem,
     study_lock,
     use_tracking,
     without_password,
 )
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
+TABLE_ATTEMPTS = 3  # tries at opening a new shared database whose tables another worker is creating
 
 
 class TuneError(BeltcastError, ValueError):
@@ -339,15 +343,33 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     quiet_interrupts()
     try:
         name = study_name or default_study(settings, features)
-        with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
-            return make_study(name, study_storage(storage), settings.model.seed)
+        for attempt in range(1, TABLE_ATTEMPTS + 1):
+            try:
+                with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
+                    return make_study(name, study_storage(storage), settings.model.seed)
+            except SQLAlchemyError as err:
+                # workers started together on a new shared database create its tables at once, and
+                # all but one fail on a duplicate; the tables are there on the next attempt
+                if database is not None or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
+                    raise
+                time.sleep(attempt)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
-            f" ({type(err).__name__}: {first_line(err)});"
-            " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db, or an Optuna"
-            " journal file, journal:PATH"
+            f" ({store_problem(err)});"
+            " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db or"
+            f" {DATABASE_EXAMPLE}, or an Optuna journal file, journal:PATH"
         ) from err
+
+
+def created_meanwhile(err: SQLAlchemyError) -> bool:
+    """Whether ``err`` is another worker's table or type having been created first (PostgreSQL's
+    unique violation on its catalogue, or "already exists")."""
+    text = str(err).lower()
+    return isinstance(err, (IntegrityError, ProgrammingError)) and (
+        "already exists" in text or "duplicate key" in text or "uniqueviolation" in text
+    )
 
 
 def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:

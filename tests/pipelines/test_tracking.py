@@ -135,6 +135,58 @@ def test_a_tracking_server_that_is_not_there_is_named_at_once(without_proxy):
     check_reachable("postgresql://user@nowhere.invalid/mlflow")  # only tracking servers are probed
 
 
+def test_a_tracking_server_whose_store_is_down_is_named_at_once(without_proxy):
+    """MLflow's /health answers OK while the server's database is down, and MLflow's client then
+    retried its 503s for minutes."""
+
+    class StoreDown(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/health":
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"OK")
+            else:
+                self.send_error(503, "Service Unavailable")
+
+        def log_message(self, *args):
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), StoreDown) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
+        with pytest.raises(TrackingError) as error:
+            use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri)))
+        server.shutdown()
+    assert time.monotonic() - started < 5
+    assert f"mlflow.tracking_uri = '{uri}' answers, but not from its store: HTTP 503 to" in str(error.value)
+    assert "backend store" in str(error.value)
+
+
+def test_a_database_driver_that_is_not_installed_is_named():
+    chained = ImportError(
+        "Failed to import DB access module for the specified storage URL. Please install appropriate one."
+    )
+    chained.__cause__ = ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
+    assert tracking.store_problem(chained) == (
+        "ImportError: Failed to import DB access module for the specified storage URL. Please install appropriate"
+        " one.; the database driver module 'psycopg' is not installed"
+    )
+    assert tracking.store_problem(ValueError("other")) == "ValueError: other"
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("a MySQL driver is installed here")
+    with pytest.raises(TrackingError) as error:  # SQLAlchemy imports the driver as the store opens
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri="mysql://bob:s3cret@127.0.0.1:1/mlflow")))
+    message = str(error.value)
+    assert "'mysql://bob:***@127.0.0.1:1/mlflow'" in message and "s3cret" not in message
+    assert "No module named 'MySQLdb': a database driver that is not installed" in message
+    assert "pip install 'psycopg[binary]'" in message
+
+
 def test_a_host_name_whose_lookup_hangs_is_named_within_the_probe_s_time(without_proxy, monkeypatch):
     def hanging_resolver(*args, **kwargs):
         time.sleep(30)
@@ -160,6 +212,12 @@ def test_a_host_name_whose_lookup_hangs_is_named_within_the_probe_s_time(without
         ("http://host:5000/runs/a:b@c", "http://host:***@c"),  # an "@" in the path: more hidden, never less
         ("http://host/runs/a:b@c", "http://host/runs/a:b@c"),
         ("sqlite:///mlruns/mlflow.db", "sqlite:///mlruns/mlflow.db"),
+        # a mistyped "://" must not show it either
+        ("postgresql:/bob:s3cret@db:5432/optuna", "postgresql:/bob:***@db:5432/optuna"),
+        ("postgresql//bob:s3cret@db/optuna", "postgresql//bob:***@db/optuna"),
+        ("postgresql:bob:s3cret@db/optuna", "postgresql:bob:***@db/optuna"),
+        ("bob:s3cret@db/optuna", "bob:***@db/optuna"),
+        ("journal:/srv/beltcast/optuna.journal", "journal:/srv/beltcast/optuna.journal"),
     ],
 )
 def test_a_password_in_a_uri_is_never_shown(uri, shown):
@@ -308,3 +366,44 @@ def test_jobs_started_together_on_a_new_local_store_both_set_it_up(tmp_path):
     ]
     done = [job.communicate(timeout=300) for job in jobs]
     assert [out.strip() for out, _ in done] == ["ready"] * 3, [err[-800:] for _, err in done]
+
+
+def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
+    """Two tune workers started together on a new PostgreSQL store: one failed on the other's
+    creating Optuna's tables (a unique violation on the catalogue), blamed on the URL."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    duplicate = IntegrityError(
+        "CREATE TABLE studies",
+        {},
+        Exception('duplicate key value violates unique constraint "pg_type_typname_nsp_index"'),
+    )
+    attempts, study = [], object()
+
+    def racing(name, storage, seed):
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise duplicate
+        return study
+
+    monkeypatch.setattr(tune, "make_study", racing)
+    monkeypatch.setattr(tune, "study_storage", lambda storage: storage)
+    monkeypatch.setattr(tune.time, "sleep", lambda seconds: None)
+    shared = Settings(tune=TuneSettings(storage="postgresql://bob:s3cret@db.example/optuna"))
+
+    assert tune.open_study(shared, "shared") is study and attempts == ["shared", "shared"]
+
+    def down(name, storage, seed):
+        raise OperationalError("connect", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(tune, "make_study", down)  # any other error is named at once, not tried again
+    with pytest.raises(TrackingError, match=r"tune.storage = 'postgresql://bob:\*\*\*@db.example/optuna' cannot"):
+        tune.open_study(shared, "shared")
+    attempts.clear()
+    monkeypatch.setattr(tune, "make_study", lambda *args: attempts.append(1) or (_ for _ in ()).throw(duplicate))
+    with pytest.raises(TrackingError, match="duplicate key"):  # still failing after the last attempt: named
+        tune.open_study(shared, "shared")
+    assert len(attempts) == tune.TABLE_ATTEMPTS
