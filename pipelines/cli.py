@@ -62,6 +62,9 @@ for _stream in (console, errors):
         _stream.soft_wrap = True  # a message stays on one line (tables keep the width)
         # MLflow's artifact downloads draw a progress bar, which in a log is one line of redraws
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# a verb's stdout is its own report: MLflow prints a "View run ... at http://..." link per run
+# (two per tune trial) with a tracking server; the run ids are in the report, the links in the UI
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML config file; defaults apply to what it omits."),

@@ -3,6 +3,7 @@ on loopback, its own SQLite backend and artifact folder) give the scores of a lo
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,3 +91,20 @@ def test_train_promote_score_through_a_tracking_server_give_the_local_scores(
         "scores/remote.csv",
         "scores/remote.parquet",
     }
+
+    # the command's stdout is its report: no "🏃 View run ... at http://..." link of MLflow's in it
+    config = tmp_path / "remote.toml"
+    config.write_text(
+        f"[data]\ncache_dir = {json.dumps(str(remote.data.cache_dir))}\n"
+        f"features_dir = {json.dumps(str(remote.data.features_dir))}\n"
+        f"[outputs]\ndir = {json.dumps(str(tmp_path / 'cli'))}\n"
+        f"[mlflow]\ntracking_uri = {json.dumps(tracking_server)}\n",
+        encoding="utf-8",
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "score", "--config", str(config)],
+        capture_output=True, text=True, timeout=600, env=environment,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "score: 2844 counties as of 2020" in done.stdout and "View run" not in done.stdout
