@@ -49,12 +49,13 @@ def evaluate(
     console: Console,
     params: dict | None = None,
     nested_trials: int | None = None,
+    announce: bool = True,
 ) -> tuple[dict, list[Path]]:
     """The backtest of every model on ``panel``: JSON contract and curves written, table printed.
 
     ``params`` are LightGBM's (default: the tuned ones); ``nested_trials``: see
-    :func:`emergence_backtest`. Returns the contract and the paths written (JSON first), for
-    ``train`` to log."""
+    :func:`emergence_backtest`; ``announce``: print where the files went. Returns the contract
+    and the paths written (JSON first), for ``train`` to log."""
     result = emergence_backtest(panel, settings, spec, params, nested_trials, console)
     report = contract(result, mode_backtest(panel, settings), spec)
     out = Path(out or settings.outputs.dir / "backtest.json")
@@ -62,7 +63,8 @@ def evaluate(
     console.print(comparison_table(report))
     if report["emergence"]["comparisons"]:
         console.print(difference_table(report))
-    console.print(f"backtest -> {', '.join(str(p) for p in written)}")
+    if announce:
+        console.print(f"backtest -> {', '.join(str(p) for p in written)}")
     return report, written
 
 

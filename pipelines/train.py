@@ -221,12 +221,14 @@ def train_and_register(
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
-    with start_run("train", nested=mlflow.active_run() is not None) as active:
+    # the backtest's files go to the outputs folder only once the version is registered: a train that
+    # fails on the way leaves there the files of the version the aliases still point to
+    with start_run("train", nested=mlflow.active_run() is not None) as active, tempfile.TemporaryDirectory() as staged:
         mlflow.set_tags({**lineage, **(extra_tags or {})})  # the run says where its parameters came from too
         mlflow.log_params(
             {**params, "seed": settings.model.seed, "horizon": spec.horizon, "mode_year": settings.model.mode_year}
         )
-        report = log_backtest(panel, settings, spec, console, params)
+        report, written = log_backtest(panel, settings, spec, console, params, Path(staged) / "backtest.json")
         metrics = report["emergence"]["models"]["lightgbm"]
         tags = {
             **version_tags(metrics, report, params, spec, fingerprint, lineage),
@@ -247,22 +249,37 @@ def train_and_register(
             if twin is not None:
                 mlflow.set_tag("duplicate_of_version", str(twin.version))
                 console.print(f"train: version {twin.version}, trained beside this run on the same inputs, is used")
-                return reuse(client, settings, twin, alias)
+                outcome = reuse(client, settings, twin, alias)
+                publish_backtest(written, settings, console)  # the same inputs: the twin's backtest
+                return outcome
             # The version and its tags are written in one registry transaction: a train killed at
             # any point leaves either no version or a tagged one (found again by its fingerprint).
             registered = mlflow.register_model(info.model_uri, settings.mlflow.registered_model, tags=tags)
             version = str(registered.version)
             if alias is not None:
                 client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
+        publish_backtest(written, settings, console)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
+def publish_backtest(staged: list[Path], settings: Settings, console: Console) -> list[Path]:
+    """Copy the backtest's files (JSON and curves) into the outputs folder, all or none."""
+    published = write_together(
+        {
+            settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
+            for source in staged
+        }
+    )
+    console.print(f"backtest -> {', '.join(str(p) for p in published)}")
+    return published
+
+
 def log_backtest(
-    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, console: Console, params: dict | None = None
-) -> dict:
-    """Run the backtest (writing its JSON and curves as ``beltcast backtest`` does), log its
-    metrics and files to the run; return the JSON contract."""
-    report, written = evaluate(panel, settings, spec, None, console, params)
+    panel: pd.DataFrame, settings: Settings, spec: FoldSpec, console: Console, params: dict | None, out: Path
+) -> tuple[dict, list[Path]]:
+    """Run the backtest (writing its JSON to ``out`` and its curves beside it, as ``beltcast
+    backtest`` does), log its metrics and files to the run; return the JSON contract and the files."""
+    report, written = evaluate(panel, settings, spec, out, console, params, announce=False)
     emergence = report["emergence"]
     blocks = [("temporal", emergence["models"]), ("spatial", emergence["spatial"]["models"])]
     blocks += [("mode", report["mode"]["models"])]
@@ -280,7 +297,7 @@ def log_backtest(
     quality = settings.data.features_dir / "quality.json"
     if quality.is_file():
         mlflow.log_artifact(str(quality), "data")
-    return report
+    return report, written
 
 
 def _numbers(prefix: str, metrics: dict) -> dict[str, float]:

@@ -136,6 +136,30 @@ def test_parameters_edited_after_tune_are_not_tagged_as_the_trial_s(tmp_path):
     assert older["params_best_trial"] == "19" and "params_edited_from" not in older
 
 
+def test_a_train_that_fails_after_its_backtest_leaves_the_outputs_as_they_were(
+    champion_settings, monkeypatch, tmp_path
+):
+    """The backtest's files were written to the outputs folder before the model was fitted and
+    registered: a train that failed on the way (a tracking server gone) left there the backtest of
+    a model no version holds."""
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"params": {"n_estimators": 3, "num_leaves": 4}}), encoding="utf-8")
+    changed = champion_settings.model_copy(
+        update={"model": champion_settings.model.model_copy(update={"params_file": other})}
+    )
+    before = {p.name: p.read_bytes() for p in champion_settings.outputs.dir.iterdir() if p.is_file()}
+
+    def gone(*args, **kwargs):
+        raise ConnectionError("the tracking server went away")
+
+    monkeypatch.setattr(train, "fit_final", gone)
+    with pytest.raises(ConnectionError):
+        train.run(changed, QUIET)
+    after = {p.name: p.read_bytes() for p in champion_settings.outputs.dir.iterdir() if p.is_file()}
+    assert {"backtest.json", "pr_curve.png", "calibration_curve.png"} <= set(before)
+    assert after == before
+
+
 def test_an_upgraded_fitting_library_is_another_training(champion_settings, monkeypatch):
     """Identical data, parameters and code fitted with another LightGBM may give another model:
     ``train`` said "reused (identical inputs)" after an upgrade."""
