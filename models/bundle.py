@@ -308,9 +308,10 @@ class ForecastBundle:
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
     def request_problems(self, request: pd.DataFrame) -> list[RowProblem]:
-        """The bad rows of ``request`` that :meth:`forecast` would name, found without forecasting
-        (for a caller that merges them with its own, :func:`bad_rows_message`). A problem of the
-        whole request (an unknown column, no ``county_code``) raises :class:`ModelInputError`."""
+        """The bad rows of ``request`` that :meth:`forecast` would name before it forecasts (all but
+        values so large that no finite probability comes out), found without forecasting, for a
+        caller that merges them with its own (:func:`bad_rows_message`). A problem of the whole
+        request (an unknown column, no ``county_code``) raises :class:`ModelInputError`."""
         return self._inspected(request)[3]
 
     def _checked(self, request: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

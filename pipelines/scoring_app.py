@@ -90,6 +90,7 @@ MODEL_VERSION_URI = re.compile(r"models:/(?P<name>[^/@]+)/(?P<version>\d+)")
 FRAME_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")  # MLflow's JSON request formats
 PARQUET = b"application/vnd.apache.parquet"
 NAMED_COLUMNS = 20  # the unknown columns of a request an error names; it counts the others
+ROW_CHECK_BYTES = 4 * 2**20  # a refused body up to this size also gets the model's own bad rows named
 
 
 def nesting_depth(body: bytes) -> int:
@@ -415,7 +416,7 @@ class RequestGuard:
         frame = frame_of(request) if self.inputs else None
         if wrong is not None or frame is None:
             return wrong
-        return self._columns_problem(frame.columns) or self._rows_problem(frame, lambda: frame_table(frame))
+        return self._columns_problem(frame.columns) or self._rows_problem(frame, lambda: frame_table(frame), len(body))
 
     def _parquet_problem(self, body: bytes) -> str | None:
         schema = parquet_schema(body) if self.inputs else None
@@ -425,21 +426,22 @@ class RequestGuard:
         return (
             self._columns_problem(frame.columns)
             or parquet_text(schema, self.numbers)
-            or self._rows_problem(frame, lambda: parquet_table(body))
+            or self._rows_problem(frame, lambda: parquet_table(body), len(body))
         )
 
-    def _rows_problem(self, frame: Frame, table: Callable[[], pd.DataFrame]) -> str | None:
+    def _rows_problem(self, frame: Frame, table: Callable[[], pd.DataFrame], size: int) -> str | None:
         """Every bad row of a request with what-if cells that are no number, or None when it has
         none: those cells, and the rows the model would refuse once they are left out (a bad
         county code, a period outside the panel, a value outside its domain), in one message, so
-        that a batch is put right in one round."""
+        that a batch is put right in one round (for a body of up to :data:`ROW_CHECK_BYTES`: the
+        model's check of a larger one would cost more than MLflow's time limit bounds)."""
         from models.bundle import bad_rows_message
 
         problems = [problem for problem in not_numbers(frame, self.numbers) if len(problem.rows)]
         if not problems:
             return None
         model_problems = []
-        if self.row_check is not None:
+        if self.row_check is not None and size <= ROW_CHECK_BYTES:
             try:
                 model_problems = list(self.row_check(without_non_numbers(table(), self.numbers)))
             except Exception:  # a problem of the whole request is named on the next round

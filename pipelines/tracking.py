@@ -77,7 +77,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     except (MlflowException, SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
-            f" be used ({store_problem(err)}); expected a reachable store (default sqlite:///mlruns/mlflow.db,"
+            f" be used ({store_problem(err, uri)}); expected a reachable store (default sqlite:///mlruns/mlflow.db,"
             f" a tracking server http://host:5000, or a database such as {DATABASE_EXAMPLE}) and a non-empty"
             " experiment name"
         ) from err
@@ -87,11 +87,12 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
 DATABASE_EXAMPLE = "postgresql://user:password@host/db with its driver installed (pip install 'psycopg[binary]')"
 
 
-def store_problem(err: BaseException) -> str:
-    """What went wrong opening a store, for a message: the error's first line and, for a database
-    driver that is not installed (SQLAlchemy's and Optuna's ImportError hide which), the module
-    that is missing."""
-    text = f"{type(err).__name__}: {first_line(err)}"
+def store_problem(err: BaseException, uri: str) -> str:
+    """What went wrong opening the store at ``uri``, for a message: the error's first line (with
+    the URI, which libraries repeat in it, shown without its password) and, for a database driver
+    that is not installed (SQLAlchemy's and Optuna's ImportError hide which), the module that is
+    missing."""
+    text = f"{type(err).__name__}: {first_line(err)}".replace(uri, without_password(uri))
     cause: BaseException | None = err
     seen: set[int] = set()
     while cause is not None and id(cause) not in seen:
@@ -131,49 +132,62 @@ def check_reachable(uri: str, timeout: float = PROBE_SECONDS) -> None:
         ) from err
     if not parts.hostname:
         raise TrackingError(f"mlflow.tracking_uri = {shown!r} names no host; expected e.g. http://host:5000")
-    outcome: list[BaseException | None] = []
-    answers: list[requests.Response] = []
-
-    def probe() -> None:
-        try:
-            requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, allow_redirects=False).close()
-            # a request that reads the server's store: /health answers OK while the database is down
-            with requests.get(f"{uri.rstrip('/')}/{STORE_PROBE}", timeout=timeout, allow_redirects=False) as answer:
-                answers.append(answer)
-        except BaseException as err:  # handed to the waiting thread
-            outcome.append(err)
-        else:
-            outcome.append(None)
-
     # requests' timeout bounds the connection and the answer, not the host name's lookup: a
     # resolver that hangs is bounded here, the lookup left to end in a daemon thread
     waited = 2 * timeout + 1
+    answer, err = _answer(f"{uri.rstrip('/')}/health", timeout, waited)
+    if err is None:  # the server answers; /health says OK while its database is down: read the store
+        answer, err = _answer(f"{uri.rstrip('/')}/{STORE_PROBE}", timeout, waited)
+        store = f"/{STORE_PROBE.split('?')[0]}"
+        if err is None and answer is not None and answer.status_code >= 500:
+            said = (answer.text.strip().splitlines() or [""])[0][:200]
+            problem = f"HTTP {answer.status_code} to {store} ({said or 'no message'})"
+        elif err is None or isinstance(err, requests.exceptions.SSLError):
+            return
+        else:
+            problem = f"{_problem(err, timeout, waited)} to {store}"
+        raise TrackingError(
+            f"the MLflow tracking server mlflow.tracking_uri = {shown!r} answers, but not from its store: {problem};"
+            " expected a server whose backend store (its database) is up: check the server's log and its database"
+        )
+    if isinstance(err, requests.exceptions.SSLError):
+        return
+    raise TrackingError(
+        f"the MLflow tracking server mlflow.tracking_uri = {shown!r} cannot be reached: {parts.hostname} port {port}"
+        f" gave {_problem(err, timeout, waited)}; expected a running server there (start it, check the address and"
+        " any HTTP(S)_PROXY, or use a local store such as sqlite:///mlruns/mlflow.db)"
+    )
+
+
+def _answer(url: str, timeout: float, waited: float) -> tuple[requests.Response | None, BaseException | None]:
+    """The answer to a GET of ``url`` within ``timeout`` seconds (a host name's lookup within
+    ``waited``), or the error that came instead."""
+    outcome: list[requests.Response | BaseException] = []
+
+    def probe() -> None:
+        try:
+            with requests.get(url, timeout=timeout, allow_redirects=False) as answer:
+                outcome.append(answer)
+        except BaseException as err:  # handed to the waiting thread
+            outcome.append(err)
+
     thread = threading.Thread(target=probe, name="tracking-server-probe", daemon=True)
     thread.start()
     thread.join(waited)
-    err = outcome[0] if outcome else TimeoutError(f"no answer within {waited:g} s")
-    if err is None and answers and answers[0].status_code >= 500:
-        said = (answers[0].text.strip().splitlines() or [""])[0][:200]
-        raise TrackingError(
-            f"the MLflow tracking server mlflow.tracking_uri = {shown!r} answers, but not from its store: HTTP"
-            f" {answers[0].status_code} to /{STORE_PROBE.split('?')[0]} ({said or 'no message'}); expected a server"
-            " whose backend store (its database) is up: check the server's log and its database"
-        )
-    if err is None or isinstance(err, requests.exceptions.SSLError):
-        return
+    if not outcome:
+        return None, TimeoutError(f"no answer within {waited:g} s")
+    return (None, outcome[0]) if isinstance(outcome[0], BaseException) else (outcome[0], None)
+
+
+def _problem(err: BaseException, timeout: float, waited: float) -> str:
+    """What a failed probe gave, for a message; an error of another kind is raised as it came."""
     if isinstance(err, TimeoutError):
-        problem = f"no answer within {waited:g} s (the host name's lookup or the connection hung)"
-    elif isinstance(err, requests.exceptions.Timeout):
-        problem = f"no answer within {timeout:g} s ({type(err).__name__})"
-    elif isinstance(err, (requests.exceptions.RequestException, ValueError)):  # urllib3's LocationParseError too
-        problem = f"{type(err).__name__}: {_cause(err)}"
-    else:
-        raise err
-    raise TrackingError(
-        f"the MLflow tracking server mlflow.tracking_uri = {shown!r} cannot be reached: {parts.hostname} port {port}"
-        f" gave {problem}; expected a running server there (start it, check the address and any HTTP(S)_PROXY,"
-        " or use a local store such as sqlite:///mlruns/mlflow.db)"
-    )
+        return f"no answer within {waited:g} s (the host name's lookup or the connection hung)"
+    if isinstance(err, requests.exceptions.Timeout):
+        return f"no answer within {timeout:g} s ({type(err).__name__})"
+    if isinstance(err, (requests.exceptions.RequestException, ValueError)):  # urllib3's LocationParseError too
+        return f"{type(err).__name__}: {_cause(err)}"
+    raise err
 
 
 def without_password(uri: str) -> str:
@@ -186,8 +200,13 @@ def without_password(uri: str) -> str:
         user_part, at, after = uri[start:].rpartition("@")  # a password may hold "/", "?" or "@" unescaped
         user, colon, _ = user_part.partition(":")
         if at and colon and not re.search(r"[/?#]", user):
-            return f"{uri[:start]}{user}:***@{after}"  # an "@" in a path or query hides more, never less
-    return uri
+            return _without_query_password(f"{uri[:start]}{user}:***@{after}")  # an "@" in a path hides more
+    return _without_query_password(uri)
+
+
+def _without_query_password(uri: str) -> str:
+    """``uri`` with a ``password=`` of its query (which libpq and psycopg read) shown as ``***``."""
+    return re.sub(r"(?i)([?&;]password=)[^&#;]*", r"\1***", uri)
 
 
 def _cause(err: BaseException) -> str:

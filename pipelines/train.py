@@ -26,7 +26,7 @@ import features
 import models
 from features.codes import retired_codes
 from features.errors import OutputPathError
-from features.io import write_csv, write_together
+from features.io import writable_target, write_csv, write_together
 from features.panel import feature_columns
 from features.periods import label_of
 from models.backtest import FoldSpec
@@ -59,6 +59,7 @@ from pipelines.tracking import (
 )
 
 VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
+BACKTEST_FILES = ("backtest.json", "pr_curve.png", "calibration_curve.png")  # as evaluate writes them
 FITTING_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "scipy", "pandas")  # in the training fingerprint
 
 
@@ -140,7 +141,8 @@ def params_source(settings: Settings, tuned: bool) -> dict[str, str]:
         "params_source": str(path.resolve()),
         "params_file_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
     }
-    origin = {key: saved[key] for key in ("study", "storage", "best_trial", "period", "best_value") if saved.get(key)}
+    keys = ("study", "storage", "best_trial", "period", "best_value")
+    origin = {key: saved[key] for key in keys if saved.get(key) not in (None, "")}  # trial 0 is a trial
     digest = saved.get("params_sha256")
     if digest is not None and digest != params_digest(saved["params"]):
         trial = f"trial {origin['best_trial']} of " if "best_trial" in origin else ""
@@ -218,6 +220,8 @@ def train_and_register(
     extra_tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
+    for name in BACKTEST_FILES:  # checked before any work: they are written after the version is registered
+        writable_target(settings.outputs.dir / name)
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
@@ -263,13 +267,19 @@ def train_and_register(
 
 
 def publish_backtest(staged: list[Path], settings: Settings, console: Console) -> list[Path]:
-    """Copy the backtest's files (JSON and curves) into the outputs folder, all or none."""
-    published = write_together(
-        {
-            settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
-            for source in staged
-        }
-    )
+    """Copy the backtest's files (JSON and curves) into the outputs folder, all or none. The
+    version is registered by then: a folder that cannot be written now (it was checked before the
+    backtest) is told, not an error, and the files stay in the run."""
+    try:
+        published = write_together(
+            {
+                settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
+                for source in staged
+            }
+        )
+    except OutputPathError as err:
+        console.print(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})")
+        return []
     console.print(f"backtest -> {', '.join(str(p) for p in published)}")
     return published
 

@@ -357,7 +357,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
-            f" ({store_problem(err)});"
+            f" ({store_problem(err, storage)});"
             " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db or"
             f" {DATABASE_EXAMPLE}, or an Optuna journal file, journal:PATH"
         ) from err

@@ -452,6 +452,19 @@ def test_a_failing_row_check_leaves_the_guard_s_own_answer():
         assert guard._json_problem(body.encode()) == "row 0: poverty_county must be a number; got true"
 
 
+def test_a_large_refused_body_is_not_checked_by_the_model_too(monkeypatch):
+    from pipelines import scoring_app
+
+    checked = []
+    body = json.dumps({"dataframe_split": {"columns": ["county_code", "poverty_county"], "data": [[CAOXIAN, True]]}})
+    guard = scoring_app.RequestGuard(None, 2**20, inputs=["county_code", "poverty_county"], numbers=["poverty_county"],
+                                     row_check=lambda table: checked.append(len(table)) or [])  # fmt: skip
+    guard._json_problem(body.encode())
+    monkeypatch.setattr(scoring_app, "ROW_CHECK_BYTES", len(body) - 1)
+    assert guard._json_problem(body.encode()) == "row 0: poverty_county must be a number; got true"
+    assert checked == [1]  # the first body only: the second is over the limit
+
+
 def test_a_parquet_what_if_column_of_text_is_a_400_naming_the_column(server):
     # MLflow refused such a column only once its "5%" row, named by the guard, was put right
     frame = pd.DataFrame({"county_code": [CAOXIAN, CAOXIAN], "census_manufacturing_share_rel": ["0.05", "5%"]})

@@ -162,17 +162,34 @@ def test_a_tracking_server_whose_store_is_down_is_named_at_once(without_proxy):
     assert f"mlflow.tracking_uri = '{uri}' answers, but not from its store: HTTP 503 to" in str(error.value)
     assert "backend store" in str(error.value)
 
+    class StoreHangs(StoreDown):
+        def do_GET(self):
+            if self.path != "/health":
+                time.sleep(2)
+            super().do_GET()
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), StoreHangs) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with pytest.raises(
+            TrackingError, match=r"answers, but not from its store: no answer within 0.5 s \(ReadTimeout\)"
+        ):
+            check_reachable(f"http://127.0.0.1:{server.server_address[1]}", timeout=0.5)
+        server.shutdown()
+
 
 def test_a_database_driver_that_is_not_installed_is_named():
     chained = ImportError(
         "Failed to import DB access module for the specified storage URL. Please install appropriate one."
     )
     chained.__cause__ = ModuleNotFoundError("No module named 'psycopg'", name="psycopg")
-    assert tracking.store_problem(chained) == (
+    assert tracking.store_problem(chained, "postgresql://db/x") == (
         "ImportError: Failed to import DB access module for the specified storage URL. Please install appropriate"
         " one.; the database driver module 'psycopg' is not installed"
     )
-    assert tracking.store_problem(ValueError("other")) == "ValueError: other"
+    assert tracking.store_problem(ValueError("other"), "x") == "ValueError: other"
+    with pytest.raises(TrackingError) as typo:  # MLflow repeats the URI in its own message
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri="postgres://bob:s3cret@127.0.0.1:1/x")))
+    assert "s3cret" not in str(typo.value) and "postgres://bob:***@127.0.0.1:1/x" in str(typo.value)
     try:
         import MySQLdb  # noqa: F401
     except ImportError:
@@ -218,6 +235,7 @@ def test_a_host_name_whose_lookup_hangs_is_named_within_the_probe_s_time(without
         ("postgresql:bob:s3cret@db/optuna", "postgresql:bob:***@db/optuna"),
         ("bob:s3cret@db/optuna", "bob:***@db/optuna"),
         ("journal:/srv/beltcast/optuna.journal", "journal:/srv/beltcast/optuna.journal"),
+        ("postgresql://bob@db/x?sslmode=require&password=s3cret", "postgresql://bob@db/x?sslmode=require&password=***"),
     ],
 )
 def test_a_password_in_a_uri_is_never_shown(uri, shown):

@@ -134,6 +134,9 @@ def test_parameters_edited_after_tune_are_not_tagged_as_the_trial_s(tmp_path):
     assert edited["params_edited_from"] == "trial 19 of study 'emergence' (the file's parameters were changed since)"
     assert edited["params_file_sha256"] != tuned["params_file_sha256"]
     assert older["params_best_trial"] == "19" and "params_edited_from" not in older
+    path.write_text(json.dumps({**saved, "best_trial": 0, "best_value": 0.0}), encoding="utf-8")
+    first = train.params_source(settings, True)  # the first trial may be the best
+    assert first["params_best_trial"] == "0" and first["params_best_value"] == "0.0"
 
 
 def test_a_train_that_fails_after_its_backtest_leaves_the_outputs_as_they_were(
@@ -158,6 +161,22 @@ def test_a_train_that_fails_after_its_backtest_leaves_the_outputs_as_they_were(
     after = {p.name: p.read_bytes() for p in champion_settings.outputs.dir.iterdir() if p.is_file()}
     assert {"backtest.json", "pr_curve.png", "calibration_curve.png"} <= set(before)
     assert after == before
+
+
+def test_a_backtest_file_that_cannot_be_written_stops_train_before_it_registers(champion_settings, client, tmp_path):
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"params": {"n_estimators": 3, "num_leaves": 4}}), encoding="utf-8")
+    (tmp_path / "outputs" / "backtest.json").mkdir(parents=True)  # a folder where the JSON goes
+    blocked = champion_settings.model_copy(
+        update={
+            "model": champion_settings.model.model_copy(update={"params_file": other}),
+            "outputs": champion_settings.outputs.model_copy(update={"dir": tmp_path / "outputs"}),
+        }
+    )
+    versions = len(client.search_model_versions("name = 'county-belt'"))
+    with pytest.raises(OutputPathError, match=r"backtest.json is a directory; expected a file path"):
+        train.run(blocked, QUIET)
+    assert len(client.search_model_versions("name = 'county-belt'")) == versions
 
 
 def test_an_upgraded_fitting_library_is_another_training(champion_settings, monkeypatch):
