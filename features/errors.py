@@ -33,6 +33,19 @@ class OutputPathError(BeltcastError):
     """An output path is a directory, or cannot be created or written."""
 
 
+def cause_of(err: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first of ``err`` and the errors it was raised from or while handling (``__cause__``,
+    else ``__context__``) that is a ``kind``, or None."""
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kind):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler or ``kill`` stopping a job), raised where the job is, so that the job
     ends as on Ctrl+C: its MLflow run ``FAILED`` with the reason, its files as they were."""

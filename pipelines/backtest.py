@@ -309,11 +309,18 @@ def write_plots(result: BacktestResult, out: Path) -> list[Path]:
     ``pr_curve.png`` and ``calibration_curve.png`` beside ``backtest.json``, else prefixed with the
     JSON's name (``a.json``: ``a_pr_curve.png``), so that two backtests in one folder keep their own."""
     newest = [f["name"] for f in result.folds if f["kind"] == "temporal"][-1]
-    prefix = "" if out.name == "backtest.json" else f"{out.stem}_"
+    _, pr_png, calibration_png = backtest_files(out)
     return [
-        pr_curves(result.predictions, newest, out.with_name(f"{prefix}pr_curve.png")),
-        calibration_curves(result.predictions, newest, out.with_name(f"{prefix}calibration_curve.png")),
+        pr_curves(result.predictions, newest, pr_png),
+        calibration_curves(result.predictions, newest, calibration_png),
     ]
+
+
+def backtest_files(out: Path) -> list[Path]:
+    """The files a backtest whose JSON is ``out`` writes: the JSON, then its PR and calibration
+    curves (:func:`write_plots`)."""
+    prefix = "" if out.name == "backtest.json" else f"{out.stem}_"
+    return [out, out.with_name(f"{prefix}pr_curve.png"), out.with_name(f"{prefix}calibration_curve.png")]
 
 
 def comparison_table(report: dict) -> Table:

@@ -26,6 +26,7 @@ from mlflow.models import get_model_info
 from mlflow.types import DataType, Schema
 
 from features import PYSPARK_PANDAS_3_WARNING
+from features.errors import cause_of
 from pipelines.score import ScoreError
 from pipelines.tracking import first_line
 
@@ -147,14 +148,7 @@ def interruption_behind(err: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl+C or SIGTERM (:class:`~features.errors.Terminated`) that ``err`` was raised while
     handling, if any: interrupted while it waits for a Spark job, pyspark asks the JVM for the
     job's result as it cleans up, and the JVM's error (a broken pipe) replaces the interruption."""
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, KeyboardInterrupt):
-            return cause
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
+    return cause_of(err, KeyboardInterrupt)
 
 
 def model_refusal(err: BaseException) -> str | None:

@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from features.errors import BeltcastError, OutputPathError, Terminated, ending_failed_run
+from features.errors import BeltcastError, OutputPathError, Terminated, cause_of, ending_failed_run
 from features.io import process_alive
 from features.periods import parse_period
 from pipelines.config import Settings
@@ -93,18 +93,12 @@ def store_problem(err: BaseException, uri: str) -> str:
     that is not installed (SQLAlchemy's and Optuna's ImportError hide which), the module that is
     missing."""
     text = f"{type(err).__name__}: {first_line(err)}".replace(uri, without_password(uri))
-    cause: BaseException | None = err
-    seen: set[int] = set()
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, ModuleNotFoundError) and cause.name:
-            return (
-                f"{text}; the database driver module {cause.name!r} is not installed"
-                if cause is not err
-                else (f"{text}: a database driver that is not installed")
-            )
-        cause = cause.__cause__ or cause.__context__
-    return text
+    missing = cause_of(err, ModuleNotFoundError)
+    if missing is None or not missing.name:
+        return text
+    if missing is err:  # its message names the module already
+        return f"{text}: a database driver that is not installed"
+    return f"{text}; the database driver module {missing.name!r} is not installed"
 
 
 def lock_beside(path: Path) -> Path:

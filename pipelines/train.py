@@ -36,6 +36,7 @@ from models.datasets import emergence_transitions, mode_rows
 from models.plots import importance_bars, shap_summary
 from models.served import BUNDLE_ARTIFACT, input_example, signature
 from pipelines.backtest import (
+    backtest_files,
     evaluate,
     fold_spec,
     is_platform,
@@ -46,6 +47,7 @@ from pipelines.backtest import (
 )
 from pipelines.build import belt_rule
 from pipelines.config import PLATFORM_RULE_METRICS, LabelSettings, PlatformSettings, Settings
+from pipelines.manifest import sha256_of
 from pipelines.master import crosswalk_to_target, load_history
 from pipelines.tracking import (
     CHALLENGER,
@@ -59,7 +61,6 @@ from pipelines.tracking import (
 )
 
 VERSION_METRICS = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
-BACKTEST_FILES = ("backtest.json", "pr_curve.png", "calibration_curve.png")  # as evaluate writes them
 FITTING_LIBRARIES = ("lightgbm", "scikit-learn", "numpy", "scipy", "pandas")  # in the training fingerprint
 
 
@@ -135,12 +136,8 @@ def params_source(settings: Settings, tuned: bool) -> dict[str, str]:
     if not tuned:
         return {"params_source": "lightgbm defaults"}
     path = settings.model.params_file
-    text = path.read_text(encoding="utf-8")
-    saved = json.loads(text)
-    tags = {
-        "params_source": str(path.resolve()),
-        "params_file_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-    }
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    tags = {"params_source": str(path.resolve()), "params_file_sha256": sha256_of(path)}
     keys = ("study", "storage", "best_trial", "period", "best_value")
     origin = {key: saved[key] for key in keys if saved.get(key) not in (None, "")}  # trial 0 is a trial
     digest = saved.get("params_sha256")
@@ -195,12 +192,7 @@ def restore_backtest(client: MlflowClient, settings: Settings, run_id: str, cons
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(client.download_artifacts(run_id, "backtest", tmp))
-            return write_together(  # all or none: never one version's JSON beside another's curves
-                {
-                    settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
-                    for source in sorted(local.iterdir())
-                }
-            )
+            return copy_to_outputs(sorted(local.iterdir()), settings)
         except (MlflowException, OSError, OutputPathError) as err:
             console.print(
                 f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
@@ -220,8 +212,8 @@ def train_and_register(
     extra_tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
-    for name in BACKTEST_FILES:  # checked before any work: they are written after the version is registered
-        writable_target(settings.outputs.dir / name)
+    for path in backtest_files(settings.outputs.dir / "backtest.json"):  # written after the version is registered
+        writable_target(path)
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
@@ -266,17 +258,23 @@ def train_and_register(
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
+def copy_to_outputs(sources: list[Path], settings: Settings) -> list[Path]:
+    """Copy backtest files into the outputs folder under their names, all or none: never one
+    version's JSON beside another's curves."""
+    return write_together(
+        {
+            settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
+            for source in sources
+        }
+    )
+
+
 def publish_backtest(staged: list[Path], settings: Settings, console: Console) -> list[Path]:
     """Copy the backtest's files (JSON and curves) into the outputs folder, all or none. The
     version is registered by then: a folder that cannot be written now (it was checked before the
     backtest) is told, not an error, and the files stay in the run."""
     try:
-        published = write_together(
-            {
-                settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
-                for source in staged
-            }
-        )
+        published = copy_to_outputs(staged, settings)
     except OutputPathError as err:
         console.print(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})")
         return []

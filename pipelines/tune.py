@@ -343,7 +343,8 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     quiet_interrupts()
     try:
         name = study_name or default_study(settings, features)
-        for attempt in range(1, TABLE_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
                     return make_study(name, study_storage(storage), settings.model.seed)
@@ -353,7 +354,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
                 if database is not None or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
                     raise
                 time.sleep(attempt)
-        raise AssertionError("unreachable")  # the last attempt returns or raises
+                attempt += 1
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
