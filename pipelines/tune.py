@@ -43,6 +43,7 @@ from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
     TrackingError,
+    connect_once,
     file_lock,
     first_line,
     frame_hash,
@@ -343,6 +344,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     quiet_interrupts()
     try:
         name = study_name or default_study(settings, features)
+        connect_once(storage)
         attempt = 1
         while True:
             try:

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -202,6 +203,48 @@ def test_a_database_driver_that_is_not_installed_is_named():
     assert "'mysql://bob:***@127.0.0.1:1/mlflow'" in message and "s3cret" not in message
     assert "No module named 'MySQLdb': a database driver that is not installed" in message
     assert "pip install 'psycopg[binary]'" in message
+
+
+def test_a_database_server_that_refuses_or_stays_silent_is_named_at_once(monkeypatch, tmp_path):
+    """MLflow tried a database server ten times (about 107 s) before it said that the port was
+    closed or the password wrong, and a study's database on a silent port hung tune."""
+    pytest.importorskip("psycopg")
+    from pipelines import tune
+    from pipelines.config import TuneSettings
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]  # closed again at the end of the block: nothing listens there
+    uri = f"postgresql://bob:s3cret@127.0.0.1:{port}/mlflow"
+    started = time.monotonic()
+    with pytest.raises(TrackingError) as refused:
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri)))
+    assert time.monotonic() - started < 10
+    message = str(refused.value)
+    assert f"mlflow.tracking_uri = 'postgresql://bob:***@127.0.0.1:{port}/mlflow'" in message
+    assert f"port {port} failed: Connection refused" in message and "s3cret" not in message
+
+    monkeypatch.setattr(tracking, "PROBE_SECONDS", 2.0)
+    with socket.socket() as silent:  # accepts connections, never answers, closes them after 20 s
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        held = []
+
+        def accept_and_hold():
+            with suppress(OSError):
+                while True:
+                    held.append(silent.accept()[0])
+                    threading.Timer(20, held[-1].close).start()
+
+        threading.Thread(target=accept_and_hold, daemon=True).start()
+        storage = f"postgresql://bob:s3cret@127.0.0.1:{silent.getsockname()[1]}/optuna"
+        settings = Settings(tune=TuneSettings(storage=storage), mlflow=MlflowSettings(tracking_uri=uri))
+        started = time.monotonic()
+        with pytest.raises(
+            TrackingError, match=r"tune.storage = 'postgresql://bob:\*\*\*@.*connection timeout expired"
+        ):
+            tune.open_study(settings, "emergence")
+        assert time.monotonic() - started < 10
 
 
 def test_a_host_name_whose_lookup_hangs_is_named_within_the_probe_s_time(without_proxy, monkeypatch):
@@ -409,6 +452,7 @@ def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
 
     monkeypatch.setattr(tune, "make_study", racing)
     monkeypatch.setattr(tune, "study_storage", lambda storage: storage)
+    monkeypatch.setattr(tune, "connect_once", lambda storage: None)  # a server that takes connections
     monkeypatch.setattr(tune.time, "sleep", lambda seconds: None)
     shared = Settings(tune=TuneSettings(storage="postgresql://bob:s3cret@db.example/optuna"))
 
