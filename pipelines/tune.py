@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from features.errors import BeltcastError
-from features.io import write_atomic, write_json
+from features.io import process_alive, write_atomic, write_json
 from models.datasets import emergence_transitions
 from models.estimators import LGBMEmergence
 from models.tuning import (
@@ -42,6 +43,8 @@ from pipelines.backtest import fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
+    HOST_TAG,
+    PID_TAG,
     TrackingError,
     connect_once,
     file_lock,
@@ -49,6 +52,7 @@ from pipelines.tracking import (
     frame_hash,
     journal_file,
     lock_beside,
+    process_tags,
     sqlite_file,
     start_run,
     store_problem,
@@ -94,6 +98,12 @@ def run(
     with study_lock(settings) if period is not None else contextlib.nullcontext():
         study = open_study(settings, study_name, features)
         same_objective(study, settings.tune.seeds, features)
+        closed = close_dead_trials(study)
+        if closed:
+            console.print(
+                f"tune: trial(s) {closed} of study {study.study_name!r}, left running by a tune of this machine"
+                " that is gone, are marked failed"
+            )
         fingerprint = record_scored_on(study, scored_on(settings, panel))
         not_reused(study, period, fingerprint, console)
         wanted = settings.tune.trials if trials is None else trials
@@ -209,16 +219,32 @@ def _briers(briers: dict[int, float]) -> str:
 
 
 def tagged(objective, period: str | None, fingerprint: str):
-    """The objective, tagging each trial with the period it was run for and the ``data`` it is
-    scored on (a fingerprint from :func:`record_scored_on`)."""
+    """The objective, tagging each trial with the period it was run for, the ``data`` it is
+    scored on (a fingerprint from :func:`record_scored_on`) and the machine and process running it."""
 
     def run_trial(trial: optuna.Trial) -> float:
         if period is not None:
             trial.set_user_attr("period", period)
         trial.set_user_attr("data", fingerprint)
+        for key, value in process_tags().items():  # whose trial it is, for close_dead_trials
+            trial.set_user_attr(key, value)
         return objective(trial)
 
     return run_trial
+
+
+def close_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark ``FAIL`` the trials still ``RUNNING`` whose process, on this machine, is gone: a tune
+    killed by SIGKILL (or the out-of-memory killer) leaves its trial running in the store for
+    ever. Trials of live processes, of other machines and from before trials named their process
+    are left as they are. Returns the numbers of the trials marked."""
+    host, closed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        pid = str(trial.user_attrs.get(PID_TAG, ""))
+        if trial.user_attrs.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+            closed.append(trial.number)
+    return closed
 
 
 def log_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

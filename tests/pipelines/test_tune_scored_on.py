@@ -240,3 +240,50 @@ def test_a_journal_store_names_its_file(storage):
         tune.TrackingError, match=rf"tune.storage = '{storage}' names no journal file; expected journal:PATH"
     ):
         tune.study_storage(storage)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "journal"])
+def test_a_trial_left_running_by_a_killed_tune_of_this_machine_is_marked_failed(settings, tmp_path, store):
+    """A tune killed by SIGKILL left its trial RUNNING in the study for ever (in a database and in
+    a journal file alike); the next tune of the machine marks it failed, and only it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from pipelines.tracking import HOST_TAG, PID_TAG
+
+    if store == "journal":
+        journal = tmp_path / "optuna.journal"
+        settings = settings.model_copy(
+            update={"tune": settings.tune.model_copy(update={"storage": f"journal:{journal}"})}
+        )
+    _run(settings, None, trials=1)
+    study = optuna.load_study(study_name=STUDY, storage=tune.study_storage(settings.tune.storage))
+    host = socket.gethostname()
+    assert study.trials[0].user_attrs[HOST_TAG] == host and study.trials[0].user_attrs[PID_TAG] == str(os.getpid())
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owners = {
+        "killed": (host, gone.stdout.strip()),
+        "alive": (host, str(os.getpid())),
+        "elsewhere": ("other-host", "1"),
+    }
+    running = {}
+    for name, (on, pid) in owners.items():
+        trial = study.ask()
+        trial.set_user_attr(HOST_TAG, on)
+        trial.set_user_attr(PID_TAG, pid)
+        running[name] = trial.number
+    from_before = study.ask().number  # a trial that names no process
+
+    _, said = _run(settings, None, trials=1)
+
+    states = {t.number: t.state.name for t in _trials_in(settings)}
+    assert states[running["killed"]] == "FAIL"
+    assert [states[running[n]] for n in ("alive", "elsewhere")] + [states[from_before]] == ["RUNNING"] * 3
+    assert list(states.values()).count("COMPLETE") == 2
+    assert f"tune: trial(s) [{running['killed']}] of study '{STUDY}', left running by a tune of this machine" in said
+
+
+def _trials_in(settings: Settings) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=STUDY, storage=tune.study_storage(settings.tune.storage)).trials
