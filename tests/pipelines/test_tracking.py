@@ -22,6 +22,13 @@ from pipelines.config import MlflowSettings, Settings
 from pipelines.tracking import HOST_TAG, PID_TAG, TrackingError, check_reachable, git_sha, use_tracking
 
 
+def closed_port() -> int:
+    """A port of 127.0.0.1 on which nothing listens (bound, then closed again)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        return free.getsockname()[1]
+
+
 def test_runs_of_dead_processes_are_marked_killed(tmp_path):
     settings = Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
     client = use_tracking(settings)
@@ -93,9 +100,7 @@ def test_uncommitted_changes_make_another_code_id(tmp_path):
 
 
 def test_a_tracking_server_that_is_not_there_is_named_at_once(without_proxy):
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]  # closed again at the end of the block: nothing listens there
+    port = closed_port()
     uri = f"http://127.0.0.1:{port}"
     started = time.monotonic()
     with pytest.raises(TrackingError) as error:
@@ -212,9 +217,7 @@ def test_a_database_server_that_refuses_or_stays_silent_is_named_at_once(monkeyp
     from pipelines import tune
     from pipelines.config import TuneSettings
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]  # closed again at the end of the block: nothing listens there
+    port = closed_port()
     uri = f"postgresql://bob:s3cret@127.0.0.1:{port}/mlflow"
     started = time.monotonic()
     with pytest.raises(TrackingError) as refused:
