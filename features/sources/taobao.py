@@ -93,6 +93,9 @@ LOOKBACK = 3
 ZONE_HOSTS_PATH = Path(__file__).resolve().parents[1] / "zone_hosts.csv"
 ZONE_HOST_COLUMNS = ["province", "prefecture", "zone", "town", "host_code", "host_name", "basis"]
 ZONE_HOST_KEY = ["province", "prefecture", "zone", "town"]
+TOWN_MOVES_PATH = Path(__file__).resolve().parents[1] / "town_moves.csv"
+TOWN_MOVE_COLUMNS = ["province", "prefecture", "county", "town", "to_code", "to_name", "since", "basis"]
+TOWN_MOVE_KEY = ["province", "prefecture", "county", "town"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,11 @@ class Unit:
 
 
 def read_taobao(
-    raw_dir: Path, history: CodeHistory, target: int = 2020, zone_hosts: Path = ZONE_HOSTS_PATH
+    raw_dir: Path,
+    history: CodeHistory,
+    target: int = 2020,
+    zone_hosts: Path = ZONE_HOSTS_PATH,
+    town_moves: Path = TOWN_MOVES_PATH,
 ) -> SourceTable:
     """Taobao villages (2014-2016) and Taobao towns (2016) per county of the target vintage.
 
@@ -151,6 +158,8 @@ def read_taobao(
         The code vintage of the output.
     zone_hosts : Path, default ``features/zone_hosts.csv``
         The reviewed host counties of development zones' towns (:func:`load_zone_hosts`).
+    town_moves : Path, default ``features/town_moves.csv``
+        The reviewed towns that became a county of their own (:func:`load_town_moves`).
 
     Returns
     -------
@@ -161,9 +170,9 @@ def read_taobao(
         a ``reason``. ``notes`` holds rows read, blank rows skipped and matches per rule;
         ``detail`` the villages as :func:`read_taobao_villages` returns them.
     """
-    hosts = load_zone_hosts(zone_hosts)
-    villages, notes = _read_villages(raw_dir, history, target, hosts)
-    towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target, hosts)
+    hosts, moves = load_zone_hosts(zone_hosts), load_town_moves(town_moves)
+    villages, notes = _read_villages(raw_dir, history, target, hosts, moves)
+    towns = _match_rows(_read_roster(raw_dir, TOWN_ROSTER), history, target, hosts, moves)
     universe = history.county_units(target)["county_code"]
     long = pd.concat(
         [
@@ -179,7 +188,11 @@ def read_taobao(
 
 
 def read_taobao_villages(
-    raw_dir: Path, history: CodeHistory, target: int = 2020, zone_hosts: Path = ZONE_HOSTS_PATH
+    raw_dir: Path,
+    history: CodeHistory,
+    target: int = 2020,
+    zone_hosts: Path = ZONE_HOSTS_PATH,
+    town_moves: Path = TOWN_MOVES_PATH,
 ) -> pd.DataFrame:
     """Every village of the 2014-2016 rosters with its county code of the target vintage.
 
@@ -193,6 +206,8 @@ def read_taobao_villages(
         The code vintage of ``county_code``.
     zone_hosts : Path, default ``features/zone_hosts.csv``
         The reviewed host counties of development zones' towns (:func:`load_zone_hosts`).
+    town_moves : Path, default ``features/town_moves.csv``
+        The reviewed towns that became a county of their own (:func:`load_town_moves`).
 
     Returns
     -------
@@ -201,9 +216,10 @@ def read_taobao_villages(
         (``product`` only in 2014, missing otherwise; ``-`` read as missing), ``county_code``
         of ``target`` (missing for the rows in :func:`read_taobao`'s ``unmatched``) and
         ``match_rule`` (``exact``, ``suffix``, ``autonomous``, ``stale:YYYY`` or ``zone_host``,
-        with ``+successor_name`` when a split was resolved by name; missing when unmatched).
+        with ``+successor_name`` when a split was resolved by name and ``+town_moved`` when the
+        town became a county of its own; missing when unmatched).
     """
-    villages, _ = _read_villages(raw_dir, history, target, load_zone_hosts(zone_hosts))
+    villages, _ = _read_villages(raw_dir, history, target, load_zone_hosts(zone_hosts), load_town_moves(town_moves))
     return villages[[*VILLAGE_COLUMNS, "county_code", "match_rule"]]
 
 
@@ -256,38 +272,75 @@ def load_zone_hosts(path: Path = ZONE_HOSTS_PATH) -> pd.DataFrame:
         Those columns as stripped strings, one row per ``province, prefecture, zone, town``; an
         error naming the file, line, column, what was expected and what it holds otherwise.
     """
-    hosts = read_csv_checked(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    require_columns(hosts, ZONE_HOST_COLUMNS, path)
-    hosts = hosts[ZONE_HOST_COLUMNS].apply(lambda column: column.str.strip())
-    hosts.attrs["source"] = str(path)  # for the messages of the rows placed by it
-    for line, row in zip(range(2, len(hosts) + 2), hosts.itertuples(index=False), strict=True):
-        for column in ("province", "prefecture", "zone", "host_name"):
+    return _reviewed_table(path, ZONE_HOST_COLUMNS, ZONE_HOST_KEY, ("province", "prefecture", "zone", "host_name"))
+
+
+def load_town_moves(path: Path = TOWN_MOVES_PATH) -> pd.DataFrame:
+    """The reviewed towns of the rosters that became a county-level unit of their own after the
+    roster's year, while the county the roster names kept its code (龙港镇 of 苍南县 became
+    龙港市 in 2019): the code history records no predecessor for such a unit, so harmonising
+    leaves the town's villages in the old county.
+
+    Parameters
+    ----------
+    path : Path, default ``features/town_moves.csv``
+        A CSV with the columns ``province, prefecture, county, town, to_code, to_name, since,
+        basis``: the roster's names of the town and its county, the code and name of the unit
+        the town became, the year it was set up, and the evidence.
+
+    Returns
+    -------
+    DataFrame
+        Those columns as stripped strings, one row per ``province, prefecture, county, town``;
+        an error naming the file, line, column, what was expected and what it holds otherwise.
+    """
+    moves = _reviewed_table(
+        path, TOWN_MOVE_COLUMNS, TOWN_MOVE_KEY, ("province", "prefecture", "county", "town", "to_name")
+    )
+    for line, since in zip(range(2, len(moves) + 2), moves["since"], strict=True):
+        if not (len(since) == 4 and since.isdigit()):
+            raise SourceFormatError(f"{path} line {line}: since must be a year such as 2019; got {since!r}")
+    return moves
+
+
+def _reviewed_table(path: Path, columns: list[str], key: list[str], names: tuple[str, ...]) -> pd.DataFrame:
+    """A reviewed CSV of ``columns`` as stripped strings: ``names`` must be given, the column
+    ending in ``_code`` must be a 6-digit code, and ``key`` (province and prefecture compared as
+    rows are looked up) must not repeat."""
+    table = read_csv_checked(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    require_columns(table, columns, path)
+    table = table[columns].apply(lambda column: column.str.strip())
+    table.attrs["source"] = str(path)  # for the messages of the rows placed by it
+    code = next(column for column in columns if column.endswith("_code"))
+    for line, row in zip(range(2, len(table) + 2), table.itertuples(index=False), strict=True):
+        for column in names:
             if not getattr(row, column):
                 raise SourceFormatError(f"{path} line {line}: {column} must be a name; got an empty value")
-        if not (len(row.host_code) == 6 and row.host_code.isdigit()):
-            raise SourceFormatError(
-                f"{path} line {line}: host_code must be a 6-digit county code; got {row.host_code!r}"
-            )
-    keys = hosts.assign(  # as rows are looked up: 河北 is 河北省
-        province=hosts["province"].map(_province_key), prefecture=hosts["prefecture"].map(_prefecture_key)
+        value = getattr(row, code)
+        if not (len(value) == 6 and value.isdigit()):
+            raise SourceFormatError(f"{path} line {line}: {code} must be a 6-digit county code; got {value!r}")
+    keys = table.assign(  # as rows are looked up: 河北 is 河北省
+        province=table["province"].map(_province_key), prefecture=table["prefecture"].map(_prefecture_key)
     )
-    repeated = keys.duplicated(ZONE_HOST_KEY, keep=False)
+    repeated = keys.duplicated(key, keep=False)
     if repeated.any():
         lines = [int(i) + 2 for i in np.flatnonzero(repeated)]
         raise SourceFormatError(
-            f"{path}: each province, prefecture, zone and town must be given once; lines {lines} repeat one"
+            f"{path}: each {', '.join(key[:-1])} and {key[-1]} must be given once; lines {lines} repeat one"
         )
-    return hosts
+    return table
 
 
-def _read_villages(raw_dir: Path, history: CodeHistory, target: int, hosts: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def _read_villages(
+    raw_dir: Path, history: CodeHistory, target: int, hosts: pd.DataFrame, moves: pd.DataFrame
+) -> tuple[pd.DataFrame, dict]:
     raws = [_read_roster(raw_dir, roster) for roster in VILLAGE_ROSTERS]  # format errors first
     frames, notes = [], {}
     for roster, raw in zip(VILLAGE_ROSTERS, raws, strict=True):
         blank = raw["village"].isna() & raw["county"].isna()
         notes[f"villages_read_{roster.year}"] = int((~blank).sum())
         notes[f"blank_rows_skipped_{roster.year}"] = int(blank.sum())
-        frames.append(_match_rows(raw[~blank], history, target, hosts))
+        frames.append(_match_rows(raw[~blank], history, target, hosts, moves))
     villages = pd.concat(frames, ignore_index=True)
     notes["village_rules"] = _rule_counts(villages)
     return villages, notes
@@ -321,7 +374,9 @@ def _clean_names(column: pd.Series) -> pd.Series:
     return text.mask(text.isin(MISSING_MARKERS))
 
 
-def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int, hosts: pd.DataFrame) -> pd.DataFrame:
+def _match_rows(
+    rows: pd.DataFrame, history: CodeHistory, target: int, hosts: pd.DataFrame, moves: pd.DataFrame
+) -> pd.DataFrame:
     """Attach ``roster_code, code_year, match_rule, reason`` and the target ``county_code``."""
     year = int(rows["year"].iloc[0])
     matched = pd.concat([rows, match_county_names(rows, history, year)], axis=1)
@@ -332,7 +387,35 @@ def _match_rows(rows: pd.DataFrame, history: CodeHistory, target: int, hosts: pd
         codes, by_name = _target_codes(part, history, int(code_year), target)
         matched.loc[codes.index, "county_code"] = codes
         matched.loc[by_name, "match_rule"] += "+successor_name"
+    _move_towns(matched, moves, history, target)
     return _add_reasons(matched, target).reset_index(drop=True)
+
+
+def _move_towns(matched: pd.DataFrame, moves: pd.DataFrame, history: CodeHistory, target: int) -> None:
+    """Give the rows of a town in ``moves`` (by the roster's province, prefecture, county and
+    town names) the code of the unit the town became, when the target vintage has it, in place."""
+    codes = set(history.county_units(target)["county_code"])
+    keys = (
+        matched["province"].map(lambda name: _province_key(str(name))),
+        matched["prefecture"].map(lambda name: _prefecture_key(str(name))),
+    )
+    for move in moves.itertuples(index=False):
+        if target < int(move.since):
+            continue
+        if move.to_code not in codes:
+            raise SourceFormatError(
+                f"{moves.attrs['source']}: to_code of {move.county} {move.town} must be a county of the {target}"
+                f" code list, the target vintage (since {move.since}); got {move.to_code} ({move.to_name})"
+            )
+        rows = (
+            (keys[0] == _province_key(move.province))
+            & (keys[1] == _prefecture_key(move.prefecture))
+            & (matched["county"] == move.county)
+            & (matched["town"] == move.town)
+            & matched["county_code"].notna()
+        )
+        matched.loc[rows, "county_code"] = move.to_code
+        matched.loc[rows, "match_rule"] += "+town_moved"
 
 
 def _place_zone_towns(matched: pd.DataFrame, hosts: pd.DataFrame, history: CodeHistory, year: int) -> None:

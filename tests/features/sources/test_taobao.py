@@ -10,7 +10,9 @@ import pytest
 from features.errors import CountyCodeError, SourceFormatError
 from features.sources.base import read_excel_sheet
 from features.sources.taobao import (
+    TOWN_MOVE_COLUMNS,
     ZONE_HOST_COLUMNS,
+    load_town_moves,
     load_zone_hosts,
     match_county_names,
     read_taobao,
@@ -53,7 +55,7 @@ def test_villages_per_county_in_2014_2015_2016(taobao, code, counts):
 def test_counties_with_a_village_per_year(taobao):
     villages = taobao.long[taobao.long["variable"] == "taobao_villages"]
     belts = villages[villages["value"] >= 1].groupby("year").size()
-    assert belts.to_dict() == {2014: 80, 2015: 180, 2016: 217}
+    assert belts.to_dict() == {2014: 80, 2015: 181, 2016: 218}
 
 
 def test_villages_read_and_placed_per_year(taobao):
@@ -256,3 +258,44 @@ def test_a_zone_given_twice_under_short_and_long_names_is_refused(tmp_path):
     path.write_text("\ufeff" + ",".join(ZONE_HOST_COLUMNS) + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(SourceFormatError, match=r"lines \[2, 3\] repeat one"):
         load_zone_hosts(path)
+
+
+def test_a_town_that_became_a_county_takes_its_villages_there(taobao, villages, raw_dir, code_history, tmp_path):
+    """龙港市 (2019) is 苍南县's former town 龙港镇; the code history gives it no predecessor, so its
+    two villages stayed in 苍南县 and 龙港市, a county with Taobao villages, was ranked a candidate."""
+    moved = villages[villages["match_rule"].str.endswith("+town_moved", na=False)]
+    assert moved[["year", "town", "village", "county_code"]].values.tolist() == [
+        [2015, "龙港镇", "芦浦村", "330383"],
+        [2015, "龙港镇", "下埠村", "330383"],
+        [2016, "龙港镇", "芦浦村", "330383"],
+        [2016, "龙港镇", "下埠村", "330383"],
+    ]
+    assert _values(taobao.long, "taobao_villages", "330383") == [0.0, 2.0, 2.0]  # 龙港市
+    assert _values(taobao.long, "taobao_villages", "330327") == [0.0, 2.0, 8.0]  # 苍南县 keeps the others
+    before = read_taobao(raw_dir, code_history, target=2018).long  # no 龙港市 yet: the villages are 苍南县's
+    assert _values(before, "taobao_villages", "330327") == [0.0, 4.0, 10.0]
+
+    moves = load_town_moves()
+    moves.loc[0, "to_code"] = "330384"
+    path = tmp_path / "town_moves.csv"
+    moves.to_csv(path, index=False)
+    with pytest.raises(SourceFormatError, match=r"to_code of 苍南县 龙港镇 must be a county of the 2020 code list"):
+        read_taobao(raw_dir, code_history, target=TARGET, town_moves=path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            "浙江省,温州市,苍南县,龙港镇,33038,龙港市,2019,x",
+            "line 2: to_code must be a 6-digit county code; got '33038'",
+        ),
+        ("浙江省,温州市,苍南县,,330383,龙港市,2019,x", "line 2: town must be a name; got an empty value"),
+        ("浙江省,温州市,苍南县,龙港镇,330383,龙港市,19,x", "line 2: since must be a year such as 2019; got '19'"),
+    ],
+)
+def test_a_bad_town_moves_row_is_refused_naming_line_field_and_value(tmp_path, line, message):
+    path = tmp_path / "town_moves.csv"
+    path.write_text(",".join(TOWN_MOVE_COLUMNS) + "\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(SourceFormatError, match=message):
+        load_town_moves(path)
