@@ -26,7 +26,7 @@ import features
 import models
 from features.codes import retired_codes
 from features.errors import OutputPathError
-from features.io import writable_target, write_csv, write_together
+from features.io import json_text, writable_target, write_csv, write_together
 from features.panel import feature_columns
 from features.periods import label_of
 from models.backtest import FoldSpec
@@ -121,7 +121,7 @@ def run(
                     "model_run_id": outcome.run_id,  # the run that trained it, with its metrics and files
                 }
             )
-            restore_backtest(client, settings, outcome.run_id, console)
+            restore_backtest(client, settings, outcome.version, outcome.run_id, console)
     else:
         outcome = train_and_register(client, settings, panel, params, spec, fingerprint, console, alias, tags)
     _print(console, settings, outcome, alias)
@@ -186,13 +186,15 @@ def reuse(client: MlflowClient, settings: Settings, version, alias: str | None =
     return TrainOutcome(str(version.version), version.run_id, True, metrics)
 
 
-def restore_backtest(client: MlflowClient, settings: Settings, run_id: str, console: Console) -> list[Path]:
+def restore_backtest(
+    client: MlflowClient, settings: Settings, version: str, run_id: str, console: Console
+) -> list[Path]:
     """Put the backtest files of a reused version's run back in the outputs folder, so that
     ``backtest.json`` and the curves there describe the version ``train`` points to."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(client.download_artifacts(run_id, "backtest", tmp))
-            return copy_to_outputs(sorted(local.iterdir()), settings)
+            return copy_to_outputs(sorted(local.iterdir()), settings, version, run_id)
         except (MlflowException, OSError, OutputPathError) as err:
             console.print(
                 f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
@@ -246,7 +248,7 @@ def train_and_register(
                 mlflow.set_tag("duplicate_of_version", str(twin.version))
                 console.print(f"train: version {twin.version}, trained beside this run on the same inputs, is used")
                 outcome = reuse(client, settings, twin, alias)
-                publish_backtest(written, settings, console)  # the same inputs: the twin's backtest
+                publish_backtest(written, settings, console, outcome.version)  # the same inputs: the twin's backtest
                 return outcome
             # The version and its tags are written in one registry transaction: a train killed at
             # any point leaves either no version or a tagged one (found again by its fingerprint).
@@ -254,27 +256,36 @@ def train_and_register(
             version = str(registered.version)
             if alias is not None:
                 client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
-        publish_backtest(written, settings, console)
+        publish_backtest(written, settings, console, version)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
-def copy_to_outputs(sources: list[Path], settings: Settings) -> list[Path]:
+def copy_to_outputs(sources: list[Path], settings: Settings, version: str, run_id: str) -> list[Path]:
     """Copy backtest files into the outputs folder under their names, all or none: never one
-    version's JSON beside another's curves."""
+    version's JSON beside another's curves. The JSON gains ``model`` (the registered model, the
+    version and the run whose artifacts hold these files): the folder keeps the newest train's
+    backtest, which may be a challenger's that ``promote`` rejected."""
+    model = {"name": settings.mlflow.registered_model, "version": version, "run_id": run_id}
+
+    def copy(source: Path, part: Path) -> None:
+        if source.suffix != ".json":
+            shutil.copyfile(source, part)
+            return
+        report = json.loads(source.read_text(encoding="utf-8"))
+        part.write_text(json_text({**report, "model": model}), encoding="utf-8")
+
     return write_together(
-        {
-            settings.outputs.dir / source.name: lambda part, source=source: shutil.copyfile(source, part)
-            for source in sources
-        }
+        {settings.outputs.dir / source.name: lambda part, source=source: copy(source, part) for source in sources}
     )
 
 
-def publish_backtest(staged: list[Path], settings: Settings, console: Console) -> list[Path]:
-    """Copy the backtest's files (JSON and curves) into the outputs folder, all or none. The
-    version is registered by then: a folder that cannot be written now (it was checked before the
-    backtest) is told, not an error, and the files stay in the run."""
+def publish_backtest(staged: list[Path], settings: Settings, console: Console, version: str) -> list[Path]:
+    """Copy the backtest's files (JSON and curves) of the active run, which holds them, into the
+    outputs folder, all or none (:func:`copy_to_outputs`). The version is registered by then: a
+    folder that cannot be written now (it was checked before the backtest) is told, not an
+    error, and the files stay in the run."""
     try:
-        published = copy_to_outputs(staged, settings)
+        published = copy_to_outputs(staged, settings, version, mlflow.active_run().info.run_id)
     except OutputPathError as err:
         console.print(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})")
         return []

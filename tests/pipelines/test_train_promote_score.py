@@ -28,7 +28,7 @@ def client(champion_settings) -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def test_first_model_becomes_champion_with_lineage(champion_settings, client):
+def test_first_model_becomes_champion_with_lineage(champion_settings, client, tmp_path):
     champion = version_by_alias(client, "county-belt", "champion")
     assert str(champion.version) == "1"
     assert champion.tags["promotion_decision"] == "promoted"
@@ -62,6 +62,11 @@ def test_first_model_becomes_champion_with_lineage(champion_settings, client):
     } <= artifacts
     explanations = {a.path for a in client.list_artifacts(champion.run_id, "explanations")}
     assert {"explanations/shap_summary.png", "explanations/linear_margin.csv"} <= explanations
+    # the outputs folder's backtest names the version and the run it is of (the artifact does not)
+    published = json.loads((champion_settings.outputs.dir / "backtest.json").read_text(encoding="utf-8"))
+    assert published.pop("model") == {"name": "county-belt", "version": "1", "run_id": champion.run_id}
+    logged = client.download_artifacts(champion.run_id, "backtest/backtest.json", str(tmp_path))
+    assert published == json.loads(Path(logged).read_text(encoding="utf-8"))
 
 
 def test_backtest_json_keeps_the_contract(champion_settings, client, tmp_path):
@@ -98,6 +103,7 @@ def test_training_identical_inputs_registers_no_new_version(champion_settings, c
     assert outcome.version == "1"
     assert len(client.search_model_versions("name = 'county-belt'")) == 1
     assert json.loads(written.read_text(encoding="utf-8")) == logged  # the reused version's backtest again
+    assert logged["model"] == {"name": "county-belt", "version": "1", "run_id": outcome.run_id}
     runs = client.search_runs(
         [client.get_experiment_by_name(champion_settings.mlflow.experiment).experiment_id],
         "tags.`train.reused` = 'true'",
