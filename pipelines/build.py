@@ -112,6 +112,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
             "sha256": known_sha256(path),
             **platform.metrics.notes,
             "rows_unmatched": len(platform.metrics.unmatched),
+            "synthetic": platform.metrics.is_synthetic,  # the file marks its rows is_synthetic
             "target_counties_of": len(units),
             "further_metrics": {
                 f"platform_{c}": "rate" if c in platform.metrics.intensive else "count"
@@ -142,6 +143,17 @@ def panel_built_by(features_dir: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return {}
     return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
+
+
+def panel_synthetic(features_dir: Path) -> bool:
+    """Whether the panel in ``features_dir`` was built from platform metrics marked synthetic
+    (its ``quality.json``): a model, a score file and a report made from it describe no real
+    county's e-commerce and must say so."""
+    try:
+        summary = json.loads((Path(features_dir) / "quality.json").read_text(encoding="utf-8"))
+        return summary.get("platform_metrics", {}).get("synthetic") is True
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return False
 
 
 def read_platform(settings: Settings, history: CodeHistory, until: str | None) -> PlatformInputs:

@@ -113,6 +113,13 @@ class ReportContext:
     horizon: int | None = None
     trained_up_to: int | None = None  # the newest label, when the outcome of ``as_of`` was trained on
     data_notes: list[str] = field(default_factory=list)
+    synthetic: bool = False  # trained on platform metrics marked synthetic
+
+
+SYNTHETIC_WARNING = (
+    "SYNTHETIC DATA: this model was trained on platform metrics marked synthetic (is_synthetic), made up"
+    " for tests and demonstrations; its ranking describes no real county's e-commerce."
+)
 
 
 def run(settings: Settings, as_of: int | str | None, out: Path | None, console: Console) -> Path:
@@ -170,6 +177,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         labels_of=labels_of,
         data_notes=data_notes(bundle.snapshot, bundle.features, bundle.meta, year, labels_of, backtest),
         horizon=bundle.meta.get("horizon"),
+        synthetic=bool(bundle.meta.get("synthetic_metrics")),
         trained_up_to=trained_on_outcome(model, year),
         metrics={
             k: v
@@ -195,7 +203,7 @@ def data_notes(
     each source's data is at ``as_of`` and which indicators have gaps."""
     rows = snapshot[snapshot["as_of"] == as_of]
     unit = "quarter" if frequency_of(as_of) == QUARTERLY else "year"
-    notes = []
+    notes = [SYNTHETIC_WARNING] if meta.get("synthetic_metrics") else []
     if rule := meta.get("belt_rule"):
         conditions = [
             f"{RULE_METRIC_WORDS.get(c['metric'], c['metric'])} {OP_WORDS.get(c['op'], c['op'])}"
@@ -366,7 +374,8 @@ def _header(context: ReportContext) -> str:
     return (
         f"<header><h1>E-commerce industrial belts: {_page_kind(context)} as of {label_of(context.as_of)}</h1>"
         f"<p>{context.name} version {html.escape(context.version)} · generated {generated}</p>"
-        f"<p>{html.escape(_reading(context))}</p></header>"
+        + (f'<p class="synthetic"><strong>{html.escape(SYNTHETIC_WARNING)}</strong></p>' if context.synthetic else "")
+        + f"<p>{html.escape(_reading(context))}</p></header>"
     )
 
 

@@ -78,6 +78,11 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
             outputs = write(scores, path, str(champion.version), year, settings.outputs.csv_encoding)
             log_outputs(scores, outputs)
     console.print(top_table(scores, 10))
+    if model.unwrap_python_model().bundle.meta.get("synthetic_metrics"):
+        console.print(
+            f"score: SYNTHETIC DATA: {name} v{champion.version} was trained on platform metrics marked synthetic"
+            " (is_synthetic); this ranking describes no real county's e-commerce"
+        )
     seen = trained_on_outcome(model, year)
     if seen is not None:
         console.print(

@@ -44,6 +44,7 @@ STORE_PROBE = "api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"  
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"
 STUDY_LOCK = ".study.lock"
 REGISTRY_LOCK = ".registry.lock"
+SYNTHETIC_TAG = "platform_metrics_synthetic"  # "true" on the runs and versions of a panel of synthetic metrics
 LAST_PERIOD_TAG = "panel_last_period"  # a version's newest panel period, as a label ("2025Q3", "2020")
 PROBE_SECONDS = 10.0  # a tracking server must answer within this (check_reachable), a database server too
 DATABASE_SERVERS = ("postgresql", "mysql", "mssql")  # the stores on a database server that MLflow and Optuna open
@@ -450,6 +451,10 @@ def lineage_tags(settings: Settings, panel_hash: str, fold_spec: dict) -> dict[s
         tags["platform_metrics_sha256"] = (
             known_sha256(Path(metrics_file)) if Path(metrics_file).is_file() else "missing"
         )
+        from pipelines.build import panel_synthetic
+
+        if panel_synthetic(settings.data.features_dir):
+            tags[SYNTHETIC_TAG] = "true"
     for library in LIBRARIES:
         tags[f"version.{library}"] = metadata.version(library)
     from pipelines.build import panel_built_by  # what built the panel may be older code and data than this job's

@@ -45,13 +45,14 @@ from pipelines.backtest import (
     params_digest,
     tuned_params,
 )
-from pipelines.build import belt_rule
+from pipelines.build import belt_rule, panel_synthetic
 from pipelines.config import PLATFORM_RULE_METRICS, LabelSettings, PlatformSettings, Settings
 from pipelines.manifest import sha256_of
 from pipelines.master import crosswalk_to_target, load_history
 from pipelines.tracking import (
     CHALLENGER,
     LAST_PERIOD_TAG,
+    SYNTHETIC_TAG,
     frame_hash,
     git_sha,
     lineage_tags,
@@ -397,13 +398,17 @@ def bundle_meta(settings: Settings, spec: FoldSpec) -> dict:
 
 def further_kinds(settings: Settings, panel: pd.DataFrame) -> dict:
     """``{"further_metrics": {feature: "count" or "rate"}}`` of the platform's further metrics in
-    the panel (the what-if domains of the served model), or nothing for a public panel."""
+    the panel (the what-if domains of the served model), with ``"synthetic_metrics": True`` when
+    the metrics file was marked synthetic (score and report say so), or nothing for a public panel."""
     if not is_platform(settings):
         return {}
     rule = {f"platform_{metric}" for metric in PLATFORM_RULE_METRICS}
     further = [c for c in feature_columns(panel) if c.startswith("platform_") and c not in rule]
     intensive = {f"platform_{name}" for name in settings.platform.intensive}
-    return {"further_metrics": {c: "rate" if c in intensive else "count" for c in further}}
+    kinds = {"further_metrics": {c: "rate" if c in intensive else "count" for c in further}}
+    if panel_synthetic(settings.data.features_dir):
+        kinds["synthetic_metrics"] = True
+    return kinds
 
 
 def log_model(bundle: ForecastBundle, folder: Path):
@@ -447,7 +452,11 @@ def version_tags(
     )
     # the belt rule and the platform's metrics file: what the labels and features were made from
     tags.update(
-        {k: lineage[k] for k in ("belt_rule", "platform_metrics_file", "platform_metrics_sha256") if k in lineage}
+        {
+            k: lineage[k]
+            for k in ("belt_rule", "platform_metrics_file", "platform_metrics_sha256", SYNTHETIC_TAG)
+            if k in lineage
+        }
     )
     return tags
 

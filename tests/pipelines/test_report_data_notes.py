@@ -77,3 +77,23 @@ def test_a_feature_dated_on_its_own_names_the_counties_with_older_data():
         " for 15 counties (of 2017 at the oldest); prefecture GDP for 5 counties (of 2019 at the oldest);"
         " drivers from them say so."
     ]
+
+
+def test_a_model_of_synthetic_platform_metrics_says_so_first(tmp_path):
+    """A report of a model trained on a file marked is_synthetic read as a real forecast."""
+    import json
+
+    from pipelines.build import panel_synthetic
+    from pipelines.report import SYNTHETIC_WARNING
+
+    meta = {"belt_rule": [{"metric": "gmv_cny", "op": ">=", "threshold": 1e7}], "min_met": 1}
+    notes = data_notes(_snapshot(2020), ["co2_mt_rel"], {**meta, "synthetic_metrics": True}, 2020, 2020, {})
+    assert notes[0] == SYNTHETIC_WARNING and "SYNTHETIC DATA" in notes[0]
+    assert SYNTHETIC_WARNING not in data_notes(_snapshot(2020), ["co2_mt_rel"], meta, 2020, 2020, {})
+
+    quality = tmp_path / "quality.json"
+    assert not panel_synthetic(tmp_path)  # no summary
+    for recorded, synthetic in (({}, False), ({"platform_metrics": {"synthetic": False}}, False),
+                                ({"platform_metrics": {"synthetic": True}}, True), ([], False)):  # fmt: skip
+        quality.write_text(json.dumps(recorded), encoding="utf-8")
+        assert panel_synthetic(tmp_path) is synthetic

@@ -98,6 +98,12 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     assert meta["belt_rule"] == [c.model_dump() for c in settings.platform.conditions]
     assert meta["min_met"] == settings.platform.min_met
     assert trained.data.tags["params_source"] == champion.tags["params_source"]  # the run says it too
+    # a file marked is_synthetic (the fixture's) makes a model, a report and a panel that say so
+    assert champion.tags["platform_metrics_synthetic"] == trained.data.tags["platform_metrics_synthetic"] == "true"
+    assert meta["synthetic_metrics"] is True
+    assert json.loads((settings.data.features_dir / "quality.json").read_text())["platform_metrics"]["synthetic"]
+    page = (settings.outputs.dir / "report_2025Q3.html").read_text(encoding="utf-8")
+    assert page.count("SYNTHETIC DATA: this model was trained on platform metrics marked synthetic") == 2
 
 
 def test_rerunning_the_period_reuses_work_and_adds_no_version(first, settings, monkeypatch):
