@@ -33,7 +33,11 @@ used as given per year and joined to each county's prefecture in the target vint
 Province-governed county-level units (4190xx, 4290xx, 4690xx, 6590xx: their prefecture in
 ``county_units`` is the province) have no prefecture and get no values; they are counted in the
 notes. Values are as the yearbooks give them: a prefecture's territory can change (济南 gains
-莱芜 in 2019), and growth across such a change reflects it.
+莱芜 in 2019), and growth across such a change reflects it. A GDP that is a one-year spike, more
+than twice or less than half both neighbouring years' (淮南 2022: 295.40 亿元 between 1,457.05
+and 1,601.60), is a slip of the file: that year's GDP and sector shares are masked, so the GDP
+growth into and out of it is missing too (:func:`_without_spikes`; listed in the notes as
+``gdp_one_year_spikes_masked``).
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ GDP_COLUMNS = {
     "第二产业占GDP比重": "secondary_share",
     "第三产业占GDP比重": "tertiary_share",
 }
+SPIKE = 2.0  # a prefecture's GDP this many times (or this share of) both neighbouring years' is masked
 POPULATION_PATH = Path("prefecture_panel") / "prefecture_population_1998_2024.xlsx"
 POPULATION_SHEET = "面板数据"
 POPULATION_COLUMNS = {
@@ -122,6 +127,7 @@ def read_prefecture(raw_dir: Path, history: CodeHistory, target: int = 2020) -> 
     codes = set(gdp["prefecture_code"]) | set(population["prefecture_code"]) | set(registered["prefecture_code"])
     resolved = _resolve_prefectures(codes, history, target)
     gdp, gdp_unjoined = _to_target(gdp, resolved)
+    gdp, spikes = _without_spikes(gdp)
     population, population_unjoined = _to_target(population, resolved)
     filled = _registered_where_missing(population, _to_target(registered, resolved)[0])
     panel = _with_derived(gdp, pd.concat([population, filled], ignore_index=True))
@@ -137,6 +143,7 @@ def read_prefecture(raw_dir: Path, history: CodeHistory, target: int = 2020) -> 
         "population_prefecture_years_read": len(population) + len(population_unjoined),
         "prefecture_codes_followed": _followed(pd.concat([gdp, population])),
         "gdp_prefecture_years_not_joined": len(gdp_unjoined),
+        "gdp_one_year_spikes_masked": spikes,
         "population_prefecture_years_not_joined": len(population_unjoined),
         "prefectures_with_registered_population": sorted(set(filled["prefecture_code"])),
         "registered_population_prefecture_years_used": len(filled),
@@ -325,6 +332,30 @@ def _to_target(frame: pd.DataFrame, resolved: dict[str, tuple[str | None, str]])
     unjoined = frame[~joined].assign(reason=reason[~joined]).reset_index(drop=True)
     rekeyed = frame[joined].assign(source_code=frame["prefecture_code"], prefecture_code=to)
     return rekeyed.reset_index(drop=True), unjoined
+
+
+def _without_spikes(gdp: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``gdp`` with the GDP and sector shares of a prefecture-year masked (missing) where its GDP is
+    a one-year spike: more than :data:`SPIKE` times the year before's and the year after's, or
+    less than their share ``1 / SPIKE`` of both. Such a row is a slip of the file (淮南 340400:
+    1,457.05 亿元 in 2021, 295.40 in 2022, 1,601.60 in 2023; four 黑龙江 prefectures swap values
+    in 2011), not an economy; a one-way revision (包头 2017) is left as it is. Returns the masked
+    rows as ``code year: value (before, after)``, for the notes."""
+    ordered = gdp.sort_values(["prefecture_code", "year"])
+    same = ordered.groupby("prefecture_code")["year"]
+    before = ordered["gdp"].groupby(ordered["prefecture_code"]).shift(1).where(same.diff() == 1)
+    after = ordered["gdp"].groupby(ordered["prefecture_code"]).shift(-1).where(same.diff(-1) == -1)
+    up = (ordered["gdp"] > SPIKE * before) & (ordered["gdp"] > SPIKE * after)
+    down = (ordered["gdp"] * SPIKE < before) & (ordered["gdp"] * SPIKE < after)
+    spiked = ordered.index[up | down]
+    told = [
+        f"{ordered.at[i, 'prefecture_code']} {int(ordered.at[i, 'year'])}: {ordered.at[i, 'gdp']:g}"
+        f" ({before[i]:g} before, {after[i]:g} after)"
+        for i in spiked
+    ]
+    masked = gdp.copy()
+    masked.loc[spiked, ["gdp", "secondary_share", "tertiary_share"]] = float("nan")
+    return masked, told
 
 
 def _with_derived(gdp: pd.DataFrame, population: pd.DataFrame) -> pd.DataFrame:

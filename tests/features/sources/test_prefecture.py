@@ -180,3 +180,45 @@ def test_prefectures_without_resident_population_take_the_registered(prefecture:
     assert value(prefecture, "532930", 2015, "pref_gdp_per_capita") == pytest.approx(gdp / 354.4 * 1e4, rel=1e-5)
     assert not prefecture.long.query("county_code == '532930' and year > 2017 and variable == 'pref_population'").size
     assert "371700" not in filled  # 菏泽 keeps its resident series (test_heze_values_for_caoxian)
+
+
+def test_a_one_year_spike_of_gdp_is_masked_not_read_as_growth(prefecture: SourceTable) -> None:
+    """淮南's GDP of 2022 in the file is a fifth of 2021's and 2023's: read as growth, it made
+    every 淮南 county's prefecture GDP growth the panel's largest, and its counties the top
+    candidates of a quarterly forecast."""
+    assert prefecture.notes["gdp_one_year_spikes_masked"] == [
+        "150600 2022: 23158.7 (4715.7 before, 5849.86 after)",  # 鄂尔多斯, five times
+        "230900 2011: 940.346 (305.224 before, 298.908 after)",  # four 黑龙江 prefectures swap values
+        "231000 2011: 316.045 (764.979 before, 981.052 after)",
+        "231100 2011: 912.094 (261.099 before, 366.082 after)",
+        "231200 2011: 124.66 (733.429 before, 1063.54 after)",
+        "340400 2022: 295.4 (1457.05 before, 1601.6 after)",  # 淮南
+    ]
+    long = prefecture.long
+    tianjiaan = long[(long["county_code"] == "340403") & long["year"].between(2021, 2023)]  # 田家庵区, 淮南
+    assert sorted(tianjiaan.loc[tianjiaan["variable"] == "pref_gdp", "year"]) == [2021, 2023]
+    assert sorted(tianjiaan.loc[tianjiaan["variable"] == "pref_gdp_growth", "year"]) == [2021]  # not 2022, 2023
+    assert value(prefecture, "340403", 2021, "pref_gdp") == pytest.approx(1457.05)
+    # a one-way revision stays: 包头 150200 fell to 0.59 times its GDP in 2017 and did not come back
+    assert value(prefecture, "150203", 2017, "pref_gdp_growth") == pytest.approx(0.591324 - 1, abs=1e-6)
+
+
+def test_spikes_are_told_from_revisions_and_from_gaps() -> None:
+    """SYNTHETIC series: a spike up, a spike down, a step (a revision), a spike beside a missing year."""
+    from features.sources.prefecture import _without_spikes
+
+    rows = {"A": [100, 100, 300, 100], "B": [100, 40, 100, 100], "C": [100, 100, 40, 40], "D": [100, None, 300, 100]}
+    gdp = pd.DataFrame(
+        [
+            {"prefecture_code": code, "year": 2000 + i, "gdp": value, "secondary_share": 0.4, "tertiary_share": 0.5}
+            for code, values in rows.items()
+            for i, value in enumerate(values)
+            if value is not None
+        ]
+    )
+    masked, told = _without_spikes(gdp)
+    assert told == ["A 2002: 300 (100 before, 100 after)", "B 2001: 40 (100 before, 100 after)"]
+    gone = masked[masked["gdp"].isna()]
+    assert gone[["prefecture_code", "year"]].values.tolist() == [["A", 2002], ["B", 2001]]
+    assert gone[["secondary_share", "tertiary_share"]].isna().all().all()
+    assert masked["gdp"].notna().sum() == len(gdp) - 2
