@@ -83,6 +83,7 @@ from features.periods import ANNUAL, QUARTERLY, PeriodError, label, parse_period
 from features.taxonomy import MODES, ModeTaxonomy
 
 REQUIRED = ("county_code", "period", "gmv_cny", "active_merchants")
+COUNTS = ("active_merchants",)  # whole numbers: a fraction is a column of another metric, or an export slip
 CATEGORY = "category"
 SYNTHETIC_FLAG = "is_synthetic"
 IGNORED = ("county_name", "province", "prefecture")
@@ -349,7 +350,7 @@ def _validated(
     _check_future(raw, path, periods, frequency, *limit)
     extras = _extra_metrics(raw, intensive, path)
     metrics = {
-        c: _numbers(raw, c, path, required=c in REQUIRED, signed=c in intensive)
+        c: _numbers(raw, c, path, required=c in REQUIRED, signed=c in intensive, whole=c in COUNTS)
         for c in ("gmv_cny", "active_merchants", *extras)
     }
     is_synthetic = _synthetic_flag(raw, path)
@@ -484,9 +485,11 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
     return extras
 
 
-def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool, signed: bool = False) -> pd.Series:
+def _numbers(
+    raw: pd.DataFrame, column: str, path: Path, required: bool, signed: bool = False, whole: bool = False
+) -> pd.Series:
     """A metric column as float; a number from 0 (``signed``: from -:data:`LARGEST`) to
-    :data:`LARGEST` or (unless ``required``) empty in every row."""
+    :data:`LARGEST`, a whole one with ``whole``, or (unless ``required``) empty in every row."""
     series = raw[column]
     low = -LARGEST if signed else 0.0
     if pd.api.types.is_bool_dtype(series):
@@ -501,6 +504,12 @@ def _numbers(raw: pd.DataFrame, column: str, path: Path, required: bool, signed:
         low_text = f"{low:.0e}" if signed else "0"
         raise PlatformMetricsError(
             f"{column} must be a number from {low_text} to {LARGEST:.0e}; got {got} ({_where(path, i)})"
+        )
+    fraction = values.notna() & (values != values.round())
+    if whole and fraction.any():
+        i = _first(fraction)
+        raise PlatformMetricsError(
+            f"{column} must be a whole number (a count); got {_show(raw.at[i, column])} ({_where(path, i)})"
         )
     return values
 

@@ -346,6 +346,7 @@ GOOD = "371721,2024Q1,1e7,10"
         ),
         ("371721,2024Q2,1,-1", r"active_merchants must be a number from 0 to 1e\+15; got '-1' \(data row 2"),
         ("371721,2024Q2,abc,1", r"gmv_cny must be a number from 0 to 1e\+15; got 'abc' \(data row 2"),
+        ("371721,2024Q2,1,12.7", r"active_merchants must be a whole number \(a count\); got '12.7' \(data row 2"),
         ("371721,2024Q2,1e7,", r"active_merchants must be a number from 0 to 1e\+15; got an empty cell \(data row 2"),
         ("371721,2024Q2,inf,1", r"gmv_cny must be a number from 0 to 1e\+15; got 'inf'"),
         ("371721,2024Q2,1.7e308,1", r"gmv_cny must be a number from 0 to 1e\+15; got '1.7e308'"),  # sums to inf
