@@ -43,7 +43,7 @@ PERIOD_LIMIT = 10**9  # an as_of beyond it is no period (and would wrap around a
 NAMED_ROWS = 20  # the bad rows of a request an error names; it counts the others
 OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
-    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if", "in_sample",
 ]  # fmt: skip
 MODE_NAMES = pd.array(list(MODES), dtype="str")
 LOG_RATIO_LIMIT = 50.0  # a log ratio beyond this is a factor of e^50 (5e21) from the median county
@@ -281,7 +281,8 @@ class ForecastBundle:
         Returns
         -------
         DataFrame with :data:`OUTPUT_COLUMNS`, one row per request row, in order; ``as_of`` is the
-        year, or for a quarterly snapshot the quarter's label (``"2025Q3"``). A request of no rows
+        year, or for a quarterly snapshot the quarter's label (``"2025Q3"``); ``in_sample`` is
+        true where the model was trained on what happened after ``as_of`` (:meth:`trained_on`). A request of no rows
         gives no rows, with the same columns and dtypes.
         """
         positions, values, what_if = self._checked(request)
@@ -295,6 +296,7 @@ class ForecastBundle:
         columns.update({f"p_{mode}": modes[:, i] for i, mode in enumerate(MODES)})
         columns["top_drivers"] = self.drivers(values, positions) if drivers else np.full(len(values), "", dtype=object)
         columns["what_if"] = what_if
+        columns["in_sample"] = self._in_sample.take(positions)
         # built in OUTPUT_COLUMNS order from arrays made for this call: no copy, no reordering (a
         # third of a single-county forecast's frame time); the snapshot's arrays were taken, not shared
         return pd.DataFrame(columns, copy=False)
@@ -305,6 +307,7 @@ class ForecastBundle:
         columns.update(p_belt=np.zeros(0), is_belt=self._is_belt.take(positions), mode=MODE_NAMES.take(positions))
         columns.update({f"p_{mode}": np.zeros(0) for mode in MODES})
         columns.update(top_drivers=pd.array([], dtype="str"), what_if=pd.array([], dtype="str"))
+        columns["in_sample"] = self._in_sample.take(positions)
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
     def request_problems(self, request: pd.DataFrame) -> list[RowProblem]:
@@ -374,6 +377,23 @@ class ForecastBundle:
             return np.full(len(self.snapshot), "", dtype=object)
         label = self.snapshot[LABELLED_MODE]
         return label.where(label.isin(MODES), "").to_numpy(dtype=object)
+
+    def trained_on(self, as_of: int) -> int | None:
+        """The newest labelled period of the snapshot when ``as_of`` (a period index) was a
+        training transition, labelled itself and its outcome ``horizon`` periods later labelled
+        too: a forecast as of it is an in-sample check, not a forecast. Else None."""
+        labels = self.snapshot["last_label_period"]
+        newest = labels.max()
+        labelled = (labels[self.snapshot["as_of"] == as_of] == as_of).any()
+        horizon = int(self.meta.get("horizon", 1))
+        return int(newest) if labelled and pd.notna(newest) and as_of + horizon <= int(newest) else None
+
+    @cached_property
+    def _in_sample(self) -> np.ndarray:
+        """Whether each snapshot row's period is one the model was trained on the outcome of."""
+        periods = self.snapshot["as_of"]
+        seen = [period for period in periods.unique() if self.trained_on(int(period)) is not None]
+        return periods.isin(seen).to_numpy(dtype=bool)
 
     @cached_property
     def _is_belt(self) -> pd.arrays.BooleanArray:

@@ -113,6 +113,7 @@ def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
         *(ColSpec("double", f"p_{mode}") for mode in MODES),
         ColSpec("string", "top_drivers"),
         ColSpec("string", "what_if"),
+        ColSpec("boolean", "in_sample"),
         ColSpec("string", VERSION_KEY),
     ]
     params = ParamSchema([ParamSpec("drivers", "boolean", True)])

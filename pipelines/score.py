@@ -145,12 +145,7 @@ def as_of_period(as_of: int | str) -> int:
 def trained_on_outcome(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> int | None:
     """The newest labelled period of the model's panel when ``as_of`` was a training transition
     (labelled itself, and its outcome ``horizon`` periods later labelled too); else None."""
-    bundle = model.unwrap_python_model().bundle
-    labels = bundle.snapshot["last_label_period"]
-    newest = labels.max()
-    labelled = (labels[bundle.snapshot["as_of"] == as_of] == as_of).any()
-    horizon = int(bundle.meta.get("horizon", 1))
-    return int(newest) if labelled and pd.notna(newest) and as_of + horizon <= int(newest) else None
+    return model.unwrap_python_model().bundle.trained_on(as_of)
 
 
 def default_as_of(model: mlflow.pyfunc.PyFuncModel) -> int:

@@ -430,7 +430,7 @@ def test_a_forecast_shares_no_memory_with_the_bundle(bundle_and_models):
     )
     first = bundle.forecast(request)
     expected = first.copy()
-    sentinels = {"as_of": 1999, "is_belt": not bool(first["is_belt"].iloc[0])}
+    sentinels = {"as_of": 1999, "is_belt": not bool(first["is_belt"].iloc[0]), "in_sample": True}
     for column in OUTPUT_COLUMNS:  # overwrite every column of the output in place
         value = sentinels.get(column, -1.0 if column.startswith("p_") else "overwritten")
         first.loc[:, column] = value

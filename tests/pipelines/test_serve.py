@@ -227,6 +227,15 @@ def test_every_answer_names_the_model_version_that_gave_it(server):
     assert [row["model_version"] for row in good.json()["predictions"]] == ["1"]  # as in the score files
 
 
+def test_an_answer_as_of_a_trained_on_year_says_it_is_in_sample(server):
+    """The score files said in_sample, the served answer did not: a strategist asking as of 2014
+    got a p_belt of a year the model had learned the outcome of, with nothing to tell."""
+    answer = invoke(server, ["county_code", "as_of"], [[CAOXIAN, 2014], [CAOXIAN, 2015], [CAOXIAN, AS_OF]])
+
+    assert answer.status_code == 200
+    assert [row["in_sample"] for row in answer.json()["predictions"]] == [True, True, False]
+
+
 def test_the_model_headers_are_on_any_method_and_a_csv_body_is_not_checked_as_json(server):
     refused = requests.get(f"{server}/invocations", timeout=REQUEST_TIMEOUT_S)
     csv_body = "county_code,as_of\n" + "[" * 70 + ",2020\n"
