@@ -127,18 +127,38 @@ def test_a_zone_without_a_host_stays_unmatched_with_a_reason(raw_dir, code_histo
     )
 
 
+ZONE_HOSTS = ("zone_hosts.csv", ZONE_HOST_COLUMNS, load_zone_hosts)
+TOWN_MOVES = ("town_moves.csv", TOWN_MOVE_COLUMNS, load_town_moves)
+
+
 @pytest.mark.parametrize(
-    ("line", "message"),
+    ("table", "line", "message"),
     [
-        ("河北省,保定市,白沟新城,,13068,高碑店市,x", "line 2: host_code must be a 6-digit county code; got '13068'"),
-        ("河北省,保定市,,,130684,高碑店市,x", "line 2: zone must be a name; got an empty value"),
+        (
+            ZONE_HOSTS,
+            "河北省,保定市,白沟新城,,13068,高碑店市,x",
+            "line 2: host_code must be a 6-digit county code; got '13068'",
+        ),
+        (ZONE_HOSTS, "河北省,保定市,,,130684,高碑店市,x", "line 2: zone must be a name; got an empty value"),
+        (
+            TOWN_MOVES,
+            "浙江省,温州市,苍南县,龙港镇,33038,龙港市,2019,x",
+            "line 2: to_code must be a 6-digit county code",
+        ),
+        (TOWN_MOVES, "浙江省,温州市,苍南县,,330383,龙港市,2019,x", "line 2: town must be a name; got an empty value"),
+        (
+            TOWN_MOVES,
+            "浙江省,温州市,苍南县,龙港镇,330383,龙港市,19,x",
+            "line 2: since must be a year such as 2019; got '19'",
+        ),
     ],
 )
-def test_a_bad_zone_hosts_row_is_refused_naming_line_field_and_value(tmp_path, line, message):
-    path = tmp_path / "zone_hosts.csv"
-    path.write_text(",".join(ZONE_HOST_COLUMNS) + "\n" + line + "\n", encoding="utf-8")
+def test_a_bad_row_of_a_reviewed_table_is_refused_naming_line_field_and_value(tmp_path, table, line, message):
+    name, columns, load = table
+    path = tmp_path / name
+    path.write_text(",".join(columns) + "\n" + line + "\n", encoding="utf-8")
     with pytest.raises(SourceFormatError, match=message):
-        load_zone_hosts(path)
+        load(path)
 
 
 def test_a_zone_hosted_by_a_code_outside_the_roster_year_is_refused(raw_dir, code_history, tmp_path):
@@ -281,21 +301,3 @@ def test_a_town_that_became_a_county_takes_its_villages_there(taobao, villages, 
     moves.to_csv(path, index=False)
     with pytest.raises(SourceFormatError, match=r"to_code of 苍南县 龙港镇 must be a county of the 2020 code list"):
         read_taobao(raw_dir, code_history, target=TARGET, town_moves=path)
-
-
-@pytest.mark.parametrize(
-    ("line", "message"),
-    [
-        (
-            "浙江省,温州市,苍南县,龙港镇,33038,龙港市,2019,x",
-            "line 2: to_code must be a 6-digit county code; got '33038'",
-        ),
-        ("浙江省,温州市,苍南县,,330383,龙港市,2019,x", "line 2: town must be a name; got an empty value"),
-        ("浙江省,温州市,苍南县,龙港镇,330383,龙港市,19,x", "line 2: since must be a year such as 2019; got '19'"),
-    ],
-)
-def test_a_bad_town_moves_row_is_refused_naming_line_field_and_value(tmp_path, line, message):
-    path = tmp_path / "town_moves.csv"
-    path.write_text(",".join(TOWN_MOVE_COLUMNS) + "\n" + line + "\n", encoding="utf-8")
-    with pytest.raises(SourceFormatError, match=message):
-        load_town_moves(path)
