@@ -249,7 +249,8 @@ def train_and_register(
                 mlflow.set_tag("duplicate_of_version", str(twin.version))
                 console.print(f"train: version {twin.version}, trained beside this run on the same inputs, is used")
                 outcome = reuse(client, settings, twin, alias)
-                publish_backtest(written, settings, console, outcome.version)  # the same inputs: the twin's backtest
+                # the same inputs: the twin's backtest, named by the twin's version and run
+                publish_backtest(written, settings, console, outcome.version, outcome.run_id)
                 return outcome
             # The version and its tags are written in one registry transaction: a train killed at
             # any point leaves either no version or a tagged one (found again by its fingerprint).
@@ -257,14 +258,14 @@ def train_and_register(
             version = str(registered.version)
             if alias is not None:
                 client.set_registered_model_alias(settings.mlflow.registered_model, alias, version)
-        publish_backtest(written, settings, console, version)
+        publish_backtest(written, settings, console, version, active.info.run_id)
     return TrainOutcome(version, active.info.run_id, False, {m: metrics[m] for m in VERSION_METRICS})
 
 
 def copy_to_outputs(sources: list[Path], settings: Settings, version: str, run_id: str) -> list[Path]:
     """Copy backtest files into the outputs folder under their names, all or none: never one
     version's JSON beside another's curves. The JSON gains ``model`` (the registered model, the
-    version and the run whose artifacts hold these files): the folder keeps the newest train's
+    version and the run that trained it, whose artifacts hold its backtest): the folder keeps the newest train's
     backtest, which may be a challenger's that ``promote`` rejected."""
     model = {"name": settings.mlflow.registered_model, "version": version, "run_id": run_id}
 
@@ -280,13 +281,13 @@ def copy_to_outputs(sources: list[Path], settings: Settings, version: str, run_i
     )
 
 
-def publish_backtest(staged: list[Path], settings: Settings, console: Console, version: str) -> list[Path]:
-    """Copy the backtest's files (JSON and curves) of the active run, which holds them, into the
-    outputs folder, all or none (:func:`copy_to_outputs`). The version is registered by then: a
-    folder that cannot be written now (it was checked before the backtest) is told, not an
-    error, and the files stay in the run."""
+def publish_backtest(staged: list[Path], settings: Settings, console: Console, version: str, run_id: str) -> list[Path]:
+    """Copy the backtest's files (JSON and curves) into the outputs folder, all or none, named by
+    ``version`` and the run that trained it (:func:`copy_to_outputs`). The version is registered
+    by then: a folder that cannot be written now (it was checked before the backtest) is told,
+    not an error, and the files stay in the run."""
     try:
-        published = copy_to_outputs(staged, settings, version, mlflow.active_run().info.run_id)
+        published = copy_to_outputs(staged, settings, version, run_id)
     except OutputPathError as err:
         console.print(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})")
         return []
