@@ -414,7 +414,9 @@ def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None
             study.set_user_attr(key, value)
 
 
-def objective_problem(study: str, attributes: dict, trials: int, seeds: int, features: list[str] | None) -> str | None:
+def objective_problem(
+    study: str, attributes: dict, trials: int, seeds: int, features: list[str] | None, panel: str = "the panel"
+) -> str | None:
     """Why trials over ``seeds`` seeds on the panel's ``features`` (None: not known yet) cannot join
     ``study``, whose attributes and number of trials are given, or None. Studies from before
     seeds were recorded used one; a study with trials that does not record its features cannot be
@@ -433,16 +435,20 @@ def objective_problem(study: str, attributes: dict, trials: int, seeds: int, fea
             f" start a new study ({NEW_STUDY})"
         )
     if scored_on is not None and features is not None and scored_on != sorted(features):
-        return features_mismatch(study, scored_on, sorted(features))
+        return features_mismatch(study, scored_on, sorted(features), panel)
     return None
 
 
-def features_mismatch(study: str, scored_on: list[str], columns: list[str]) -> str:
-    """The error of a panel whose feature ``columns`` are not those ``study`` was scored on."""
+def features_mismatch(study: str, scored_on: list[str], columns: list[str], panel: str = "the panel") -> str:
+    """The error of a panel (``panel`` says which) whose feature ``columns`` are not those
+    ``study`` was scored on: what it lacks and what it adds, whichever there are."""
     missing, new = sorted(set(scored_on) - set(columns)), sorted(set(columns) - set(scored_on))
+    differences = [
+        f"{word} {len(names)} {_first(names)}" for word, names in (("lacks", missing), ("adds", new)) if names
+    ]
     return (
-        f"panel features must match those study {study!r} was scored on; the panel lacks "
-        f"{len(missing)} {_first(missing)} and adds {len(new)} {_first(new)}. Start a new study ({NEW_STUDY})"
+        f"panel features must match those study {study!r} was scored on; {panel} {' and '.join(differences)}."
+        f" Start a new study ({NEW_STUDY})"
     )
 
 
@@ -467,7 +473,9 @@ def check_platform_study(settings: Settings, platform_features: list[str]) -> No
     attributes, trials = recorded
     scored_on = attributes.get("features")  # the panel will have its public features, and these
     features = None if scored_on is None else [f for f in scored_on if not f.startswith("platform_")] + wanted
-    problem = objective_problem(name, attributes, trials, settings.tune.seeds, features)
+    source = settings.platform.metrics_file
+    panel = "the panel" if source is None else f"the panel made from platform.metrics_file = {str(source)!r}"
+    problem = objective_problem(name, attributes, trials, settings.tune.seeds, features, panel)
     if problem is not None:
         raise TuneError(problem)
 

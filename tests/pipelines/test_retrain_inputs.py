@@ -114,8 +114,9 @@ RULE_FEATURES = ["platform_active_merchants", "platform_gmv_annual_cny", "platfo
 @pytest.mark.parametrize(
     ("extra", "seeds", "message"),
     [
-        ("live_orders", 3, r"panel features must match those study 'platform' was scored on; the panel lacks 0 \[\]"
-         r" and adds 1 \[platform_live_orders\]\. Start a new study \(beltcast tune --study NAME"),
+        ("live_orders", 3, r"panel features must match those study 'platform' was scored on; the panel"
+         r" made from platform.metrics_file = '.*platform_metrics_synthetic.*\.csv' adds 1 \[platform_live_orders\]\."
+         r" Start a new study \(beltcast tune"),
         (None, 1, r"tune\.seeds must match study 'platform', whose trials were scored over 1 seed\(s\); got 3\."),
     ],
 )  # fmt: skip
