@@ -135,13 +135,20 @@ def built_by() -> dict[str, str]:
     return {"git_sha": git_sha(), "data_manifest_sha256": manifest_hash(read_manifest())}
 
 
+def panel_summary(features_dir: Path) -> dict:
+    """The summary ``features build`` wrote beside the panel in ``features_dir`` (``quality.json``);
+    empty without one, or for one that is no JSON object."""
+    try:
+        summary = json.loads((Path(features_dir) / "quality.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def panel_built_by(features_dir: Path) -> dict[str, str]:
     """``built_by`` of the panel in ``features_dir`` (its ``quality.json``); empty for a panel built
     before it was recorded, or without its summary."""
-    try:
-        recorded = json.loads((Path(features_dir) / "quality.json").read_text(encoding="utf-8")).get("built_by")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return {}
+    recorded = panel_summary(features_dir).get("built_by")
     return {str(k): str(v) for k, v in recorded.items()} if isinstance(recorded, dict) else {}
 
 
@@ -149,11 +156,8 @@ def panel_synthetic(features_dir: Path) -> bool:
     """Whether the panel in ``features_dir`` was built from platform metrics marked synthetic
     (its ``quality.json``): a model, a score file and a report made from it describe no real
     county's e-commerce and must say so."""
-    try:
-        summary = json.loads((Path(features_dir) / "quality.json").read_text(encoding="utf-8"))
-        return summary.get("platform_metrics", {}).get("synthetic") is True
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return False
+    platform = panel_summary(features_dir).get("platform_metrics")
+    return isinstance(platform, dict) and platform.get("synthetic") is True
 
 
 def read_platform(settings: Settings, history: CodeHistory, until: str | None) -> PlatformInputs:

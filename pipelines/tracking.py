@@ -15,7 +15,7 @@ import re
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
@@ -412,14 +412,18 @@ def process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
 
 
+def process_gone(tags: Mapping[str, object]) -> bool:
+    """Whether the process that :func:`process_tags` named in ``tags`` (a run's tags, a trial's
+    attributes) ran on this machine and is gone; tags of another machine or of none are not."""
+    pid = str(tags.get(PID_TAG, ""))
+    return tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and not process_alive(int(pid))
+
+
 def close_dead_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     """Mark ``KILLED`` the runs still ``RUNNING`` whose process, on this machine, is gone."""
     closed = []
-    host = socket.gethostname()
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
-        tags = run.data.tags
-        pid = tags.get(PID_TAG, "")
-        if tags.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+        if process_gone(run.data.tags):
             client.set_terminated(run.info.run_id, status="KILLED")
             closed.append(run.info.run_id)
     return closed

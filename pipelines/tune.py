@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from features.errors import BeltcastError
-from features.io import process_alive, write_atomic, write_json
+from features.io import write_atomic, write_json
 from models.datasets import emergence_transitions
 from models.estimators import LGBMEmergence
 from models.tuning import (
@@ -43,8 +42,6 @@ from pipelines.backtest import fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
-    HOST_TAG,
-    PID_TAG,
     TrackingError,
     connect_once,
     file_lock,
@@ -52,6 +49,7 @@ from pipelines.tracking import (
     frame_hash,
     journal_file,
     lock_beside,
+    process_gone,
     process_tags,
     sqlite_file,
     start_run,
@@ -238,10 +236,9 @@ def close_dead_trials(study: optuna.Study) -> list[int]:
     killed by SIGKILL (or the out-of-memory killer) leaves its trial running in the store for
     ever. Trials of live processes, of other machines and from before trials named their process
     are left as they are. Returns the numbers of the trials marked."""
-    host, closed = socket.gethostname(), []
+    closed = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        pid = str(trial.user_attrs.get(PID_TAG, ""))
-        if trial.user_attrs.get(HOST_TAG) == host and pid.isdigit() and not process_alive(int(pid)):
+        if process_gone(trial.user_attrs):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
             closed.append(trial.number)
     return closed
