@@ -2,7 +2,8 @@
 the gate says the challenger is not worse.
 
 The gate: the challenger's average precision is not lower than the champion's by more than
-``promote.ap_tolerance``, and its Brier score is not higher. Both figures come from the same fold
+``promote.ap_tolerance``, and its Brier score is not higher than the champion's by more than the
+share ``promote.brier_tolerance`` of it (room for the seed's noise). Both figures come from the same fold
 spec on the same panel: a version backtested on the current panel with the current folds gives
 its stored tags; any other is backtested again now, its parameters fitted on the current panel
 with the seed it was trained with (its ``seed`` tag), as the champion's refit is.
@@ -221,16 +222,26 @@ def decide(
         except PromotionError:  # a champion that cannot be judged again is overridden all the same
             figures = {}
         return Decision(True, f"forced: {reason}", str(challenger.version), str(champion.version), figures)
-    tolerance = settings.promote.ap_tolerance
-    figures = {**compare(settings, challenger, champion, panel, panel_sha256), "ap_tolerance": tolerance}
-    ap_ok = figures["challenger_ap"] >= figures["champion_ap"] - tolerance
-    brier_ok = figures["challenger_brier"] <= figures["champion_brier"]
+    gate = settings.promote
+    figures = {
+        **compare(settings, challenger, champion, panel, panel_sha256),
+        "ap_tolerance": gate.ap_tolerance,
+        "brier_tolerance": gate.brier_tolerance,
+    }
+    ap_floor = figures["champion_ap"] - gate.ap_tolerance
+    brier_ceiling = figures["champion_brier"] * (1.0 + gate.brier_tolerance)
+    ap_ok, brier_ok = figures["challenger_ap"] >= ap_floor, figures["challenger_brier"] <= brier_ceiling
     reasons = []
     if not ap_ok:
-        reasons.append(f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - {tolerance}")
+        reasons.append(
+            f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - {gate.ap_tolerance}"
+        )
     if not brier_ok:
-        reasons.append(f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}")
-    why = "; ".join(reasons) or "AP within tolerance and Brier not worse"
+        reasons.append(
+            f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}"
+            f" x (1 + {gate.brier_tolerance})"
+        )
+    why = "; ".join(reasons) or "AP and Brier within tolerance of the champion's"
     return Decision(ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures)
 
 
