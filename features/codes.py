@@ -78,6 +78,16 @@ class CodeRecord:
         return self.start <= year < self.end
 
 
+MUNICIPALITIES = ("110000", "120000", "310000", "500000")  # 北京, 天津, 上海, 重庆: prefecture-level themselves
+
+
+def province_governed(province: str) -> str:
+    """The code lists' name of the group of county-level units a province governs directly (济源市,
+    仙桃市, 五指山市, 石河子市 ...): such a unit has no prefecture, and its ``prefecture_code`` is
+    its province's."""
+    return "自治区直辖县级行政区划" if str(province).endswith("自治区") else "省直辖县级行政区划"
+
+
 class CodeHistory:
     """All county-level code records of every year, and the yearly code lists.
 
@@ -127,6 +137,8 @@ class CodeHistory:
         has_prefecture = prefecture.isin(names.keys())
         counties["prefecture_code"] = prefecture.where(has_prefecture, counties["province_code"])
         counties["prefecture"] = counties["prefecture_code"].map(names)
+        governed = ~has_prefecture & ~counties["province_code"].isin(MUNICIPALITIES)
+        counties.loc[governed, "prefecture"] = counties.loc[governed, "province"].map(province_governed)
         counties.insert(0, "year", year)
         return counties.rename(columns={"code": "county_code", "name": "county_name"}).reset_index(drop=True)
 

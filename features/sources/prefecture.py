@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.codes import CodeHistory
+from features.codes import MUNICIPALITIES, CodeHistory
 from features.errors import SourceFormatError
 from features.sources.base import (
     SourceTable,
@@ -82,7 +82,6 @@ POPULATION_COLUMNS = {
 REVENUE_PATH = Path("prefecture_gdp_pop_revenue") / "prefecture.dta"
 DTA_KEYS = ["year", "prefcode", "prefecture"]
 REVENUE_UNIT_YEAR = 2004
-MUNICIPALITIES = ("110000", "120000", "310000", "500000")
 # Registered populations of prefectures that cover more than their county-level units: not used.
 # Against the sum of their counties in the 2010 census, the others used are 0.85 to 1.21 times it.
 REGISTERED_NOT_USED = {

@@ -29,6 +29,25 @@ def test_caoxian_is_unchanged_2009_to_2024(code_history):
 
 
 @pytest.mark.parametrize(
+    ("code", "prefecture", "prefecture_code"),
+    [
+        ("419001", "省直辖县级行政区划", "410000"),  # 济源市
+        ("429004", "省直辖县级行政区划", "420000"),  # 仙桃市
+        ("469001", "省直辖县级行政区划", "460000"),  # 五指山市
+        ("659001", "自治区直辖县级行政区划", "650000"),  # 石河子市
+        ("110101", "北京市", "110000"),  # 东城区: a municipality is its own prefecture
+        ("500101", "重庆市", "500000"),  # 万州区
+    ],
+)
+def test_a_unit_its_province_governs_has_no_prefecture_named_as_its_province(
+    code_history, code, prefecture, prefecture_code
+):
+    units = code_history.county_units(TARGET).set_index("county_code")
+    assert (units.loc[code, "prefecture"], units.loc[code, "prefecture_code"]) == (prefecture, prefecture_code)
+    assert units["prefecture"].notna().all()
+
+
+@pytest.mark.parametrize(
     ("old", "year", "new"),
     [
         ("510124", 2015, "510117"),  # 郫县 -> 郫都区 (2016)
