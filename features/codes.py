@@ -81,10 +81,17 @@ class CodeRecord:
 MUNICIPALITIES = ("110000", "120000", "310000", "500000")  # 北京, 天津, 上海, 重庆: prefecture-level themselves
 
 
-def province_governed(province: str) -> str:
-    """The code lists' name of the group of county-level units a province governs directly (济源市,
-    仙桃市, 五指山市, 石河子市 ...): such a unit has no prefecture, and its ``prefecture_code`` is
-    its province's."""
+def province_governed(units: pd.DataFrame) -> pd.Series:
+    """Which of ``units`` (columns ``prefecture_code``, ``province_code``) a province governs
+    directly (济源市, 仙桃市, 五指山市, 石河子市 ...): no prefecture, so their ``prefecture_code`` is
+    their province's; the four municipalities' districts are not (the municipality is their
+    prefecture)."""
+    own = units["prefecture_code"] == units["province_code"]
+    return own & ~units["province_code"].isin(MUNICIPALITIES)
+
+
+def province_governed_name(province: str) -> str:
+    """The code lists' name of the group of county-level units a province governs directly."""
     return "自治区直辖县级行政区划" if str(province).endswith("自治区") else "省直辖县级行政区划"
 
 
@@ -137,8 +144,8 @@ class CodeHistory:
         has_prefecture = prefecture.isin(names.keys())
         counties["prefecture_code"] = prefecture.where(has_prefecture, counties["province_code"])
         counties["prefecture"] = counties["prefecture_code"].map(names)
-        governed = ~has_prefecture & ~counties["province_code"].isin(MUNICIPALITIES)
-        counties.loc[governed, "prefecture"] = counties.loc[governed, "province"].map(province_governed)
+        governed = province_governed(counties)
+        counties.loc[governed, "prefecture"] = counties.loc[governed, "province"].map(province_governed_name)
         counties.insert(0, "year", year)
         return counties.rename(columns={"code": "county_code", "name": "county_name"}).reset_index(drop=True)
 

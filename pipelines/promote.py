@@ -1,5 +1,5 @@
 """``beltcast promote``: challenger vs champion on the same backtest; ``champion`` moves only when
-the gate says the challenger is not worse.
+the gate says the challenger is not worse beyond the seed's noise.
 
 The gate: the challenger's average precision is not lower than the champion's by more than
 ``promote.ap_tolerance``, and its Brier score is not higher than the champion's by more than the
@@ -234,12 +234,13 @@ def decide(
     reasons = []
     if not ap_ok:
         reasons.append(
-            f"AP {figures['challenger_ap']:.4f} < champion {figures['champion_ap']:.4f} - {gate.ap_tolerance}"
+            f"AP {figures['challenger_ap']:.4f} < {ap_floor:.4f}"
+            f" (champion {figures['champion_ap']:.4f} - {gate.ap_tolerance:g})"
         )
     if not brier_ok:
         reasons.append(
-            f"Brier {figures['challenger_brier']:.5f} > champion {figures['champion_brier']:.5f}"
-            f" x (1 + {gate.brier_tolerance})"
+            f"Brier {figures['challenger_brier']:.5f} > {brier_ceiling:.5f}"
+            f" (champion {figures['champion_brier']:.5f} + {gate.brier_tolerance:.0%})"
         )
     why = "; ".join(reasons) or "AP and Brier within tolerance of the champion's"
     return Decision(ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures)

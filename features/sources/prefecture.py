@@ -30,8 +30,8 @@ used as given per year and joined to each county's prefecture in the target vint
   2019) does not join either: its rows are superseded;
 * every prefecture-year that does not join is in ``unmatched`` with its reason.
 
-Province-governed county-level units (4190xx, 4290xx, 4690xx, 6590xx: their prefecture in
-``county_units`` is the province) have no prefecture and get no values; they are counted in the
+Province-governed county-level units (4190xx, 4290xx, 4690xx, 6590xx: their ``prefecture_code``
+in ``county_units`` is the province's) have no prefecture and get no values; they are counted in the
 notes. Values are as the yearbooks give them: a prefecture's territory can change (济南 gains
 莱芜 in 2019), and growth across such a change reflects it. A GDP that is a one-year spike, more
 than twice or less than half both neighbouring years' (淮南 2022: 295.40 亿元 between 1,457.05
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.codes import MUNICIPALITIES, CodeHistory
+from features.codes import CodeHistory, province_governed
 from features.errors import SourceFormatError
 from features.sources.base import (
     SourceTable,
@@ -289,7 +289,7 @@ def _revenue_in_wan(frame: pd.DataFrame) -> pd.Series:
 def _resolve_prefectures(codes: Iterable[str], history: CodeHistory, target: int) -> dict[str, tuple[str | None, str]]:
     """Source prefecture code -> (target prefecture code or None, how it was resolved)."""
     counties = history.county_units(target)
-    counties = counties[~_province_governed(counties)]
+    counties = counties[~province_governed(counties)]
     targets = set(counties["prefecture_code"])
     home = counties.set_index("county_code")["prefecture_code"]
     return {
@@ -377,17 +377,11 @@ def _join_counties(
 ) -> pd.DataFrame:
     """Each county of ``target`` with a prefecture gets its prefecture's values; NaN dropped."""
     counties = history.county_units(target)
-    counties = counties.loc[~_province_governed(counties), ["county_code", "prefecture_code"]]
+    counties = counties.loc[~province_governed(counties), ["county_code", "prefecture_code"]]
     joined = counties.merge(panel, on="prefecture_code")
     long = to_long(joined, columns)
     long["variable"] = long["variable"].map(names or VARIABLES)
     return long[long["value"].notna()].reset_index(drop=True)
-
-
-def _province_governed(counties: pd.DataFrame) -> pd.Series:
-    """Counties whose prefecture is their province, other than in the four municipalities."""
-    own = counties["prefecture_code"] == counties["province_code"]
-    return own & ~counties["province_code"].isin(MUNICIPALITIES)
 
 
 def _followed(joined: pd.DataFrame) -> dict[str, str]:
@@ -398,7 +392,7 @@ def _followed(joined: pd.DataFrame) -> dict[str, str]:
 
 def _county_notes(long: pd.DataFrame, history: CodeHistory, target: int) -> dict:
     counties = history.county_units(target)
-    governed = counties.loc[_province_governed(counties), "county_code"]
+    governed = counties.loc[province_governed(counties), "county_code"]
     return {
         "target_counties": len(counties),
         "counties_without_prefecture": len(governed),
