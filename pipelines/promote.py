@@ -240,7 +240,7 @@ def decide(
     if not brier_ok:
         reasons.append(
             f"Brier {figures['challenger_brier']:.5f} > {brier_ceiling:.5f}"
-            f" (champion {figures['champion_brier']:.5f} + {gate.brier_tolerance:.0%})"
+            f" (champion {figures['champion_brier']:.5f} + {gate.brier_tolerance * 100:g}%)"
         )
     why = "; ".join(reasons) or "AP and Brier within tolerance of the champion's"
     return Decision(ap_ok and brier_ok, why, str(challenger.version), str(champion.version), figures)
