@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,12 @@ def fold_words(name: str) -> str:
 
 
 def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
-    """Precision-recall curve of every model on one fold."""
+    """Precision-recall curve of every model on one fold, written to ``path``."""
+    return _save(pr_figure(predictions, fold), path)
+
+
+def pr_figure(predictions: pd.DataFrame, fold: str) -> Figure:
+    """The figure of :func:`pr_curves`."""
     figure, axis = _figure(6, 4.5)
     rows = predictions[predictions["fold"] == fold]
     for i, (model, group) in enumerate(rows.groupby("model", sort=True)):
@@ -43,10 +49,15 @@ def pr_curves(predictions: pd.DataFrame, fold: str, path: Path) -> Path:
     axis.axhline(base, color="grey", linestyle=":", label=f"base rate {base:.3f}")
     axis.set(xlabel="recall", ylabel="precision", title=f"Precision-recall, {fold_words(fold)}", ylim=(0, 1.02))
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
 def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: int = 10) -> Path:
+    """The reliability diagram of :func:`calibration_figure`, written to ``path``."""
+    return _save(calibration_figure(predictions, fold, bins), path)
+
+
+def calibration_figure(predictions: pd.DataFrame, fold: str, bins: int = 10) -> Figure:
     """Reliability diagram (quantile bins) of every model on one fold, on log-like axes (symlog,
     linear below 0.01) of the same scale, both cut at the largest value shown, with the diagonal
     ``observed = predicted`` drawn through the whole range."""
@@ -65,7 +76,7 @@ def calibration_curves(predictions: pd.DataFrame, fold: str, path: Path, bins: i
     axis.set(xlim=(0, limit), ylim=(0, limit), xlabel="predicted probability", ylabel="observed frequency",
              title=f"Calibration, {fold_words(fold)} (quantile bins)")  # fmt: skip
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return figure
 
 
 def importance_bars(importance: pd.Series, path: Path, top: int = 20) -> Path:
@@ -79,8 +90,13 @@ def importance_bars(importance: pd.Series, path: Path, top: int = 20) -> Path:
 
 
 def _save(figure: Figure, path: Path) -> Path:
+    return write_atomic(Path(path), png_writer(figure))
+
+
+def png_writer(figure: Figure) -> Callable[[Path], None]:
+    """A writer of ``figure`` as PNG to a path given later (for :func:`features.io.write_together`)."""
     figure.tight_layout()
-    return write_atomic(Path(path), lambda tmp: figure.savefig(tmp, format="png", dpi=110))
+    return lambda tmp: figure.savefig(tmp, format="png", dpi=110)
 
 
 def shap_summary(contributions: pd.DataFrame, values: pd.DataFrame, path: Path, top: int = 15) -> Path:

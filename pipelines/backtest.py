@@ -7,6 +7,7 @@ import inspect
 import itertools
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from features.errors import BeltcastError
-from features.io import writable_target, write_json
+from features.errors import BeltcastError, ConfigError
+from features.io import json_text, writable_target, write_together
 from features.panel import ID_COLUMNS
+from features.periods import label_of
 from models.backtest import BacktestResult, FoldSpec, backtest_emergence, backtest_mode
 from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
 from models.estimators import LGBMEmergence
-from models.plots import calibration_curves, pr_curves
+from models.plots import calibration_figure, png_writer, pr_figure
 from models.tuning import nested_params
 from pipelines.config import ModelSettings, Settings
 from pipelines.manifest import known_sha256
@@ -35,6 +37,7 @@ def run(settings: Settings, out: Path | None, console: Console, nested_trials: i
     if out is not None:
         writable_target(out)  # before minutes of work, not after
     panel = load_panel(settings)
+    check_folds(panel, settings)
     if tuned_params(settings) is None:
         console.print(f"backtest: no tuned parameters ({settings.model.params_file}): LightGBM's defaults")
     report, _ = evaluate(panel, settings, fold_spec(settings), out, console, nested_trials=nested_trials)
@@ -59,7 +62,10 @@ def evaluate(
     result = emergence_backtest(panel, settings, spec, params, nested_trials, console)
     report = contract(result, mode_backtest(panel, settings), spec)
     out = Path(out or settings.outputs.dir / "backtest.json")
-    written = [write_json(report, out), *write_plots(result, out)]
+    text = json_text(report)
+    written = write_together(
+        {out: lambda tmp: tmp.write_text(text, encoding="utf-8"), **plot_writers(result, out)}
+    )  # the JSON and its curves replace the previous ones together, or none of them does
     console.print(comparison_table(report))
     if report["emergence"]["comparisons"]:
         console.print(difference_table(report))
@@ -102,6 +108,57 @@ def load_panel(settings: Settings) -> pd.DataFrame:
     if is_platform(settings):
         check_metrics_file(settings, path)
     return panel
+
+
+def check_folds(panel: pd.DataFrame, settings: Settings, modes: bool = True) -> None:
+    """The settings that cut folds fit the panel, checked before any work (a fold the panel cannot
+    fill would otherwise fail minutes into a job, in scikit-learn's words): a temporal fold exists
+    for the horizon, the province hold-out and tune's inner folds have as many provinces to hold
+    out, and (with ``modes``, for the jobs that fit the mode model) the mode model's period has
+    belts with a known mode in two provinces."""
+    spec = fold_spec(settings)
+    data = emergence_transitions(panel)
+    periods = np.sort(np.unique(data.periods))
+    temporal = spec.temporal(periods)
+    if not temporal:
+        key = "platform.horizon" if is_platform(settings) else "labels.horizon"
+        labelled = np.sort(panel.loc[panel["is_belt"].notna(), "as_of"].astype(int).unique())
+        raise ConfigError(
+            f"{key} = {spec.horizon} leaves the panel no temporal fold: the backtest and tune need emergence"
+            f" transitions as of two periods {spec.horizon} or more apart (train on the earlier, test on the"
+            f" later); got transitions as of {_periods(periods)} (labelled periods: {_periods(labelled)})"
+        )
+    inside = np.isin(data.periods, temporal[-1].train_periods)
+    provinces = len(np.unique(data.groups[inside]))
+    limits = {"model.spatial_folds": spec.n_spatial}
+    if not spec.temporal(np.sort(np.unique(data.periods[inside]))):  # tune's inner folds hold out provinces
+        limits["tune.inner_folds"] = settings.tune.inner_folds
+    for key, folds in limits.items():
+        if folds > provinces:
+            raise ConfigError(
+                f"{key} must be at most the number of provinces it can hold out, {provinces} in the training"
+                f" rows of the newest temporal fold (as of {_periods(temporal[-1].train_periods)}); got {folds}"
+            )
+    if not modes:
+        return
+    rows = mode_rows(panel, mode_period(settings))
+    if len(np.unique(rows.groups)) < 2:
+        known = panel[panel["mode"].notna() & panel["is_belt"].fillna(False).astype(bool)]
+        spread = known.groupby("as_of")["province_code"].nunique()
+        usable = _periods(spread.index[spread >= 2].to_numpy())
+        if is_platform(settings):
+            raise ConfigError(
+                "the platform metrics must give the mode model belts with a known mode in 2 provinces at least"
+                f" in the newest period with modes, for its province hold-out; periods that have them: {usable}"
+            )
+        raise ConfigError(
+            "model.mode_year must be a year whose belts have a known mode in 2 provinces at least (the mode"
+            f" model is judged holding out provinces): {usable}; got {settings.model.mode_year}"
+        )
+
+
+def _periods(periods) -> str:
+    return ", ".join(label_of(p) for p in periods) or "none"
 
 
 def check_metrics_file(settings: Settings, panel_path: Path) -> None:
@@ -308,12 +365,17 @@ def write_plots(result: BacktestResult, out: Path) -> list[Path]:
     """PR and calibration curves of the newest temporal fold, beside the JSON ``out``:
     ``pr_curve.png`` and ``calibration_curve.png`` beside ``backtest.json``, else prefixed with the
     JSON's name (``a.json``: ``a_pr_curve.png``), so that two backtests in one folder keep their own."""
+    return write_together(plot_writers(result, out))
+
+
+def plot_writers(result: BacktestResult, out: Path) -> dict[Path, Callable[[Path], None]]:
+    """The curves of :func:`write_plots`, as writers for :func:`features.io.write_together`."""
     newest = [f["name"] for f in result.folds if f["kind"] == "temporal"][-1]
     _, pr_png, calibration_png = backtest_files(out)
-    return [
-        pr_curves(result.predictions, newest, pr_png),
-        calibration_curves(result.predictions, newest, calibration_png),
-    ]
+    return {
+        pr_png: png_writer(pr_figure(result.predictions, newest)),
+        calibration_png: png_writer(calibration_figure(result.predictions, newest, bins=10)),
+    }
 
 
 def backtest_files(out: Path) -> list[Path]:

@@ -36,7 +36,7 @@ from models.backtest import backtest_emergence
 from models.catalog import emergence_models
 from models.datasets import emergence_transitions
 from pipelines import train
-from pipelines.backtest import fold_spec, load_panel
+from pipelines.backtest import check_folds, fold_spec, load_panel
 from pipelines.config import Settings
 from pipelines.tracking import (
     CHALLENGER,
@@ -122,6 +122,7 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
         raise PromotionError(f"registered model {name!r} has no {CHALLENGER!r} version; run `beltcast train`")
     champion = version_by_alias(client, name, CHAMPION)
     panel = load_panel(settings)
+    check_folds(panel, settings)
     not_behind(champion, panel)
     panel_sha256 = frame_hash(panel)
     decision = decide(settings, challenger, champion, force, reason, panel, panel_sha256)

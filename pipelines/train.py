@@ -37,6 +37,7 @@ from models.plots import importance_bars, shap_summary
 from models.served import BUNDLE_ARTIFACT, input_example, signature
 from pipelines.backtest import (
     backtest_files,
+    check_folds,
     evaluate,
     fold_spec,
     is_platform,
@@ -97,6 +98,7 @@ def run(
         Extra tags of a newly registered version (a reused version keeps its own).
     """
     panel = load_panel(settings)  # first: a train that cannot start leaves no empty store behind
+    check_folds(panel, settings)
     client = use_tracking(settings)
     if params is None:
         params = tuned_params(settings)

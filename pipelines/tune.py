@@ -38,7 +38,7 @@ from models.tuning import (
     search_space,
     within,
 )
-from pipelines.backtest import fold_spec, is_platform, load_panel, params_digest
+from pipelines.backtest import check_folds, fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
@@ -84,6 +84,7 @@ def run(
     scores the previous period's best parameters again on the new panel, and the best is chosen
     among the period's own trials on this data (trials of other periods were scored on other data)."""
     panel = load_panel(settings)
+    check_folds(panel, settings, modes=False)  # tune fits no mode model
     data = emergence_transitions(panel)
     spec = fold_spec(settings)
     objective = make_objective(

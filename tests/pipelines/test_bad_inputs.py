@@ -319,3 +319,67 @@ def test_two_backtests_in_one_folder_keep_their_own_curves(tmp_path):
     assert [p.name for p in default] == ["pr_curve.png", "calibration_curve.png"]
     assert [p.name for p in named] == ["a_pr_curve.png", "a_calibration_curve.png"]
     assert all(p.is_file() for p in default + named)
+
+
+def _fold_panel(folder: Path) -> None:
+    """A SYNTHETIC panel of 6 provinces of 10 counties, labelled 2014 to 2016 (a logic fixture):
+    two transitions, 2014→2015 and 2015→2016, and the 2014 belts' modes in 2 provinces."""
+    rows = []
+    for p in range(6):
+        for c in range(10):
+            code = f"{11 + p}{c + 1:04d}"
+            for year in (2014, 2015, 2016):
+                belt = c < (1, 3, 5)[year - 2014]
+                emerged = None if belt or year == 2016 else float(c < (3, 5)[year - 2014])
+                mode = ("industrial_transformation" if p < 2 else None) if c < 1 else None
+                rows.append({
+                    "county_code": code, "county_name": code, "province": str(p), "prefecture": str(p),
+                    "province_code": f"{11 + p}0000", "prefecture_code": f"{11 + p}0100", "as_of": year,
+                    "is_belt": belt, "emerged": emerged, "mode": mode, "x": float(c),
+                })  # fmt: skip
+    pd.DataFrame(rows).to_parquet(folder / "panel.parquet")
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"labels": {"horizon": 2}},
+            r"labels\.horizon = 2 leaves the panel no temporal fold: .* got transitions as of 2014, 2015 \(labelled"
+            r" periods: 2014, 2015, 2016\)",
+        ),
+        (
+            {"model": {"spatial_folds": 7}},
+            r"model\.spatial_folds must be at most the number of provinces it can hold out, 6 in the training rows"
+            r" of the newest temporal fold \(as of 2014\); got 7",
+        ),
+        ({"tune": {"inner_folds": 8}}, r"tune\.inner_folds must be at most the number of provinces .*; got 8"),
+        (
+            {"model": {"mode_year": 2019}},
+            r"model\.mode_year must be a year whose belts have a known mode in 2 provinces at least .*: 2014, 2015,"
+            r" 2016; got 2019",
+        ),
+    ],
+)
+def test_folds_the_panel_cannot_fill_are_named_before_any_work_and_nothing_is_written(tmp_path, section, message):
+    # before, sklearn's "Cannot have number of splits n_splits=40 greater than the number of
+    # groups" (or worse, a JSON of no temporal fold written beside the last backtest's curves)
+    _fold_panel(tmp_path)
+    settings = Settings.model_validate({"data": {"features_dir": str(tmp_path)}, **section})
+    out = tmp_path / "backtest.json"
+    out.write_text("the last backtest", encoding="utf-8")
+    with pytest.raises(BeltcastError, match=message):
+        backtest.run(settings, out, QUIET)
+    if "mode_year" not in section.get("model", {}):  # tune fits no mode model
+        with pytest.raises(BeltcastError, match=message):
+            tune.run(settings, 1, None, QUIET)
+    assert out.read_text(encoding="utf-8") == "the last backtest"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backtest.json", "panel.parquet"]
+
+
+def test_folds_the_panel_can_fill_pass_the_check(tmp_path):
+    _fold_panel(tmp_path)
+    settings = Settings.model_validate(
+        {"data": {"features_dir": str(tmp_path)}, "model": {"spatial_folds": 6, "mode_year": 2016}}
+    )
+    backtest.check_folds(load_panel(settings), settings)
