@@ -114,8 +114,9 @@ class PlatformMetrics:
     frame : DataFrame
         ``county_code`` (target vintage), ``period`` (int: a year, or a quarter index
         ``year * 4 + quarter - 1``), ``category`` (the product string, None when the file has
-        no category or the cell is empty), ``gmv_cny``, ``active_merchants`` and any further
-        metrics (float). Unique by ``county_code, period, category``.
+        no category or the cell is empty, which it is in all rows of a county and period or in
+        none), ``gmv_cny``, ``active_merchants`` and any further metrics (float). Unique by
+        ``county_code, period, category``.
     frequency : str
         ``"annual"`` or ``"quarterly"``.
     unmatched : DataFrame
@@ -295,10 +296,10 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, dtype=str, na_filter=False, skip_blank_lines=False, encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1 if isinstance(err.start, int) else "?"
+        line, reason = _undecodable(path.read_bytes(), err)
         raise PlatformMetricsError(
             f"{path}: must be UTF-8 encoded (re-save it as UTF-8; Excel and WPS may save Chinese text as GBK);"
-            f" got a byte UTF-8 cannot read on line {line} ({err.reason})"
+            f" got a byte UTF-8 cannot read on line {line} ({reason})"
         ) from err
     except pd.errors.EmptyDataError as err:
         raise PlatformMetricsError(
@@ -306,9 +307,19 @@ def _read_csv(path: Path) -> pd.DataFrame:
             " active_merchants, ...); got an empty file"
         ) from err
     except pd.errors.ParserError as err:
-        raise PlatformMetricsError(f"{path}: cannot be read as CSV: {err}") from err
+        raise PlatformMetricsError(f"{path}: cannot be read as CSV: {str(err).strip()}") from err
     blank = (raw == "").all(axis=1)
     return raw[~blank]
+
+
+def _undecodable(data: bytes, err: UnicodeDecodeError) -> tuple[int | str, str]:
+    """The line of the first byte of ``data`` UTF-8 cannot read, and why (pandas' own error counts
+    from the start of the chunk it was decoding, not of the file)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as own:
+        return data[: own.start].count(b"\n") + 1, own.reason
+    return "?", err.reason
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -545,6 +556,22 @@ def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
         raise PlatformMetricsError(
             f"({', '.join(keys)}) must be unique; got {shown} again ({_where(path, i)}), "
             f"already in {_where(path, first)}"
+        )
+    if CATEGORY not in raw.columns:
+        return
+    # a county's total beside its breakdown (an export's subtotal row) would be counted twice
+    blank = table[CATEGORY].isna()
+    both = blank & (~blank).groupby([table["county_code"], table["period"]], sort=False).transform("any")
+    if both.any():
+        i = _first(both)
+        same = (table["county_code"] == table.at[i, "county_code"]) & (table["period"] == table.at[i, "period"])
+        other = int(table.index[same & ~blank][0])
+        shown = tuple(str(raw.at[i, c]).strip() for c in ("county_code", "period"))
+        raise PlatformMetricsError(
+            f"{CATEGORY} must be given in every row of a county and period or in none (a row without it reads"
+            f" as the county's total, which its parts would be added to; name a remainder's {CATEGORY}, e.g."
+            f" 其他); got {shown} without a {CATEGORY} ({_where(path, i)}) and with"
+            f" {_show(raw.at[other, CATEGORY])} ({_where(path, other)})"
         )
 
 

@@ -235,7 +235,7 @@ def test_no_mapped_category_or_no_category_gives_no_mode():
 def test_reads_a_quarterly_file_with_categories(tmp_path, toy_history):
     path = write(
         tmp_path,
-        ["371721,2024Q2,2e7,20,汉服,曹县", "371721,2024Q1,1e7,10,汉服,曹县", "371721,2024Q2,5e6,4,,曹县"],
+        ["371721,2024Q2,2e7,20,汉服,曹县", "371721,2024Q1,1e7,10,汉服,曹县", "371721,2024Q3,5e6,4,,曹县"],
         header=HEADER + ",category,county_name",
     )
     metrics = read_platform_metrics(path, toy_history)
@@ -244,7 +244,7 @@ def test_reads_a_quarterly_file_with_categories(tmp_path, toy_history):
     assert metrics.frame.values.tolist() == [
         ["371721", 8096, "汉服", 1e7, 10.0],
         ["371721", 8097, "汉服", 2e7, 20.0],
-        ["371721", 8097, None, 5e6, 4.0],
+        ["371721", 8098, None, 5e6, 4.0],
     ]
     assert metrics.is_synthetic is False
     assert metrics.unmatched.empty
@@ -351,6 +351,7 @@ GOOD = "371721,2024Q1,1e7,10"
         ("371721,2024Q2,inf,1", r"gmv_cny must be a number from 0 to 1e\+15; got 'inf'"),
         ("371721,2024Q2,1.7e308,1", r"gmv_cny must be a number from 0 to 1e\+15; got '1.7e308'"),  # sums to inf
         ("３７１７２１,2024Q2,1,1", r"county_code '３７１７２１' must be 6 digits 0-9; got 6 characters"),
+        ("371721,２０２４Q2,1,1", r"period must look like 2025 .* or 2025Q3 .*; got '２０２４Q2' \(data row 2"),
         (
             "371721,2024Q1,5,1",
             r"\(county_code, period\) must be unique; got \('371721', '2024Q1'\) again \(data row 2, line 3 of "
@@ -362,6 +363,24 @@ def test_invalid_rows_are_errors_naming_file_row_and_field(tmp_path, toy_history
     path = write(tmp_path, [GOOD, line])
     with pytest.raises(PlatformMetricsError, match=message):
         read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize("total_first", [True, False])
+def test_a_county_total_beside_its_categories_is_refused_naming_both_rows(tmp_path, toy_history, total_first):
+    header = "county_code,period,category,gmv_cny,active_merchants"
+    total, part = "371721,2024Q1,,2e7,12", "371721,2024Q1,鞋,1e7,6"
+    lines = ["371721,2023Q4,鞋,1e7,6", *([total, part] if total_first else [part, total])]
+    path = write(tmp_path, lines, header=header)
+    blank_row, other_row = (2, 3) if total_first else (3, 2)
+    with pytest.raises(PlatformMetricsError) as caught:  # not added up into 12 + 6 merchants
+        read_platform_metrics(path, toy_history)
+    assert str(caught.value).startswith("category must be given in every row of a county and period or in none")
+    assert f"got ('371721', '2024Q1') without a category (data row {blank_row}, line {blank_row + 1} of" in str(
+        caught.value
+    )
+    assert f"and with '鞋' (data row {other_row}, line {other_row + 1} of" in str(caught.value)
+    path = write(tmp_path, [*lines[:1], "371721,2024Q1,,2e7,12", "110009,2024Q1,鞋,1e7,6"], header=header)
+    assert len(read_platform_metrics(path, toy_history).frame) == 3  # a total for one county, parts for another
 
 
 @pytest.mark.parametrize(
@@ -524,6 +543,25 @@ def test_unreadable_files_are_errors_naming_the_file(tmp_path, toy_history, name
     path.write_bytes(content)
     with pytest.raises(PlatformMetricsError, match=message):
         read_platform_metrics(path, toy_history)
+
+
+def test_a_gbk_byte_far_into_a_large_file_is_named_on_its_own_line(tmp_path, toy_history):
+    good = "".join(f"371721,{2000 + i // 4}Q{i % 4 + 1},1,1,曹县\n" for i in range(400)).encode()
+    body = good * 200  # 80,000 data rows, beyond the chunk pandas decodes at once
+    path = tmp_path / "metrics.csv"
+    path.write_bytes((HEADER + "\n").encode() + body + "371721,2024Q1,1,1,曹县\n".encode("gbk"))
+    with pytest.raises(PlatformMetricsError, match=r"got a byte UTF-8 cannot read on line 80002 \("):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_row_of_too_many_fields_is_one_line_naming_it(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD, "371721,2024Q2,1,1,extra"])
+    with pytest.raises(PlatformMetricsError) as caught:
+        read_platform_metrics(path, toy_history)
+    assert "cannot be read as CSV: Error tokenizing data. C error: Expected 4 fields in line 3, saw 5" in str(
+        caught.value
+    )
+    assert "\n" not in str(caught.value)
 
 
 def test_a_missing_file_is_an_error(tmp_path, toy_history):
