@@ -57,6 +57,7 @@ import difflib
 import io
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -268,14 +269,17 @@ def _not_number_cells(name: str, cells: Iterator[tuple[int, object]]) -> RowProb
 
 def is_number(value: object) -> bool:
     """Whether a JSON value is one MLflow reads as a number: null (no value), a number (not
-    ``true`` or ``false``) or text of one (``"0.05"``, as Python's ``float`` reads it)."""
+    ``true`` or ``false``) or text of one (``"0.05"``, as Python's ``float`` reads it), but not
+    NaN, bare or as text: MLflow would read it as null, and a value that went wrong on the
+    client's side would get the forecast of no what-if."""
     if isinstance(value, str):
         try:
-            float(value)
+            return not math.isnan(float(value))
         except ValueError:
             return False
-        return True
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    if isinstance(value, float):
+        return not math.isnan(value)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def parquet_schema(body: bytes):

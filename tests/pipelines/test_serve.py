@@ -496,6 +496,20 @@ def test_a_what_if_of_text_is_a_400_naming_the_row_unless_it_reads_as_a_number(s
     assert read["what_if"] == "census_manufacturing_share_rel"
 
 
+def test_a_json_what_if_of_nan_is_a_400_not_the_forecast_without_it(server):
+    # MLflow reads NaN as null, no what-if value: a value that went wrong on the client's side
+    columns = ["county_code", "as_of", "census_manufacturing_share_rel"]
+    data = [[CAOXIAN, AS_OF, "NaN"], [CAOXIAN, AS_OF, float("nan")], [CAOXIAN, AS_OF, None], [CAOXIAN, AS_OF, "nan"]]
+    response = post(server, {"dataframe_split": {"columns": columns, "data": data}}, "application/json")
+
+    assert response.status_code == 400
+    assert response.json()["message"].splitlines() == [
+        "row 0: census_manufacturing_share_rel must be a number; got 'NaN'",
+        "row 1: census_manufacturing_share_rel must be a number; got NaN",
+        "row 3: census_manufacturing_share_rel must be a number; got 'nan'",
+    ]
+
+
 def test_the_bundle_rejects_an_unknown_column(champion_settings):
     use_tracking(champion_settings)
     model = mlflow.pyfunc.load_model(model_uri(champion_settings.mlflow.registered_model, 1))
