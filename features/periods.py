@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from features.errors import BeltcastError
 
-QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
-YEAR = re.compile(r"^(\d{4})$")
+QUARTER = re.compile(r"^([0-9]{4})Q([1-4])$")  # not \d: full-width digits are no period
+YEAR = re.compile(r"^([0-9]{4})$")
 ANNUAL, QUARTERLY = "annual", "quarterly"
 FIRST_YEAR, LAST_YEAR = 1000, 3999  # year indices 1000..3999 and quarter indices 4000..15999 never meet
 

@@ -195,7 +195,7 @@ def features_build(config: ConfigOption = None) -> None:
 @app.command("backtest")
 def backtest(
     config: ConfigOption = None,
-    out: Annotated[str | None, typer.Option(callback=_file_path, help="JSON file of the results.")] = None,
+    out: Annotated[str | None, typer.Option(callback=_file_of(".json"), help="A .json path of the results.")] = None,
     nested_trials: Annotated[
         int | None,
         typer.Option(
@@ -248,7 +248,7 @@ def promote(
         typer.Option(help="Point champion back at this registered version, as trained (no gate, no refit)."),
     ] = None,
 ) -> None:
-    """Compare challenger with champion on the same backtest; move champion only if better."""
+    """Compare challenger with champion on the same backtest; move champion unless worse beyond the tolerances."""
     from pipelines import promote as job
 
     with _reported():

@@ -6,6 +6,7 @@ is frozen, so a typo in a key is an error rather than a silently ignored setting
 
 from __future__ import annotations
 
+import re
 import tomllib
 import typing
 from pathlib import Path
@@ -175,7 +176,7 @@ class LabelSettings(_Section):
 class ModelSettings(_Section):
     """Seeds, folds and where tuned parameters live."""
 
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=10**9)  # LightGBM takes a C int, and tune and the bootstrap add to it
     spatial_folds: int = Field(default=5, ge=2)
     bootstrap: int = Field(default=1000, ge=0)
     mode_year: Year = 2014
@@ -261,7 +262,15 @@ class MlflowSettings(_Section):
 
     tracking_uri: str = Field(default="sqlite:///mlruns/mlflow.db", min_length=1)
     experiment: str = Field(default="beltcast", min_length=1)
-    registered_model: str = Field(default="county-belt", min_length=1)
+    registered_model: str = Field(default="county-belt", max_length=200)
+
+    @field_validator("registered_model")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # a name MLflow's search filters and models:/NAME@ALIAS URIs take as it is
+        if not re.fullmatch(r"\w[\w.-]*", name):
+            raise ValueError("must be letters, digits, '_', '.' or '-' (no space, quote, slash or @)")
+        return name
 
 
 class Settings(_Section):
@@ -303,7 +312,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Notepad may start it with a byte-order mark
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
 

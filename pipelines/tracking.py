@@ -38,7 +38,7 @@ from features.periods import parse_period
 from pipelines.config import Settings
 from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 
-LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "optuna", "pyarrow")
+LIBRARIES = ("lightgbm", "scikit-learn", "pandas", "numpy", "scipy", "mlflow", "optuna", "pyarrow")
 CHAMPION, CHALLENGER = "champion", "challenger"
 STORE_PROBE = "api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"  # any name: 404 is an answer
 HOST_TAG, PID_TAG = "beltcast.host", "beltcast.pid"

@@ -35,6 +35,12 @@ def sigterm_handler_restored():
         ),
         (["score", "--out", "out/"], "Invalid value for '--out': must be a file path, not a folder; got 'out/'"),
         (["backtest", "--out", "b/"], "Invalid value for '--out': must be a file path, not a folder; got 'b/'"),
+        (["backtest", "--out", "b.txt"], "Invalid value for '--out': must be a .json file path; got 'b.txt'"),
+        (
+            ["score", "--as-of", "２０２０"],
+            "Invalid value for '--as-of': must be a year like 2020 or a quarter like 2025Q3, of a year from 1000 to"
+            " 3999; got '２０２０'",
+        ),
         (["score", "--engine", "foo"], "Invalid value for '--engine': must be one of pandas, spark; got 'foo'"),
         (["backtest", "--nested-trials", "0"], "Invalid value for '--nested-trials': must be at least 1; got 0"),
         (["report", "--out", "x.txt"], "Invalid value for '--out': must be a .html or .htm file path; got 'x.txt'"),

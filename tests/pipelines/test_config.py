@@ -79,6 +79,17 @@ def test_a_whole_number_for_a_fraction_is_read():
             r"outputs\.csv_encoding: Input should be 'utf-8' or 'utf-8-sig'; got 'gbk'",
         ),
         ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
+        ("[model]\nseed = -1\n", r"model\.seed: Input should be greater than or equal to 0; got -1"),
+        (
+            "[model]\nseed = 4294967296\n",
+            r"model\.seed: Input should be less than or equal to 1000000000; got 4294967296",
+        ),
+        (
+            '[mlflow]\nregistered_model = "o\'brien"\n',
+            r"mlflow\.registered_model: must be letters, digits, '_', '\.' or '-' \(no space, quote, slash or @\);"
+            r" got \"o'brien\"",
+        ),
+        ('[mlflow]\nregistered_model = "belts@v2"\n', r"mlflow\.registered_model: must be letters, .*; got 'belts@v2'"),
         (
             '[platform]\nintensive = ["refund_rate", "refund_rate"]\n',
             r"platform\.intensive: .*must name each further metric column once; got \['refund_rate'\] more than once",
@@ -109,6 +120,12 @@ def test_a_target_outside_the_code_years_is_an_error(tmp_path):
     path.write_text("[codes]\ntarget_vintage = 2030\n")
     with pytest.raises(ConfigError, match="target_vintage must lie within"):
         load_settings(path)
+
+
+def test_a_config_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "notepad.toml"
+    path.write_bytes("\ufeff[model]\nseed = 7\n".encode())
+    assert load_settings(path).model.seed == 7
 
 
 def test_broken_toml_and_missing_file(tmp_path):
