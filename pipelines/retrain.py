@@ -61,6 +61,8 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     """The whole flow for one period; prints a summary table at the end."""
     label = period_label(period)
     settings = with_metrics(settings, metrics_file)
+    if not history_cached(settings):  # a first retrain on this machine: the checks read the code lists
+        sync.run(settings, None, console)
     validate_metrics(settings, label)
     client = use_tracking(settings)
     not_before_champion(client, settings, label)
@@ -128,6 +130,12 @@ def period_label(period: str) -> str:
     if (index // 4 if kind == QUARTERLY else index) not in YEARS:
         raise PeriodError(expected)
     return label_of(index)  # in range, quarters and years cannot be mistaken
+
+
+def history_cached(settings: Settings) -> bool:
+    """Whether the synced cache holds the code lists :func:`validate_metrics` reads (the sync
+    only fills the raw-data cache: the panel, the champion and the outputs stay as they were)."""
+    return (Path(settings.data.cache_dir) / "areacodes").is_dir()
 
 
 def validate_metrics(settings: Settings, period: str) -> None:

@@ -29,6 +29,7 @@ def _stop(settings: Settings) -> None:
 def settings(tmp_path, monkeypatch) -> Settings:
     """Settings on the two-county code history; the run stops where tracking would start."""
     monkeypatch.setattr(retrain, "load_history", lambda settings: two_county_history())
+    monkeypatch.setattr(retrain, "history_cached", lambda settings: True)
     monkeypatch.setattr(retrain, "use_tracking", _stop)
     return Settings(
         data=DataSettings(cache_dir=tmp_path / "raw", features_dir=tmp_path / "features"),
@@ -41,6 +42,20 @@ def settings(tmp_path, monkeypatch) -> Settings:
 def eleven_quarters(tmp_path):
     """SYNTHETIC metrics 2023Q1..2025Q3: 2024Q4..2025Q3 labelled, transitions in three quarters."""
     return write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2023Q1", 11))
+
+
+def test_a_first_retrain_syncs_the_code_lists_before_checking_the_file(settings, eleven_quarters, monkeypatch):
+    # before, a retrain on a machine that had never synced stopped at "file is missing (run
+    # `beltcast data sync`)", although the flow's first step is that sync
+    calls = []
+    monkeypatch.setattr(retrain, "history_cached", lambda settings: bool(calls))
+    monkeypatch.setattr(retrain.sync, "run", lambda settings, mirror, console: calls.append("sync"))
+    with pytest.raises(PlatformMetricsError, match="must cover 5 provinces"):  # the checks ran, after the sync
+        retrain.run(settings, "2025Q3", eleven_quarters, QUIET)
+    assert calls == ["sync"]
+    with pytest.raises(PlatformMetricsError, match="must cover 5 provinces"):  # synced: not again before them
+        retrain.run(settings, "2025Q3", eleven_quarters, QUIET)
+    assert calls == ["sync"]
 
 
 @pytest.mark.parametrize("period", ["5000", "2205Q3", "1999Q4", "2025Q5", "Q3", ""])
