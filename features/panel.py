@@ -22,10 +22,15 @@ from features.labels import BeltRule, emergence_target
 from features.periods import ANNUAL, year_end
 from features.sources.base import SourceTable
 from features.spatial import NeighbourIndex, haversine_to, national_total, seat_locations
+from features.taxonomy import MODES
 
 ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
               "prefecture_code", "as_of"]  # fmt: skip
 LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mode"]
+# A county's product mix by mode, from the platform's categories (features.platform.mode_gmv_shares):
+# what it sells tells the mode it would follow, and is a feature of the mode model only (on
+# SYNTHETIC metrics, where it carries no emergence signal, it cost the emergence model AP).
+MODE_ONLY_FEATURES = tuple(f"platform_{mode}_gmv_share" for mode in MODES)
 # The age of the labels a row's belt exposure is computed from (as of 2020: the 2016 roster).
 LABELS_STALENESS = "staleness_labels"
 # Sources whose variables are not all as old as each other: each of their features has a
@@ -348,15 +353,25 @@ def _order(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def feature_columns(panel: pd.DataFrame) -> list[str]:
-    """The model's feature columns: neither ids, labels nor staleness.
+    """The emergence model's feature columns (and the first of the mode model's): neither ids,
+    labels, staleness nor the mode model's own (:data:`MODE_ONLY_FEATURES`).
 
     Staleness columns stay in the panel for transparency but are not model features: for sources
     with fixed release years they only encode the as-of year (census 2010 is 4 years old exactly
     in 2014), which would let a model learn the period rather than the county.
     """
     return [
-        c for c in panel.columns if c not in ID_COLUMNS and c not in LABEL_COLUMNS and not c.startswith("staleness_")
-    ]
+        c
+        for c in panel.columns
+        if c not in ID_COLUMNS and c not in LABEL_COLUMNS and not c.startswith("staleness_")
+        and c not in MODE_ONLY_FEATURES
+    ]  # fmt: skip
+
+
+def mode_feature_columns(panel: pd.DataFrame) -> list[str]:
+    """The mode model's feature columns: :func:`feature_columns`, then the panel's
+    :data:`MODE_ONLY_FEATURES`."""
+    return feature_columns(panel) + [c for c in MODE_ONLY_FEATURES if c in panel.columns]
 
 
 def staleness_columns(panel: pd.DataFrame) -> list[str]:
@@ -403,7 +418,7 @@ def validate_panel(panel: pd.DataFrame) -> pd.DataFrame:
             "as_of": pa.Column(int),
             **{
                 c: pa.Column(float, nullable=True, coerce=True)
-                for c in feature_columns(panel) + staleness_columns(panel)
+                for c in mode_feature_columns(panel) + staleness_columns(panel)
             },
         },
         unique=["county_code", "as_of"],

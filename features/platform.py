@@ -487,11 +487,12 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
                 f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers"
                 + (f"; did you mean {near[0]!r}?" if near else "")
             )
-        if not FEATURE_NAME.fullmatch(str(column)) or column in (*RULE_METRICS, ROW):
+        if not FEATURE_NAME.fullmatch(str(column)) or column in (*RULE_METRICS, *mode_share_names(), ROW):
             raise PlatformMetricsError(
                 f"{path}: a further metric's column name becomes the feature platform_<name>, so it must be"
-                f" letters, digits and _ only, and none of the belt rule's metrics ({', '.join(RULE_METRICS)})"
-                f" nor {ROW!r} (the reader's own row number); got {str(column)!r}: rename the column"
+                f" letters, digits and _ only, and none of the belt rule's metrics ({', '.join(RULE_METRICS)}),"
+                f" of the modes' GMV shares ({', '.join(mode_share_names())}) nor {ROW!r} (the reader's own row"
+                f" number); got {str(column)!r}: rename the column"
             )
     return extras
 
@@ -731,6 +732,50 @@ def category_modes(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.DataF
     table = table.merge(_top_category(categorised, window), on=["county_code", "period"], how="left")
     table["top_category"] = table["top_category"].astype(object).where(table["top_category"].notna(), None)
     return table[["county_code", "period", "mode", "mode_gmv_share", "top_category"]]
+
+
+def mode_share_names() -> list[str]:
+    """The further features of :func:`mode_gmv_shares`, one per mode (``<mode>_gmv_share``)."""
+    return [f"{mode}_gmv_share" for mode in MODES]
+
+
+def mode_gmv_shares(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.DataFrame:
+    """Each county's product mix by mode, per period: what a county that is no belt yet sells,
+    which is the mode it would follow (:func:`category_modes` names a belt's mode by the same GMV).
+
+    Parameters
+    ----------
+    metrics : PlatformMetrics
+        From :func:`read_platform_metrics`.
+    taxonomy : ModeTaxonomy
+        The keyword taxonomy (:func:`features.taxonomy.load_taxonomy`).
+
+    Returns
+    -------
+    DataFrame
+        One row per ``county_code`` and ``period`` present in ``metrics``, and one column per mode
+        (:func:`mode_share_names`): the GMV of the county's categories of that mode over the
+        trailing window of :func:`category_modes`, as a share of the GMV of all its categories
+        in the window (those of no mode included, so the four add up to 1 or less). NaN where
+        no category of the county sold in the window (no categories, or no GMV).
+    """
+    frame, keys = metrics.frame, ["county_code", "period"]
+    window = per_year(metrics.frequency)
+    table = _totals(frame)[keys]
+    categorised = frame[frame[CATEGORY].notna()]
+    names = mode_share_names()
+    if categorised.empty:
+        return table.assign(**{name: np.nan for name in names})
+    total = _window_sums(categorised, ["county_code"], "gmv_cny", window).rename(columns={"sum": "total"})
+    modes = {c: taxonomy.mode_of(c) for c in categorised[CATEGORY].unique()}
+    by_mode = categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
+    sums = _window_sums(by_mode, ["county_code", "mode"], "gmv_cny", window)
+    wide = sums.pivot_table(index=keys, columns="mode", values="sum", aggfunc="sum").reindex(columns=list(MODES))
+    wide.columns = names
+    table = table.merge(total[[*keys, "total"]], on=keys, how="left").merge(wide.reset_index(), on=keys, how="left")
+    known = table.pop("total")
+    shares = table[names].fillna(0.0).div(known, axis=0).where(known > 0)
+    return pd.concat([table[keys], shares], axis=1)
 
 
 def _winning_mode(by_mode: pd.DataFrame, window: int) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -32,7 +32,8 @@ from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 from models.margin import LinearMargin
 
-FORMAT = 2  # bundle.json's layout: 2 adds the linear margin; a newer format is refused, not misread
+FORMAT = 3  # bundle.json's layout: 2 adds the linear margin, 3 the mode model's own features; a newer
+# format is refused, not misread (a bundle without mode features of its own is written as 2)
 SMALL_REQUEST = 2000  # rows; below this LightGBM predicts on one thread (thread start-up dominates)
 # and codes are checked row by row (cheaper than pandas' vectorised string methods for a few rows)
 SNAPSHOT_IDS = ["county_code", "county_name", "province", "prefecture", "as_of"]
@@ -168,6 +169,9 @@ class ForecastBundle:
         Default as-of year, horizon, target vintage, and anything for lineage.
     margin : LinearMargin or None
         The linear margin the emergence booster starts from (:mod:`models.margin`), or ``None``.
+    mode_extra : list of str
+        The mode booster's features after ``features``, its own (the platform's GMV shares by
+        mode, :data:`features.panel.MODE_ONLY_FEATURES`), read from the snapshot: no what-if.
     """
 
     emergence: lgb.Booster
@@ -180,16 +184,19 @@ class ForecastBundle:
     snapshot: pd.DataFrame
     meta: dict
     margin: LinearMargin | None = None
+    mode_extra: list[str] = field(default_factory=list)
 
     @classmethod
     def from_models(cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict) -> ForecastBundle:
         """Take the fitted boosters and calibration out of the estimators."""
         features = list(emergence.feature_names_in_)
-        if list(mode.feature_names_in_) != features:
-            raise ModelInputError("the emergence and mode models must share their feature columns")
+        mode_features = list(mode.feature_names_in_)
+        if mode_features[: len(features)] != features:
+            raise ModelInputError("the mode model's feature columns must start with the emergence model's")
+        extra = mode_features[len(features) :]
         labelled = [LABELLED_MODE] if LABELLED_MODE in panel.columns else []
         ages = sorted(set(feature_sources(features, staleness_columns(panel)).values()))  # the drivers date stale data
-        snapshot = panel[SNAPSHOT_IDS + SNAPSHOT_STATUS + labelled + features + ages].reset_index(drop=True)
+        snapshot = panel[SNAPSHOT_IDS + SNAPSHOT_STATUS + labelled + features + extra + ages].reset_index(drop=True)
         return cls(
             emergence=emergence.booster_.booster_,
             calibration=_sigmoid_of(emergence),
@@ -201,6 +208,7 @@ class ForecastBundle:
             snapshot=snapshot,
             meta=dict(meta),
             margin=emergence.margin_,
+            mode_extra=extra,
         )
 
     def save(self, folder: Path) -> Path:
@@ -211,12 +219,13 @@ class ForecastBundle:
         self.mode.save_model(str(folder / "mode.txt"))
         self.snapshot.to_parquet(folder / "panel_snapshot.parquet", index=False)
         spec = {
-            "format": FORMAT,
+            "format": FORMAT if self.mode_extra else 2,  # readable by a beltcast of format 2 where it can be
             "calibration": self.calibration,
             "mode_classes": self.mode_classes,
             "mode_weight": self.mode_weight,
             "mode_frequencies": self.mode_frequencies,
             "features": self.features,
+            **({"mode_extra": self.mode_extra} if self.mode_extra else {}),
             "linear_margin": self.margin.to_dict() if self.margin is not None else None,
             "meta": self.meta,
         }
@@ -249,6 +258,7 @@ class ForecastBundle:
             meta=spec["meta"],
             # bundles written before the linear margin: the booster alone
             margin=LinearMargin.from_dict(spec["linear_margin"]) if spec.get("linear_margin") else None,
+            mode_extra=spec.get("mode_extra", []),
         )
 
     @cached_property
@@ -288,7 +298,7 @@ class ForecastBundle:
         positions, values, what_if = self._checked(request)
         if not len(values):  # LightGBM cannot predict no rows; a batch of none is not an error
             return self._no_forecast(positions)
-        modes = self.mode_proba(values)
+        modes = self.mode_proba(values, positions)
         columns = {name: array.take(positions) for name, array in self._id_arrays.items()}
         columns["p_belt"] = self._finite(self.p_belt(values), what_if)
         columns["is_belt"] = self._is_belt.take(positions)
@@ -354,6 +364,10 @@ class ForecastBundle:
         return self.snapshot[self.features].to_numpy(dtype=float)
 
     @cached_property
+    def _mode_extra_matrix(self) -> np.ndarray:
+        return self.snapshot[self.mode_extra].to_numpy(dtype=float)
+
+    @cached_property
     def _id_arrays(self) -> dict:
         arrays = {name: self.snapshot[name].array for name in SNAPSHOT_IDS}
         if self.quarterly:
@@ -413,10 +427,20 @@ class ForecastBundle:
         a, b = self.calibration
         return expit(-(a * scores + b))
 
-    def mode_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+    def mode_proba(self, X: pd.DataFrame | np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """Probabilities of the four modes, in :data:`MODES` order: the booster's, weighted by
-        ``mode_weight`` against the training frequencies (the booster is not run at weight 0)."""
+        ``mode_weight`` against the training frequencies (the booster is not run at weight 0).
+        ``X`` holds :attr:`features`; the mode model's own (:attr:`mode_extra`) come from the
+        snapshot's rows ``positions``, or from ``X`` when it is a frame that has them."""
         values = self._matrix(X)
+        if self.mode_extra:
+            if positions is not None:
+                extra = self._mode_extra_matrix[positions]
+            elif isinstance(X, pd.DataFrame) and set(self.mode_extra) <= set(X.columns):
+                extra = X[self.mode_extra].to_numpy(dtype=float)
+            else:
+                raise ModelInputError(f"the mode model also needs {self.mode_extra}: give the snapshot's positions")
+            values = np.hstack([values, extra])
         frequencies = np.asarray(self.mode_frequencies, dtype=float)
         if self.mode_weight == 0.0:
             return np.tile(frequencies, (len(values), 1))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.panel import feature_columns
+from features.panel import feature_columns, mode_feature_columns
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def mode_rows(panel: pd.DataFrame, as_of: int | None, group_column: str = "provi
         as_of = int(known["as_of"].max()) if len(known) else int(panel["as_of"].max())
     rows = known[known["as_of"] == as_of].reset_index(drop=True)  # belts only: a platform gives every county a mode
     return ModeRows(
-        X=rows[feature_columns(panel)].astype(float),
+        X=rows[mode_feature_columns(panel)].astype(float),
         y=rows["mode"].astype(str).to_numpy(dtype=object),
         groups=rows[group_column].astype(str).to_numpy(),
     )

@@ -22,6 +22,7 @@ from features.platform import (
     PlatformMetricsError,
     category_modes,
     further_metrics,
+    mode_gmv_shares,
     periods_needed,
     read_platform_metrics,
     rule_metrics,
@@ -229,8 +230,12 @@ def platform_panel(
         periods=periods, rule=rule, label_source="platform", horizon=settings.platform.horizon,
         frequency=metrics.frequency,
     )  # fmt: skip
-    modes = category_modes(metrics, load_taxonomy()).rename(columns={"period": "as_of"})
-    platform_long = platform_features(labels, rule, further_metrics(metrics))
+    taxonomy = load_taxonomy()
+    modes = category_modes(metrics, taxonomy).rename(columns={"period": "as_of"})
+    further = further_metrics(metrics)
+    if metrics.has_categories:  # what each county sells, by mode: the mode it would follow
+        further = further.merge(mode_gmv_shares(metrics, taxonomy), on=["county_code", "period"], how="outer")
+    platform_long = platform_features(labels, rule, further)
     panel = build_panel(sources, units, spec, modes[["county_code", "as_of", "mode"]], labels, platform_long)
     return panel, modes[modes["as_of"] == modes["as_of"].max()], rule
 
@@ -258,7 +263,8 @@ def platform_features(metrics: pd.DataFrame, rule: BeltRule, further: pd.DataFra
 
 
 def platform_feature_names(rule: BeltRule, metrics: PlatformMetrics) -> list[str]:
-    """The features :func:`platform_features` makes of ``metrics``: the rule's and the further metrics'."""
+    """The emergence model's features :func:`platform_panel` makes of ``metrics`` (those a study
+    is scored on): the rule's and the further metrics' (not the modes' GMV shares, the mode model's)."""
     return sorted(PLATFORM_PREFIX + name for name in [*rule.metrics, *metrics.further_columns])
 
 

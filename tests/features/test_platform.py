@@ -16,6 +16,7 @@ from features.platform import (
     category_modes,
     default_platform_rule,
     further_metrics,
+    mode_gmv_shares,
     read_platform_metrics,
     rule_metrics,
 )
@@ -229,6 +230,29 @@ def test_no_mapped_category_or_no_category_gives_no_mode():
     assert uncategorised["top_category"].tolist() == [None]
 
 
+def test_mode_gmv_shares_are_each_modes_share_of_a_countys_categorised_gmv_over_four_quarters():
+    rows = [
+        ("371721", Q2024Q4 - 4, "汉服", 9e9),  # a year before: out of 2024Q4's window
+        ("371721", Q2024Q4 - 1, "茶叶", 4e7),
+        ("371721", Q2024Q4, "女装", 3e7),
+        ("371721", Q2024Q4, "鞋", 2e7),
+        ("371721", Q2024Q4, "其他", 1e7),  # of no mode: in the whole, in no mode's share
+        ("110009", Q2024Q4, "茶叶", 0.0),  # sold nothing: no mix to speak of
+    ]
+    table = mode_gmv_shares(categorised(rows), load_taxonomy()).set_index(["county_code", "period"])
+    assert list(table.columns) == [
+        "national_brand_gmv_share", "cultural_heritage_gmv_share",
+        "industrial_transformation_gmv_share", "local_specialty_gmv_share",
+    ]  # fmt: skip
+    assert table.loc[("371721", Q2024Q4)].tolist() == [0.0, 0.0, 0.5, 0.4]
+    assert table.loc[("371721", Q2024Q4 - 1)].tolist() == pytest.approx(
+        [0.0, 9e9 / (9e9 + 4e7), 0.0, 4e7 / (9e9 + 4e7)]
+    )
+    assert table.loc[("110009", Q2024Q4)].isna().all()
+    uncategorised = mode_gmv_shares(quarterly(quarters_of("371721", 2024, [1e6])), load_taxonomy())
+    assert len(uncategorised) == 1 and uncategorised.drop(columns=["county_code", "period"]).isna().all(axis=None)
+
+
 # --- reading and harmonising ----------------------------------------------------------------------
 
 
@@ -431,15 +455,19 @@ def test_an_intensive_further_metric_may_be_negative(tmp_path, toy_history):
         read_platform_metrics(bad, toy_history, intensive=["margin_rate"])
 
 
-@pytest.mark.parametrize("column", ["live orders", "orders[7d]", "gmv_growth_yoy", "gmv_annual_cny", "row"])
+@pytest.mark.parametrize(
+    "column", ["live orders", "orders[7d]", "gmv_growth_yoy", "gmv_annual_cny", "row", "local_specialty_gmv_share"]
+)
 def test_a_further_metric_needs_a_name_that_can_be_a_feature(tmp_path, toy_history, column):
     path = write(tmp_path, ["371721,2024Q1,1,1,5"], header=f"{HEADER},{column}")
     with pytest.raises(PlatformMetricsError) as error:
         read_platform_metrics(path, toy_history)
     assert (
         f"becomes the feature platform_<name>, so it must be letters, digits and _ only, and none of the belt"
-        f" rule's metrics (gmv_annual_cny, active_merchants, gmv_growth_yoy) nor 'row' (the reader's own row number);"
-        f" got {column!r}: rename the column" in str(error.value)
+        f" rule's metrics (gmv_annual_cny, active_merchants, gmv_growth_yoy), of the modes' GMV shares"
+        f" (national_brand_gmv_share, cultural_heritage_gmv_share, industrial_transformation_gmv_share,"
+        f" local_specialty_gmv_share) nor 'row' (the reader's own row number); got {column!r}: rename the column"
+        in str(error.value)
     )
 
 

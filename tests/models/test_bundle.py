@@ -44,6 +44,35 @@ def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
     np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
 
 
+def test_the_mode_model_reads_its_own_features_from_the_snapshot(synthetic_transitions, tmp_path):
+    # SYNTHETIC: a mode-only feature (a county's GMV share of its mode) decides the mode
+    X, y, periods, _ = synthetic_transitions
+    emergence = LGBMEmergence(n_estimators=20).fit(X, y)
+    codes = np.arange(len(X)) % 4
+    share = "platform_local_specialty_gmv_share"
+    with_share = X.assign(**{share: (codes == 3).astype(float)})
+    modes = np.asarray(MODES, dtype=object)[codes]
+    mode = LGBMMode(n_estimators=30, min_child_samples=5, model_weight=1.0).fit(with_share.head(400), modes[:400])
+    panel = _panel(X, periods).assign(**{share: with_share[share]})
+    bundle = ForecastBundle.load(
+        ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1}).save(tmp_path / "b")
+    )
+    spec = json.loads((tmp_path / "b" / "bundle.json").read_text(encoding="utf-8"))
+
+    assert (spec["format"], spec["mode_extra"], bundle.features) == (3, [share], list(X.columns))
+    positions = np.arange(400, 440)
+    np.testing.assert_allclose(
+        bundle.mode_proba(X.iloc[positions], positions), mode.predict_proba(with_share.iloc[positions]), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        bundle.mode_proba(with_share.iloc[positions]), mode.predict_proba(with_share.iloc[positions]), atol=1e-12
+    )
+    with pytest.raises(ModelInputError, match=r"the mode model also needs \['platform_local_specialty_gmv_share'\]"):
+        bundle.mode_proba(X.iloc[positions].to_numpy())
+    local = bundle.mode_proba(X.iloc[positions], positions)[:, MODES.index("local_specialty")]
+    assert (local[codes[positions] == 3] > 0.5).all() and (local[codes[positions] != 3] < 0.5).all()
+
+
 def test_drivers_read_the_same_contributions_as_the_estimator(bundle_and_models):
     from models.drivers import top_drivers
 
@@ -71,14 +100,14 @@ def test_a_bundle_of_a_newer_format_is_refused(bundle_and_models, tmp_path):
     folder = bundle.save(tmp_path / "newer")
     spec = json.loads((folder / "bundle.json").read_text(encoding="utf-8"))
     assert spec["format"] == 2
-    spec["format"] = 3
+    spec["format"] = 4
     (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
-    with pytest.raises(ModelInputError, match=r"format must be an integer from 1 to 2 .*; got 3: the model was saved"):
+    with pytest.raises(ModelInputError, match=r"format must be an integer from 1 to 3 .*; got 4: the model was saved"):
         ForecastBundle.load(folder)
     for damaged in (True, "2", 0):
         spec["format"] = damaged
         (folder / "bundle.json").write_text(json.dumps(spec), encoding="utf-8")
-        with pytest.raises(ModelInputError, match=rf"from 1 to 2 \(what this beltcast reads\); got {damaged!r}$"):
+        with pytest.raises(ModelInputError, match=rf"from 1 to 3 \(what this beltcast reads\); got {damaged!r}$"):
             ForecastBundle.load(folder)
 
 

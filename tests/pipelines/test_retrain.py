@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from rich.console import Console
 
 from features.errors import BeltcastError
-from features.panel import feature_columns
+from features.panel import MODE_ONLY_FEATURES, feature_columns
 from features.periods import PeriodError
 from features.platform import PlatformMetricsError
 from features.synthetic import write_synthetic
@@ -94,8 +94,12 @@ def test_first_retrain_makes_a_champion_and_quarterly_outputs(first, settings):
     rule = build.belt_rule(settings.platform).describe()
     assert trained.data.tags["belt_rule"] == champion.tags["belt_rule"] == rule and "gmv" in rule
     mlflow.set_registry_uri(settings.mlflow.tracking_uri)
-    meta = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}").unwrap_python_model().bundle.meta
+    bundle = mlflow.pyfunc.load_model(f"models:/county-belt/{champion.version}").unwrap_python_model().bundle
+    meta = bundle.meta
     assert meta["belt_rule"] == [c.model_dump() for c in settings.platform.conditions]
+    # what a county sells by mode is the mode model's, not the emergence model's
+    assert bundle.mode_extra == list(MODE_ONLY_FEATURES)
+    assert not set(MODE_ONLY_FEATURES) & set(bundle.features)
     assert meta["min_met"] == settings.platform.min_met
     assert trained.data.tags["params_source"] == champion.tags["params_source"]  # the run says it too
     # a file marked is_synthetic (the fixture's) makes a model, a report and a panel that say so
