@@ -724,14 +724,19 @@ def category_modes(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.DataF
     present = _totals(frame)[["county_code", "period"]]
     totals = _window_sums(_totals(frame), ["county_code"], "gmv_cny", window).rename(columns={"sum": "total"})
     categorised = frame[frame[CATEGORY].notna()]
-    modes = {c: taxonomy.mode_of(c) for c in categorised[CATEGORY].unique()}
-    by_mode = categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
+    by_mode = _by_mode(categorised, taxonomy)
     table = present.merge(_winning_mode(by_mode, window), on=["county_code", "period"], how="left")
     table = table.merge(totals[["county_code", "period", "total"]], on=["county_code", "period"], how="left")
     table["mode_gmv_share"] = (table.pop("mode_gmv") / table.pop("total")).where(table["mode"].notna())
     table = table.merge(_top_category(categorised, window), on=["county_code", "period"], how="left")
     table["top_category"] = table["top_category"].astype(object).where(table["top_category"].notna(), None)
     return table[["county_code", "period", "mode", "mode_gmv_share", "top_category"]]
+
+
+def _by_mode(categorised: pd.DataFrame, taxonomy: ModeTaxonomy) -> pd.DataFrame:
+    """Rows of a category, with its ``mode``; those of a category of no mode left out."""
+    modes = {c: taxonomy.mode_of(c) for c in categorised[CATEGORY].unique()}
+    return categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
 
 
 def mode_share_names() -> list[str]:
@@ -767,9 +772,7 @@ def mode_gmv_shares(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.Data
     if categorised.empty:
         return table.assign(**{name: np.nan for name in names})
     total = _window_sums(categorised, ["county_code"], "gmv_cny", window).rename(columns={"sum": "total"})
-    modes = {c: taxonomy.mode_of(c) for c in categorised[CATEGORY].unique()}
-    by_mode = categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
-    sums = _window_sums(by_mode, ["county_code", "mode"], "gmv_cny", window)
+    sums = _window_sums(_by_mode(categorised, taxonomy), ["county_code", "mode"], "gmv_cny", window)
     wide = sums.pivot_table(index=keys, columns="mode", values="sum", aggfunc="sum").reindex(columns=list(MODES))
     wide.columns = names
     table = table.merge(total[[*keys, "total"]], on=keys, how="left").merge(wide.reset_index(), on=keys, how="left")
