@@ -48,6 +48,8 @@ class _Section(BaseModel):
             raise ValueError("must be a number, not text (write it without quotes)")
         if isinstance(value, float) and kinds == {int}:
             raise ValueError("must be a whole number (write it without a decimal point)")
+        if isinstance(value, str) and Path in kinds and not value.strip():
+            raise ValueError("must be a path (an empty one would mean the current folder)")
         return value
 
     @classmethod

@@ -81,6 +81,12 @@ def test_a_whole_number_for_a_fraction_is_read():
         ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
         ("[model]\nseed = -1\n", r"model\.seed: Input should be greater than or equal to 0; got -1"),
         (
+            '[model]\nparams_file = ""\n',
+            r"model\.params_file: must be a path \(an empty one would mean the current folder\); got ''",
+        ),
+        ('[outputs]\ndir = " "\n', r"outputs\.dir: must be a path .*; got ' '"),
+        ('[data]\nmirror_dir = ""\n', r"data\.mirror_dir: must be a path .*; got ''"),
+        (
             "[model]\nseed = 4294967296\n",
             r"model\.seed: Input should be less than or equal to 1000000000; got 4294967296",
         ),
