@@ -20,9 +20,9 @@ import pandera.pandas as pa
 from features.errors import SourceFormatError
 from features.labels import BeltRule, emergence_target
 from features.periods import ANNUAL, year_end
+from features.platform import mode_share_names
 from features.sources.base import SourceTable
 from features.spatial import NeighbourIndex, haversine_to, national_total, seat_locations
-from features.taxonomy import MODES
 
 ID_COLUMNS = ["county_code", "county_name", "province", "prefecture", "province_code",
               "prefecture_code", "as_of"]  # fmt: skip
@@ -30,7 +30,7 @@ LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mo
 # A county's product mix by mode, from the platform's categories (features.platform.mode_gmv_shares):
 # what it sells tells the mode it would follow, and is a feature of the mode model only (on
 # SYNTHETIC metrics, where it carries no emergence signal, it cost the emergence model AP).
-MODE_ONLY_FEATURES = tuple(f"platform_{mode}_gmv_share" for mode in MODES)
+MODE_ONLY_FEATURES = tuple(f"platform_{name}" for name in mode_share_names())
 # The age of the labels a row's belt exposure is computed from (as of 2020: the 2016 roster).
 LABELS_STALENESS = "staleness_labels"
 # Sources whose variables are not all as old as each other: each of their features has a
