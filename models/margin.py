@@ -8,7 +8,7 @@ what a missing value says.
 
 A missing value takes the feature's training median in the margin (its term is the median's):
 a missingness term of its own would be a coefficient on a handful of rows (on the public data,
-the 14 training counties without night lights) or a stand-in for the year (two-year growth is
+the 14 training rows without night lights, 7 counties in two years) or a stand-in for the year (two-year growth is
 missing in the first year of every series), and standardising such a rare flag gives it a large
 weight per county.
 

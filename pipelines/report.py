@@ -29,7 +29,7 @@ from models.plots import fold_words
 from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
-from pipelines.score import ScoreError, as_of_period, default_as_of, score, trained_on_outcome
+from pipelines.score import ScoreError, as_of_period, default_as_of, former, score, trained_on_outcome
 from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
 TOP_N = 50
@@ -237,14 +237,36 @@ def data_notes(
     if absent and len(rows):
         listed = ", ".join(map(feature_name, absent))
         notes.append(f"Not in the data as of {label_of(as_of)}, for any county: {listed}.")
-    gaps = gaps[(gaps >= max(1, 0.01 * len(rows))) & (gaps < len(rows))]
-    if len(gaps):
-        listed = "; ".join(f"{feature_name(f)} for {n:,}" for f, n in gaps.head(6).items())
+    partial = [f for f, n in gaps.items() if 0 < n < len(rows)]
+    if partial:
         notes.append(
-            f"No data, out of {len(rows):,} counties: {listed}. A gap is not filled in: the model's trees learned"
-            ' what it went with in the training years, so a driver may read "no data on ...".'
+            f"No data, out of {len(rows):,} counties: {'; '.join(_gap_entries(rows, partial))}. A gap is not filled"
+            " in: the model's trees learned what it went with in the training years, so a driver may read \"no data"
+            ' on ...".'
         )
     return notes
+
+
+def _gap_entries(rows: pd.DataFrame, features: list[str]) -> list[str]:
+    """Every feature with a gap, once, the features missing for the same counties together, the
+    largest gaps first: ``prefecture GDP, ... for 32``; more than three features of one source as
+    ``15 indicators from Census``."""
+    missing = rows[features].isna()
+    together: dict[tuple, list[str]] = {}
+    for feature in features:
+        together.setdefault(tuple(missing.index[missing[feature]]), []).append(feature)
+    sources = feature_sources(features, staleness_columns(rows))
+    entries = []
+    for counties, group in sorted(together.items(), key=lambda item: -len(item[0])):
+        by_source: dict[str | None, list[str]] = {}
+        for feature in group:
+            by_source.setdefault(SOURCE_NAMES.get(sources.get(feature, "")), []).append(feature)
+        parts = [
+            f"{len(some)} indicators from {source}" if source and len(some) > 3 else ", ".join(map(feature_name, some))
+            for source, some in by_source.items()
+        ]
+        entries.append(f"{', '.join(parts)} for {len(counties):,}")
+    return entries
 
 
 def _dated_sources(features: list[str], rows: pd.DataFrame) -> dict[str, list[str]]:
@@ -322,8 +344,10 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         _header(context),
         _section(
             "Top candidate counties",
-            f"The {len(top)} counties most likely to become a belt within the horizon, among those not belts yet. "
-            + _mode_column_text(context.mode_weight),
+            f"The {len(top)} counties most likely to become a belt within the horizon, among those not belts now. "
+            + _mode_column_text(context.mode_weight)
+            + DRIVERS_TEXT
+            + _former_text(top),
             _table(top),
             "top-candidates",
         ),
@@ -422,7 +446,8 @@ def _section(title: str, intro: str, body: str, anchor: str) -> str:
 def _table(top: pd.DataFrame) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("rank", "county", "province", "p_belt", "mode", "top drivers"))
     rows = "".join(
-        f"<tr><td>{int(r.rank)}</td><td>{html.escape(r.county_name)} <small>{r.county_code}</small></td>"
+        f"<tr><td>{int(r.rank)}</td><td>{html.escape(r.county_name)} <small>{r.county_code}</small>"
+        f"{html.escape(former(r.last_belt))}</td>"
         f"<td>{html.escape(r.province)}</td><td>{r.p_belt:.3f}</td>"
         f"<td>{html.escape(MODE_NAMES.get(r.mode, r.mode))}</td>"
         f"<td>{html.escape(r.top_drivers)}</td></tr>"
@@ -452,6 +477,26 @@ def _mode_weight_text(weight: float | None) -> str:
             "modes to try), so every county gets those frequencies and the most frequent mode."
         )
     return f"Mode probabilities weigh the mode model {weight:.2f} against the modes' training frequencies."
+
+
+DRIVERS_TEXT = (
+    " Top drivers are the three indicators that raise the county's p_belt most (the trees' SHAP contributions"
+    " plus the linear margin's terms), each with the county's value (most of them against the median county of"
+    ' the period) and the year of any data older than the period; "no data on ..." is a gap the trees learned'
+    " from."
+)
+
+
+def _former_text(top: pd.DataFrame) -> str:
+    """Which of ``top`` were belts of an earlier roster, said once under the table's lead."""
+    returning = top[top["last_belt"] != ""]
+    if returning.empty:
+        return ""
+    named = ", ".join(f"{r.county_name} ({r.last_belt})" for r in returning.itertuples())
+    return (
+        f' Marked "a belt in ...": {len(returning)} of them were belts in an earlier period and are not in the newest'
+        f" labels ({named}); they are ranked as candidates again, and would be belts again, not new ones."
+    )
 
 
 def _mode_column_text(weight: float | None) -> str:

@@ -27,7 +27,7 @@ from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, r
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
-    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version", "in_sample",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version", "in_sample", "last_belt",
 ]  # fmt: skip
 
 SCORE_SCHEMA = pa.DataFrameSchema(
@@ -38,6 +38,7 @@ SCORE_SCHEMA = pa.DataFrameSchema(
         **{f"p_{m}": pa.Column(float, pa.Check.in_range(0.0, 1.0)) for m in MODES},
         "model_version": pa.Column(str),
         "in_sample": pa.Column(bool),
+        "last_belt": pa.Column(str),
     },
 )
 
@@ -175,7 +176,7 @@ def request_period(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> int | str:
 
 
 def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str) -> pd.DataFrame:
-    """Forecast every county and rank the ones that are not belts yet."""
+    """Forecast every county and rank the ones that are not belts now."""
     request = counties(model, as_of)
     if engine == "spark":
         from pipelines.spark_engine import predict_with_spark
@@ -187,14 +188,30 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
         raise ScoreError(f"engine must be 'pandas' or 'spark'; got {engine!r}")
     # scored as of a training transition, the file is an in-sample check: a job reading it can tell
     in_sample = trained_on_outcome(model, as_of) is not None
-    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample))
+    before = last_belt(model.unwrap_python_model().bundle.snapshot, as_of)
+    before = forecast["county_code"].map(before).fillna("").astype(str)
+    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample, last_belt=before))
     if frequency_of(as_of) == QUARTERLY:
         ranked["as_of"] = label_of(as_of)
     return ranked
 
 
+def last_belt(snapshot: pd.DataFrame, as_of: int) -> pd.Series:
+    """By county code, the newest labelled period before ``as_of`` in which a county that is no belt
+    as of ``as_of`` was one (``"2015"``); ``""`` for the others. A county that left the rosters is
+    ranked again as a candidate, but it is no new belt, and a strategist should know it (on the
+    public data, 12 belts of 2015 are in no roster of 2016)."""
+    status = snapshot["is_belt_known"].astype("boolean")
+    earlier = snapshot[(snapshot["as_of"] < as_of) & status.fillna(False).to_numpy(dtype=bool)]
+    newest = earlier.groupby("county_code")["last_label_period"].max()
+    now = snapshot["as_of"] == as_of
+    candidates = snapshot.loc[now & status.eq(False).fillna(False).to_numpy(dtype=bool), "county_code"]
+    periods = newest.reindex(candidates.to_numpy()).dropna()
+    return periods.astype(int).map(label_of).reindex(snapshot.loc[now, "county_code"].to_numpy(), fill_value="")
+
+
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:
-    """``rank`` 1 = the most likely new belt among counties not belts yet (ties: county code).
+    """``rank`` 1 = the most likely new belt among counties not belts now (ties: county code).
     Rows in rank order, then the belts (no rank) by ``p_belt``: a file opened by hand starts with
     the short list."""
     frame = forecast.sort_values(["p_belt", "county_code"], ascending=[False, True]).reset_index(drop=True)
@@ -220,12 +237,17 @@ def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int, encodi
     return ScoreOutputs(csv_path, parquet_path, version, as_of)
 
 
+def former(last_belt: str) -> str:
+    """`` (a belt in 2015)`` after a candidate's name when it was a belt before, else ``""``."""
+    return f" (a belt in {last_belt})" if last_belt else ""
+
+
 def top_table(scores: pd.DataFrame, n: int) -> Table:
     """The top ``n`` candidate counties."""
-    table = Table(title=f"Top {n} candidate counties (not belts yet), as of {scores['as_of'].iloc[0]}")
+    table = Table(title=f"Top {n} candidate counties (not belts now), as of {scores['as_of'].iloc[0]}")
     for column in ("rank", "county", "province", "p_belt", "mode", "top drivers"):
         table.add_column(column)
     for row in scores.dropna(subset=["rank"]).sort_values("rank").head(n).itertuples():
-        table.add_row(str(row.rank), f"{row.county_name} {row.county_code}", row.province,
+        table.add_row(str(row.rank), f"{row.county_name} {row.county_code}{former(row.last_belt)}", row.province,
                       f"{row.p_belt:.3f}", row.mode, row.top_drivers)  # fmt: skip
     return table

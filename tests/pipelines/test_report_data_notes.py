@@ -97,3 +97,26 @@ def test_a_model_of_synthetic_platform_metrics_says_so_first(tmp_path):
                                 ({"platform_metrics": {"synthetic": True}}, True), ([], False)):  # fmt: skip
         quality.write_text(json.dumps(recorded), encoding="utf-8")
         assert panel_synthetic(tmp_path) is synthetic
+
+
+def test_every_gap_is_listed_the_features_missing_for_the_same_counties_together():
+    # the gaps a driver can name ("no data on ...") are all in the notes, however small
+    n = 200
+    census = [f"census_{name}_rel" for name in ("population", "urban_share", "migrant_share", "it_share")]
+    snapshot = pd.DataFrame(
+        {
+            "as_of": 2020,
+            "co2_mt_rel": np.where(np.arange(n) < 30, np.nan, 0.1),
+            "co2_growth_1y_rel": np.where(np.arange(n) < 30, np.nan, 0.1),  # the same 30 counties
+            "terrain_relief": np.where(np.arange(n) == 50, np.nan, 1.0),  # one county: under 1 %
+            **{column: np.where(np.arange(n) >= 197, np.nan, 0.0) for column in census},  # 3 counties
+            "staleness_co2": 3.0,
+            "staleness_census": 10.0,
+        }
+    )
+    features = ["co2_mt_rel", "terrain_relief", "co2_growth_1y_rel", *census]
+    gaps = data_notes(snapshot, features, {}, 2020, 2020, {})[-1]
+    assert gaps.startswith(
+        "No data, out of 200 counties: CO2 emissions, CO2 growth over 1 year for 30; 4 indicators from Census"
+        " for 3; terrain relief for 1. A gap is not filled in"
+    )

@@ -321,6 +321,10 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_p
     assert not scores["in_sample"].any()  # as of 2020: a forecast
     caoxian = scores.set_index("county_code").loc["371721"]
     assert bool(caoxian["is_belt"]) and pd.isna(caoxian["rank"])
+    # 南浔区 had 3 Taobao villages in 2015 and none in 2016: a candidate again, marked as a belt of 2015
+    returning = scores.dropna(subset=["last_belt"]).set_index("county_code")
+    assert returning.loc["330503", "last_belt"] == 2015 and pd.notna(returning.loc["330503", "rank"])
+    assert len(returning) == 12 and returning["rank"].notna().all()  # the 12 belts of 2015 in no roster of 2016
     candidates = scores.dropna(subset=["rank"])
     assert candidates["rank"].tolist() == list(range(1, len(candidates) + 1))  # the file starts with the short list
     assert scores["rank"].iloc[: len(candidates)].notna().all()
@@ -396,3 +400,30 @@ def test_a_year_before_any_label_says_the_ranking_lacks_belt_exposure(champion_s
 
     assert "score: 2844 counties have no belt label known as of 2013" in text
     assert "the belt-exposure indicators (belts and villages nearby, the nearest belt) are unknown too" in text
+
+
+def test_last_belt_names_the_newest_labelled_period_a_county_no_belt_now_was_one():
+    # SYNTHETIC snapshot: labels of 2014, 2015, 2016, carried to 2017
+    periods = [2013, 2014, 2015, 2016, 2017]
+    status = {
+        "000001": [None, True, True, False, False],  # left the roster in 2016
+        "000002": [None, True, False, True, True],  # left, and came back: a belt now
+        "000003": [None, False, False, False, False],  # never a belt
+        "000004": [None, True, None, None, None],  # of unknown status after 2014
+        "000005": [None, True, False, False, False],  # a belt of 2014 only
+    }
+    label = {2013: None, 2014: 2014, 2015: 2015, 2016: 2016, 2017: 2016}
+    snapshot = pd.DataFrame(
+        [
+            {"county_code": code, "as_of": year, "is_belt_known": known[i], "last_label_period": label[year]}
+            for code, known in status.items()
+            for i, year in enumerate(periods)
+        ]
+    )
+    assert score.last_belt(snapshot, 2017).to_dict() == {
+        "000001": "2015", "000002": "", "000003": "", "000004": "", "000005": "2014",
+    }  # fmt: skip
+    assert score.last_belt(snapshot, 2015).to_dict() == {
+        "000001": "", "000002": "2014", "000003": "", "000004": "", "000005": "2014",
+    }  # fmt: skip
+    assert set(score.last_belt(snapshot, 2013)) == {""}  # nothing labelled before
