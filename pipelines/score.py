@@ -84,6 +84,12 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
             f"score: SYNTHETIC DATA: {name} v{champion.version} was trained on platform metrics marked synthetic"
             " (is_synthetic); this ranking describes no real county's e-commerce"
         )
+    if model.unwrap_python_model().bundle.mode_weight == 0.0:
+        console.print(
+            "score: the mode columns are the modes' training frequencies for every county (the mode model's weight"
+            " is 0: it did not beat them in cross-validation), not a forecast of each county's mode; a belt with a"
+            " labelled mode is given that label"
+        )
     seen = trained_on_outcome(model, year)
     if seen is not None:
         console.print(

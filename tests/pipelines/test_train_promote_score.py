@@ -400,6 +400,8 @@ def test_a_year_before_any_label_says_the_ranking_lacks_belt_exposure(champion_s
 
     assert "score: 2844 counties have no belt label known as of 2013" in text
     assert "the belt-exposure indicators (belts and villages nearby, the nearest belt) are unknown too" in text
+    # on the public data the mode model's weight is 0: the mode columns are no per-county forecast, and say so
+    assert "score: the mode columns are the modes' training frequencies for every county" in text
 
 
 def test_last_belt_names_the_newest_labelled_period_a_county_no_belt_now_was_one():
