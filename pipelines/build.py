@@ -176,10 +176,14 @@ def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> pd.
     Raises
     ------
     PlatformMetricsError
-        When they label no period (too few periods, or gaps in every county's): the message gives
+        When a period between the file's first and last has no row at all (an export that lost it:
+        the periods after it would go unlabelled while the panel carried older metrics into them),
+        or when they label no period (too few periods, or gaps in every county's): the message gives
         the periods of ``path`` and how many consecutive periods a label needs, and why.
     """
     rule.require_metrics(list(RULE_METRICS), "the platform metrics file (features.platform.rule_metrics)")
+    if missing := missing_periods(metrics.frame["period"]):
+        raise PlatformMetricsError(_missing_periods(metrics, missing, path))
     labels = labelled_periods_only(rule_metrics(metrics), rule)
     if labels.empty:
         raise PlatformMetricsError(_nothing_labelled(metrics, rule, path))
@@ -203,6 +207,22 @@ def span(periods: pd.Series, frequency: str) -> str:
         return f"no {unit_of(frequency)}"
     first, last = label(int(periods.min()), frequency), label(int(periods.max()), frequency)
     return f"{periods.nunique()} {unit_of(frequency)}(s), {first}..{last}"
+
+
+def missing_periods(periods: pd.Series) -> list[int]:
+    """The periods between the first and the last of ``periods`` that none of them is."""
+    present = set(periods.unique().tolist())
+    return sorted(set(range(min(present), max(present) + 1)) - present) if present else []
+
+
+def _missing_periods(metrics: PlatformMetrics, missing: list[int], path: Path) -> str:
+    frequency, periods = metrics.frequency, metrics.frame["period"]
+    shown = ", ".join(label(p, frequency) for p in missing[:8]) + (", ..." if len(missing) > 8 else "")
+    return (
+        f"{path}: period must run without a gap from the file's first, {label(int(periods.min()), frequency)}, to"
+        f" its last, {label(int(periods.max()), frequency)}: every {unit_of(frequency)} needs rows (a county may lack"
+        f" some, the whole file may not); got no row of {shown} ({len(missing)} {unit_of(frequency)}(s))"
+    )
 
 
 def _nothing_labelled(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> str:

@@ -66,6 +66,23 @@ def test_seven_quarters_label_nothing_and_eight_label_their_last():
     assert sorted(labels["period"].unique()) == [2025 * 4 + 2]  # 2025Q3
 
 
+def test_a_quarter_missing_from_the_whole_file_is_refused_naming_it():
+    # an export that lost 2025Q2: 2025Q3 would go unlabelled, its panel rows carrying 2025Q1's metrics
+    periods = [p for p in quarters("2023Q1", 11) if p != "2025Q2"]
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"^metrics_synthetic\.csv: period must run without a gap from the file's first, 2023Q1, to its last,"
+        r" 2025Q3: every quarter needs rows \(a county may lack some, the whole file may not\); got no row of"
+        r" 2025Q2 \(1 quarter\(s\)\)$",
+    ):
+        build.platform_labels(synthetic_metrics(periods), RULE, "metrics_synthetic.csv")
+    # one county's gap is its own: the other county labels the quarters
+    metrics = synthetic_metrics(quarters("2023Q1", 11))
+    one_gap = metrics.frame.drop(metrics.frame.index[(metrics.frame["county_code"] == "371721")][9])
+    labels = build.platform_labels(PlatformMetrics(one_gap, "quarterly"), RULE, "metrics_synthetic.csv")
+    assert sorted(labels["period"].unique()) == [2024 * 4 + 3, 2025 * 4, 2025 * 4 + 1, 2025 * 4 + 2]
+
+
 def test_a_rule_without_growth_needs_four_quarters():
     rule = BeltRule((Condition("gmv_annual_cny", ">=", 1e8), Condition("active_merchants", ">=", 100)), 1)
     with pytest.raises(PlatformMetricsError, match=r"gmv_annual_cny needs 4 consecutive quarters of a county"):
