@@ -739,6 +739,31 @@ def _by_mode(categorised: pd.DataFrame, taxonomy: ModeTaxonomy) -> pd.DataFrame:
     return categorised.assign(mode=categorised[CATEGORY].map(modes)).dropna(subset=["mode"])
 
 
+def unmapped_categories(metrics: PlatformMetrics, taxonomy: ModeTaxonomy) -> pd.Series:
+    """The file's categories that map to no mode, each with its share of the file's categorised
+    GMV, largest first: what to add to the taxonomy (their GMV names no county's mode).
+
+    Parameters
+    ----------
+    metrics : PlatformMetrics
+        From :func:`read_platform_metrics`.
+    taxonomy : ModeTaxonomy
+        The keyword taxonomy (:func:`features.taxonomy.load_taxonomy`).
+
+    Returns
+    -------
+    Series
+        Category -> share of GMV (0 to 1), named ``gmv_share``; empty without categories or when
+        every category maps to a mode.
+    """
+    categorised = metrics.frame[metrics.frame[CATEGORY].notna()]
+    gmv = categorised.groupby(CATEGORY, sort=True)["gmv_cny"].sum()
+    unmapped = gmv[[taxonomy.mode_of(str(c)) is None for c in gmv.index]]
+    total = float(gmv.sum())
+    shares = unmapped / total if total > 0 else unmapped * 0.0
+    return shares.sort_values(ascending=False, kind="stable").rename("gmv_share")
+
+
 def mode_share_names() -> list[str]:
     """The further features of :func:`mode_gmv_shares`, one per mode (``<mode>_gmv_share``)."""
     return [f"{mode}_gmv_share" for mode in MODES]

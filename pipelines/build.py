@@ -26,6 +26,7 @@ from features.platform import (
     periods_needed,
     read_platform_metrics,
     rule_metrics,
+    unmapped_categories,
 )
 from features.quality import coverage_table, quality_summary
 from features.sources import (
@@ -118,6 +119,10 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
             "further_metrics": {
                 f"platform_{c}": "rate" if c in platform.metrics.intensive else "count"
                 for c in platform.metrics.further_columns
+            },
+            # what to add to the taxonomy: these categories' GMV names no county's mode
+            "unmapped_categories": {
+                str(c): round(float(s), 6) for c, s in unmapped_categories(platform.metrics, load_taxonomy()).items()
             },
         }
         # its rows whose code is no county of the target vintage go with the sources' in unmatched.csv
@@ -356,10 +361,22 @@ def report(
         )
         further = ", ".join(f"{name} ({kind})" for name, kind in platform["further_metrics"].items())
         console.print(f"platform features besides the belt rule's: {further or 'none'}", highlight=False)
+        if unmapped := platform["unmapped_categories"]:
+            console.print(unmapped_note(unmapped), highlight=False)
     console.print(f"belt rule: {summary['belt_rule']}")
     console.print(f"mode classes ({summary['modes_of']}): {summary['modes']}", highlight=False)
     console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
     console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
+
+
+def unmapped_note(unmapped: dict[str, float], shown: int = 10) -> str:
+    """The categories of no mode, the largest first, for the build's printout."""
+    named = ", ".join(f"{category} ({share:.1%})" for category, share in list(unmapped.items())[:shown])
+    more = f" and {len(unmapped) - shown} more" if len(unmapped) > shown else ""
+    return (
+        f"categories that map to no mode ({len(unmapped)}, share of categorised GMV): {named}{more}; their GMV"
+        " names no county's mode: add keywords for them to features/mode_taxonomy.csv (all are in quality.json)"
+    )
 
 
 def _print_unmatched(console: Console, sources: list[SourceTable]) -> None:

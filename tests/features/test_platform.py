@@ -19,6 +19,7 @@ from features.platform import (
     mode_gmv_shares,
     read_platform_metrics,
     rule_metrics,
+    unmapped_categories,
 )
 from features.taxonomy import load_taxonomy
 
@@ -211,6 +212,18 @@ def test_the_mode_with_most_gmv_wins_and_the_top_category_is_reported_beside_it(
     assert row["mode"] == "industrial_transformation"
     assert row["mode_gmv_share"] == 0.5
     assert row["top_category"] == "茶叶"
+
+
+def test_categories_of_no_mode_are_named_with_their_share_of_gmv():
+    rows = [
+        ("371721", Q2024Q4, "茶叶", 5e7),
+        ("371721", Q2024Q4, "杂项1", 3e7),
+        ("330782", Q2024Q4 - 1, "杂项2", 1e7),
+        ("330782", Q2024Q4, "杂项1", 1e7),
+    ]
+    assert unmapped_categories(categorised(rows), load_taxonomy()).to_dict() == {"杂项1": 0.4, "杂项2": 0.1}
+    assert unmapped_categories(categorised(rows[:1]), load_taxonomy()).empty
+    assert unmapped_categories(quarterly(quarters_of("371721", 2024, [1e6])), load_taxonomy()).empty
 
 
 def test_category_modes_look_back_four_quarters_only():

@@ -118,3 +118,12 @@ def test_build_fails_before_reading_the_sources_and_keeps_the_panel(tmp_path, mo
         build.run(settings, QUIET)
     assert (features / "panel.parquet").read_bytes() == b"the good panel"
     assert sorted(p.name for p in features.iterdir()) == ["panel.parquet"]
+
+
+def test_the_categories_of_no_mode_are_named_the_largest_first():
+    unmapped = {f"杂项{i}": 0.3 / (i + 1) for i in range(12)}
+    note = build.unmapped_note(unmapped)
+    assert note.startswith(
+        "categories that map to no mode (12, share of categorised GMV): 杂项0 (30.0%), 杂项1 (15.0%),"
+    )
+    assert "杂项9 (3.0%) and 2 more; their GMV names no county's mode: add keywords for them to" in note
