@@ -162,9 +162,20 @@ def refit(settings: Settings, version, console: Console) -> str:
         f"promote: version {version.version} was trained on another panel; "
         "its parameters are refitted on the current one, and the refit is served"
     )
-    tags = {"refit_of": str(version.version)}
+    tags = {"refit_of": str(version.version), **provenance(version)}
     outcome = train.run(as_trained(settings, version), console, params=_params(version), alias=None, tags=tags)
     return outcome.version
+
+
+def provenance(version) -> dict[str, str]:
+    """Where a version's parameters came from, for the run and version of its refit: the
+    ``params_*`` tags of the run that trained it (file, sha256, study, store, trial, quarter), and
+    ``params_source`` saying that they are that version's."""
+    tags = MlflowClient().get_run(version.run_id).data.tags
+    copied = {key: value for key, value in tags.items() if key.startswith("params_") and key != "params_json"}
+    earlier = copied.get("params_source", "not recorded")
+    copied["params_source"] = f"version {version.version}'s parameters (its params_source: {earlier})"
+    return copied
 
 
 def as_trained(settings: Settings, version) -> Settings:

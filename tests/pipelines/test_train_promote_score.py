@@ -271,6 +271,16 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         assert decision.refit == str(refit.version) not in (str(old.version), challenger.version)
         assert refit.tags["refit_of"] == str(old.version)
         assert refit.tags["params_json"] == old.tags["params_json"]
+        # where its parameters came from: the old version's, with that version's record of them
+        old_run = client.get_run(old.run_id).data.tags
+        refit_run = client.get_run(refit.run_id).data.tags
+        assert (
+            refit_run["params_source"]
+            == f"version {old.version}'s parameters (its params_source: {old_run['params_source']})"
+        )
+        assert {k: v for k, v in refit_run.items() if k.startswith("params_") and k != "params_source"} == {
+            k: v for k, v in old_run.items() if k.startswith("params_") and k != "params_source"
+        }
         assert refit.tags["panel_sha256"] == frame_hash(panel) != old.tags["panel_sha256"]
         assert float(refit.tags["average_precision"]) == decision.figures["champion_ap"]
         assert str(version_by_alias(client, "county-belt", "challenger").version) == challenger.version
