@@ -248,6 +248,10 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
         own_age.columns = [f"staleness_{variable}" for variable in own_age.columns]
         parts.append(values.join(age, how="outer").join(own_age, how="outer").assign(as_of=as_of))
     dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
+    # the rosters' own variables (taobao_*) are dated by the labels' staleness; a platform's metrics
+    # keep an age of their own, which differs by county where a county lacks the newest quarter
+    if not any(prefix.startswith(spec.label_source) for prefix in SOURCE_PREFIXES["labels"]):
+        return dynamic
     return dynamic.drop(columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")])
 
 

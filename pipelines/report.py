@@ -71,6 +71,7 @@ SOURCE_NAMES = {
     "staleness_tudigong": "2020 census shares (tudigong)",
     "staleness_prefecture": "Prefecture GDP and population",
     "staleness_poverty": "Poverty counties",
+    "staleness_platform": "Platform metrics",
 }
 METRIC_WORDS = {
     "average_precision": "average precision",
