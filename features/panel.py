@@ -33,6 +33,8 @@ LABEL_COLUMNS = ["is_belt", "last_label_period", "is_belt_known", "emerged", "mo
 MODE_ONLY_FEATURES = tuple(f"platform_{name}" for name in mode_share_names())
 # The age of the labels a row's belt exposure is computed from (as of 2020: the 2016 roster).
 LABELS_STALENESS = "staleness_labels"
+# Label sources whose own variables are dated by LABELS_STALENESS (SOURCE_PREFIXES["labels"]).
+ROSTER_SOURCES = ("taobao",)
 # Sources whose variables are not all as old as each other: each of their features has a
 # staleness column of its own, ``staleness_<feature>``, beside the source's (its newest value's
 # age). A prefecture's registered population stops in 2017 or 2018 (37 prefectures) while its
@@ -250,7 +252,7 @@ def _as_of_values(long: pd.DataFrame, spec: PanelSpec) -> pd.DataFrame:
     dynamic = pd.concat(parts).rename_axis("county_code").reset_index()
     # the rosters' own variables (taobao_*) are dated by the labels' staleness; a platform's metrics
     # keep an age of their own, which differs by county where a county lacks the newest quarter
-    if not any(prefix.startswith(spec.label_source) for prefix in SOURCE_PREFIXES["labels"]):
+    if spec.label_source not in ROSTER_SOURCES:
         return dynamic
     return dynamic.drop(columns=[c for c in dynamic if c.startswith(f"staleness_{spec.label_source}")])
 

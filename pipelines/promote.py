@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from rich.console import Console
@@ -167,15 +168,16 @@ def refit(settings: Settings, version, console: Console) -> str:
     return outcome.version
 
 
-def provenance(version) -> dict[str, str]:
+def provenance(version: ModelVersion) -> dict[str, str]:
     """Where a version's parameters came from, for the run and version of its refit: the
     ``params_*`` tags of the run that trained it (file, sha256, study, store, trial, quarter), and
-    ``params_source`` saying that they are that version's."""
-    tags = MlflowClient().get_run(version.run_id).data.tags
+    ``params_of_version``, that version (only the latter when its run is gone)."""
+    try:
+        tags = MlflowClient().get_run(version.run_id).data.tags
+    except MlflowException:  # a run deleted from the store: the version still says whose they are
+        tags = {}
     copied = {key: value for key, value in tags.items() if key.startswith("params_") and key != "params_json"}
-    earlier = copied.get("params_source", "not recorded")
-    copied["params_source"] = f"version {version.version}'s parameters (its params_source: {earlier})"
-    return copied
+    return {**copied, "params_of_version": str(version.version)}
 
 
 def as_trained(settings: Settings, version) -> Settings:

@@ -481,10 +481,10 @@ def _mode_weight_text(weight: float | None) -> str:
 
 
 DRIVERS_TEXT = (
-    " Top drivers are the three indicators that raise the county's p_belt most (the trees' SHAP contributions"
-    " plus the linear margin's terms), each with the county's value (most of them against the median county of"
-    ' the period) and the year of any data older than the period; "no data on ..." is a gap the trees learned'
-    " from."
+    " Top drivers are the (up to three) indicators that raise the county's p_belt most (the trees' SHAP"
+    " contributions, plus the linear margin's terms where the model has one), each with the county's value (most"
+    ' of them against the median county of the period) and the period of any data older than it; "no data on'
+    ' ..." is a gap the trees learned from.'
 )
 
 
@@ -493,7 +493,7 @@ def _former_text(top: pd.DataFrame) -> str:
     returning = top[top["last_belt"] != ""]
     if returning.empty:
         return ""
-    named = ", ".join(f"{r.county_name} ({r.last_belt})" for r in returning.itertuples())
+    named = ", ".join(f"{r.county_name} {r.county_code} ({r.last_belt})" for r in returning.itertuples())
     return (
         f' Marked "a belt in ...": {len(returning)} of them were belts in an earlier period and are not in the newest'
         f" labels ({named}); they are ranked as candidates again, and would be belts again, not new ones."

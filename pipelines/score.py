@@ -203,15 +203,16 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
 
 
 def last_belt(snapshot: pd.DataFrame, as_of: int) -> pd.Series:
-    """By county code, the newest labelled period before ``as_of`` in which a county that is no belt
-    as of ``as_of`` was one (``"2015"``); ``""`` for the others. A county that left the rosters is
+    """By county code, the newest labelled period before ``as_of`` in which a county ranked as a
+    candidate as of ``as_of`` (no belt then, or of unknown status) was one (``"2015"``); ``""`` for
+    the others. A county that left the rosters is
     ranked again as a candidate, but it is no new belt, and a strategist should know it (on the
     public data, 12 belts of 2015 are in no roster of 2016)."""
     status = snapshot["is_belt_known"].astype("boolean")
     earlier = snapshot[(snapshot["as_of"] < as_of) & status.fillna(False).to_numpy(dtype=bool)]
     newest = earlier.groupby("county_code")["last_label_period"].max()
     now = snapshot["as_of"] == as_of
-    candidates = snapshot.loc[now & status.eq(False).fillna(False).to_numpy(dtype=bool), "county_code"]
+    candidates = snapshot.loc[now & ~status.fillna(False).to_numpy(dtype=bool), "county_code"]  # as rank() does
     periods = newest.reindex(candidates.to_numpy()).dropna()
     return periods.astype(int).map(label_of).reindex(snapshot.loc[now, "county_code"].to_numpy(), fill_value="")
 

@@ -56,7 +56,8 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     assert re.search(r"<b>P@50</b>: of the 50 counties ranked highest, the share that became belts \(LightGBM", guide)
     top = text[text.index('id="top-candidates"') : text.index('id="county-map"')]
     assert "平台+产业转型 (industrial transformation)" in top and "<td>industrial_transformation</td>" not in top
-    assert "Top drivers are the three indicators that raise the county&#x27;s p_belt most" in top
+    assert "Top drivers are the (up to three) indicators that raise the county&#x27;s p_belt most" in top
+    assert "南浔区 330503 (2015)" in top  # named under the table's lead
     # a belt of 2015 that is in no roster of 2016 is a candidate again, and marked so (南浔区 in the top 50)
     assert "南浔区 <small>330503</small> (a belt in 2015)</td>" in top
     assert re.search(r"Marked &quot;a belt in ...&quot;: \d+ of them were belts in an earlier period", top)
