@@ -44,7 +44,7 @@ PERIOD_LIMIT = 10**9  # an as_of beyond it is no period (and would wrap around a
 NAMED_ROWS = 20  # the bad rows of a request an error names; it counts the others
 OUTPUT_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "is_belt",
-    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if", "in_sample",
+    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "what_if", "in_sample", "last_belt",
 ]  # fmt: skip
 MODE_NAMES = pd.array(list(MODES), dtype="str")
 LOG_RATIO_LIMIT = 50.0  # a log ratio beyond this is a factor of e^50 (5e21) from the median county
@@ -104,6 +104,37 @@ class RowProblem(NamedTuple):
 
 
 _NO_PROBLEM = RowProblem(np.zeros(0, dtype=np.int64), str)
+
+
+def last_belts(snapshot: pd.DataFrame) -> np.ndarray:
+    """For every snapshot row whose county is a candidate then (no belt, or of unknown status), the
+    label of the newest labelled period before the row's in which the county was a belt (``"2015"``);
+    ``""`` for the other rows. A county that left the rosters is ranked again as a candidate, but it
+    would be a belt again, not a new one (on the public data, 12 belts of 2015 are in no roster of
+    2016, 南浔区 among them).
+
+    Parameters
+    ----------
+    snapshot : DataFrame
+        ``county_code``, ``as_of``, ``is_belt_known`` and ``last_label_period`` per county and period.
+
+    Returns
+    -------
+    ndarray of str
+        One label per row of ``snapshot``, in its order.
+    """
+    order = np.lexsort((snapshot["as_of"].to_numpy(), snapshot["county_code"].to_numpy()))
+    rows = snapshot.iloc[order]
+    belt = rows["is_belt_known"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    county = rows["county_code"].to_numpy()
+    period = rows["last_label_period"].where(belt).reset_index(drop=True)
+    before = period.groupby(county).ffill().groupby(county).shift(1).to_numpy()  # rows before only
+    found = ~belt & ~pd.isna(before)
+    labels = np.full(len(rows), "", dtype=object)
+    labels[found] = [label_of(int(p)) for p in before[found]]
+    result = np.empty(len(rows), dtype=object)
+    result[order] = labels
+    return result
 
 
 def bad_rows_message(problems: Sequence[RowProblem], limit: int = NAMED_ROWS) -> str | None:
@@ -307,6 +338,7 @@ class ForecastBundle:
         columns["top_drivers"] = self.drivers(values, positions) if drivers else np.full(len(values), "", dtype=object)
         columns["what_if"] = what_if
         columns["in_sample"] = self._in_sample.take(positions)
+        columns["last_belt"] = self._last_belt.take(positions)
         # built in OUTPUT_COLUMNS order from arrays made for this call: no copy, no reordering (a
         # third of a single-county forecast's frame time); the snapshot's arrays were taken, not shared
         return pd.DataFrame(columns, copy=False)
@@ -318,6 +350,7 @@ class ForecastBundle:
         columns.update({f"p_{mode}": np.zeros(0) for mode in MODES})
         columns.update(top_drivers=pd.array([], dtype="str"), what_if=pd.array([], dtype="str"))
         columns["in_sample"] = self._in_sample.take(positions)
+        columns["last_belt"] = self._last_belt.take(positions)
         return pd.DataFrame(columns, columns=OUTPUT_COLUMNS)
 
     def request_problems(self, request: pd.DataFrame) -> list[RowProblem]:
@@ -408,6 +441,10 @@ class ForecastBundle:
         periods = self.snapshot["as_of"]
         seen = [period for period in periods.unique() if self.trained_on(int(period)) is not None]
         return periods.isin(seen).to_numpy(dtype=bool)
+
+    @cached_property
+    def _last_belt(self) -> pd.api.extensions.ExtensionArray:
+        return pd.array(last_belts(self.snapshot), dtype="str")
 
     @cached_property
     def _is_belt(self) -> pd.arrays.BooleanArray:

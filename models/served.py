@@ -114,6 +114,7 @@ def signature(features: list[str], quarterly: bool = False) -> ModelSignature:
         ColSpec("string", "top_drivers"),
         ColSpec("string", "what_if"),
         ColSpec("boolean", "in_sample"),
+        ColSpec("string", "last_belt"),
         ColSpec("string", VERSION_KEY),
     ]
     params = ParamSchema([ParamSpec("drivers", "boolean", True)])

@@ -21,6 +21,7 @@ from features.errors import BeltcastError
 from features.io import writable_target, write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
+from models.bundle import last_belts
 from pipelines.config import Settings
 from pipelines.manifest import sha256_of
 from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, require_champion, start_run, use_tracking
@@ -203,18 +204,11 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
 
 
 def last_belt(snapshot: pd.DataFrame, as_of: int) -> pd.Series:
-    """By county code, the newest labelled period before ``as_of`` in which a county ranked as a
-    candidate as of ``as_of`` (no belt then, or of unknown status) was one (``"2015"``); ``""`` for
-    the others. A county that left the rosters is
-    ranked again as a candidate, but it is no new belt, and a strategist should know it (on the
-    public data, 12 belts of 2015 are in no roster of 2016)."""
-    status = snapshot["is_belt_known"].astype("boolean")
-    earlier = snapshot[(snapshot["as_of"] < as_of) & status.fillna(False).to_numpy(dtype=bool)]
-    newest = earlier.groupby("county_code")["last_label_period"].max()
-    now = snapshot["as_of"] == as_of
-    candidates = snapshot.loc[now & ~status.fillna(False).to_numpy(dtype=bool), "county_code"]  # as rank() does
-    periods = newest.reindex(candidates.to_numpy()).dropna()
-    return periods.astype(int).map(label_of).reindex(snapshot.loc[now, "county_code"].to_numpy(), fill_value="")
+    """By county code, :func:`models.bundle.last_belts` as of ``as_of``: the newest labelled period
+    before it in which a candidate of ``as_of`` was a belt (``"2015"``), else ``""``. Read from the
+    snapshot, so that a champion logged before the forecast had the column is scored with it too."""
+    now = (snapshot["as_of"] == as_of).to_numpy()
+    return pd.Series(last_belts(snapshot)[now], index=snapshot["county_code"].to_numpy()[now], dtype=object)
 
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:

@@ -183,6 +183,26 @@ def test_a_belt_with_a_labelled_mode_keeps_its_label(synthetic_transitions, tmp_
     np.testing.assert_allclose(forecast[[f"p_{m}" for m in MODES]].iloc[0], [1 / 3, 1 / 3, 1 / 3, 0])  # the model's
 
 
+def test_a_candidate_that_was_a_belt_before_says_when(synthetic_transitions, tmp_path):
+    # SYNTHETIC: 110002 is a belt as of 2014 only; 110001 is one throughout, 110003 never
+    X, y, periods, _ = synthetic_transitions
+    panel = _panel(X, periods)
+    panel["last_label_period"] = panel["as_of"]
+    panel.loc[(panel["county_code"] == "110002") & (panel["as_of"] == 2014), "is_belt_known"] = True
+    emergence = LGBMEmergence(n_estimators=10).fit(X, y)
+    mode = LGBMMode(n_estimators=5, model_weight=0.0).fit(
+        X.head(200), np.asarray(MODES, dtype=object)[np.arange(200) % 4]
+    )
+    bundle = ForecastBundle.load(
+        ForecastBundle.from_models(emergence, mode, panel, {"horizon": 1}).save(tmp_path / "b")
+    )
+    request = pd.DataFrame({"county_code": ["110001", "110002", "110003", "110002"], "as_of": [2016, 2016, 2016, 2014]})
+    forecast = bundle.forecast(request, drivers=False)
+    assert forecast["last_belt"].tolist() == ["", "2014", "", ""]  # 2014's belt was one then: no mark
+    assert str(forecast["last_belt"].dtype) == "str"
+    assert bundle.forecast(request.head(0))["last_belt"].tolist() == []
+
+
 def test_forecast_by_code_with_default_and_explicit_year(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
     out = bundle.forecast(pd.DataFrame({"county_code": ["110001", "110002", "110003"], "as_of": [2015, None, "2015"]}))

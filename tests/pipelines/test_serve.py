@@ -115,6 +115,9 @@ def test_forecast_of_caoxian_equals_the_batch_score(server, champion_settings, t
     assert prediction["as_of"] == AS_OF
     assert prediction["what_if"] == ""
     assert prediction["p_belt"] == pytest.approx(expected, abs=1e-12)
+    assert prediction["last_belt"] == ""  # a belt
+    # 南浔区, a belt of 2015 in no roster of 2016, is said so by the server as by the file
+    assert forecast(server, ["county_code", "as_of"], [["330503", AS_OF]])["last_belt"] == "2015"
 
 
 def test_unknown_county_code_is_a_400_naming_it(server):

@@ -168,7 +168,7 @@ def test_result_type_is_the_output_signature_with_booleans_as_strings():
         "county_code string, county_name string, province string, prefecture string, as_of long, "
         "p_belt double, is_belt string, mode string, p_national_brand double, p_cultural_heritage double, "
         "p_industrial_transformation double, p_local_specialty double, top_drivers string, what_if string, "
-        "in_sample string, model_version string"
+        "in_sample string, last_belt string, model_version string"
     )
 
 
