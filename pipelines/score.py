@@ -195,9 +195,10 @@ def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, 
         raise ScoreError(f"engine must be 'pandas' or 'spark'; got {engine!r}")
     # scored as of a training transition, the file is an in-sample check: a job reading it can tell
     in_sample = trained_on_outcome(model, as_of) is not None
-    before = last_belt(model.unwrap_python_model().bundle.snapshot, as_of)
-    before = forecast["county_code"].map(before).fillna("").astype(str)
-    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample, last_belt=before))
+    if "last_belt" not in forecast.columns:  # a champion logged before the forecast had it
+        before = last_belt(model.unwrap_python_model().bundle.snapshot, as_of)
+        forecast = forecast.assign(last_belt=forecast["county_code"].map(before).fillna("").astype(str))
+    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample))
     if frequency_of(as_of) == QUARTERLY:
         ranked["as_of"] = label_of(as_of)
     return ranked
