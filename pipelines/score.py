@@ -76,7 +76,8 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
             check_out(path)  # before scoring, as --out is
         scores = score(model, uri, year, str(champion.version), engine)
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
-        with file_lock(lock_beside(path)):  # two scores of one file take turns: no mixed pair, each logs its own
+        # two scores of one file take turns: no mixed pair, each logs its own
+        with file_lock(lock_beside(path), of=path):
             outputs = write(scores, path, str(champion.version), year, settings.outputs.csv_encoding)
             log_outputs(scores, outputs)
     console.print(top_table(scores, 10))

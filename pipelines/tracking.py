@@ -276,13 +276,15 @@ def _beside(store: str, name: str) -> Path | None:
 
 
 @contextmanager
-def file_lock(path: Path | None) -> Iterator[None]:
+def file_lock(path: Path | None, of: Path | None = None) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created) while the block runs, reentrant within this
-    process; nothing for ``None``."""
+    process; nothing for ``None``. ``of`` is the file the lock guards, which a failure names first
+    (the path a user gave, rather than only the hidden lock file beside it)."""
     if path is None:
         yield
         return
     path = path.resolve()
+    named = f"the lock file {path}" if of is None else f"output {of}: its lock file {path}"
     if _held_locks.get(path):
         _held_locks[path] += 1
         try:
@@ -298,7 +300,7 @@ def file_lock(path: Path | None) -> Iterator[None]:
             descriptor = os.open(path, os.O_RDONLY)
     except OSError as err:
         raise OutputPathError(
-            f"the lock file {path} cannot be opened ({type(err).__name__}: {err.strerror or err}); expected a"
+            f"{named} cannot be opened ({type(err).__name__}: {err.strerror or err}); expected a"
             " folder this user may create files in, or the lock file already there and readable"
         ) from err
     try:
@@ -306,7 +308,7 @@ def file_lock(path: Path | None) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
         except OSError as err:
             raise OutputPathError(
-                f"the lock file {path} cannot be locked ({type(err).__name__}: {err.strerror or err}); expected a"
+                f"{named} cannot be locked ({type(err).__name__}: {err.strerror or err}); expected a"
                 " file system with file locks (flock)"
             ) from err
         _held_locks[path] = 1

@@ -309,6 +309,15 @@ def test_a_lock_file_of_another_user_locks_and_one_that_cannot_be_made_is_named(
         tracking.file_lock(beside_a_file),
     ):
         pass
+    out = tmp_path / "ranked.csv"
+    (tmp_path / ".ranked.csv.lock").mkdir()  # the lock a score of it takes is a folder
+    with (
+        pytest.raises(
+            OutputPathError, match=rf"output {out}: its lock file {tmp_path}/.ranked.csv.lock cannot be opened"
+        ),
+        tracking.file_lock(tracking.lock_beside(out), of=out),
+    ):
+        pass
     if os.geteuid() != 0:
         pytest.skip("taking another user's lock file needs root to act as that other user")
     with tempfile.TemporaryDirectory() as shared:  # in /tmp itself: the other user can reach it
