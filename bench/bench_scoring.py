@@ -15,7 +15,8 @@ Printed, for the same model and rows in one run:
 
 - ``forecast(drivers=False)`` with compiled prediction (the default for batches of
   >= ``models.compiled.COMPILE_ROWS`` rows) and with LightGBM's own predictor
-  (``BELTCAST_COMPILED=0``), and the one-off compile time (cached per machine afterwards);
+  (the bundle's ``compiled_cache`` None, as ``[scoring] compiled = false`` loads it), and the
+  one-off compile time (cached per machine afterwards);
 - ``forecast(drivers=True)``, on ``--driver-rows`` of the rows (all by default);
 - ``rank`` + schema check + CSV and Parquet writing of the scored rows, as ``beltcast score``
   does after the forecast.
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shutil
 import sys
 import tempfile
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"rows: {n:,} SYNTHETIC county-periods (seed {args.seed}), {len(bundle.features)} features")
 
     cache = Path(tempfile.mkdtemp(prefix="beltcast-bench-compiled-"))
-    os.environ["BELTCAST_CACHE_DIR"] = str(cache)
+    bundle.compiled_cache = cache
     try:
         bench_forecast(bundle, request, args)
         bench_writing(bundle, request)
@@ -171,11 +171,9 @@ def bench_forecast(bundle: ForecastBundle, request: pd.DataFrame, args: argparse
             shipped_time = timer(lambda: shipped.forecast(request, drivers=False), args.repeat)[0]
             _rate("  as trained (mode booster not run)", shipped_time, n)
     else:
-        print("  no compiled prediction (lleaves missing, BELTCAST_COMPILED=0 or a small batch)")
-    os.environ["BELTCAST_COMPILED"] = "0"
-    plain_bundle = ForecastBundle(*(getattr(bundle, f) for f in bundle.__dataclass_fields__))
+        print("  no compiled prediction (lleaves missing or a small batch)")
+    plain_bundle = dataclasses.replace(bundle, compiled_cache=None)
     plain, plain_out = timer(lambda: plain_bundle.forecast(request, drivers=False), args.repeat)
-    os.environ.pop("BELTCAST_COMPILED")
     _rate("forecast(drivers=False), LightGBM", plain, n)
     if compiled:
         diff = np.abs(out["p_belt"].to_numpy() - plain_out["p_belt"].to_numpy()).max()

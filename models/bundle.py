@@ -27,7 +27,7 @@ from scipy.special import expit
 from features.panel import feature_sources, staleness_columns
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
-from models.compiled import COMPILE_ROWS, CompiledForest, compile_or_none
+from models.compiled import COMPILE_ROWS, CompiledForest, compile_or_none, default_cache_dir
 from models.drivers import top_drivers
 from models.estimators import LGBMEmergence, LGBMMode, ModelInputError
 from models.margin import LinearMargin
@@ -203,6 +203,11 @@ class ForecastBundle:
     mode_extra : list of str
         The mode booster's features after ``features``, its own (the platform's GMV shares by
         mode, :data:`features.panel.MODE_ONLY_FEATURES`), read from the snapshot: no what-if.
+    compiled_cache : Path or None
+        Where a batch of at least :data:`~models.compiled.COMPILE_ROWS` rows finds its boosters
+        compiled to machine code (:mod:`models.compiled`), compiling them there the first time;
+        ``None`` predicts every batch with LightGBM. Not saved with the bundle: a setting of the
+        machine that loads it (the served model's ``model_config``).
     """
 
     emergence: lgb.Booster
@@ -216,6 +221,7 @@ class ForecastBundle:
     meta: dict
     margin: LinearMargin | None = None
     mode_extra: list[str] = field(default_factory=list)
+    compiled_cache: Path | None = field(default_factory=default_cache_dir)
 
     @classmethod
     def from_models(cls, emergence: LGBMEmergence, mode: LGBMMode, panel: pd.DataFrame, meta: dict) -> ForecastBundle:
@@ -498,13 +504,13 @@ class ForecastBundle:
         return booster.predict(values, raw_score=raw_score, num_threads=_threads(len(values)))
 
     @cached_property
-    def _compiled_forests(self) -> dict[tuple[int, bool], CompiledForest | None]:
+    def _compiled_forests(self) -> dict[tuple[int, bool, Path | None], CompiledForest | None]:
         return {}
 
     def _compiled(self, booster: lgb.Booster, raw_score: bool) -> CompiledForest | None:
-        key = (id(booster), raw_score)
+        key = (id(booster), raw_score, self.compiled_cache)
         if key not in self._compiled_forests:
-            self._compiled_forests[key] = compile_or_none(booster, raw_score)
+            self._compiled_forests[key] = compile_or_none(booster, raw_score, self.compiled_cache)
         return self._compiled_forests[key]
 
     def drivers(self, X: pd.DataFrame | np.ndarray, positions: np.ndarray | None = None) -> list[str]:

@@ -8,9 +8,10 @@ compiled object is cached per machine: the file is keyed by the model text, the 
 the lleaves and llvmlite versions and the host CPU, written to a temporary name and renamed, and
 read back only if its SHA-256 matches the one recorded beside it.
 
-The cache lives in ``$BELTCAST_CACHE_DIR/compiled`` (default ``~/.cache/beltcast/compiled``).
-``BELTCAST_COMPILED=0`` turns compiled prediction off; if lleaves is missing or compiling fails,
-prediction falls back to LightGBM with a warning, so scoring never depends on the compiler.
+The cache folder is the caller's (the bundle's ``compiled_cache``, default
+:func:`default_cache_dir`, ``~/.cache/beltcast/compiled``); no folder turns compiled prediction
+off. If lleaves is missing or compiling fails, prediction falls back to LightGBM with a warning,
+so scoring never depends on the compiler.
 """
 
 from __future__ import annotations
@@ -39,16 +40,16 @@ class CompiledForest:
         The booster to compile.
     raw_score : bool
         Compile the raw score (log-odds) instead of the probability.
-    cache_dir : Path, optional
-        Where compiled objects are kept; default :func:`cache_dir`.
+    cache_dir : Path
+        Where compiled objects are kept (created).
     """
 
-    def __init__(self, booster: lgb.Booster, raw_score: bool, cache_dir: Path | None = None):
+    def __init__(self, booster: lgb.Booster, raw_score: bool, cache_dir: Path):
         import lleaves  # optional at import time of this module: checked by `available`
 
         self.raw_score = raw_score
         text = booster.model_to_string()
-        folder = Path(cache_dir or default_cache_dir())
+        folder = Path(cache_dir)
         folder.mkdir(parents=True, exist_ok=True)
         key = _key(text, raw_score)
         self.path = folder / f"{key}.o"
@@ -80,9 +81,7 @@ class CompiledForest:
 
 
 def available() -> bool:
-    """Compiled prediction is on (``BELTCAST_COMPILED`` is not ``0``) and lleaves imports."""
-    if os.environ.get("BELTCAST_COMPILED", "1") == "0":
-        return False
+    """lleaves (the compiler) imports."""
     try:
         import lleaves  # noqa: F401
     except ImportError:
@@ -90,20 +89,21 @@ def available() -> bool:
     return True
 
 
-def compile_or_none(booster: lgb.Booster, raw_score: bool) -> CompiledForest | None:
-    """The compiled booster, or ``None`` (with a warning) when it cannot be compiled here."""
-    if not available():
+def compile_or_none(booster: lgb.Booster, raw_score: bool, cache_dir: Path | None) -> CompiledForest | None:
+    """The compiled booster, cached in ``cache_dir``; ``None`` when compiled prediction is off (no
+    ``cache_dir``) or lleaves is missing, and (with a warning) when it cannot be compiled here."""
+    if cache_dir is None or not available():
         return None
     try:
-        return CompiledForest(booster, raw_score)
+        return CompiledForest(booster, raw_score, cache_dir)
     except Exception as err:  # any compiler failure: LightGBM still predicts correctly
         warnings.warn(f"compiled prediction is off, LightGBM predicts instead: {err}", RuntimeWarning, stacklevel=2)
         return None
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("BELTCAST_CACHE_DIR") or Path.home() / ".cache" / "beltcast"
-    return Path(root) / "compiled"
+    """``~/.cache/beltcast/compiled``: the cache of compiled boosters unless a caller names another."""
+    return Path.home() / ".cache" / "beltcast" / "compiled"
 
 
 def _key(text: str, raw_score: bool) -> str:

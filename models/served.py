@@ -20,11 +20,29 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 from features.periods import label_of
 from features.taxonomy import MODES
 from models.bundle import OUTPUT_COLUMNS, ForecastBundle
+from models.compiled import default_cache_dir
 from models.estimators import ModelInputError
 
 BUNDLE_ARTIFACT = "bundle"
 VERSION_KEY = "model_version"
+COMPILED_KEY = "compiled"  # model_config: false predicts large batches with LightGBM, not compiled code
+COMPILED_CACHE_KEY = "compiled_cache_dir"  # model_config: the folder of compiled boosters ("~" expanded)
+MODEL_CONFIG = {COMPILED_KEY: True, COMPILED_CACHE_KEY: ""}  # logged with the model: the keys a load may set
 SERVED_COLUMNS = [*OUTPUT_COLUMNS, VERSION_KEY]
+
+
+def compiled_cache(config: dict) -> Path | None:
+    """The folder of compiled boosters that ``config`` (a model_config) asks for, ``None`` for
+    none (``compiled`` false); a :class:`ModelInputError` naming the key for a value of another type."""
+    compiled = config.get(COMPILED_KEY, True)
+    if not isinstance(compiled, bool):
+        raise ModelInputError(f"model_config {COMPILED_KEY} must be true or false; got {compiled!r}")
+    folder = config.get(COMPILED_CACHE_KEY) or ""
+    if not isinstance(folder, str):
+        raise ModelInputError(f"model_config {COMPILED_CACHE_KEY} must be a folder path (a string); got {folder!r}")
+    if not compiled:
+        return None
+    return Path(folder).expanduser() if folder else default_cache_dir()
 
 
 class CountyBeltModel(mlflow.pyfunc.PythonModel):
@@ -35,12 +53,18 @@ class CountyBeltModel(mlflow.pyfunc.PythonModel):
 
     Every row also says ``model_version``: the registered version the model is served as
     (:meth:`served_as`, which ``beltcast serve`` calls with the version it loaded), or ``""``
-    when no one said (the model does not know under which version it was registered)."""
+    when no one said (the model does not know under which version it was registered).
+
+    Its ``model_config`` (``mlflow.pyfunc.load_model(uri, model_config={...})``, MLflow's
+    ``MLFLOW_PYFUNC_INFERENCE_CONFIG`` or, served, ``SERVING_MODEL_CONFIG``) says how large
+    batches are predicted: ``compiled`` (default true) and ``compiled_cache_dir`` (default ``""``,
+    ``~/.cache/beltcast/compiled``), :attr:`ForecastBundle.compiled_cache`."""
 
     version = ""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         self.bundle = ForecastBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
+        self.bundle.compiled_cache = compiled_cache(context.model_config or {})
 
     def served_as(self, version: str | int) -> None:
         """Say ``version`` (a registered version number) in every row's ``model_version`` from now on."""

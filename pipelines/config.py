@@ -38,12 +38,14 @@ class _Section(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _numbers_typed_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """``seed = true`` is a mistake, not 1: no setting here is a true/false one. A number given
-        as text (``horizon = "1"``) or a whole number given as a fraction (``horizon = 1.0``) is
-        refused as its type is: TOML says which a value is."""
-        if isinstance(value, bool):
-            raise ValueError("must be a number or text, not true/false")
+        """``seed = true`` is a mistake, not 1: only a true/false setting takes true/false. A number
+        given as text (``horizon = "1"``) or a whole number given as a fraction (``horizon = 1.0``)
+        is refused as its type is: TOML says which a value is."""
         kinds = cls._kinds(info.field_name)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ValueError("must be a number or text, not true/false")
+        if bool in kinds and not isinstance(value, bool):
+            raise ValueError("must be true or false (without quotes)")
         if isinstance(value, str) and kinds and kinds <= {int, float}:
             raise ValueError("must be a number, not text (write it without quotes)")
         if isinstance(value, float) and kinds == {int}:
@@ -207,6 +209,23 @@ class PromoteSettings(_Section):
     brier_tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
 
 
+class ScoringSettings(_Section):
+    """How the champion predicts large batches (``score``, ``report``, ``serve``, the Spark engine):
+    ``compiled`` false predicts with LightGBM rather than the boosters compiled to machine code;
+    ``compiled_cache_dir`` is where compiled boosters are kept. Unset, the model's defaults: on,
+    in ``~/.cache/beltcast/compiled``. Passed as the model's ``model_config``."""
+
+    compiled: bool | None = None
+    compiled_cache_dir: Path | None = None
+
+    def as_model_config(self) -> dict:
+        """The keys set, as the served model's ``model_config`` takes them (empty when none is)."""
+        config = {"compiled": self.compiled, "compiled_cache_dir": self.compiled_cache_dir}
+        return {
+            key: str(value) if isinstance(value, Path) else value for key, value in config.items() if value is not None
+        }
+
+
 class OutputSettings(_Section):
     """Where backtest reports, scores and the HTML report are written, and how the scores CSV is
     encoded: ``utf-8``, or ``utf-8-sig`` (UTF-8 with a byte-order mark, which Excel needs to show
@@ -286,6 +305,7 @@ class Settings(_Section):
     tune: TuneSettings = TuneSettings()
     promote: PromoteSettings = PromoteSettings()
     platform: PlatformSettings = PlatformSettings()
+    scoring: ScoringSettings = ScoringSettings()
     outputs: OutputSettings = OutputSettings()
     mlflow: MlflowSettings = MlflowSettings()
 

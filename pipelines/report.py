@@ -157,7 +157,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
     uri = model_uri(name, champion.version)
-    model = load_pinned(uri, ScoreError)
+    model = load_pinned(uri, ScoreError, settings.scoring.as_model_config())
     year = as_of_period(as_of) if as_of is not None else default_as_of(model)
     scores = score(model, uri, year, str(champion.version), "pandas")
     run = client.get_run(champion.run_id)

@@ -68,13 +68,13 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     uri = model_uri(name, champion.version)
     with start_run("score", nested=mlflow.active_run() is not None):
         mlflow.set_tags({"model_uri": uri, "model_version": str(champion.version), "model_run_id": champion.run_id})
-        model = load_pinned(uri, ScoreError)
+        model = load_pinned(uri, ScoreError, settings.scoring.as_model_config())
         year = as_of_period(as_of) if as_of is not None else default_as_of(model)
         mlflow.log_params({"as_of": label_of(year), "engine": engine})
         path = out or settings.outputs.dir / f"scores_{label_of(year)}.csv"
         if out is None:
             check_out(path)  # before scoring, as --out is
-        scores = score(model, uri, year, str(champion.version), engine)
+        scores = score(model, uri, year, str(champion.version), engine, settings.scoring.as_model_config())
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
         # two scores of one file take turns: no mixed pair, each logs its own
         with file_lock(lock_beside(path), of=path):
@@ -183,13 +183,16 @@ def request_period(model: mlflow.pyfunc.PyFuncModel, as_of: int) -> int | str:
     return label_of(as_of) if kind == DataType.string else as_of
 
 
-def score(model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str) -> pd.DataFrame:
-    """Forecast every county and rank the ones that are not belts now."""
+def score(
+    model: mlflow.pyfunc.PyFuncModel, uri: str, as_of: int, version: str, engine: str, model_config: dict | None = None
+) -> pd.DataFrame:
+    """Forecast every county and rank the ones that are not belts now (the Spark engine loads the
+    model again in its workers, with ``model_config``)."""
     request = counties(model, as_of)
     if engine == "spark":
         from pipelines.spark_engine import predict_with_spark
 
-        forecast = predict_with_spark(uri, request)
+        forecast = predict_with_spark(uri, request, model_config)
     elif engine == "pandas":
         forecast = model.predict(request)
     else:

@@ -8,6 +8,7 @@ Bound to 127.0.0.1 unless told otherwise. See :mod:`pipelines.scoring_app` for t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from features.errors import BeltcastError
 from pipelines.config import Settings
 from pipelines.scoring_app import MODEL_URI_VARIABLE, TIMEOUT_VARIABLE
 from pipelines.tracking import CHAMPION, model_uri, require_champion, use_tracking
+
+SERVING_MODEL_CONFIG = "SERVING_MODEL_CONFIG"  # MLflow's scoring server: the JSON model_config its loader passes
 
 
 class ServeError(BeltcastError):
@@ -43,12 +46,16 @@ def champion_uri(settings: Settings) -> str:
 
 
 def environment(settings: Settings, uri: str, timeout: int | None = None) -> dict[str, str]:
-    """The server's environment: the configured store, the model to serve and, when given, the
-    seconds a request may take (MLflow's ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``)."""
+    """The server's environment: the configured store, the model to serve, ``[scoring]``'s model
+    configuration if any is set (MLflow's ``SERVING_MODEL_CONFIG``) and, when given, the seconds a
+    request may take (MLflow's ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT``)."""
     env = dict(os.environ)
     env["MLFLOW_TRACKING_URI"] = settings.mlflow.tracking_uri
     env["MLFLOW_REGISTRY_URI"] = settings.mlflow.tracking_uri
     env[MODEL_URI_VARIABLE] = uri
+    config = settings.scoring.as_model_config()
+    if config:  # read by MLflow's loader in each worker (load_served_model)
+        env[SERVING_MODEL_CONFIG] = json.dumps(config)
     if timeout is not None:
         env[TIMEOUT_VARIABLE] = str(timeout)
     return env

@@ -94,7 +94,7 @@ def session_config(master: str) -> dict[str, str]:
     return {**SESSION_CONFIG, "spark.driver.extraJavaOptions": LOCAL_DRIVER_JAVA_OPTIONS}
 
 
-def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
+def predict_with_spark(model_uri: str, request: pd.DataFrame, model_config: dict | None = None) -> pd.DataFrame:
     """Forecast every row of ``request`` with the model at ``model_uri`` through ``spark_udf``.
 
     Parameters
@@ -104,6 +104,9 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     request : DataFrame
         ``county_code``, optional ``as_of`` and optional indicator columns, as for the pandas
         engine's ``model.predict``.
+    model_config : dict, optional
+        The model's ``model_config`` in the workers (``[scoring]``'s
+        :meth:`~pipelines.config.ScoringSettings.as_model_config`).
 
     Returns
     -------
@@ -122,7 +125,13 @@ def predict_with_spark(model_uri: str, request: pd.DataFrame) -> pd.DataFrame:
     outputs = output_schema(model_uri)
     try:
         with spark_session() as spark:
-            predict = mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type(outputs), env_manager="local")
+            predict = mlflow.pyfunc.spark_udf(
+                spark,
+                model_uri,
+                result_type=result_type(outputs),
+                env_manager="local",
+                model_config=model_config or None,
+            )
             scored = _score(spark, predict, request)
     except Exception as err:
         if not _from_spark(err):

@@ -356,11 +356,13 @@ def journal_file(storage: str) -> Path | None:
     return Path(path)
 
 
-def load_pinned(uri: str, error: type[Exception]) -> mlflow.pyfunc.PyFuncModel:
-    """The model at ``uri``; ``error`` (the job's own) naming the version when its files cannot
-    be loaded (artifacts moved or deleted, a store copied without them)."""
+def load_pinned(uri: str, error: type[Exception], model_config: dict | None = None) -> mlflow.pyfunc.PyFuncModel:
+    """The model at ``uri`` (with ``model_config``, when not empty: ``[scoring]``'s
+    :meth:`~pipelines.config.ScoringSettings.as_model_config`); ``error`` (the job's own) naming
+    the version when its files cannot be loaded (artifacts moved or deleted, a store copied
+    without them)."""
     try:
-        return mlflow.pyfunc.load_model(uri)
+        return mlflow.pyfunc.load_model(uri, model_config=model_config or None)
     except (MlflowException, OSError) as err:
         raise error(
             f"cannot load {uri} ({type(err).__name__}: {first_line(err)}); expected its artifacts in the"

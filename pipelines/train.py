@@ -34,7 +34,7 @@ from models.bundle import ForecastBundle
 from models.catalog import emergence_models, mode_models
 from models.datasets import emergence_transitions, mode_rows
 from models.plots import importance_bars, shap_summary
-from models.served import BUNDLE_ARTIFACT, input_example, signature
+from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, input_example, signature
 from pipelines.backtest import (
     backtest_files,
     check_folds,
@@ -426,6 +426,7 @@ def log_model(bundle: ForecastBundle, folder: Path):
         signature=signature(bundle.features, bundle.quarterly),
         input_example=input_example(bundle),
         pip_requirements=_requirements(),
+        model_config=MODEL_CONFIG,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -422,33 +423,46 @@ def test_compiled_prediction_equals_lightgbm_and_is_cached(bundle_and_models, mo
     from models import compiled
 
     bundle, emergence, mode, X = bundle_and_models
-    monkeypatch.setenv("BELTCAST_CACHE_DIR", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(bundle, "compiled_cache", cache)
     monkeypatch.setattr(bundle_module, "COMPILE_ROWS", 100)
     np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
     np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
-    objects = sorted((tmp_path / "cache" / "compiled").glob("*.o"))
+    objects = sorted(cache.glob("*.o"))
     assert len(objects) == 2  # the emergence raw score and the mode probabilities
     assert all(isinstance(f, compiled.CompiledForest) for f in bundle._compiled_forests.values())
 
     calls = []
     monkeypatch.setattr(compiled.CompiledForest, "_compile_into_cache", lambda self, raw: calls.append(raw))
-    compiled.CompiledForest(bundle.emergence, raw_score=True)
+    compiled.CompiledForest(bundle.emergence, raw_score=True, cache_dir=cache)
     assert calls == []  # a verified object in the cache is loaded, not compiled again
     objects[0].write_bytes(objects[0].read_bytes()[:-16] + b"\0" * 16)
     monkeypatch.undo()
-    monkeypatch.setenv("BELTCAST_CACHE_DIR", str(tmp_path / "cache"))
     damaged_raw = objects[0].name.endswith("-raw.o")
-    again = compiled.CompiledForest(bundle.emergence if damaged_raw else bundle.mode, raw_score=damaged_raw)
+    again = compiled.CompiledForest(
+        bundle.emergence if damaged_raw else bundle.mode, raw_score=damaged_raw, cache_dir=cache
+    )
     expected = bundle.emergence.predict(X.to_numpy(), raw_score=True) if damaged_raw else bundle.mode.predict(X)
     np.testing.assert_allclose(again.predict(X.to_numpy()), expected, rtol=0, atol=1e-12)
 
 
-def test_compiled_prediction_can_be_turned_off(bundle_and_models, monkeypatch):
+def test_compiled_prediction_can_be_turned_off(bundle_and_models, monkeypatch, tmp_path):
+    from models import bundle as bundle_module
     from models import compiled
+    from models.served import compiled_cache
 
-    monkeypatch.setenv("BELTCAST_COMPILED", "0")
-    bundle, _, _, _ = bundle_and_models
-    assert compiled.compile_or_none(bundle.emergence, raw_score=True) is None
+    bundle, emergence, _, X = bundle_and_models
+    assert compiled.compile_or_none(bundle.emergence, raw_score=True, cache_dir=None) is None
+    assert compiled_cache({}) == compiled.default_cache_dir()
+    assert compiled_cache({"compiled_cache_dir": "~/elsewhere"}) == Path("~/elsewhere").expanduser()
+    assert compiled_cache({"compiled": False, "compiled_cache_dir": str(tmp_path)}) is None
+    with pytest.raises(ModelInputError, match="model_config compiled must be true or false; got 'no'"):
+        compiled_cache({"compiled": "no"})
+    monkeypatch.setattr(bundle, "compiled_cache", None)
+    monkeypatch.setattr(bundle_module, "COMPILE_ROWS", 100)
+    monkeypatch.setattr(compiled, "available", lambda: pytest.fail("looked for the compiler with compiling off"))
+    np.testing.assert_allclose(bundle.p_belt(X), emergence.predict_proba(X)[:, 1], rtol=0, atol=1e-12)
+    assert {forest for (_, _, cache), forest in bundle._compiled_forests.items() if cache is None} == {None}
 
 
 def test_a_bundle_saved_without_the_mode_blend_uses_the_booster_alone(bundle_and_models, tmp_path):

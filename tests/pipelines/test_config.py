@@ -79,6 +79,12 @@ def test_a_whole_number_for_a_fraction_is_read():
             r"outputs\.csv_encoding: Input should be 'utf-8' or 'utf-8-sig'; got 'gbk'",
         ),
         ('[mlflow]\nexperiment = ""\n', r"mlflow\.experiment: String should have at least 1 character; got ''"),
+        ('[scoring]\ncompiled = "no"\n', r"scoring\.compiled: must be true or false \(without quotes\); got 'no'"),
+        ("[scoring]\ncompiled = 0\n", r"scoring\.compiled: must be true or false \(without quotes\); got 0"),
+        (
+            "[scoring]\ncompiled_cache_dir = true\n",
+            r"scoring\.compiled_cache_dir: must be a number or text, .*; got True",
+        ),
         ("[model]\nseed = -1\n", r"model\.seed: Input should be greater than or equal to 0; got -1"),
         (
             '[model]\nparams_file = ""\n',

@@ -523,6 +523,31 @@ def test_the_bundle_rejects_an_unknown_column(champion_settings):
         bundle.forecast(request)
 
 
+def test_the_scoring_settings_reach_the_loaded_model_in_batch_and_served(champion_settings, tmp_path, monkeypatch):
+    from models.compiled import default_cache_dir
+    from pipelines.config import ScoringSettings
+    from pipelines.scoring_app import load_served_model
+    from pipelines.tracking import load_pinned
+
+    use_tracking(champion_settings)
+    uri = model_uri(champion_settings.mlflow.registered_model, 1)
+    off = champion_settings.model_copy(update={"scoring": ScoringSettings(compiled=False)})
+    elsewhere = champion_settings.model_copy(
+        update={"scoring": ScoringSettings(compiled_cache_dir=tmp_path / "objects")}
+    )
+
+    def cache_of(model):
+        return model.unwrap_python_model().bundle.compiled_cache
+
+    assert champion_settings.scoring.as_model_config() == {}
+    assert cache_of(load_pinned(uri, RuntimeError, champion_settings.scoring.as_model_config())) == default_cache_dir()
+    assert cache_of(load_pinned(uri, RuntimeError, off.scoring.as_model_config())) is None
+    assert cache_of(load_pinned(uri, RuntimeError, elsewhere.scoring.as_model_config())) == tmp_path / "objects"
+    assert "SERVING_MODEL_CONFIG" not in serve.environment(champion_settings, uri)
+    monkeypatch.setenv("SERVING_MODEL_CONFIG", serve.environment(off, uri)["SERVING_MODEL_CONFIG"])
+    assert cache_of(load_served_model(uri)) is None  # what each worker of `beltcast serve` loads
+
+
 def test_the_server_command_binds_loopback_and_runs_the_guarded_app():
     from pipelines.scoring_app import APP
 

@@ -42,9 +42,9 @@ def engines(champion_settings, tmp_path_factory) -> dict:
     seen = {"forecast": {}, "outputs": {}}
     rank, predict_with_spark = score.rank, spark_engine.predict_with_spark
 
-    def spy_predict(uri: str, request: pd.DataFrame) -> pd.DataFrame:
+    def spy_predict(uri: str, request: pd.DataFrame, model_config: dict | None = None) -> pd.DataFrame:
         seen["request_before"], seen["request_after"] = request.copy(), request
-        return predict_with_spark(uri, request)
+        return predict_with_spark(uri, request, model_config)
 
     for engine in ("spark", "pandas"):
 
