@@ -609,7 +609,7 @@ class ForecastBundle:
             except PeriodError:
                 frequency, index = None, None
             if frequency != self.frequency:
-                raise ModelInputError(f"as_of must be {self._period_hint}; got {value!r}")
+                raise ModelInputError(f"as_of must be {self._period_hint}; got {_plain(value)!r}")
             return index
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):  # of any size: no float()
             if abs(int(value)) > PERIOD_LIMIT:
@@ -617,7 +617,7 @@ class ForecastBundle:
             return int(value)
         number = isinstance(value, (float, np.floating))
         if not number or not np.isfinite(value) or value != np.floor(value):
-            raise ModelInputError(f"as_of must be {self._period_hint}; got {value!r}")
+            raise ModelInputError(f"as_of must be {self._period_hint}; got {_plain(value)!r}")
         if abs(value) > PERIOD_LIMIT:
             raise ModelInputError(self._period_message(repr(float(value))))
         return int(value)
@@ -724,9 +724,7 @@ def _outside(column: str, domain: Domain, given: pd.Series) -> Callable[[int], s
     """What is wrong with a row whose ``given`` value of ``column`` is outside its ``domain``."""
 
     def describe(row: int) -> str:
-        value = given.iloc[row]
-        shown = value.item() if isinstance(value, np.generic) else value
-        return f"{column} must be {domain.expected}; got {shown!r}"
+        return f"{column} must be {domain.expected}; got {_plain(given.iloc[row])!r}"
 
     return describe
 
@@ -785,8 +783,13 @@ def _bad_code(value: object) -> str:
             f"county_code must be one 6-digit code per row; got {type(value).__name__} of {len(value)} values"
             " (send a DataFrame, one row per county)"
         )
-    given = "a missing value" if value is None or value is pd.NA or value != value else repr(value)
+    given = "a missing value" if value is None or value is pd.NA or value != value else repr(_plain(value))
     return f"county_code must be 6 digits; got {given}"
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value a client sent (``330503.5``, not ``np.float64(330503.5)``)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _key(codes: np.ndarray, periods: np.ndarray) -> np.ndarray:

@@ -128,10 +128,32 @@ def nearest(name: object, known: list[str]) -> str | None:
     return close[0] if close else None
 
 
+class RepeatedKey(Exception):
+    """A JSON object of a request names a key more than once (JSON parsers keep the last value)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _object_of_unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise RepeatedKey(next(key for key, count in collections.Counter(k for k, _ in pairs).items() if count > 1))
+    return obj
+
+
 def json_request(body: bytes) -> dict | None:
-    """A JSON body's object, or None for a body that is none (left to MLflow, which names the problem)."""
+    """A JSON body's object, or None for a body that is none (left to MLflow, which names the problem).
+
+    Raises
+    ------
+    RepeatedKey
+        An object in it names a key twice: a row of ``dataframe_records`` naming a column twice
+        would otherwise be read with its last value, without a word.
+    """
     try:
-        request = json.loads(body)
+        request = json.loads(body, object_pairs_hook=_object_of_unique_keys)
     except ValueError:  # a UnicodeDecodeError too
         return None
     return request if isinstance(request, dict) else None
@@ -257,6 +279,22 @@ def without_non_numbers(table: pd.DataFrame, numbers: list[str]) -> pd.DataFrame
         kept = pd.Series([value if is_number(value) else None for value in column], dtype=object)
         table[name] = pd.to_numeric(kept, errors="coerce").to_numpy(dtype=float)
     return table
+
+
+def not_single(frame: Frame, numbers: list[str]) -> list[RowProblem]:
+    """The rows of the other columns (``county_code``, ``as_of``) whose cell is a list or an object,
+    per column: MLflow would read a row of one list of codes as that many rows (a request of one
+    row answered with two, or none)."""
+    other = [name for name in frame.columns if isinstance(name, str) and name not in set(numbers)]
+    return [_nested_cells(name, frame.cells(name)) for name in other]
+
+
+def _nested_cells(name: str, cells: Iterator[tuple[int, object]]) -> RowProblem:
+    from models.bundle import RowProblem
+
+    bad = {row: value for row, value in cells if isinstance(value, (list, dict))}
+    rows = np.fromiter(bad, dtype=np.int64, count=len(bad))
+    return RowProblem(rows, lambda row: f"{name} must be one value per row; got {_shown(bad[row])}")
 
 
 def _not_number_cells(name: str, cells: Iterator[tuple[int, object]]) -> RowProblem:
@@ -413,7 +451,13 @@ class RequestGuard:
 
     def _json_problem(self, body: bytes) -> str | None:
         """What is wrong with a JSON body's parameters or columns that MLflow would let through."""
-        request = json_request(body)
+        try:
+            request = json_request(body)
+        except RepeatedKey as repeated:
+            return (
+                f"the request must name each key of a JSON object once; got {repeated.key!r} more than once"
+                " in one object"
+            )
         if request is None:
             return None
         wrong = unknown_params(request, self.params)
@@ -434,15 +478,17 @@ class RequestGuard:
         )
 
     def _rows_problem(self, frame: Frame, table: Callable[[], pd.DataFrame], size: int) -> str | None:
-        """Every bad row of a request with what-if cells that are no number, or None when it has
-        none: those cells, and the rows the model would refuse once they are left out (a bad
-        county code, a period outside the panel, a value outside its domain), in one message, so
-        that a batch is put right in one round (for a body of up to :data:`ROW_CHECK_BYTES`: the
-        model's check of a larger one would cost more than MLflow's time limit bounds)."""
+        """Every bad row of a request with what-if cells that are no number, or other cells that are
+        lists (:func:`not_single`), or None when it has none: those cells, and the rows the model
+        would refuse once they are left out (a bad county code, a period outside the panel, a value
+        outside its domain), in one message, so that a batch is put right in one round (for a body
+        of up to :data:`ROW_CHECK_BYTES`: the model's check of a larger one would cost more than
+        MLflow's time limit bounds; then a list is named in the guard's words)."""
         from models.bundle import bad_rows_message
 
         problems = [problem for problem in not_numbers(frame, self.numbers) if len(problem.rows)]
-        if not problems:
+        nested = [problem for problem in not_single(frame, self.numbers) if len(problem.rows)]
+        if not problems and not nested:
             return None
         model_problems = []
         if self.row_check is not None and size <= ROW_CHECK_BYTES:
@@ -450,7 +496,7 @@ class RequestGuard:
                 model_problems = list(self.row_check(without_non_numbers(table(), self.numbers)))
             except Exception:  # a problem of the whole request is named on the next round
                 model_problems = []
-        return bad_rows_message([*problems, *model_problems])
+        return bad_rows_message([*problems, *(model_problems or nested)])  # the model's words when it checked
 
     def _columns_problem(self, columns: list) -> str | None:
         return repeated_columns(columns) or unknown_columns(columns, self.inputs)

@@ -45,6 +45,17 @@ def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
     np.testing.assert_allclose(bundle.mode_proba(X), mode.predict_proba(X), rtol=0, atol=1e-12)
 
 
+def test_a_county_forecast_alone_equals_it_in_a_batch_bit_for_bit(bundle_and_models):
+    # a served request of one county and the batch score file must agree to the last digit
+    bundle, _, _, _ = bundle_and_models
+    request = bundle.snapshot[["county_code", "as_of"]].reset_index(drop=True)
+    batch = bundle.forecast(request, drivers=False)
+    for rows in ([0], [7], [3, 4], list(range(10, 23)), list(range(40, 140))):
+        part = bundle.forecast(request.iloc[rows], drivers=False)
+        for column in ("p_belt", *[f"p_{mode}" for mode in MODES]):
+            assert part[column].tolist() == batch[column].iloc[rows].tolist(), (column, rows)
+
+
 def test_the_mode_model_reads_its_own_features_from_the_snapshot(synthetic_transitions, tmp_path):
     # SYNTHETIC: a mode-only feature (a county's GMV share of its mode) decides the mode
     X, y, periods, _ = synthetic_transitions
@@ -393,6 +404,13 @@ def test_a_bad_code_deep_in_a_large_request_is_named_by_its_row(bundle_and_model
     codes.iloc[1500] = bad
     with pytest.raises(ModelInputError, match=message):
         bundle.forecast(pd.DataFrame({"county_code": codes}))
+
+
+def test_a_bad_code_of_a_numeric_column_is_named_as_it_was_sent(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    for codes, given in (([110001.0, 330503.5], "330503.5"), ([True, False], "False")):
+        with pytest.raises(ModelInputError, match=rf"row 1: county_code must be 6 digits; got {given}$"):
+            bundle.forecast(pd.DataFrame({"county_code": np.array(codes)}))
 
 
 def test_a_fractional_year_in_a_float_column_is_named_by_its_row(bundle_and_models):

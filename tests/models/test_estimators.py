@@ -95,6 +95,28 @@ def test_a_linear_margin_is_the_logistic_regression_the_booster_starts_from(synt
     )
 
 
+def test_a_row_s_margin_does_not_depend_on_the_other_rows_of_the_batch():
+    # SYNTHETIC: 60 features as the public panel has, in the column-major layout a DataFrame gives
+    from models.margin import LinearMargin
+
+    rng = np.random.default_rng(3)
+    n_features = 60
+    margin = LinearMargin(
+        fill=rng.normal(size=n_features),
+        center=rng.normal(size=n_features),
+        scale=rng.uniform(0.5, 2.0, n_features),
+        coef=rng.normal(size=n_features),
+        intercept=-3.1,
+    )
+    values = np.asfortranarray(rng.normal(size=(3000, n_features)))
+    values[rng.uniform(size=values.shape) < 0.05] = np.nan
+    batch = margin.logit(values)
+    alone = np.array([margin.logit(values[[row]])[0] for row in range(0, 3000, 7)])
+    in_pairs = np.array([margin.logit(values[row : row + 2])[0] for row in range(0, 3000, 7)])
+    assert alone.tolist() == batch[::7].tolist()
+    assert in_pairs.tolist() == batch[::7].tolist()
+
+
 def test_a_calibrated_margin_model_refits_the_margin_in_every_calibration_fold(synthetic_transitions, monkeypatch):
     from models import margin
 

@@ -376,6 +376,46 @@ def test_a_column_named_twice_is_a_400_naming_it(server):
         )
 
 
+@pytest.mark.parametrize("form", ["dataframe_records", "inputs"])
+def test_a_key_named_twice_in_a_json_row_is_a_400_naming_it(server, form):
+    # a JSON parser keeps the last value: the row would be forecast with 0.9, without a word
+    row = (
+        f'{{"county_code": "{CAOXIAN}", "census_manufacturing_share_rel": 0.05, "census_manufacturing_share_rel": 0.9}}'
+    )
+    response = post(server, f'{{"{form}": [{row}]}}'.encode(), "application/json")
+
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "the request must name each key of a JSON object once; got 'census_manufacturing_share_rel' more than once"
+        " in one object"
+    )
+
+
+@pytest.mark.parametrize("codes", [[CAOXIAN, "330503"], []])
+def test_a_row_of_a_list_of_codes_is_a_400_not_that_many_rows(server, codes):
+    words = f"got list of {len(codes)} values (send a DataFrame, one row per county)"
+    records = post(server, {"dataframe_records": [{"county_code": codes}]}, "application/json")
+    split = invoke(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF], [codes, AS_OF]])
+
+    assert records.status_code == 400
+    assert records.json()["message"] == f"row 0: county_code must be one 6-digit code per row; {words}"
+    assert split.status_code == 400
+    assert split.json()["message"] == f"row 1: county_code must be one 6-digit code per row; {words}"
+    columns = post(server, {"inputs": {"county_code": [CAOXIAN, "330503"]}}, "application/json")
+    assert columns.status_code == 200 and len(columns.json()["predictions"]) == 2  # a column of codes, as before
+
+
+def test_a_list_in_a_row_is_named_by_the_guard_where_the_model_does_not_check():
+    from models.bundle import bad_rows_message
+    from pipelines.scoring_app import frame_of, not_single
+
+    frame = frame_of({"dataframe_records": [{"county_code": CAOXIAN}, {"county_code": [CAOXIAN], "as_of": {"y": 1}}]})
+    assert bad_rows_message(not_single(frame, ["viirs_mean_rel"])) == (
+        f'row 1: county_code must be one value per row; got ["{CAOXIAN}"]\nrow 1: as_of must be one value per row;'
+        ' got {"y": 1}'
+    )
+
+
 def test_a_what_if_of_true_or_false_is_a_400_naming_the_row_and_column(server):
     # MLflow would read true as 1.0 and false as 0.0 and answer a what-if forecast
     columns = ["county_code", "as_of", "census_manufacturing_share_rel", "poverty_county"]
