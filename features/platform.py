@@ -17,6 +17,9 @@ county × period, or per county × period × product category:
 * ``is_synthetic`` (optional): ``true``/``false``; any true row makes
   :attr:`PlatformMetrics.is_synthetic` true (files from :mod:`features.synthetic`);
 * ``county_name``, ``province``, ``prefecture`` (optional): read and ignored, the code decides;
+* a column named as an identifier or a part of the date (``year``, ``quarter``, ``month``,
+  ``date``, ``id``, ``*_code``, ``*_id``) is refused: summed over categories and merged counties
+  as a metric, it would become a feature that means nothing;
 * any other column is a further metric: a number from 0 to 1e15, or an empty cell (missing); a
   rate or mean named in ``intensive`` may also be negative, down to -1e15. Further metrics are
   counts (summed on a merge, divided on a split) unless named in ``intensive``. Each becomes a
@@ -31,11 +34,14 @@ came in. Rows are named ``data row N, line L of FILE``: data rows are counted fr
 header, so in a CSV data row ``N`` is line ``N + 1`` as a text editor shows it (blank lines are
 counted as rows and otherwise skipped). The checks, in this order:
 
-1. the suffix is known and the file can be read (as UTF-8 for CSV);
+1. the suffix is known and the file can be read (as UTF-8 for CSV), with no line break in a
+   cell (an unbalanced quote joins the lines up to the next quote into one cell);
 2. the required columns are present (the message lists the columns found);
 3. every ``county_code`` is 6 digits;
 4. every ``county_code`` is a county-level code in some year of the code history: an unknown
-   code is an error, never dropped in silence;
+   code is an error, never dropped in silence; the four prefecture-level cities without
+   counties (东莞 441900, 中山 442000, 儋州 460400, 嘉峪关 620200), which platforms report as
+   counties but which are no county of the code lists, go to ``unmatched`` with their reason;
 5. every ``period`` looks like ``2025`` or ``2025Q3`` with a year in 2000-2099;
 6. all periods are of one frequency;
 7. no period lies after ``as_of_limit``, when given (see below);
@@ -87,6 +93,8 @@ COUNTS = ("active_merchants",)  # whole numbers: a fraction is a column of anoth
 CATEGORY = "category"
 SYNTHETIC_FLAG = "is_synthetic"
 IGNORED = ("county_name", "province", "prefecture")
+NOT_METRICS = re.compile(r"(year|quarter|month|week|day|date|id|code|.+_code|.+_id)", re.IGNORECASE)
+CITIES_WITHOUT_COUNTIES = {"441900": "东莞市", "442000": "中山市", "460400": "儋州市", "620200": "嘉峪关市"}
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 YEARS = range(2000, 2100)
 FLAG_VALUES = {"true": True, "false": False, "1": True, "0": False}
@@ -227,7 +235,12 @@ def read_platform_metrics(
         split_weights=split_weights,
     )
     frame = _tidy(harmonised.table, extras)
-    unmatched = harmonised.unmatched.assign(reason=f"code maps to no county of the {target} vintage")
+    city = harmonised.unmatched["county_code"].map(CITIES_WITHOUT_COUNTIES)
+    unmatched = harmonised.unmatched.assign(
+        reason=("a prefecture-level city without counties (" + city + "), no county of the panel").fillna(
+            f"code maps to no county of the {target} vintage"
+        )
+    )
     notes = _notes(raw, table, frame, history, vintage, frequency)
     return PlatformMetrics(frame, frequency, unmatched, is_synthetic, notes, tuple(intensive))
 
@@ -242,11 +255,20 @@ def _check_vintages(history: CodeHistory, target: int, code_vintage: int | None)
 
 def _read_file(path: Path) -> pd.DataFrame:
     kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None and path.is_dir():
+        raise PlatformMetricsError(f"{path}: must be a .csv or .parquet file; got a folder")
     if kind is None:
         raise PlatformMetricsError(f"{path}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
+    if path.is_dir():
+        raise PlatformMetricsError(f"{path}: must be a file; got a folder")
     if not path.is_file():
         raise PlatformMetricsError(f"{path}: file is missing")
     header = _csv_header(path) if kind == "csv" else None
+    if header and header[0].strip().lower().startswith("sep="):
+        raise PlatformMetricsError(
+            f"{path}: the first line must be the header row (county_code, period, gmv_cny, active_merchants, ...);"
+            f" got {','.join(header)!r}, the separator hint Excel writes: delete that line"
+        )
     raw = _read_csv(path) if kind == "csv" else _read_parquet(path)
     named = header if header is not None and len(header) == len(raw.columns) else raw.columns
     raw.columns = [str(column).strip() for column in named]
@@ -309,7 +331,25 @@ def _read_csv(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as err:
         raise PlatformMetricsError(f"{path}: cannot be read as CSV: {str(err).strip()}") from err
     blank = (raw == "").all(axis=1)
-    return raw[~blank]
+    raw = raw[~blank]
+    _check_no_line_breaks(raw, path)
+    return raw
+
+
+def _check_no_line_breaks(raw: pd.DataFrame, path: Path) -> None:
+    """No cell holds a line break: a quote left open (``"鞋``) makes every line up to the next quote
+    one cell, and the rows between them would be lost without a word."""
+    for column in raw.columns:
+        broken = raw[column].str.contains("[\r\n]", regex=True)
+        if broken.any():
+            i = _first(broken)
+            cell = raw.at[i, column]
+            lines = cell.count("\n") + 1
+            raise PlatformMetricsError(
+                f"{str(column).strip()} must hold no line break; got {cell[:60]!r} ({_where(path, i)}, running over"
+                f' {lines} lines): a quote (") opened in it and closed {lines - 1} line(s) later joins those lines'
+                " into one cell; remove the stray quote or close it on its own line"
+            )
 
 
 def _undecodable(data: bytes, err: UnicodeDecodeError) -> tuple[int | str, str]:
@@ -323,12 +363,22 @@ def _undecodable(data: bytes, err: UnicodeDecodeError) -> tuple[int | str, str]:
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.read_schema(path).names
+    except Exception:  # not Parquet: read_parquet below names the problem
+        names = []
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PlatformMetricsError(f"{path}: each column must appear once; got {repeated} more than once")
     try:
         frame = pd.read_parquet(path)
         named = any(name is not None for name in frame.index.names)  # county_code saved as the index
         return frame.reset_index(drop=not named)
     except Exception as err:  # pyarrow raises several types for a corrupt file
-        raise PlatformMetricsError(f"{path}: cannot be read as Parquet: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PlatformMetricsError(f"{path}: cannot be read as Parquet: {first}") from err
 
 
 def _where(path: Path, index: int) -> str:
@@ -392,7 +442,10 @@ def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> 
             f"county_code {_show(raw.at[i, 'county_code'])} must be 6 digits 0-9; "
             f"got {len(codes.at[i])} characters ({_where(path, i)})"
         )
-    known = {code: history.nearest_year(code, target) is not None for code in codes.unique()}
+    known = {
+        code: code in CITIES_WITHOUT_COUNTIES or history.nearest_year(code, target) is not None
+        for code in codes.unique()
+    }
     unknown = ~codes.map(known).astype(bool)
     if unknown.any():
         i = _first(unknown)
@@ -473,6 +526,13 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
             f"{path}: intensive must name further metric columns of the file ({extras}); got {stray}"
         )
     for column in extras:  # a column of text is a misnamed known column more likely than a metric
+        if NOT_METRICS.fullmatch(str(column)):
+            raise PlatformMetricsError(
+                f"{path}: column {str(column)!r} is an identifier or a part of the date, not a metric (the county is"
+                f" county_code, the period is period); every other column is a further metric, summed over"
+                f" categories and merged counties and made a feature of the model: drop it, or rename it if it is"
+                f" a metric"
+            )
         text = _text(raw[column])
         given = text[text != ""]
         if len(raw) and not len(given):  # a feature of no value: nothing to learn, a column to carry
@@ -482,10 +542,19 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
             )
         if len(given) and pd.to_numeric(given, errors="coerce").isna().all():
             near = difflib.get_close_matches(str(column).lower(), sorted(special), n=1, cutoff=0.6)
+            first = given.iloc[0]
+            hint = (
+                f"; did you mean {near[0]!r}?"
+                if near
+                else "; write a percentage as a number (12% as 0.12)"
+                if first.endswith("%")
+                else "; a true/false column is no metric: drop it"
+                if first.lower() in ("true", "false")
+                else ""
+            )
             raise PlatformMetricsError(
                 f"{path}: column {str(column)!r} is none of the known columns ({', '.join(sorted(special))}) and"
-                f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers"
-                + (f"; did you mean {near[0]!r}?" if near else "")
+                f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers" + hint
             )
         if not FEATURE_NAME.fullmatch(str(column)) or column in (*RULE_METRICS, *mode_share_names(), ROW):
             raise PlatformMetricsError(

@@ -172,10 +172,12 @@ def read_platform(settings: Settings, history: CodeHistory, until: str | None) -
     metrics = read_platform_metrics(
         path, history, settings.codes.target_vintage, as_of_limit=until, intensive=settings.platform.intensive
     )
-    return PlatformInputs(metrics, platform_labels(metrics, belt_rule(settings.platform), path))
+    return PlatformInputs(
+        metrics, platform_labels(metrics, belt_rule(settings.platform), path, settings.platform.min_coverage)
+    )
 
 
-def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> pd.DataFrame:
+def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path, min_coverage: float = 0.5) -> pd.DataFrame:
     """The rule's metrics in the periods they can label (:func:`labelled_periods_only`).
 
     Raises
@@ -183,12 +185,15 @@ def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path) -> pd.
     PlatformMetricsError
         When a period between the file's first and last has no row at all (an export that lost it:
         the periods after it would go unlabelled while the panel carried older metrics into them),
-        or when they label no period (too few periods, or gaps in every county's): the message gives
-        the periods of ``path`` and how many consecutive periods a label needs, and why.
+        or has rows for fewer than ``min_coverage`` of the counties of the period before (an export
+        cut short), or when they label no period (too few periods, or gaps in every county's): the
+        message gives the periods of ``path`` and how many consecutive periods a label needs, and why.
     """
     rule.require_metrics(list(RULE_METRICS), "the platform metrics file (features.platform.rule_metrics)")
     if missing := missing_periods(metrics.frame["period"]):
         raise PlatformMetricsError(_missing_periods(metrics, missing, path))
+    if thin := thin_periods(metrics.frame, min_coverage):
+        raise PlatformMetricsError(_thin_periods(metrics, thin, path, min_coverage))
     labels = labelled_periods_only(rule_metrics(metrics), rule)
     if labels.empty:
         raise PlatformMetricsError(_nothing_labelled(metrics, rule, path))
@@ -218,6 +223,27 @@ def missing_periods(periods: pd.Series) -> list[int]:
     """The periods between the first and the last of ``periods`` that none of them is."""
     present = set(periods.unique().tolist())
     return sorted(set(range(min(present), max(present) + 1)) - present) if present else []
+
+
+def thin_periods(frame: pd.DataFrame, min_coverage: float) -> list[tuple[int, int, int]]:
+    """``(period, counties, counties of the period before)`` for every period of ``frame`` whose
+    rows cover fewer than ``min_coverage`` of the counties of the period before."""
+    counts = frame.groupby("period")["county_code"].nunique().sort_index()
+    before = counts.shift(1)
+    thin = counts[counts < min_coverage * before]
+    return [(int(p), int(counts[p]), int(before[p])) for p in thin.index]
+
+
+def _thin_periods(metrics: PlatformMetrics, thin: list[tuple[int, int, int]], path: Path, share: float) -> str:
+    unit = unit_of(metrics.frequency)
+    period, counties, before = thin[0]
+    more = f" (and {len(thin) - 1} more {unit}(s) as thin)" if len(thin) > 1 else ""
+    return (
+        f"{path}: every {unit} must have rows for at least {share:.0%} of the counties of the {unit} before"
+        f" ([platform] min_coverage); got {label(period, metrics.frequency)} with rows for {counties:,} counties"
+        f" against {before:,} in {label(period - 1, metrics.frequency)}{more}: an export cut short? Export the"
+        f" whole {unit}, or lower min_coverage if the platform's reach did shrink"
+    )
 
 
 def _missing_periods(metrics: PlatformMetrics, missing: list[int], path: Path) -> str:

@@ -6,6 +6,7 @@ is frozen, so a typo in a key is an error rather than a silently ignored setting
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 import typing
@@ -244,6 +245,10 @@ class PlatformSettings(_Section):
     compares them with the four quarters before (unknown, so not met, with less history).
     A condition's metric must be one of :data:`PLATFORM_RULE_METRICS`.
 
+    Every period must have rows for at least ``min_coverage`` of the counties of the period before
+    (0 turns the check off): an export cut short leaves its last quarter thin, which would label
+    most counties as unknown and the rest as if they were the whole country.
+
     The file's further metric columns are features of the model (``platform_<name>``); those named
     in ``intensive`` are rates or means (``conversion_rate``), averaged where counts are added up
     (over categories, on a merge of counties) and allowed to be negative.
@@ -260,6 +265,7 @@ class PlatformSettings(_Section):
     horizon: int = Field(default=1, ge=1)
     temporal_folds: int = Field(default=4, ge=1)
     retrain_trials: int = Field(default=10, ge=0)
+    min_coverage: float = Field(default=0.5, ge=0.0, le=1.0)
 
     @field_validator("intensive")
     @classmethod
@@ -333,9 +339,18 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a directory; expected a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    data = path.read_bytes()
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))  # Notepad may start it with a byte-order mark
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        text = data.decode("utf-8-sig")  # Notepad may start it with a byte-order mark
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"config file {path} must be UTF-8 encoded (re-save it as UTF-8; a Chinese comment saved as GBK is the"
+            f" usual cause); got a byte UTF-8 cannot read on line {line}"
+        ) from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
 
 
@@ -344,8 +359,28 @@ def _describe(err: ValidationError, path: Path) -> str:
     problems = []
     for problem in err.errors():
         message = problem["msg"].removeprefix("Value error, ")  # our own checks' messages stand alone
-        problems.append(f"{_key(problem['loc'])}: {message}; got {problem.get('input')!r}")
+        if problem["type"] == "extra_forbidden":
+            message += _nearest_key(problem["loc"])
+        given = "" if "; got " in message else f"; got {problem.get('input')!r}"  # ours may say what came in
+        problems.append(f"{_key(problem['loc'])}: {message}{given}")
     return f"config file {path} has {err.error_count()} invalid setting(s): " + " | ".join(problems)
+
+
+def _nearest_key(loc: tuple[str | int, ...]) -> str:
+    """`` (did you mean 'platform'?)`` for an unknown key near a known one of its section."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):  # an element of a list of settings: its model is the list's
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return ""
+        kinds = [kind for kind in (field.annotation, *typing.get_args(field.annotation)) if isinstance(kind, type)]
+        model = next((kind for kind in kinds if issubclass(kind, BaseModel)), None)
+        if model is None:
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _key(loc: tuple[str | int, ...]) -> str:

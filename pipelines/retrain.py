@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import ConfigError
+from features.io import writable_target
 from features.labels import BeltRule, emergence_target
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.platform import (
@@ -37,7 +38,7 @@ from features.platform import (
 from features.taxonomy import load_taxonomy
 from models.tuning import fold_rows, inner_folds
 from pipelines import build, promote, report, score, sync, train, tune
-from pipelines.backtest import fold_spec
+from pipelines.backtest import backtest_files, fold_spec
 from pipelines.config import Settings
 from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 from pipelines.master import load_history
@@ -61,6 +62,7 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     """The whole flow for one period; prints a summary table at the end."""
     label = period_label(period)
     settings = with_metrics(settings, metrics_file)
+    check_outputs(settings, label)
     if not history_cached(settings):  # a first retrain on this machine: the checks read the code lists
         sync.run(settings, None, console)
     validate_metrics(settings, label)
@@ -91,6 +93,25 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
         summary.outputs = {"scores": str(scores.csv), "report": str(page), "run": parent.info.run_id}
     console.print(summary_table(summary))
     return summary
+
+
+def check_outputs(settings: Settings, period: str) -> None:
+    """Every file the flow writes can be written (:func:`~features.io.writable_target`), before any
+    step runs: a folder that cannot be would otherwise stop the flow after the panel was rebuilt
+    and the study tuned, which a retrain with no trials would then train on."""
+    features, outputs = settings.data.features_dir, settings.outputs.dir
+    scores = outputs / f"scores_{period}.csv"
+    for path in (
+        features / "panel.parquet",  # build.write_outputs
+        features / "quality.json",
+        features / "unmatched.csv",
+        settings.model.params_file,
+        *backtest_files(outputs / "backtest.json"),
+        scores,
+        score.parquet_of(scores),
+        outputs / f"report_{period}.html",
+    ):
+        writable_target(path)
 
 
 def not_before_champion(client, settings: Settings, period: str) -> None:
@@ -163,7 +184,7 @@ def validate_metrics(settings: Settings, period: str) -> None:
     )
     check_covered(metrics, period, path)
     rule = build.belt_rule(settings.platform)
-    labels = build.platform_labels(metrics, rule, path)
+    labels = build.platform_labels(metrics, rule, path, settings.platform.min_coverage)
     check_temporal_fold(settings, metrics, labels, rule)
     check_learnable(settings, labels, rule)
     check_modes(metrics, labels, rule, path)

@@ -668,3 +668,76 @@ def test_a_parquet_file_with_the_county_code_as_its_index_is_read(tmp_path, toy_
     path = tmp_path / "metrics.parquet"
     frame.set_index("county_code").to_parquet(path)
     assert read_platform_metrics(path, toy_history).frame["county_code"].tolist() == ["371721"]
+
+
+# --- exports as spreadsheets and platforms write them ---------------------------------------------
+
+
+def test_a_stray_quote_that_joins_rows_is_refused_naming_its_row(tmp_path, toy_history):
+    # the rows between an opened quote and the next one would be one cell: rows lost without a word
+    path = write(
+        tmp_path,
+        ["371721,2024Q1,鞋,1,1", '371721,2024Q2,"鞋,2,2', "371721,2024Q3,鞋,3,3", '371721,2024Q4,水果",4,4'],
+        header=HEADER.replace("period,", "period,category,"),
+    )
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"category must hold no line break; got '鞋,2,2\\n371721,2024Q3,鞋,3,3\\n371721,2024Q4,水果' "
+        r"\(data row 2, line 3 of .*, running over 3 lines\): a quote",
+    ):
+        read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize("column", ["year", "quarter", "Date", "province_code", "prefecture_code", "shop_id", "id"])
+def test_an_identifier_or_date_column_is_no_metric(tmp_path, toy_history, column):
+    path = write(tmp_path, ["371721,2024Q1,1,1,2024"], header=f"{HEADER},{column}")
+    with pytest.raises(PlatformMetricsError, match=rf"column '{column}' is an identifier or a part of the date"):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_prefecture_city_without_counties_goes_to_unmatched_with_its_name(tmp_path, toy_history):
+    path = write(tmp_path, ["371721,2024Q1,5,1", "441900,2024Q1,7,2", "442000,2024Q1,3,1"])
+    metrics = read_platform_metrics(path, toy_history)
+    assert metrics.frame["county_code"].tolist() == ["371721"]
+    assert metrics.unmatched["county_code"].tolist() == ["441900", "442000"]
+    assert metrics.unmatched["reason"].tolist() == [
+        "a prefecture-level city without counties (东莞市), no county of the panel",
+        "a prefecture-level city without counties (中山市), no county of the panel",
+    ]
+    with pytest.raises(PlatformMetricsError, match=r"'110000' must be a county-level code .* got a province or pref"):
+        read_platform_metrics(write(tmp_path, ["110000,2024Q1,1,1"], name="province.csv"), toy_history)
+
+
+def test_a_parquet_file_naming_a_column_twice_is_named_in_one_line(tmp_path, toy_history):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "twice.parquet"
+    columns = [pa.array(["371721"]), pa.array(["2024Q1"]), pa.array([1.0]), pa.array([1.0]), pa.array([2.0])]
+    pq.write_table(pa.table(columns, names=[*HEADER.split(","), "gmv_cny"]), path)
+    with pytest.raises(PlatformMetricsError, match=r"each column must appear once; got \['gmv_cny'\] more than once$"):
+        read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize(
+    ("first_line", "extra", "message"),
+    [
+        ("sep=,", "", r"the first line must be the header row .* got 'sep=,', the separator hint Excel writes"),
+        ("", ",refund_rate", r"holds text \('12%'\), .*; write a percentage as a number \(12% as 0\.12\)"),
+        ("", ",promoted", r"holds text \('True'\), .*; a true/false column is no metric: drop it"),
+    ],
+)
+def test_spreadsheet_habits_are_named_with_what_to_do(tmp_path, toy_history, first_line, extra, message):
+    value = {",refund_rate": ",12%", ",promoted": ",True"}.get(extra, "")
+    path = write(tmp_path, [f"371721,2024Q1,1,1{value}"], header=f"{HEADER}{extra}")
+    if first_line:
+        path.write_text(f"{first_line}\n{path.read_text(encoding='utf-8')}", encoding="utf-8")
+    with pytest.raises(PlatformMetricsError, match=message):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_folder_is_named_as_one(tmp_path, toy_history):
+    (tmp_path / "export.csv").mkdir()
+    for folder in (tmp_path, tmp_path / "export.csv"):
+        with pytest.raises(PlatformMetricsError, match=r"got a folder$"):
+            read_platform_metrics(folder, toy_history)

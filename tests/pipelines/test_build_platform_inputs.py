@@ -83,6 +83,23 @@ def test_a_quarter_missing_from_the_whole_file_is_refused_naming_it():
     assert sorted(labels["period"].unique()) == [2024 * 4 + 3, 2025 * 4, 2025 * 4 + 1, 2025 * 4 + 2]
 
 
+def test_a_quarter_of_far_fewer_counties_than_the_one_before_is_refused_naming_both():
+    # an export cut short: its last quarter would label most counties unknown
+    metrics = synthetic_metrics(quarters("2023Q1", 11))
+    frame = metrics.frame
+    cut = frame.drop(frame.index[(frame["county_code"] == "371721") & (frame["period"] == 2025 * 4 + 2)])
+    thin = PlatformMetrics(cut, "quarterly")
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"^metrics_synthetic\.csv: every quarter must have rows for at least 60% of the counties of the quarter"
+        r" before \(\[platform\] min_coverage\); got 2025Q3 with rows for 1 counties against 2 in 2025Q2: an export"
+        r" cut short\?",
+    ):
+        build.platform_labels(thin, RULE, "metrics_synthetic.csv", min_coverage=0.6)
+    assert not build.platform_labels(thin, RULE, "metrics_synthetic.csv", min_coverage=0.5).empty  # half is enough
+    assert not build.platform_labels(thin, RULE, "metrics_synthetic.csv", min_coverage=0).empty
+
+
 def test_a_rule_without_growth_needs_four_quarters():
     rule = BeltRule((Condition("gmv_annual_cny", ">=", 1e8), Condition("active_merchants", ">=", 100)), 1)
     with pytest.raises(PlatformMetricsError, match=r"gmv_annual_cny needs 4 consecutive quarters of a county"):

@@ -199,3 +199,33 @@ def test_the_configs_platform_metrics_are_those_the_code_computes():
                               "active_merchants": [1.0]})  # fmt: skip
     computed = rule_metrics(PlatformMetrics(synthetic, "quarterly")).columns[2:]
     assert PLATFORM_RULE_METRICS == tuple(RULE_METRICS) == tuple(computed)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[platfrom]\nmin_met = 1\n", r"platfrom: Extra inputs are not permitted \(did you mean 'platform'\?\); got"),
+        ("[model]\nsed = 1\n", r"model\.sed: Extra inputs are not permitted \(did you mean 'seed'\?\); got 1$"),
+        (
+            "[[labels.conditions]]\nmetric = 'taobao_villages'\nthresold = 1\nthreshold = 1\n",
+            r"labels\.conditions\[0\]\.thresold: Extra inputs are not permitted \(did you mean 'threshold'\?\)",
+        ),
+        ("[labels]\nmin_met = 2\n", r"labels: min_met must be <= the number of conditions \(1\); got 2$"),
+    ],
+)
+def test_a_misspelt_key_is_given_the_nearest_and_our_own_message_says_got_once(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_a_config_saved_as_gbk_names_the_line(tmp_path):
+    path = tmp_path / "gbk.toml"
+    path.write_bytes("[model]\nseed = 1  # 随机种子\n".encode("gbk"))
+    with pytest.raises(
+        ConfigError,
+        match=r"must be UTF-8 encoded \(re-save it as UTF-8; .*\); got a byte UTF-8 cannot"
+        r" read on line 2$",
+    ):
+        load_settings(path)

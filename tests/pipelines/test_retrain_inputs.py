@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from features.errors import OutputPathError
 from features.periods import PeriodError
 from features.platform import PlatformMetrics, PlatformMetricsError
 from pipelines import build, retrain, tune
@@ -56,6 +57,32 @@ def test_a_first_retrain_syncs_the_code_lists_before_checking_the_file(settings,
     with pytest.raises(PlatformMetricsError, match="must cover 5 provinces"):  # synced: not again before them
         retrain.run(settings, "2025Q3", eleven_quarters, QUIET)
     assert calls == ["sync"]
+
+
+@pytest.mark.parametrize("where", ["outputs", "features", "params"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_step(
+    settings, eleven_quarters, tmp_path, where, monkeypatch
+):
+    # before, an outputs folder that could not be written stopped the flow at train, after build had
+    # replaced the panel and tune the saved parameters
+    from pipelines.config import ModelSettings, OutputSettings
+
+    (tmp_path / "a_file").write_text("not a folder\n", encoding="utf-8")
+    blocked = tmp_path / "a_file" / "under"
+    settings = settings.model_copy(
+        update={
+            "outputs": OutputSettings(dir=blocked) if where == "outputs" else settings.outputs,
+            "data": settings.data.model_copy(update={"features_dir": blocked})
+            if where == "features"
+            else settings.data,
+            "model": ModelSettings(params_file=blocked / "p.json") if where == "params" else settings.model,
+        }
+    )
+    read = []
+    monkeypatch.setattr(retrain, "load_history", lambda settings: read.append("history") or two_county_history())
+    with pytest.raises(OutputPathError, match=rf"{tmp_path / 'a_file'} is a file, not a folder"):
+        retrain.run(settings, "2025Q3", eleven_quarters, QUIET)
+    assert read == []  # refused before the file was read, let alone the panel built
 
 
 @pytest.mark.parametrize("period", ["5000", "2205Q3", "1999Q4", "2025Q5", "Q3", ""])
