@@ -424,9 +424,27 @@ def _usage_error(err: Exception, argv: list[str] | None) -> NoReturn:
         if err.format_message():  # click's error carries the help; typer's printed it already
             print(err.format_message())
         raise SystemExit(err.exit_code) from None
-    where = f"{_command_path(context, sys.argv[1:] if argv is None else argv)}: "
-    errors.print(f"[red]error:[/red] {escape(where + err.format_message())}", highlight=False)
+    words = sys.argv[1:] if argv is None else argv
+    where = f"{_command_path(context, words)}: "
+    message = err.format_message()
+    given = _given(getattr(err, "param", None), words)
+    if given is not None and "got " not in message:  # the parser's own conversion does not say what came in
+        message += f"; got {given!r}"
+    errors.print(f"[red]error:[/red] {escape(where + message)}", highlight=False)
     raise SystemExit(err.exit_code) from None
+
+
+def _given(param, argv: list[str]) -> str | None:
+    """The value ``argv`` gave the option ``param`` (its last), or None."""
+    names = getattr(param, "opts", None) or []
+    given = None
+    for i, word in enumerate(argv):
+        for name in names:
+            if word == name and i + 1 < len(argv):
+                given = argv[i + 1]
+            elif word.startswith(f"{name}="):
+                given = word[len(name) + 1 :]
+    return given
 
 
 def _command_path(context, argv: list[str]) -> str:

@@ -53,6 +53,12 @@ def sigterm_handler_restored():
         (["report", "--as-of", "20x"], "Invalid value for '--as-of': must be a year like 2020 or a quarter like"),
         (["score", "--as-of", "4000"], "of a year from 1000 to 3999; got '4000'"),  # not read as the quarter 1000Q1
         (["score", "--as-of", "0999Q1"], "of a year from 1000 to 3999; got '0999Q1'"),  # not read as the year 3996
+        (["tune", "--trials", "abc"], "Invalid value for '--trials': Input should be a valid integer, "),
+        (
+            ["tune", "--trials", "abc"],
+            "unable to parse string as an integer; got 'abc'",
+        ),  # the parser's, with the value
+        (["serve", "--port=5k"], "unable to parse string as an integer; got '5k'"),
     ],
 )
 def test_a_bad_option_value_is_named_and_nothing_runs(monkeypatch, capsys, arguments, message):
