@@ -118,7 +118,9 @@ class LinearMargin:
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise MarginError(f"values must have {self.n_features} feature columns; got shape {values.shape}")
-        return np.ascontiguousarray(np.where(np.isnan(values), self.fill, values))  # rows contiguous: see logit
+        inputs = np.array(values, dtype=float, order="C")  # a copy, rows contiguous: see logit
+        np.copyto(inputs, self.fill, where=np.isnan(inputs))
+        return inputs
 
     @property
     def _weights(self) -> np.ndarray:
@@ -134,10 +136,10 @@ class LinearMargin:
         sum of :meth:`terms` and the intercept (the log-odds at the training mean).
 
         A row's log-odds does not depend on the other rows of the batch: each row's products are
-        summed along the row (numpy's pairwise sum, whose order depends on the number of features
-        only), where a matrix product (BLAS) sums in an order that changes with the number of rows
-        and the memory layout, so that a county forecast alone differed from the same county in a
-        batch in the last digits."""
+        summed along the row, which is contiguous in memory (numpy's pairwise sum, in an order set
+        by the number of features alone), where a matrix product (BLAS) sums in an order that
+        changes with the number of rows and the memory layout, so that a county forecast alone
+        differed from the same county in a batch in the last digits."""
         weights = self._weights
         with np.errstate(over="ignore", invalid="ignore"):  # a NaN from overflow is the caller's to name
             return (self._inputs(values) * weights).sum(axis=1) + (self.intercept - self.center @ weights)
