@@ -18,7 +18,8 @@ county × period, or per county × period × product category:
   :attr:`PlatformMetrics.is_synthetic` true (files from :mod:`features.synthetic`);
 * ``county_name``, ``province``, ``prefecture`` (optional): read and ignored, the code decides;
 * a column named as an identifier or a part of the date (``year``, ``quarter``, ``month``,
-  ``date``, ``id``, ``*_code``, ``*_id``) is refused: summed over categories and merged counties
+  ``date``, ``ds``/``dt``/``pt`` partitions, ``id``, ``adcode``, ``*_code``, ``*_id``, ``*_year``,
+  ...: :data:`NOT_METRICS`) is refused: summed over categories and merged counties
   as a metric, it would become a feature that means nothing;
 * any other column is a further metric: a number from 0 to 1e15, or an empty cell (missing); a
   rate or mean named in ``intensive`` may also be negative, down to -1e15. Further metrics are
@@ -93,7 +94,11 @@ COUNTS = ("active_merchants",)  # whole numbers: a fraction is a column of anoth
 CATEGORY = "category"
 SYNTHETIC_FLAG = "is_synthetic"
 IGNORED = ("county_name", "province", "prefecture")
-NOT_METRICS = re.compile(r"(year|quarter|month|week|day|date|id|code|.+_code|.+_id)", re.IGNORECASE)
+NOT_METRICS = re.compile(  # identifiers, dates and partition columns (ds, dt, pt of Hive and MaxCompute exports)
+    r"(year|quarter|month|week|day|date|ds|dt|pt|id|code|adcode|citycode|year_?(month|quarter)|.+_(code|id|year|month"
+    r"|quarter|date))",
+    re.IGNORECASE,
+)
 CITIES_WITHOUT_COUNTIES = {"441900": "东莞市", "442000": "中山市", "460400": "儋州市", "620200": "嘉峪关市"}
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 YEARS = range(2000, 2100)
@@ -344,7 +349,7 @@ def _check_no_line_breaks(raw: pd.DataFrame, path: Path) -> None:
         if broken.any():
             i = _first(broken)
             cell = raw.at[i, column]
-            lines = cell.count("\n") + 1
+            lines = len(cell.splitlines()) + cell.endswith(("\n", "\r"))
             raise PlatformMetricsError(
                 f"{str(column).strip()} must hold no line break; got {cell[:60]!r} ({_where(path, i)}, running over"
                 f' {lines} lines): a quote (") opened in it and closed {lines - 1} line(s) later joins those lines'

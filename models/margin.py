@@ -54,6 +54,9 @@ def check_strength(C: object) -> float:
     return float(C)
 
 
+LOGIT_BLOCK_ROWS = 4096  # rows summed together, one column after the other (LinearMargin.logit)
+
+
 @dataclass(frozen=True)
 class LinearMargin:
     """Log-odds ``intercept + sum_j coef_j * (x_j - center_j) / scale_j``, a missing ``x_j``
@@ -113,14 +116,16 @@ class LinearMargin:
     def n_features(self) -> int:
         return len(self.fill)
 
-    def _inputs(self, values: np.ndarray) -> np.ndarray:
-        """``values`` as the regression reads them: a missing value is ``fill``."""
+    def _checked(self, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=float)
         if values.ndim != 2 or values.shape[1] != self.n_features:
             raise MarginError(f"values must have {self.n_features} feature columns; got shape {values.shape}")
-        inputs = np.array(values, dtype=float, order="C")  # a copy, rows contiguous: see logit
-        np.copyto(inputs, self.fill, where=np.isnan(inputs))
-        return inputs
+        return values
+
+    def _inputs(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as the regression reads them: a missing value is ``fill``."""
+        values = self._checked(values)
+        return np.where(np.isnan(values), self.fill, values)
 
     @property
     def _weights(self) -> np.ndarray:
@@ -135,14 +140,21 @@ class LinearMargin:
         """The margin's log-odds for every row of ``values`` (features in the fitted order): the
         sum of :meth:`terms` and the intercept (the log-odds at the training mean).
 
-        A row's log-odds does not depend on the other rows of the batch: each row's products are
-        summed along the row, which is contiguous in memory (numpy's pairwise sum, in an order set
-        by the number of features alone), where a matrix product (BLAS) sums in an order that
-        changes with the number of rows and the memory layout, so that a county forecast alone
-        differed from the same county in a batch in the last digits."""
+        A row's log-odds does not depend on the other rows of the batch: the features' products are
+        added one feature after the other, in the fitted order, for every row alike, where a matrix
+        product (BLAS) sums in an order that changes with the number of rows and the memory
+        layout, so that a county forecast alone differed from the same county in a batch in the
+        last digits. One column at a time, a batch needs no copy of its values."""
+        values = self._checked(values)
         weights = self._weights
+        total = np.zeros(len(values))
         with np.errstate(over="ignore", invalid="ignore"):  # a NaN from overflow is the caller's to name
-            return (self._inputs(values) * weights).sum(axis=1) + (self.intercept - self.center @ weights)
+            for start in range(0, len(values), LOGIT_BLOCK_ROWS):  # a block's columns stay in the cache
+                block, sums = values[start : start + LOGIT_BLOCK_ROWS], total[start : start + LOGIT_BLOCK_ROWS]
+                for j, weight in enumerate(weights):
+                    column = block[:, j]
+                    sums += np.where(np.isnan(column), self.fill[j], column) * weight
+            return total + (self.intercept - self.center @ weights)
 
     def to_dict(self) -> dict:
         return {

@@ -37,7 +37,8 @@ def compiled_cache(config: dict) -> Path | None:
     compiled = config.get(COMPILED_KEY, True)
     if not isinstance(compiled, bool):
         raise ModelInputError(f"model_config {COMPILED_KEY} must be true or false; got {compiled!r}")
-    folder = config.get(COMPILED_CACHE_KEY) or ""
+    folder = config.get(COMPILED_CACHE_KEY)
+    folder = "" if folder is None else folder
     if not isinstance(folder, str):
         raise ModelInputError(f"model_config {COMPILED_CACHE_KEY} must be a folder path (a string); got {folder!r}")
     if not compiled:

@@ -6,6 +6,7 @@ is frozen, so a typo in a key is an error rather than a silently ignored setting
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import re
 import tomllib
@@ -342,8 +343,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")  # Notepad may start it with a byte-order mark
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
+    except UnicodeDecodeError as err:  # err.start counts from after a byte-order mark
+        offset = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+        line = data[: offset + err.start].count(b"\n") + 1
         raise ConfigError(
             f"config file {path} must be UTF-8 encoded (re-save it as UTF-8; a Chinese comment saved as GBK is the"
             f" usual cause); got a byte UTF-8 cannot read on line {line}"

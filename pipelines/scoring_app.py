@@ -181,6 +181,7 @@ class Frame(NamedTuple):
 
     columns: list
     cells: Callable[[str], Iterator[tuple[int, object]]]
+    may_nest: Callable[[str], bool] | None = None  # whether a column's cells may be lists (None: any may)
 
 
 def frame_of(request: dict) -> Frame | None:
@@ -285,7 +286,11 @@ def not_single(frame: Frame, numbers: list[str]) -> list[RowProblem]:
     """The rows of the other columns (``county_code``, ``as_of``) whose cell is a list or an object,
     per column: MLflow would read a row of one list of codes as that many rows (a request of one
     row answered with two, or none)."""
-    other = [name for name in frame.columns if isinstance(name, str) and name not in set(numbers)]
+    other = [
+        name
+        for name in frame.columns
+        if isinstance(name, str) and name not in set(numbers) and (frame.may_nest is None or frame.may_nest(name))
+    ]
     return [_nested_cells(name, frame.cells(name)) for name in other]
 
 
@@ -351,7 +356,11 @@ def parquet_frame(body: bytes, schema) -> Frame:
         except (pa.ArrowException, OSError):  # a column that cannot be read: MLflow names the problem
             return iter(())
 
-    return Frame(columns, cells)
+    def may_nest(name: str) -> bool:  # from the schema: a column of text is not read cell by cell for it
+        kind = schema.field(name).type
+        return pa.types.is_nested(kind)
+
+    return Frame(columns, cells, may_nest)
 
 
 def parquet_table(body: bytes) -> pd.DataFrame:

@@ -688,11 +688,20 @@ def test_a_stray_quote_that_joins_rows_is_refused_naming_its_row(tmp_path, toy_h
         read_platform_metrics(path, toy_history)
 
 
-@pytest.mark.parametrize("column", ["year", "quarter", "Date", "province_code", "prefecture_code", "shop_id", "id"])
+@pytest.mark.parametrize(
+    "column",
+    ["year", "quarter", "Date", "province_code", "prefecture_code", "shop_id", "id", "adcode", "ds", "stat_year"],
+)
 def test_an_identifier_or_date_column_is_no_metric(tmp_path, toy_history, column):
     path = write(tmp_path, ["371721,2024Q1,1,1,2024"], header=f"{HEADER},{column}")
     with pytest.raises(PlatformMetricsError, match=rf"column '{column}' is an identifier or a part of the date"):
         read_platform_metrics(path, toy_history)
+
+
+@pytest.mark.parametrize("column", ["daily_orders", "paid_orders", "days_active", "weekday", "refund_rate"])
+def test_a_metric_whose_name_reads_like_a_date_word_is_a_metric(tmp_path, toy_history, column):
+    path = write(tmp_path, ["371721,2024Q1,1,1,3"], header=f"{HEADER},{column}")
+    assert read_platform_metrics(path, toy_history).further_columns == [column]
 
 
 def test_a_prefecture_city_without_counties_goes_to_unmatched_with_its_name(tmp_path, toy_history):
@@ -733,6 +742,13 @@ def test_spreadsheet_habits_are_named_with_what_to_do(tmp_path, toy_history, fir
     if first_line:
         path.write_text(f"{first_line}\n{path.read_text(encoding='utf-8')}", encoding="utf-8")
     with pytest.raises(PlatformMetricsError, match=message):
+        read_platform_metrics(path, toy_history)
+
+
+def test_a_carriage_return_in_a_cell_counts_as_a_line_break(tmp_path, toy_history):
+    path = tmp_path / "cr.csv"
+    path.write_bytes(f'{HEADER},category\n371721,2024Q1,1,1,"鞋\r子"\n'.encode())
+    with pytest.raises(PlatformMetricsError, match=r"running over 2 lines\): a quote .* closed 1 line\(s\) later"):
         read_platform_metrics(path, toy_history)
 
 

@@ -46,7 +46,9 @@ def test_saved_bundle_reproduces_the_estimators(bundle_and_models):
 
 
 def test_a_county_forecast_alone_equals_it_in_a_batch_bit_for_bit(bundle_and_models):
-    # a served request of one county and the batch score file must agree to the last digit
+    # a served request of one county and the batch score file must agree to the last digit (the
+    # fixture's 4 features are too few for BLAS to sum them differently by batch: the margin's own
+    # test, test_a_row_s_margin_does_not_depend_on_the_other_rows_of_the_batch, has 60)
     bundle, _, _, _ = bundle_and_models
     request = bundle.snapshot[["county_code", "as_of"]].reset_index(drop=True)
     batch = bundle.forecast(request, drivers=False)
@@ -474,6 +476,8 @@ def test_compiled_prediction_can_be_turned_off(bundle_and_models, monkeypatch, t
     assert compiled_cache({}) == compiled.default_cache_dir()
     assert compiled_cache({"compiled_cache_dir": "~/elsewhere"}) == Path("~/elsewhere").expanduser()
     assert compiled_cache({"compiled": False, "compiled_cache_dir": str(tmp_path)}) is None
+    with pytest.raises(ModelInputError, match=r"compiled_cache_dir must be a folder path .*; got False"):
+        compiled_cache({"compiled_cache_dir": False})
     with pytest.raises(ModelInputError, match="model_config compiled must be true or false; got 'no'"):
         compiled_cache({"compiled": "no"})
     monkeypatch.setattr(bundle, "compiled_cache", None)

@@ -229,3 +229,10 @@ def test_a_config_saved_as_gbk_names_the_line(tmp_path):
         r" read on line 2$",
     ):
         load_settings(path)
+
+
+def test_a_gbk_line_is_counted_after_a_byte_order_mark(tmp_path):
+    path = tmp_path / "bom_gbk.toml"
+    path.write_bytes(b"\xef\xbb\xbf[model]\n\n\n# " + "中文".encode("gbk") + b"\n")
+    with pytest.raises(ConfigError, match=r"cannot read on line 4$"):
+        load_settings(path)

@@ -403,6 +403,11 @@ def test_a_row_of_a_list_of_codes_is_a_400_not_that_many_rows(server, codes):
     assert split.json()["message"] == f"row 1: county_code must be one 6-digit code per row; {words}"
     columns = post(server, {"inputs": {"county_code": [CAOXIAN, "330503"]}}, "application/json")
     assert columns.status_code == 200 and len(columns.json()["predictions"]) == 2  # a column of codes, as before
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"county_code": pa.array([codes], type=pa.list_(pa.string()))}), sink)
+    parquet = post(server, sink.getvalue(), "application/vnd.apache.parquet")
+    assert parquet.status_code == 400
+    assert parquet.json()["message"].startswith("row 0: county_code must be one")
 
 
 def test_a_list_in_a_row_is_named_by_the_guard_where_the_model_does_not_check():
