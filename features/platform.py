@@ -260,12 +260,10 @@ def _check_vintages(history: CodeHistory, target: int, code_vintage: int | None)
 
 def _read_file(path: Path) -> pd.DataFrame:
     kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None and path.is_dir():
+    if path.is_dir():
         raise PlatformMetricsError(f"{path}: must be a .csv or .parquet file; got a folder")
     if kind is None:
         raise PlatformMetricsError(f"{path}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
-    if path.is_dir():
-        raise PlatformMetricsError(f"{path}: must be a file; got a folder")
     if not path.is_file():
         raise PlatformMetricsError(f"{path}: file is missing")
     header = _csv_header(path) if kind == "csv" else None

@@ -68,13 +68,14 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
     uri = model_uri(name, champion.version)
     with start_run("score", nested=mlflow.active_run() is not None):
         mlflow.set_tags({"model_uri": uri, "model_version": str(champion.version), "model_run_id": champion.run_id})
-        model = load_pinned(uri, ScoreError, settings.scoring.as_model_config())
+        config = settings.scoring.as_model_config()
+        model = load_pinned(uri, ScoreError, config)
         year = as_of_period(as_of) if as_of is not None else default_as_of(model)
         mlflow.log_params({"as_of": label_of(year), "engine": engine})
         path = out or settings.outputs.dir / f"scores_{label_of(year)}.csv"
         if out is None:
             check_out(path)  # before scoring, as --out is
-        scores = score(model, uri, year, str(champion.version), engine, settings.scoring.as_model_config())
+        scores = score(model, uri, year, str(champion.version), engine, config)
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
         # two scores of one file take turns: no mixed pair, each logs its own
         with file_lock(lock_beside(path), of=path):
