@@ -40,7 +40,7 @@ from features.sources import (
     viirs,
 )
 from features.sources.base import SourceTable
-from features.taxonomy import county_modes, load_taxonomy, mode_counts
+from features.taxonomy import ModeTaxonomy, county_modes, load_taxonomy, mode_counts
 from pipelines.config import LabelSettings, PlatformSettings, Settings
 from pipelines.manifest import known_sha256
 from pipelines.master import load_history
@@ -73,10 +73,12 @@ class BuildOutputs:
 
 @dataclass(frozen=True)
 class PlatformInputs:
-    """The platform's metrics, read and checked, and the rule's metrics in the periods they label."""
+    """The platform's metrics, read and checked, the rule's metrics in the periods they label, and
+    the keyword taxonomy their categories are read with (read once per build)."""
 
     metrics: PlatformMetrics
     labels: pd.DataFrame
+    taxonomy: ModeTaxonomy
 
 
 def run(settings: Settings, console: Console, until: str | None = None) -> BuildOutputs:
@@ -122,7 +124,7 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
             },
             # what to add to the taxonomy: these categories' GMV names no county's mode
             "unmapped_categories": {
-                str(c): round(float(s), 6) for c, s in unmapped_categories(platform.metrics, load_taxonomy()).items()
+                str(c): round(float(s), 6) for c, s in unmapped_categories(platform.metrics, platform.taxonomy).items()
             },
         }
         # its rows whose code is no county of the target vintage go with the sources' in unmatched.csv
@@ -172,9 +174,8 @@ def read_platform(settings: Settings, history: CodeHistory, until: str | None) -
     metrics = read_platform_metrics(
         path, history, settings.codes.target_vintage, as_of_limit=until, intensive=settings.platform.intensive
     )
-    return PlatformInputs(
-        metrics, platform_labels(metrics, belt_rule(settings.platform), path, settings.platform.min_coverage)
-    )
+    labels = platform_labels(metrics, belt_rule(settings.platform), path, settings.platform.min_coverage)
+    return PlatformInputs(metrics, labels, load_taxonomy())
 
 
 def platform_labels(metrics: PlatformMetrics, rule: BeltRule, path: Path, min_coverage: float = 0.5) -> pd.DataFrame:
@@ -281,7 +282,7 @@ def platform_panel(
         periods=periods, rule=rule, label_source="platform", horizon=settings.platform.horizon,
         frequency=metrics.frequency,
     )  # fmt: skip
-    taxonomy = load_taxonomy()
+    taxonomy = platform.taxonomy
     modes = category_modes(metrics, taxonomy).rename(columns={"period": "as_of"})
     further = further_metrics(metrics)
     if metrics.has_categories:  # what each county sells, by mode: the mode it would follow

@@ -131,15 +131,22 @@ def nearest(name: object, known: list[str]) -> str | None:
 class RepeatedKey(Exception):
     """A JSON object of a request names a key more than once (JSON parsers keep the last value)."""
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, code: object = None):
         super().__init__(key)
         self.key = key
+        self.code = code  # the object's county_code, which names the row, if it has one
+
+    def __str__(self) -> str:
+        where = "one object" if self.code is None else f"the row of county_code {json.dumps(self.code)[:40]}"
+        return f"the request must name each key of a JSON object once; got {self.key!r} more than once in {where}"
 
 
 def _object_of_unique_keys(pairs: list[tuple[str, object]]) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        raise RepeatedKey(next(key for key, count in collections.Counter(k for k, _ in pairs).items() if count > 1))
+        repeated = next(key for key, count in collections.Counter(k for k, _ in pairs).items() if count > 1)
+        code = next((v for k, v in pairs if k == "county_code" and isinstance(v, str | int | float)), None)
+        raise RepeatedKey(repeated, code)
     return obj
 
 
@@ -463,10 +470,7 @@ class RequestGuard:
         try:
             request = json_request(body)
         except RepeatedKey as repeated:
-            return (
-                f"the request must name each key of a JSON object once; got {repeated.key!r} more than once"
-                " in one object"
-            )
+            return str(repeated)
         if request is None:
             return None
         wrong = unknown_params(request, self.params)

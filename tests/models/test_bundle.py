@@ -415,6 +415,17 @@ def test_a_bad_code_of_a_numeric_column_is_named_as_it_was_sent(bundle_and_model
             bundle.forecast(pd.DataFrame({"county_code": np.array(codes)}))
 
 
+def test_an_object_sent_in_a_cell_is_shown_as_the_json_it_came_as(bundle_and_models):
+    bundle, _, _, _ = bundle_and_models
+    cells = {"county_code": {"code": "110001"}, "as_of": {"year": 2015}, "viirs_mean": ["1", 2]}
+    shown = {"county_code": '{"code": "110001"}', "as_of": '{"year": 2015}', "viirs_mean": '["1", 2]'}
+    for column, cell in cells.items():
+        request = pd.DataFrame({"county_code": ["110001", "110002"], column: [None, None]}, dtype=object)
+        request.at[1, column] = cell
+        with pytest.raises(ModelInputError, match=rf"row 1: {column} must be .*; got {re.escape(shown[column])}"):
+            bundle.forecast(request)
+
+
 def test_a_fractional_year_in_a_float_column_is_named_by_its_row(bundle_and_models):
     bundle, _, _, _ = bundle_and_models
     request = pd.DataFrame({"county_code": ["110001"] * 5, "as_of": [2015.0, np.nan, 2015.0, 2015.5, 2016.0]})

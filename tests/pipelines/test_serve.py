@@ -387,7 +387,17 @@ def test_a_key_named_twice_in_a_json_row_is_a_400_naming_it(server, form):
     assert response.status_code == 400
     assert response.json()["message"] == (
         "the request must name each key of a JSON object once; got 'census_manufacturing_share_rel' more than once"
-        " in one object"
+        f' in the row of county_code "{CAOXIAN}"'
+    )
+
+
+def test_a_key_named_twice_outside_the_rows_is_a_400_naming_it(server):
+    rows = f'[{{"county_code": "{CAOXIAN}"}}]'
+    response = post(server, f'{{"inputs": {rows}, "inputs": {rows}}}'.encode(), "application/json")
+
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "the request must name each key of a JSON object once; got 'inputs' more than once in one object"
     )
 
 
