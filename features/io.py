@@ -1,5 +1,6 @@
-"""Atomic writes: a file is written to a temporary name beside it, then renamed over the target,
-so a reader sees the old file or the new one, never a partial one."""
+"""Atomic writes: a file is written to a temporary name beside it, flushed to disk, then renamed
+over the target, so a reader sees the old file or the new one, never a partial one, after a kill
+or a power cut alike."""
 
 from __future__ import annotations
 
@@ -40,11 +41,38 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         try:
-            os.replace(tmp, target)
+            os.replace(tmp, target)  # its data is on disk already (_write); the folder's entry next
         except OSError as err:
             raise _cannot_write(target, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def durable_replace(source: Path | str, target: Path | str) -> None:
+    """Rename ``source`` over ``target`` once ``source``'s data is on disk, then write the folder's
+    entry to disk: without the first flush, a power cut can keep the rename and lose the data (an
+    empty or partial file where the old one was)."""
+    _flush(Path(source))
+    os.replace(source, target)
+    _sync_folder(Path(target).parent)
+
+
+def _flush(path: Path) -> None:
+    with open(path, "rb") as file:
+        os.fsync(file.fileno())
+
+
+def _sync_folder(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder that cannot be opened for reading: the rename stands, in memory
+        return
+    try:
+        os.fsync(handle)
+    except OSError:  # some filesystems cannot sync a folder
+        pass
+    finally:
+        os.close(handle)
 
 
 def writable_target(target: Path) -> Path:
@@ -110,6 +138,7 @@ def write_atomic(target: Path, writer: Callable[[Path], Any]) -> Path:
     """Call ``writer(tmp_path)`` and move the result over ``target``."""
     with atomic_path(target) as tmp:
         _write(writer, tmp, Path(target))
+    _sync_folder(Path(target).parent)
     return Path(target)
 
 
@@ -125,6 +154,8 @@ def write_together(writers: dict[Path, Callable[[Path], Any]]) -> list[Path]:
         renames = stack.pop_all()
     with signals_deferred():  # a SIGTERM or Ctrl+C between two renames would leave a mixed pair
         renames.close()
+    for folder in dict.fromkeys(Path(target).absolute().parent for target in writers):
+        _sync_folder(folder)
     return list(writers)
 
 
@@ -156,9 +187,11 @@ def signals_deferred() -> Iterator[None]:
 
 def _write(writer: Callable[[Path], Any], tmp: Path, target: Path) -> None:
     """``writer(tmp)``; a failed write (a full disk, a lost mount) is an :class:`OutputPathError`
-    naming ``target``, whose previous file stays as it was."""
+    naming ``target``, whose previous file stays as it was. The written data is flushed to disk
+    before the rename (:func:`durable_replace`), outside the renames of :func:`write_together`."""
     try:
         writer(tmp)
+        _flush(tmp)
     except OSError as err:
         raise _cannot_write(target, err) from err
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from features.io import write_atomic
+from features.io import durable_replace, write_atomic
 
 COMPILE_ROWS = 100_000  # rows; smaller batches are predicted by LightGBM itself
 
@@ -69,7 +69,7 @@ class CompiledForest:
         try:
             self.model.compile(cache=name, raw_score=raw_score)
             digest = _sha256(Path(name))
-            os.replace(name, self.path)
+            durable_replace(name, self.path)
             _write_text(self.path.with_suffix(".sha256"), digest)
         finally:
             Path(name).unlink(missing_ok=True)

@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from features.errors import DataSyncError
-from features.io import usual_file_mode
+from features.io import durable_replace, usual_file_mode
 from pipelines.config import Settings
 from pipelines.manifest import ManifestEntry, read_manifest, sha256_of
 
@@ -182,7 +182,7 @@ def _fetch_one(entry: ManifestEntry, cache_dir: Path, mirror: Path | None, repor
         if got != entry.sha256:
             report.failures.append(_mismatch(f"fetched {entry.path}", entry, got))
             return
-        os.replace(tmp, target)
+        durable_replace(tmp, target)
         report.fetched.append(entry.path)
     except (OSError, DataSyncError) as err:
         report.failures.append(f"{entry.path}: could not be fetched: {err}")

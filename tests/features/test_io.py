@@ -42,6 +42,31 @@ def test_a_full_disk_is_an_output_error_naming_the_file_and_keeps_the_old_one(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
 
 
+@pytest.mark.parametrize("together", [False, True])
+def test_the_data_is_on_disk_before_the_rename_and_the_folder_after(tmp_path, monkeypatch, together):
+    # a power cut can keep a rename whose file's data was never written: an empty file for the old one
+    from features.io import write_together
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(handle):
+        events.append(("fsync", "folder" if Path(f"/proc/self/fd/{handle}").resolve().is_dir() else "file"))
+        fsync(handle)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", Path(b).name)), replace(a, b)))
+    targets = [tmp_path / "scores.csv", tmp_path / "scores.parquet"]
+    if together:
+        write_together({t: (lambda tmp: tmp.write_text("new")) for t in targets})
+    else:
+        write_atomic(targets[0], lambda tmp: tmp.write_text("new"))
+    n = len(targets) if together else 1
+    assert events[:n] == [("fsync", "file")] * n
+    assert sorted(events[n : 2 * n]) == [("replace", t.name) for t in targets[:n]]
+    assert events[2 * n :] == [("fsync", "folder")]
+
+
 def test_writes_replace_whole_files_with_the_usual_mode(tmp_path):
     frame = pd.DataFrame({"county_code": ["371721"], "p_belt": [0.25]})
     csv = write_csv(frame, tmp_path / "a.csv")

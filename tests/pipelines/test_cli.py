@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -201,6 +202,34 @@ def test_a_sigterm_in_python_s_shutdown_after_a_finished_job_does_not_end_it_143
 
     assert job.returncode == 0, job.stderr
     assert "Usage" in job.stdout  # what the job printed is kept
+
+
+def test_a_ctrl_c_while_the_command_loads_is_interrupted_not_a_traceback():
+    interrupted_in_import = (  # the Ctrl+C falls in the import of the command's modules
+        "import os, signal, sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pipelines.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "sys.argv = ['beltcast', 'data', '--help']\n"
+        "from pipelines.launcher import main\n"
+        "main()\n"
+    )
+    job = subprocess.run([sys.executable, "-c", interrupted_in_import], capture_output=True, text=True, timeout=120)
+
+    assert (job.returncode, job.stderr, job.stdout) == (130, "error: interrupted\n", "")
+
+
+def test_the_console_script_runs_the_command():
+    script = Path(sys.executable).with_name("beltcast")
+    if not script.exists():
+        pytest.skip("beltcast is not installed beside this Python")
+    job = subprocess.run([str(script), "no-such-verb"], capture_output=True, text=True, timeout=120)
+
+    assert job.returncode == 2
+    assert job.stderr.startswith("error:"), job.stderr
 
 
 def test_a_failed_job_ends_with_its_status_after_the_exit_handlers():
