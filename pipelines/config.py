@@ -205,7 +205,7 @@ class PromoteSettings(_Section):
     Brier score higher by at most ``brier_tolerance`` times the champion's (a share: the Brier
     score's scale follows the base rate). Two seeds of the same parameters differ by about as
     much (on the public panel, ten seeds of the tuned parameters: AP 0.182 to 0.200, Brier
-    0.01677 to 0.01701, 1.4 % of it), so a gate without room would decide on the seed."""
+    0.01676 to 0.01701, 1.4 % of it), so a gate without room would decide on the seed."""
 
     ap_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     brier_tolerance: float = Field(default=0.02, ge=0.0, le=1.0)
