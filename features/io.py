@@ -65,7 +65,7 @@ def _flush(path: Path) -> None:
 def _sync_folder(folder: Path) -> None:
     try:
         handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # a folder that cannot be opened for reading: the rename stands, in memory
+    except OSError:  # a folder this user cannot open: its entry reaches the disk with the system's writeback
         return
     try:
         os.fsync(handle)
@@ -188,7 +188,7 @@ def signals_deferred() -> Iterator[None]:
 def _write(writer: Callable[[Path], Any], tmp: Path, target: Path) -> None:
     """``writer(tmp)``; a failed write (a full disk, a lost mount) is an :class:`OutputPathError`
     naming ``target``, whose previous file stays as it was. The written data is flushed to disk
-    before the rename (:func:`durable_replace`), outside the renames of :func:`write_together`."""
+    before the rename, as :func:`durable_replace` does, outside the renames of :func:`write_together`."""
     try:
         writer(tmp)
         _flush(tmp)

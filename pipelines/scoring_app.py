@@ -145,7 +145,8 @@ def _object_of_unique_keys(pairs: list[tuple[str, object]]) -> dict:
     obj = dict(pairs)
     if len(obj) != len(pairs):
         repeated = next(key for key, count in collections.Counter(k for k, _ in pairs).items() if count > 1)
-        code = next((v for k, v in pairs if k == "county_code" and isinstance(v, str | int | float)), None)
+        codes = [v for k, v in pairs if k == "county_code" and isinstance(v, str | int | float)]
+        code = codes[0] if repeated != "county_code" and codes else None
         raise RepeatedKey(repeated, code)
     return obj
 

@@ -391,13 +391,16 @@ def test_a_key_named_twice_in_a_json_row_is_a_400_naming_it(server, form):
     )
 
 
-def test_a_key_named_twice_outside_the_rows_is_a_400_naming_it(server):
-    rows = f'[{{"county_code": "{CAOXIAN}"}}]'
-    response = post(server, f'{{"inputs": {rows}, "inputs": {rows}}}'.encode(), "application/json")
+@pytest.mark.parametrize("key", ["inputs", "county_code"])
+def test_a_key_named_twice_outside_the_rows_or_the_code_itself_is_a_400_naming_it(server, key):
+    row = f'{{"county_code": "{CAOXIAN}", "county_code": "330503"}}' if key == "county_code" else "{}"
+    rows = f'[{{"county_code": "{CAOXIAN}"}}]' if key == "inputs" else f"[{row}]"
+    body = f'{{"inputs": {rows}, "inputs": {rows}}}' if key == "inputs" else f'{{"inputs": {rows}}}'
+    response = post(server, body.encode(), "application/json")
 
     assert response.status_code == 400
     assert response.json()["message"] == (
-        "the request must name each key of a JSON object once; got 'inputs' more than once in one object"
+        f"the request must name each key of a JSON object once; got {key!r} more than once in one object"
     )
 
 
