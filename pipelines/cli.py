@@ -144,8 +144,10 @@ def _reported() -> Iterator[None]:
     except Exception as err:
         if not _from_mlflow(err):
             raise
+        from pipelines.tracking import lost_server
+
         lines = str(err).strip().splitlines() or [type(err).__name__]
-        _fail(f"MLflow: {type(err).__name__}: {lines[0][:500]}")
+        _fail(lost_server(err) or f"MLflow: {type(err).__name__}: {lines[0][:500]}")
 
 
 def _from_mlflow(err: Exception) -> bool:
@@ -216,7 +218,11 @@ def backtest(
 def tune(
     config: ConfigOption = None,
     trials: Annotated[
-        int | None, typer.Option(callback=_within(1), help="Trials to add to the study (at least 1).")
+        int | None,
+        typer.Option(
+            callback=_within(0),
+            help="Trials to add to the study; 0 saves its best again without adding any (after other workers).",
+        ),
     ] = None,
     study: Annotated[str | None, typer.Option(help="Study name (resumed if it exists).")] = None,
 ) -> None:

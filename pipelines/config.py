@@ -291,6 +291,10 @@ class MlflowSettings(_Section):
     tracking_uri: str = Field(default="sqlite:///mlruns/mlflow.db", min_length=1)
     experiment: str = Field(default="beltcast", min_length=1)
     registered_model: str = Field(default="county-belt", max_length=200)
+    # a tracking server that stops answering mid-job: MLflow's own defaults (7 retries, 120 s a
+    # request) kept a job silent for over ten minutes, deaf to Ctrl+C and SIGTERM meanwhile
+    request_retries: int = Field(default=3, ge=0, le=10)
+    request_timeout: int = Field(default=30, ge=1, le=600)
 
     @field_validator("registered_model")
     @classmethod

@@ -15,6 +15,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib import metadata
@@ -29,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from features.errors import BeltcastError, OutputPathError, Terminated, cause_of, ending_failed_run
@@ -71,17 +72,20 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             " first, or point mlflow.tracking_uri at the store that holds the models"
         )
     check_reachable(uri)
+    limit_requests(settings.mlflow.request_retries, settings.mlflow.request_timeout)
     try:
         connect_once(uri)
-        # jobs started together on a new local store would create its tables (and the experiment) at once
-        with file_lock(lock_beside(database) if database is not None else None):
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_registry_uri(uri)
-            if mlflow.get_experiment_by_name(name) is None:
-                mlflow.create_experiment(name, artifact_location=artifact_root(uri))
-            experiment = mlflow.set_experiment(name)
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            close_dead_runs(client, experiment.experiment_id)
+        attempt = 1
+        while True:
+            try:
+                return _open_store(uri, name, database)
+            except SQLAlchemyError as err:
+                # jobs started together on a new shared database create MLflow's tables at once,
+                # and all but one fail on a duplicate; the tables are there on the next attempt
+                if database is not None or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
+                    raise
+                time.sleep(attempt)
+                attempt += 1
     except (MlflowException, SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
@@ -89,10 +93,74 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
             f" a tracking server http://host:5000, or a database such as {DATABASE_EXAMPLE}) and a non-empty"
             " experiment name"
         ) from err
+
+
+def _open_store(uri: str, name: str, database: Path | None) -> MlflowClient:
+    # jobs started together on a new local store would create its tables (and the experiment) at
+    # once: they take turns
+    with file_lock(lock_beside(database) if database is not None else None):
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        if mlflow.get_experiment_by_name(name) is None:
+            mlflow.create_experiment(name, artifact_location=artifact_root(uri))
+        experiment = mlflow.set_experiment(name)
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        close_dead_runs(client, experiment.experiment_id)
     return client
 
 
-DATABASE_EXAMPLE = "postgresql://user:password@host/db with its driver installed (pip install 'psycopg[binary]')"
+TABLE_ATTEMPTS = 3  # tries at opening a new shared database whose tables another job is creating
+
+
+def created_meanwhile(err: SQLAlchemyError) -> bool:
+    """Whether ``err`` is another worker's table or type having been created first (PostgreSQL's
+    unique violation on its catalogue, or "already exists")."""
+    text = str(err).lower()
+    return isinstance(err, (IntegrityError, ProgrammingError)) and (
+        "already exists" in text or "duplicate key" in text or "uniqueviolation" in text
+    )
+
+
+RETRIES_VARIABLE, TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"
+
+
+def limit_requests(retries: int, timeout: int) -> None:
+    """Bound how long MLflow's client waits for a tracking server (or its artifact store) that
+    stops answering during a job: ``retries`` retries (2, 4, 8 s apart...) of ``timeout`` seconds
+    each, through MLflow's own variables, which it reads at every request."""
+    os.environ[RETRIES_VARIABLE] = str(retries)
+    os.environ[TIMEOUT_VARIABLE] = str(timeout)
+
+
+FAILED_REQUEST = re.compile(r"API request to (?P<url>\S+) failed with (?:timeout )?exception")
+FAILURE_REASON = re.compile(r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|Connection aborted|RemoteDisconnected")
+
+
+def lost_server(err: BaseException) -> str | None:
+    """A message for MLflow's error of a request the tracking server stopped answering mid-job
+    (its own is a 500-character line of urllib3's retries), naming ``mlflow.tracking_uri``, or
+    None for another error."""
+    text = str(err)
+    request = FAILED_REQUEST.search(text)
+    if request is None:
+        return None
+    reason = FAILURE_REASON.search(text)
+    path = urlsplit(request["url"]).path
+    return (
+        f"the tracking server mlflow.tracking_uri = {without_password(mlflow.get_tracking_uri())!r} stopped"
+        f" answering during the job: a request to {path} failed"
+        f" ({reason[0].strip() if reason else 'no answer'}) after {_retries(os.environ.get(RETRIES_VARIABLE))}"
+        " ([mlflow] request_retries, request_timeout)"
+    )
+
+
+def _retries(count: str | None) -> str:
+    return "its retries" if count is None else f"{count} retr{'y' if count == '1' else 'ies'}"
+
+
+DATABASE_EXAMPLE = (
+    "postgresql://user:password@host/db with its driver installed (pip install -e '.[postgres]' in the checkout)"
+)
 
 
 def store_problem(err: BaseException, uri: str) -> str:
@@ -203,6 +271,8 @@ def connect_once(uri: str, timeout: float | None = None) -> None:
         url = make_url(uri)
     except ArgumentError:  # not a database URL: a file store or a tracking server
         return
+    except ValueError as err:  # SQLAlchemy's int() of the port
+        raise ArgumentError(f"its port must be a number; {err}") from err
     if url.get_backend_name() not in DATABASE_SERVERS:
         return
     argument = TIMEOUT_ARGUMENT.get(url.get_driver_name())

@@ -20,7 +20,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from features.errors import BeltcastError
 from features.io import write_atomic, write_json
@@ -42,8 +42,10 @@ from pipelines.backtest import check_folds, fold_spec, is_platform, load_panel, 
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
+    TABLE_ATTEMPTS,
     TrackingError,
     connect_once,
+    created_meanwhile,
     file_lock,
     first_line,
     frame_hash,
@@ -60,7 +62,6 @@ from pipelines.tracking import (
 )
 
 NEW_STUDY = "beltcast tune --study NAME, make run STUDY=NAME, or study = NAME under [tune] in the --config file"
-TABLE_ATTEMPTS = 3  # tries at opening a new shared database whose tables another worker is creating
 
 
 class TuneError(BeltcastError, ValueError):
@@ -117,24 +118,26 @@ def run(
                 {"optuna.study": study.study_name, "optuna.data": fingerprint, "optuna.period": period or ""}
             )
             optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
-            trial = best_trial(study, period, fingerprint)
-            if trial is None:
-                saved = settings.model.params_file
-                kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
-                among = f" for {period}" if period is not None else ""
-                console.print(
-                    f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and these"
-                    f" settings; the parameters {kept}"
-                )
-                return {}
-            briers = calibration_of(study, trial, fingerprint, lambda: calibration_scores(
-                trial.params, data.X, data.y, data.periods, data.groups, spec,
-                settings.tune.inner_folds, settings.model.seed,
-            ))  # fmt: skip
-            storage = without_password(settings.tune.storage)
-            kept = keep_other_study(settings.model.params_file, study.study_name, storage)
-            best = save_best(study, trial, settings.model.params_file, briers, period, storage)
-            log_best(best, settings.model.params_file)
+            # workers of one study that end together save in turn, each the study's best as it is then
+            with file_lock(lock_beside(settings.model.params_file)):
+                trial = best_trial(study, period, fingerprint)
+                if trial is None:
+                    saved = settings.model.params_file
+                    kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
+                    among = f" for {period}" if period is not None else ""
+                    console.print(
+                        f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and"
+                        f" these settings; the parameters {kept}"
+                    )
+                    return {}
+                briers = calibration_of(study, trial, fingerprint, lambda: calibration_scores(
+                    trial.params, data.X, data.y, data.periods, data.groups, spec,
+                    settings.tune.inner_folds, settings.model.seed,
+                ))  # fmt: skip
+                storage = without_password(settings.tune.storage)
+                kept = keep_other_study(settings.model.params_file, study.study_name, storage)
+                best = save_best(study, trial, settings.model.params_file, briers, period, storage)
+                log_best(best, settings.model.params_file)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
         f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"
@@ -388,15 +391,6 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
             " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db or"
             f" {DATABASE_EXAMPLE}, or an Optuna journal file, journal:PATH"
         ) from err
-
-
-def created_meanwhile(err: SQLAlchemyError) -> bool:
-    """Whether ``err`` is another worker's table or type having been created first (PostgreSQL's
-    unique violation on its catalogue, or "already exists")."""
-    text = str(err).lower()
-    return isinstance(err, (IntegrityError, ProgrammingError)) and (
-        "already exists" in text or "duplicate key" in text or "uniqueviolation" in text
-    )
 
 
 def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:

@@ -29,7 +29,7 @@ def sigterm_handler_restored():
     [
         (["serve", "--workers", "0"], "Invalid value for '--workers': must be at least 1; got 0"),
         (["serve", "--port", "70000"], "Invalid value for '--port': must be within 1..65535; got 70000"),
-        (["tune", "--trials", "0"], "Invalid value for '--trials': must be at least 1; got 0"),
+        (["tune", "--trials", "-1"], "Invalid value for '--trials': must be at least 0; got -1"),
         (
             ["report", "--out", "reports/"],
             "Invalid value for '--out': must be a file path, not a folder; got 'reports/'",

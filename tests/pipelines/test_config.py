@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -236,3 +237,15 @@ def test_a_gbk_line_is_counted_after_a_byte_order_mark(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf[model]\n\n\n# " + "中文".encode("gbk") + b"\n")
     with pytest.raises(ConfigError, match=r"cannot read on line 4$"):
         load_settings(path)
+
+
+def test_the_readme_s_defaults_are_the_defaults_and_name_every_key(tmp_path):
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("\n## Configuration\n", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "defaults.toml").write_text(block, encoding="utf-8")
+
+    assert load_settings(tmp_path / "defaults.toml") == load_settings(None)
+    for section, field in Settings.model_fields.items():  # each key set, commented out, or a table
+        text = re.split(rf"^\[{section}\]", block, maxsplit=1, flags=re.M)[1].split("\n[", 1)[0]
+        shown = {*re.findall(r"^#? ?(\w+) =", text, re.M), *re.findall(rf"\[\[{section}\.(\w+)\]\]", block)}
+        assert set(field.annotation.model_fields) - shown == set(), section

@@ -207,7 +207,7 @@ def test_a_database_driver_that_is_not_installed_is_named():
     message = str(error.value)
     assert "'mysql://bob:***@127.0.0.1:1/mlflow'" in message and "s3cret" not in message
     assert "No module named 'MySQLdb': a database driver that is not installed" in message
-    assert "pip install 'psycopg[binary]'" in message
+    assert "pip install -e '.[postgres]'" in message
 
 
 def test_a_database_server_that_refuses_or_stays_silent_is_named_at_once(monkeypatch, tmp_path):
@@ -481,3 +481,88 @@ def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
     with pytest.raises(TrackingError, match="duplicate key"):  # still failing after the last attempt: named
         tune.open_study(shared, "shared")
     assert len(attempts) == tune.TABLE_ATTEMPTS
+
+
+def test_a_tracking_server_that_stops_answering_mid_job_is_named_after_the_configured_retries(
+    without_proxy, monkeypatch
+):
+    """MLflow's own defaults (7 retries, 120 s a request) kept a job whose server went away silent
+    for over ten minutes; the error was a 500-character line of urllib3's retries."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request
+
+    monkeypatch.delenv(tracking.RETRIES_VARIABLE, raising=False)
+    monkeypatch.delenv(tracking.TIMEOUT_VARIABLE, raising=False)
+    tracking.limit_requests(1, 7)
+    assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (1, 7)
+
+    uri = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: uri)
+    with pytest.raises(Exception) as lost:  # the request a job makes once its server is gone
+        http_request(MlflowHostCreds(uri), "/api/2.0/mlflow/runs/log-batch", "POST", json={}, backoff_factor=0)
+    assert tracking.lost_server(lost.value) == (
+        f"the tracking server mlflow.tracking_uri = '{uri}' stopped answering during the job: a request to"
+        " /api/2.0/mlflow/runs/log-batch failed ([Errno 111] Connection refused) after 1 retry"
+        " ([mlflow] request_retries, request_timeout)"
+    )
+    assert tracking.lost_server(ValueError("another error")) is None
+
+
+def test_the_job_s_mlflow_requests_take_the_configured_limits(tmp_path, monkeypatch):
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    monkeypatch.delenv(tracking.RETRIES_VARIABLE, raising=False)
+    monkeypatch.delenv(tracking.TIMEOUT_VARIABLE, raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri, request_retries=2, request_timeout=15)))
+    assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (2, 15)
+    assert (MlflowSettings().request_retries, MlflowSettings().request_timeout) == (3, 30)
+
+
+def test_jobs_opening_a_new_shared_mlflow_database_together_try_again_when_another_made_its_tables(monkeypatch):
+    # two jobs started together on a new PostgreSQL store: one failed on the other's new tables
+    from sqlalchemy.exc import IntegrityError
+
+    duplicate = IntegrityError(
+        "CREATE TABLE experiments",
+        {},
+        Exception('duplicate key value violates unique constraint "pg_type_typname_nsp_index"'),
+    )
+    attempts, client = [], object()
+
+    def racing(uri, name, database):
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise duplicate
+        return client
+
+    monkeypatch.setattr(tracking, "_open_store", racing)
+    monkeypatch.setattr(tracking, "connect_once", lambda uri: None)  # a server that takes connections
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    shared = Settings(mlflow=MlflowSettings(tracking_uri="postgresql://bob:s3cret@db.example/mlflow"))
+
+    assert use_tracking(shared) is client and attempts == ["beltcast", "beltcast"]
+    attempts.clear()
+    monkeypatch.setattr(tracking, "_open_store", lambda *args: attempts.append(1) or (_ for _ in ()).throw(duplicate))
+    with pytest.raises(TrackingError, match=r"'postgresql://bob:\*\*\*@db.example/mlflow'.*duplicate key"):
+        use_tracking(shared)  # still failing after the last attempt: named
+    assert len(attempts) == tracking.TABLE_ATTEMPTS
+
+
+@pytest.mark.parametrize("setting", ["mlflow", "tune"])
+def test_a_database_url_whose_port_is_no_number_is_named_not_a_traceback(tmp_path, setting):
+    uri = "postgresql://bob:s3cret@127.0.0.1:notaport/x"
+    if setting == "mlflow":
+        with pytest.raises(TrackingError) as error:
+            use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri)))
+    else:
+        from pipelines import tune
+        from pipelines.config import TuneSettings
+
+        with pytest.raises(TrackingError) as error:
+            tune.open_study(Settings(tune=TuneSettings(storage=uri)), "x")
+    assert "'postgresql://bob:***@127.0.0.1:notaport/x'" in str(error.value)
+    assert "(ArgumentError: its port must be a number; invalid literal for int() with base 10: 'notaport')" in str(
+        error.value
+    )
+    assert "s3cret" not in str(error.value)

@@ -287,3 +287,25 @@ def test_a_trial_left_running_by_a_killed_tune_of_this_machine_is_marked_failed(
 
 def _trials_in(settings: Settings) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY, storage=tune.study_storage(settings.tune.storage)).trials
+
+
+def test_a_worker_that_ended_first_is_brought_up_to_the_study_s_best_by_a_tune_of_no_trial(settings, tmp_path):
+    # two workers of one study with their own parameters files: the one that ended first kept the
+    # best of its time; a tune of 0 trials saves the study's best without adding any
+    import json
+
+    stale = _run(settings, None, trials=2)[0]["best_trial"]
+    other = settings.model_copy(
+        update={"model": settings.model.model_copy(update={"params_file": tmp_path / "o.json"})}
+    )
+    _run(other, None, trials=3)
+    best = max((t for t in _trials(settings) if t.value is not None), key=lambda t: t.value)
+
+    assert stale != best.number  # the other worker found a better one
+    again, said = _run(settings, None, trials=0)
+
+    assert len(_trials(settings)) == 5  # none added
+    assert again["best_trial"] == best.number
+    assert json.loads(settings.model.params_file.read_text())["best_trial"] == best.number
+    assert "5 trial(s) in all" in said
+    assert {".o.json.lock", ".tuned.json.lock"} <= {p.name for p in tmp_path.glob(".*.lock")}  # saved in turn
