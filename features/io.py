@@ -4,6 +4,7 @@ or a power cut alike."""
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -57,9 +58,16 @@ def durable_replace(source: Path | str, target: Path | str) -> None:
     _sync_folder(Path(target).parent)
 
 
+CANNOT_SYNC = {errno.EINVAL, errno.ENOTSUP, errno.ENOSYS}  # a file system that cannot sync a file: no failure
+
+
 def _flush(path: Path) -> None:
     with open(path, "rb") as file:
-        os.fsync(file.fileno())
+        try:
+            os.fsync(file.fileno())
+        except OSError as err:  # a full disk or an I/O error is one; a file system without sync is not
+            if err.errno not in CANNOT_SYNC:
+                raise
 
 
 def _sync_folder(folder: Path) -> None:
@@ -69,7 +77,7 @@ def _sync_folder(folder: Path) -> None:
         return
     try:
         os.fsync(handle)
-    except OSError:  # some filesystems cannot sync a folder
+    except OSError:  # some file systems cannot sync a folder; the file is in place already, and whole
         pass
     finally:
         os.close(handle)

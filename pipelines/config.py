@@ -292,8 +292,8 @@ class MlflowSettings(_Section):
     experiment: str = Field(default="beltcast", min_length=1)
     registered_model: str = Field(default="county-belt", max_length=200)
     # a tracking server that stops answering mid-job: MLflow's own defaults (7 retries, 120 s a
-    # request) kept a job silent for over ten minutes, deaf to Ctrl+C and SIGTERM meanwhile
-    request_retries: int = Field(default=3, ge=0, le=10)
+    # request) kept a job silent for over ten minutes; 5 retries ride out a restart of a minute
+    request_retries: int = Field(default=5, ge=1, le=10)  # 0 would allow no redirect either
     request_timeout: int = Field(default=30, ge=1, le=600)
 
     @field_validator("registered_model")

@@ -1,5 +1,5 @@
-"""The ``beltcast`` console script. Loading the command's modules (pandas, MLflow, LightGBM, Spark's
-bindings) takes a second or more; a Ctrl+C meanwhile ends it as one during a job does,
+"""The ``beltcast`` console script. A Ctrl+C while Python loads the command's own modules (the
+command line, rich's console: a fraction of a second) ends it as one during a job does,
 ``error: interrupted`` with status 130, not a traceback of the import it fell in."""
 
 from __future__ import annotations

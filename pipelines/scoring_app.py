@@ -137,7 +137,9 @@ class RepeatedKey(Exception):
         self.code = code  # the object's county_code, which names the row, if it has one
 
     def __str__(self) -> str:
-        where = "one object" if self.code is None else f"the row of county_code {json.dumps(self.code)[:40]}"
+        code = json.dumps(self.code, ensure_ascii=False)
+        shown = code if len(code) <= 40 else code[:37] + "..."
+        where = "one object" if self.code is None else f"the row of county_code {shown}"
         return f"the request must name each key of a JSON object once; got {self.key!r} more than once in {where}"
 
 

@@ -126,30 +126,58 @@ RETRIES_VARIABLE, TIMEOUT_VARIABLE = "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_
 
 def limit_requests(retries: int, timeout: int) -> None:
     """Bound how long MLflow's client waits for a tracking server (or its artifact store) that
-    stops answering during a job: ``retries`` retries (2, 4, 8 s apart...) of ``timeout`` seconds
-    each, through MLflow's own variables, which it reads at every request."""
+    stops answering during a job: ``retries`` retries (0, 4, 8, 16... s apart) of ``timeout``
+    seconds each, through MLflow's own variables, which it reads at every request (the config's
+    values replace any the environment gave)."""
     os.environ[RETRIES_VARIABLE] = str(retries)
     os.environ[TIMEOUT_VARIABLE] = str(timeout)
 
 
+@contextmanager
+def requests_at_once(when: bool = True) -> Iterator[None]:
+    """MLflow's requests of the block (``when``) made once, within a few seconds: a failing job's
+    last words to a server that has gone away must not take the whole retry budget again."""
+    if not when:
+        yield
+        return
+    kept = {name: os.environ.get(name) for name in (RETRIES_VARIABLE, TIMEOUT_VARIABLE)}
+    os.environ.update({RETRIES_VARIABLE: "0", TIMEOUT_VARIABLE: "5"})
+    try:
+        yield
+    finally:
+        for name, value in kept.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 FAILED_REQUEST = re.compile(r"API request to (?P<url>\S+) failed with (?:timeout )?exception")
-FAILURE_REASON = re.compile(r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|Connection aborted|RemoteDisconnected")
+NO_ANSWER = re.compile(
+    r"\[Errno -?\d+\] [^'\")]+|Read timed out|timed out|Connection aborted|RemoteDisconnected|Connection refused"
+)
+ERROR_ANSWERS = re.compile(r"too many (\d{3}) error responses")
 
 
 def lost_server(err: BaseException) -> str | None:
-    """A message for MLflow's error of a request the tracking server stopped answering mid-job
-    (its own is a 500-character line of urllib3's retries), naming ``mlflow.tracking_uri``, or
-    None for another error."""
+    """A message for MLflow's error of a request the tracking server stopped answering mid-job, or
+    kept answering with an error status (MLflow's own is a 500-character line of urllib3's
+    retries), naming ``mlflow.tracking_uri``; None for another error (a refused TLS certificate,
+    a request MLflow itself refused)."""
     text = str(err)
     request = FAILED_REQUEST.search(text)
     if request is None:
         return None
-    reason = FAILURE_REASON.search(text)
-    path = urlsplit(request["url"]).path
+    answers, silence = ERROR_ANSWERS.search(text), NO_ANSWER.search(text)
+    if answers is not None:
+        what = f"answered HTTP {answers[1]} to every try of a request"
+    elif silence is not None:
+        what = f"stopped answering: a request failed ({silence[0].strip()})"
+    else:
+        return None
     return (
-        f"the tracking server mlflow.tracking_uri = {without_password(mlflow.get_tracking_uri())!r} stopped"
-        f" answering during the job: a request to {path} failed"
-        f" ({reason[0].strip() if reason else 'no answer'}) after {_retries(os.environ.get(RETRIES_VARIABLE))}"
+        f"the tracking server mlflow.tracking_uri = {without_password(mlflow.get_tracking_uri())!r} {what}"
+        f" during the job, to {urlsplit(request['url']).path}, after {_retries(os.environ.get(RETRIES_VARIABLE))}"
         " ([mlflow] request_retries, request_timeout)"
     )
 
@@ -461,7 +489,7 @@ def start_run(run_name: str, nested: bool = False) -> Iterator[mlflow.ActiveRun]
         try:
             yield run
         except BaseException as err:  # the run ends FAILED (Ctrl+C too): say why on it
-            with ending_failed_run():
+            with ending_failed_run(), requests_at_once(lost_server(err) is not None):
                 _tag_error(err)
                 with suppress(Exception):  # best effort: a store that has gone away must not hide ``err``
                     mlflow.end_run("FAILED")  # takes the run off MLflow's stack before it writes

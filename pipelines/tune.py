@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from sqlalchemy.exc import SQLAlchemyError
 
 from features.errors import BeltcastError
-from features.io import write_atomic, write_json
+from features.io import writable_target, write_atomic, write_json
 from models.datasets import emergence_transitions
 from models.estimators import LGBMEmergence
 from models.tuning import (
@@ -92,6 +92,7 @@ def run(
         data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed, n_seeds=settings.tune.seeds,
     )  # fmt: skip
+    writable_target(settings.model.params_file)  # before the trials, not after them
     use_tracking(settings)
     features = list(data.X.columns)
     # a retrain's top-up of its period's trials is counted and run by one process at a time
@@ -119,7 +120,7 @@ def run(
             )
             optimise(study, tagged(objective, period, fingerprint), max(wanted - done, 0), console, period, fingerprint)
             # workers of one study that end together save in turn, each the study's best as it is then
-            with file_lock(lock_beside(settings.model.params_file)):
+            with file_lock(lock_beside(settings.model.params_file), of=settings.model.params_file):
                 trial = best_trial(study, period, fingerprint)
                 if trial is None:
                     saved = settings.model.params_file

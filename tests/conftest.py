@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,20 @@ def sources_read_once_per_session():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(build, "read_sources", read_sources)
         yield
+
+
+@pytest.fixture(autouse=True)
+def mlflow_request_limits_restored():
+    """A job sets MLflow's request limits in the environment (``tracking.limit_requests``), as a
+    command does for its process: each test's are undone after it."""
+    names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    kept = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in kept.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,21 @@ def test_a_sigterm_held_with_a_ctrl_c_is_handled_first(monkeypatch):
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def test_a_file_system_that_cannot_sync_is_no_failure_but_a_failed_sync_is(tmp_path, monkeypatch):
+    import errno
+
+    def cannot(handle):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", cannot)
+    assert write_atomic(tmp_path / "a.csv", lambda tmp: tmp.write_text("new")).read_text() == "new"
+
+    def failed(handle):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failed)
+    with pytest.raises(OutputPathError, match=r"cannot write output .*a\.csv: Input/output error"):
+        write_atomic(tmp_path / "a.csv", lambda tmp: tmp.write_text("newer"))
+    assert (tmp_path / "a.csv").read_text() == "new"

@@ -222,7 +222,11 @@ def test_a_ctrl_c_while_the_command_loads_is_interrupted_not_a_traceback():
     assert (job.returncode, job.stderr, job.stdout) == (130, "error: interrupted\n", "")
 
 
-def test_the_console_script_runs_the_command():
+def test_the_console_script_is_the_launcher_and_runs_the_command():
+    from importlib.metadata import entry_points
+
+    (script_entry,) = entry_points(group="console_scripts", name="beltcast")
+    assert script_entry.value == "pipelines.launcher:main"
     script = Path(sys.executable).with_name("beltcast")
     if not script.exists():
         pytest.skip("beltcast is not installed beside this Python")

@@ -489,34 +489,58 @@ def test_a_tracking_server_that_stops_answering_mid_job_is_named_after_the_confi
     """MLflow's own defaults (7 retries, 120 s a request) kept a job whose server went away silent
     for over ten minutes; the error was a 500-character line of urllib3's retries."""
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+    from mlflow.exceptions import MlflowException
     from mlflow.utils.rest_utils import MlflowHostCreds, http_request
 
-    monkeypatch.delenv(tracking.RETRIES_VARIABLE, raising=False)
-    monkeypatch.delenv(tracking.TIMEOUT_VARIABLE, raising=False)
     tracking.limit_requests(1, 7)
     assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (1, 7)
 
     uri = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setattr(mlflow, "get_tracking_uri", lambda: uri)
-    with pytest.raises(Exception) as lost:  # the request a job makes once its server is gone
+    with pytest.raises(MlflowException, match=r"API request to .* failed with exception") as lost:
         http_request(MlflowHostCreds(uri), "/api/2.0/mlflow/runs/log-batch", "POST", json={}, backoff_factor=0)
     assert tracking.lost_server(lost.value) == (
-        f"the tracking server mlflow.tracking_uri = '{uri}' stopped answering during the job: a request to"
-        " /api/2.0/mlflow/runs/log-batch failed ([Errno 111] Connection refused) after 1 retry"
+        f"the tracking server mlflow.tracking_uri = '{uri}' stopped answering: a request failed ([Errno 111]"
+        " Connection refused) during the job, to /api/2.0/mlflow/runs/log-batch, after 1 retry"
         " ([mlflow] request_retries, request_timeout)"
     )
+    answering_503 = MlflowException(
+        f"API request to {uri}/api/2.0/mlflow/runs/log-batch failed with exception"
+        " HTTPConnectionPool(host='127.0.0.1'): Max retries exceeded with url: /api/2.0/mlflow/runs/log-batch"
+        " (Caused by ResponseError('too many 503 error responses'))"
+    )
+    assert tracking.lost_server(answering_503).startswith(
+        f"the tracking server mlflow.tracking_uri = '{uri}' answered HTTP 503 to every try of a request during the job"
+    )
+    certificate = MlflowException(
+        f"API request to {uri}/api/2.0/mlflow/runs/get failed with exception SSLError(SSLCertVerificationError(1,"
+        " 'certificate verify failed: self-signed certificate'))"
+    )
+    assert tracking.lost_server(certificate) is None  # not a server gone: MLflow's own words
     assert tracking.lost_server(ValueError("another error")) is None
 
 
-def test_the_job_s_mlflow_requests_take_the_configured_limits(tmp_path, monkeypatch):
+def test_a_failing_job_s_last_requests_to_a_lost_server_are_made_once(monkeypatch, tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("made-once")
+    seen = []
+    monkeypatch.setattr(tracking, "_tag_error", lambda err: seen.append(os.environ[tracking.RETRIES_VARIABLE]))
+    tracking.limit_requests(3, 30)
+    lost = RuntimeError("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed with exception [Errno 111] x")
+    with pytest.raises(RuntimeError, match="API request"), tracking.start_run("lost"):
+        raise lost
+    with pytest.raises(RuntimeError, match="other"), tracking.start_run("other"):
+        raise RuntimeError("other")
+    assert seen == ["0", "3"] and os.environ[tracking.RETRIES_VARIABLE] == "3"
+
+
+def test_the_job_s_mlflow_requests_take_the_configured_limits(tmp_path):
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 
-    monkeypatch.delenv(tracking.RETRIES_VARIABLE, raising=False)
-    monkeypatch.delenv(tracking.TIMEOUT_VARIABLE, raising=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=uri, request_retries=2, request_timeout=15)))
     assert (MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(), MLFLOW_HTTP_REQUEST_TIMEOUT.get()) == (2, 15)
-    assert (MlflowSettings().request_retries, MlflowSettings().request_timeout) == (3, 30)
+    assert (MlflowSettings().request_retries, MlflowSettings().request_timeout) == (5, 30)
 
 
 def test_jobs_opening_a_new_shared_mlflow_database_together_try_again_when_another_made_its_tables(monkeypatch):
