@@ -84,7 +84,7 @@ import numpy as np
 import pandas as pd
 
 from features.codes import CodeHistory, harmonise, is_county_level
-from features.errors import CountyCodeError, SourceFormatError
+from features.errors import CountyCodeError, SourceFormatError, shown
 from features.labels import BeltRule, Condition
 from features.periods import ANNUAL, QUARTERLY, PeriodError, label, parse_period, per_year
 from features.taxonomy import MODES, ModeTaxonomy
@@ -390,11 +390,6 @@ def _where(path: Path, index: int) -> str:
     return f"data row {index + 1}{line} of {path}"
 
 
-def _show(value: object) -> str:
-    """A cell as it came in: ``'2025Q5'`` for text, ``-2.0`` for a number (not ``np.float64(-2.0)``)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
 def _first(flags: pd.Series) -> int:
     return int(flags.idxmax())
 
@@ -442,7 +437,7 @@ def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> 
     if malformed.any():
         i = _first(malformed)
         raise PlatformMetricsError(
-            f"county_code {_show(raw.at[i, 'county_code'])} must be 6 digits 0-9; "
+            f"county_code {shown(raw.at[i, 'county_code'])} must be 6 digits 0-9; "
             f"got {len(codes.at[i])} characters ({_where(path, i)})"
         )
     known = {
@@ -472,7 +467,7 @@ def _periods(raw: pd.DataFrame, path: Path) -> tuple[str, pd.Series]:
         i = _first(bad)
         raise PlatformMetricsError(
             f"period must look like 2025 (annual) or 2025Q3 (quarterly), with a year in "
-            f"{YEARS[0]}..{YEARS[-1]}; got {_show(raw.at[i, 'period'])} ({_where(path, i)})"
+            f"{YEARS[0]}..{YEARS[-1]}; got {shown(raw.at[i, 'period'])} ({_where(path, i)})"
         )
     kinds = text.map(lambda value: parsed[value][0])
     frequency = kinds.iloc[0]
@@ -506,7 +501,7 @@ def _check_future(
         i = _first(late)
         raise PlatformMetricsError(
             f"period must not be after {limit_name} {as_of_limit!r} (no data from the future); "
-            f"got {_show(raw.at[i, 'period'])} ({_where(path, i)})"
+            f"got {shown(raw.at[i, 'period'])} ({_where(path, i)})"
         )
 
 
@@ -557,7 +552,7 @@ def _extra_metrics(raw: pd.DataFrame, intensive: Sequence[str], path: Path) -> l
             )
             raise PlatformMetricsError(
                 f"{path}: column {str(column)!r} is none of the known columns ({', '.join(sorted(special))}) and"
-                f" holds text ({_show(raw.at[given.index[0], column])}), where a further metric holds numbers" + hint
+                f" holds text ({shown(raw.at[given.index[0], column])}), where a further metric holds numbers" + hint
             )
         if not FEATURE_NAME.fullmatch(str(column)) or column in (*RULE_METRICS, *mode_share_names(), ROW):
             raise PlatformMetricsError(
@@ -584,7 +579,7 @@ def _numbers(
     invalid = (values.isna() & ~empty) | (values < low) | (values > LARGEST) | (empty & required)
     if invalid.any():
         i = _first(invalid)
-        got = "an empty cell" if empty.at[i] else _show(raw.at[i, column])
+        got = "an empty cell" if empty.at[i] else shown(raw.at[i, column])
         low_text = f"{low:.0e}" if signed else "0"
         raise PlatformMetricsError(
             f"{column} must be a number from {low_text} to {LARGEST:.0e}; got {got} ({_where(path, i)})"
@@ -593,7 +588,7 @@ def _numbers(
     if whole and fraction.any():
         i = _first(fraction)
         raise PlatformMetricsError(
-            f"{column} must be a whole number (a count); got {_show(raw.at[i, column])} ({_where(path, i)})"
+            f"{column} must be a whole number (a count); got {shown(raw.at[i, column])} ({_where(path, i)})"
         )
     return values
 
@@ -613,7 +608,7 @@ def _synthetic_flag(raw: pd.DataFrame, path: Path) -> bool:
     if flags.isna().any():
         i = _first(flags.isna())
         raise PlatformMetricsError(
-            f"{SYNTHETIC_FLAG} must be true or false; got {_show(raw.at[i, SYNTHETIC_FLAG])} ({_where(path, i)})"
+            f"{SYNTHETIC_FLAG} must be true or false; got {shown(raw.at[i, SYNTHETIC_FLAG])} ({_where(path, i)})"
         )
     return bool(flags.astype(bool).any())
 
@@ -625,9 +620,9 @@ def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
     if repeated.any():
         i = _first(repeated)
         first = int(key_frame.index[(key_frame == key_frame.loc[i]).all(axis=1)][0])
-        shown = tuple(str(raw.at[i, c]).strip() for c in keys)
+        given = tuple(str(raw.at[i, c]).strip() for c in keys)
         raise PlatformMetricsError(
-            f"({', '.join(keys)}) must be unique; got {shown} again ({_where(path, i)}), "
+            f"({', '.join(keys)}) must be unique; got {given} again ({_where(path, i)}), "
             f"already in {_where(path, first)}"
         )
     if CATEGORY not in raw.columns:
@@ -639,12 +634,12 @@ def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
         i = _first(both)
         same = (table["county_code"] == table.at[i, "county_code"]) & (table["period"] == table.at[i, "period"])
         other = int(table.index[same & ~blank][0])
-        shown = tuple(str(raw.at[i, c]).strip() for c in ("county_code", "period"))
+        given = tuple(str(raw.at[i, c]).strip() for c in ("county_code", "period"))
         raise PlatformMetricsError(
             f"{CATEGORY} must be given in every row of a county and period or in none (a row without it reads"
             f" as the county's total, which its parts would be added to; name a remainder's {CATEGORY}, e.g."
-            f" 其他); got {shown} without a {CATEGORY} ({_where(path, i)}) and with"
-            f" {_show(raw.at[other, CATEGORY])} ({_where(path, other)})"
+            f" 其他); got {given} without a {CATEGORY} ({_where(path, i)}) and with"
+            f" {shown(raw.at[other, CATEGORY])} ({_where(path, other)})"
         )
 
 

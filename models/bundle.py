@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy.special import expit
 
+from features.errors import shown
 from features.panel import feature_sources, staleness_columns
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
@@ -609,7 +610,7 @@ class ForecastBundle:
             except PeriodError:
                 frequency, index = None, None
             if frequency != self.frequency:
-                raise ModelInputError(f"as_of must be {self._period_hint}; got {_shown(value)}")
+                raise ModelInputError(f"as_of must be {self._period_hint}; got {shown(value)}")
             return index
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):  # of any size: no float()
             if abs(int(value)) > PERIOD_LIMIT:
@@ -617,7 +618,7 @@ class ForecastBundle:
             return int(value)
         number = isinstance(value, (float, np.floating))
         if not number or not np.isfinite(value) or value != np.floor(value):
-            raise ModelInputError(f"as_of must be {self._period_hint}; got {_shown(value)}")
+            raise ModelInputError(f"as_of must be {self._period_hint}; got {shown(value)}")
         if abs(value) > PERIOD_LIMIT:
             raise ModelInputError(self._period_message(repr(float(value))))
         return int(value)
@@ -724,7 +725,7 @@ def _outside(column: str, domain: Domain, given: pd.Series) -> Callable[[int], s
     """What is wrong with a row whose ``given`` value of ``column`` is outside its ``domain``."""
 
     def describe(row: int) -> str:
-        return f"{column} must be {domain.expected}; got {_shown(given.iloc[row])}"
+        return f"{column} must be {domain.expected}; got {shown(given.iloc[row])}"
 
     return describe
 
@@ -783,22 +784,8 @@ def _bad_code(value: object) -> str:
             f"county_code must be one 6-digit code per row; got {type(value).__name__} of {len(value)} values"
             " (send a DataFrame, one row per county)"
         )
-    given = "a missing value" if value is None or value is pd.NA or value != value else _shown(value)
+    given = "a missing value" if value is None or value is pd.NA or value != value else shown(value)
     return f"county_code must be 6 digits; got {given}"
-
-
-def _shown(value: object) -> str:
-    """A value as a client sent it: a numpy scalar as its Python value (``330503.5``, not
-    ``np.float64(330503.5)``), an object or list of a JSON request as JSON (at most 80 characters)."""
-    if isinstance(value, np.generic):
-        return repr(value.item())
-    if isinstance(value, dict | list):
-        try:
-            text = json.dumps(value, ensure_ascii=False, default=str)
-        except ValueError:  # a circular structure: only from a Python caller
-            return repr(value)[:80]
-        return text if len(text) <= 80 else text[:77] + "..."
-    return repr(value)
 
 
 def _key(codes: np.ndarray, periods: np.ndarray) -> np.ndarray:

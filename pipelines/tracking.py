@@ -16,10 +16,11 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import mlflow
@@ -75,17 +76,7 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
     limit_requests(settings.mlflow.request_retries, settings.mlflow.request_timeout)
     try:
         connect_once(uri)
-        attempt = 1
-        while True:
-            try:
-                return _open_store(uri, name, database)
-            except SQLAlchemyError as err:
-                # jobs started together on a new shared database create MLflow's tables at once,
-                # and all but one fail on a duplicate; the tables are there on the next attempt
-                if database is not None or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
-                    raise
-                time.sleep(attempt)
-                attempt += 1
+        return with_tables_race(lambda: _open_store(uri, name, database), local=database is not None)
     except (MlflowException, SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
@@ -109,7 +100,24 @@ def _open_store(uri: str, name: str, database: Path | None) -> MlflowClient:
     return client
 
 
+T = TypeVar("T")
 TABLE_ATTEMPTS = 3  # tries at opening a new shared database whose tables another job is creating
+
+
+def with_tables_race(open_store: Callable[[], T], local: bool) -> T:
+    """``open_store()``, tried again (up to :data:`TABLE_ATTEMPTS` times) on a shared database (not
+    ``local``) while another job is found creating its tables: jobs or workers started together on
+    a new database create them at once, and all but one fail on a duplicate; the tables are there
+    on the next attempt. A local store's jobs take turns instead (a lock beside its file)."""
+    attempt = 1
+    while True:
+        try:
+            return open_store()
+        except SQLAlchemyError as err:
+            if local or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
+                raise
+            time.sleep(attempt)
+            attempt += 1
 
 
 def created_meanwhile(err: SQLAlchemyError) -> bool:

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,10 +41,8 @@ from pipelines.backtest import check_folds, fold_spec, is_platform, load_panel, 
 from pipelines.config import Settings, TuneSettings
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
-    TABLE_ATTEMPTS,
     TrackingError,
     connect_once,
-    created_meanwhile,
     file_lock,
     first_line,
     frame_hash,
@@ -58,6 +55,7 @@ from pipelines.tracking import (
     store_problem,
     study_lock,
     use_tracking,
+    with_tables_race,
     without_password,
 )
 
@@ -373,18 +371,7 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     try:
         name = study_name or default_study(settings, features)
         connect_once(storage)
-        attempt = 1
-        while True:
-            try:
-                with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
-                    return make_study(name, study_storage(storage), settings.model.seed)
-            except SQLAlchemyError as err:
-                # workers started together on a new shared database create its tables at once, and
-                # all but one fail on a duplicate; the tables are there on the next attempt
-                if database is not None or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
-                    raise
-                time.sleep(attempt)
-                attempt += 1
+        return with_tables_race(lambda: _make_study(name, storage, database, settings.model.seed), database is not None)
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
@@ -392,6 +379,11 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
             " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db or"
             f" {DATABASE_EXAMPLE}, or an Optuna journal file, journal:PATH"
         ) from err
+
+
+def _make_study(name: str, storage: str, database: Path | None, seed: int) -> optuna.Study:
+    with file_lock(lock_beside(database) if database is not None else None):  # workers creating its tables
+        return make_study(name, study_storage(storage), seed)
 
 
 def same_objective(study: optuna.Study, seeds: int, features: list[str]) -> None:

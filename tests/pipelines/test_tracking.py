@@ -465,7 +465,7 @@ def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
     monkeypatch.setattr(tune, "make_study", racing)
     monkeypatch.setattr(tune, "study_storage", lambda storage: storage)
     monkeypatch.setattr(tune, "connect_once", lambda storage: None)  # a server that takes connections
-    monkeypatch.setattr(tune.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
     shared = Settings(tune=TuneSettings(storage="postgresql://bob:s3cret@db.example/optuna"))
 
     assert tune.open_study(shared, "shared") is study and attempts == ["shared", "shared"]
@@ -480,7 +480,7 @@ def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
     monkeypatch.setattr(tune, "make_study", lambda *args: attempts.append(1) or (_ for _ in ()).throw(duplicate))
     with pytest.raises(TrackingError, match="duplicate key"):  # still failing after the last attempt: named
         tune.open_study(shared, "shared")
-    assert len(attempts) == tune.TABLE_ATTEMPTS
+    assert len(attempts) == tracking.TABLE_ATTEMPTS
 
 
 def test_a_tracking_server_that_stops_answering_mid_job_is_named_after_the_configured_retries(
