@@ -29,9 +29,9 @@ import requests
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from features.errors import BeltcastError, OutputPathError, Terminated, cause_of, ending_failed_run
@@ -74,10 +74,12 @@ def use_tracking(settings: Settings, existing: bool = False) -> MlflowClient:
         )
     check_reachable(uri)
     limit_requests(settings.mlflow.request_retries, settings.mlflow.request_timeout)
+    from alembic.util.exc import CommandError  # a migration of MLflow's tables that failed (MLflow's alembic)
+
     try:
         connect_once(uri)
-        return with_tables_race(lambda: _open_store(uri, name, database), local=database is not None)
-    except (MlflowException, SQLAlchemyError, OSError, ImportError) as err:
+        return with_tables_race(lambda: _open_store(uri, name, database), uri, "mlflow")
+    except (MlflowException, SQLAlchemyError, CommandError, OSError, ImportError) as err:
         raise TrackingError(
             f"the MLflow store mlflow.tracking_uri = {without_password(uri)!r}, mlflow.experiment = {name!r} cannot"
             f" be used ({store_problem(err, uri)}); expected a reachable store (default sqlite:///mlruns/mlflow.db,"
@@ -104,28 +106,96 @@ T = TypeVar("T")
 TABLE_ATTEMPTS = 3  # tries at opening a new shared database whose tables another job is creating
 
 
-def with_tables_race(open_store: Callable[[], T], local: bool) -> T:
-    """``open_store()``, tried again (up to :data:`TABLE_ATTEMPTS` times) on a shared database (not
-    ``local``) while another job is found creating its tables: jobs or workers started together on
-    a new database create them at once, and all but one fail on a duplicate; the tables are there
-    on the next attempt. A local store's jobs take turns instead (a lock beside its file)."""
-    attempt = 1
-    while True:
-        try:
-            return open_store()
-        except SQLAlchemyError as err:
-            if local or attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
-                raise
-            time.sleep(attempt)
-            attempt += 1
+def with_tables_race(open_store: Callable[[], T], uri: str, tables: str) -> T:
+    """``open_store()`` of the store at ``uri``, whose ``tables`` ("mlflow", "optuna") it may create
+    or upgrade. Jobs or workers started together on a new database would create them at once: on a
+    PostgreSQL or MySQL server they take turns under the database's lock (:func:`tables_lock`);
+    MySQL cannot undo a half-made table, so a job whose tables another was making could find a
+    column added twice or a migration already run. Anywhere else on a database server (SQL Server,
+    or a client of another program making them), a job that fails on a table or row another made
+    first tries again, up to :data:`TABLE_ATTEMPTS` times. A local store's jobs take turns on a lock
+    beside its file instead."""
+    if not on_database_server(uri):
+        return open_store()
+    with tables_lock(uri, tables):
+        attempt = 1
+        while True:
+            try:
+                return open_store()
+            except SQLAlchemyError as err:
+                if attempt == TABLE_ATTEMPTS or not created_meanwhile(err):
+                    raise
+                time.sleep(attempt)
+                attempt += 1
+
+
+TABLES_LOCK_SECONDS = 300.0  # the longest a job waits for another making a shared database's tables
+_LOCKS = {"postgresql": ("SELECT pg_try_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+          "mysql": ("SELECT GET_LOCK(:name, 0)", "SELECT RELEASE_LOCK(:name)")}  # fmt: skip
+_held_tables: set[tuple[str, str]] = set()  # (uri, tables) this process holds the lock of
+
+
+@contextmanager
+def tables_lock(uri: str, tables: str, seconds: float = TABLES_LOCK_SECONDS) -> Iterator[None]:
+    """Hold the lock named ``beltcast.<tables>`` of the database at ``uri`` while the block runs:
+    a PostgreSQL advisory lock (of that database) or a MySQL named lock (of the server, named with
+    the database), on a connection of its own, released when the block ends or the job's connection
+    goes; reentrant within this process. Nothing for another kind of store. A lock another job holds
+    for over ``seconds`` is a :class:`TrackingError`."""
+    url = make_url(uri)
+    statements = _LOCKS.get(url.get_backend_name())
+    if statements is None or (uri, tables) in _held_tables:
+        yield
+        return
+    name = f"beltcast.{tables}"
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    params = {"key": key, "name": f"{name}.{url.database}"[:64]}
+    engine = _server_engine(url, PROBE_SECONDS)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            waited, step = time.monotonic(), 0.2
+            while not connection.execute(text(statements[0]), params).scalar():
+                if time.monotonic() - waited > seconds:
+                    raise TrackingError(
+                        f"the store {without_password(uri)!r}: another job has been making or upgrading its"
+                        f" {tables} tables for over {seconds:g} s (it holds the database's lock {name!r});"
+                        " expected it to end: try again once it has, or end it"
+                    )
+                time.sleep(step)
+                step = min(2 * step, 2.0)
+            _held_tables.add((uri, tables))
+            try:
+                yield
+            finally:
+                _held_tables.discard((uri, tables))
+                with suppress(SQLAlchemyError):  # a connection gone has released it
+                    connection.execute(text(statements[1]), params)
+    finally:
+        engine.dispose()
+
+
+def on_database_server(uri: str) -> bool:
+    """Whether ``uri`` is a store on a database server (PostgreSQL, MySQL, SQL Server)."""
+    try:
+        return make_url(uri).get_backend_name() in DATABASE_SERVERS
+    except (ArgumentError, ValueError):  # not a database URL: a file store, a tracking server, a journal
+        return False
 
 
 def created_meanwhile(err: SQLAlchemyError) -> bool:
-    """Whether ``err`` is another worker's table or type having been created first (PostgreSQL's
-    unique violation on its catalogue, or "already exists")."""
+    """Whether ``err`` is another worker's table or type having been created first: PostgreSQL's
+    unique violation on its catalogue or "already exists"; MySQL's table that exists (error 1050,
+    which its drivers raise as an operational error) or duplicate entry (1062)."""
     text = str(err).lower()
-    return isinstance(err, (IntegrityError, ProgrammingError)) and (
-        "already exists" in text or "duplicate key" in text or "uniqueviolation" in text
+    mysql = isinstance(err, OperationalError) and "already exists" in text and "1050" in text
+    return mysql or (
+        isinstance(err, (IntegrityError, ProgrammingError))
+        and (
+            "already exists" in text
+            or "duplicate key" in text
+            or "uniqueviolation" in text
+            or "duplicate entry" in text
+        )
     )
 
 
@@ -311,15 +381,21 @@ def connect_once(uri: str, timeout: float | None = None) -> None:
         raise ArgumentError(f"its port must be a number; {err}") from err
     if url.get_backend_name() not in DATABASE_SERVERS:
         return
-    argument = TIMEOUT_ARGUMENT.get(url.get_driver_name())
-    seconds = max(2, math.ceil(PROBE_SECONDS if timeout is None else timeout))  # libpq's least
-    options = {argument: seconds} if argument and argument not in url.query else {}
-    engine = create_engine(url, connect_args=options, poolclass=NullPool)
+    engine = _server_engine(url, PROBE_SECONDS if timeout is None else timeout)
     try:
         with engine.connect():
             pass
     finally:
         engine.dispose()
+
+
+def _server_engine(url: URL, timeout: float) -> Engine:
+    """An engine of single connections to the database server at ``url``, each opened within
+    ``timeout`` seconds where the driver takes a connection timeout and the URL sets none."""
+    argument = TIMEOUT_ARGUMENT.get(url.get_driver_name())
+    seconds = max(2, math.ceil(timeout))  # libpq's least
+    options = {argument: seconds} if argument and argument not in url.query else {}
+    return create_engine(url, connect_args=options, poolclass=NullPool)
 
 
 def without_password(uri: str) -> str:

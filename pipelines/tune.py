@@ -95,7 +95,8 @@ def run(
     features = list(data.X.columns)
     # a retrain's top-up of its period's trials is counted and run by one process at a time
     with study_lock(settings) if period is not None else contextlib.nullcontext():
-        study = open_study(settings, study_name, features)
+        wanted = settings.tune.trials if trials is None else trials
+        study = open_study(settings, study_name, features, existing=wanted == 0 and period is None)
         same_objective(study, settings.tune.seeds, features)
         closed = close_dead_trials(study)
         if closed:
@@ -105,7 +106,6 @@ def run(
             )
         fingerprint = record_scored_on(study, scored_on(settings, panel))
         not_reused(study, period, fingerprint, console)
-        wanted = settings.tune.trials if trials is None else trials
         finished = [
             t for t in study.get_trials(deepcopy=False, states=FINISHED) if scored_alike(t) == (period, fingerprint)
         ]
@@ -360,8 +360,12 @@ def quiet_interrupts() -> None:
         logger.addFilter(InterruptedTrials())
 
 
-def open_study(settings: Settings, study_name: str | None, features: list[str] | None = None) -> optuna.Study:
-    """Create or resume the study in its storage (``mlruns/optuna.db`` by default)."""
+def open_study(
+    settings: Settings, study_name: str | None, features: list[str] | None = None, existing: bool = False
+) -> optuna.Study:
+    """Create or resume the study in its storage (``mlruns/optuna.db`` by default); with
+    ``existing``, only resume it (a tune of no trial saves a study's best again, and a study that is
+    not there, a name mistyped, has none: a :class:`TuneError` naming the studies there)."""
     storage = settings.tune.storage
     database = sqlite_file(storage)
     if database is not None:
@@ -371,7 +375,9 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
     try:
         name = study_name or default_study(settings, features)
         connect_once(storage)
-        return with_tables_race(lambda: _make_study(name, storage, database, settings.model.seed), database is not None)
+        if existing:
+            _must_exist(name, storage)
+        return with_tables_race(lambda: _make_study(name, storage, database, settings.model.seed), storage, "optuna")
     except (SQLAlchemyError, OSError, ImportError) as err:
         raise TrackingError(
             f"the study store tune.storage = {without_password(storage)!r} cannot be opened"
@@ -379,6 +385,17 @@ def open_study(settings: Settings, study_name: str | None, features: list[str] |
             " expected a database URL Optuna can use, such as sqlite:///mlruns/optuna.db or"
             f" {DATABASE_EXAMPLE}, or an Optuna journal file, journal:PATH"
         ) from err
+
+
+def _must_exist(name: str, storage: str) -> None:
+    store = sqlite_file(storage) or journal_file(storage)
+    names = [] if store is not None and not store.exists() else optuna.get_all_study_names(study_storage(storage))
+    if name not in names:
+        there = f"the studies there are {', '.join(map(repr, sorted(names)))}" if names else "it has no study yet"
+        raise TuneError(
+            f"--study must name a study of tune.storage = {without_password(storage)!r} when --trials is 0 (which"
+            f" saves a study's best again); got {name!r}, and {there}"
+        )
 
 
 def _make_study(name: str, storage: str, database: Path | None, seed: int) -> optuna.Study:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import socket
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -465,6 +468,7 @@ def test_workers_opening_a_new_shared_database_together_all_start(monkeypatch):
     monkeypatch.setattr(tune, "make_study", racing)
     monkeypatch.setattr(tune, "study_storage", lambda storage: storage)
     monkeypatch.setattr(tune, "connect_once", lambda storage: None)  # a server that takes connections
+    monkeypatch.setattr(tracking, "tables_lock", lambda uri, tables: contextlib.nullcontext())  # taken at once
     monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
     shared = Settings(tune=TuneSettings(storage="postgresql://bob:s3cret@db.example/optuna"))
 
@@ -543,15 +547,25 @@ def test_the_job_s_mlflow_requests_take_the_configured_limits(tmp_path):
     assert (MlflowSettings().request_retries, MlflowSettings().request_timeout) == (5, 30)
 
 
-def test_jobs_opening_a_new_shared_mlflow_database_together_try_again_when_another_made_its_tables(monkeypatch):
-    # two jobs started together on a new PostgreSQL store: one failed on the other's new tables
-    from sqlalchemy.exc import IntegrityError
+def _created_first(kind: str) -> Exception:
+    """What a job gets when another created the tables first, in PostgreSQL's and MySQL's words."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
-    duplicate = IntegrityError(
-        "CREATE TABLE experiments",
-        {},
-        Exception('duplicate key value violates unique constraint "pg_type_typname_nsp_index"'),
-    )
+    if kind == "postgresql":
+        return IntegrityError(
+            "CREATE TABLE experiments",
+            {},
+            Exception('duplicate key value violates unique constraint "pg_type_typname_nsp_index"'),
+        )
+    if kind == "mysql":  # PyMySQL and mysqlclient raise MySQL's 1050 as an operational error
+        return OperationalError("CREATE TABLE experiments", {}, Exception(1050, "Table 'experiments' already exists"))
+    return IntegrityError("INSERT INTO alembic_version", {}, Exception(1062, "Duplicate entry '0a8213491aaa' for key"))
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql", "mysql-duplicate"])
+def test_jobs_opening_a_new_shared_mlflow_database_together_try_again_when_another_made_its_tables(monkeypatch, kind):
+    # two jobs started together on a new PostgreSQL (or MySQL) store: one failed on the other's new tables
+    duplicate = _created_first(kind)
     attempts, client = [], object()
 
     def racing(uri, name, database):
@@ -562,15 +576,29 @@ def test_jobs_opening_a_new_shared_mlflow_database_together_try_again_when_anoth
 
     monkeypatch.setattr(tracking, "_open_store", racing)
     monkeypatch.setattr(tracking, "connect_once", lambda uri: None)  # a server that takes connections
+    monkeypatch.setattr(tracking, "tables_lock", lambda uri, tables: contextlib.nullcontext())  # taken at once
     monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
-    shared = Settings(mlflow=MlflowSettings(tracking_uri="postgresql://bob:s3cret@db.example/mlflow"))
+    scheme = kind.split("-")[0]
+    shared = Settings(mlflow=MlflowSettings(tracking_uri=f"{scheme}://bob:s3cret@db.example/mlflow"))
 
     assert use_tracking(shared) is client and attempts == ["beltcast", "beltcast"]
     attempts.clear()
     monkeypatch.setattr(tracking, "_open_store", lambda *args: attempts.append(1) or (_ for _ in ()).throw(duplicate))
-    with pytest.raises(TrackingError, match=r"'postgresql://bob:\*\*\*@db.example/mlflow'.*duplicate key"):
+    with pytest.raises(TrackingError, match=rf"'{scheme}://bob:\*\*\*@db.example/mlflow'.*(?i:duplicate|exists)"):
         use_tracking(shared)  # still failing after the last attempt: named
     assert len(attempts) == tracking.TABLE_ATTEMPTS
+
+
+def test_a_store_s_other_errors_are_not_taken_for_another_job_s_tables():
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    assert tracking.created_meanwhile(_created_first("mysql"))
+    others = [
+        OperationalError("SELECT 1", {}, Exception(1045, "Access denied for user 'bob'@'localhost'")),
+        OperationalError("CREATE TABLE x", {}, Exception("database is locked")),
+        IntegrityError("INSERT INTO runs", {}, Exception("NOT NULL constraint failed: runs.name")),
+    ]
+    assert not any(tracking.created_meanwhile(err) for err in others)
 
 
 @pytest.mark.parametrize("setting", ["mlflow", "tune"])
@@ -590,3 +618,99 @@ def test_a_database_url_whose_port_is_no_number_is_named_not_a_traceback(tmp_pat
         error.value
     )
     assert "s3cret" not in str(error.value)
+
+
+class _LockingServer:
+    """A database server's connections as :func:`tracking.tables_lock` uses them: the lock is
+    another job's for ``held`` tries, then this one's. Statements are recorded, not run."""
+
+    def __init__(self, held: float = 0):
+        self.held, self.statements, self.disposed = held, [], 0
+
+    def connect(self):
+        return self
+
+    def execution_options(self, **options):
+        assert options == {"isolation_level": "AUTOCOMMIT"}  # no transaction left open while others make tables
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def execute(self, statement, params):
+        self.statements.append((str(statement).split("(")[0], dict(params)))
+        granted = "UNLOCK" in str(statement).upper() or "RELEASE" in str(statement) or self.held <= 0
+        self.held -= 1
+        return types.SimpleNamespace(scalar=lambda: granted)
+
+    def dispose(self):
+        self.disposed += 1
+
+
+@pytest.mark.parametrize(
+    ("uri", "take", "give"),
+    [
+        ("postgresql://bob:s3cret@db.example/mlflow", "SELECT pg_try_advisory_lock", "SELECT pg_advisory_unlock"),
+        ("mysql+pymysql://bob:s3cret@db.example/mlflow", "SELECT GET_LOCK", "SELECT RELEASE_LOCK"),
+    ],
+)
+def test_jobs_opening_a_shared_database_take_turns_at_its_tables_under_the_database_s_lock(
+    monkeypatch, uri, take, give
+):
+    # 5 jobs started together on a new MySQL store: 4 failed on columns or migrations another had made
+    server = _LockingServer(held=2)
+    monkeypatch.setattr(tracking, "_server_engine", lambda url, timeout: server)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    opened = []
+
+    assert (
+        tracking.with_tables_race(lambda: opened.append(list(server.statements)) or "store", uri, "mlflow") == "store"
+    )
+    assert [statement for statement, _ in server.statements] == [take] * 3 + [give]  # waited twice, then opened
+    assert len(opened[0]) == 3 and server.disposed == 1  # opened while holding it; released after
+    params = server.statements[0][1]
+    assert params["name"] == "beltcast.mlflow.mlflow" and params == server.statements[-1][1]
+
+    server.statements.clear()
+    with (
+        pytest.raises(RuntimeError, match="broken"),
+        tracking.tables_lock(uri, "optuna"),
+        tracking.tables_lock(uri, "optuna"),  # held already by this process: not asked again
+    ):
+        raise RuntimeError("broken")
+    assert [statement for statement, _ in server.statements] == [take, give]  # released after a failure too
+    assert server.statements[0][1]["key"] != params["key"]  # the Optuna tables have a lock of their own
+
+
+def test_a_database_lock_held_too_long_by_another_job_is_named(monkeypatch):
+    server = _LockingServer(held=math.inf)
+    monkeypatch.setattr(tracking, "_server_engine", lambda url, timeout: server)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    with pytest.raises(TrackingError) as waited, tracking.tables_lock("postgresql://bob:s3cret@db/x", "mlflow", 0.05):
+        pass
+    assert str(waited.value) == (
+        "the store 'postgresql://bob:***@db/x': another job has been making or upgrading its mlflow tables for over"
+        " 0.05 s (it holds the database's lock 'beltcast.mlflow'); expected it to end: try again once it has, or"
+        " end it"
+    )
+    assert server.disposed == 1
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlruns/mlflow.db", "http://127.0.0.1:5000", "journal:optuna.journal"])
+def test_a_store_on_no_database_server_opens_without_a_server_lock(monkeypatch, uri):
+    monkeypatch.setattr(tracking, "_server_engine", lambda url, timeout: pytest.fail("no server to lock"))
+    assert tracking.with_tables_race(lambda: "store", uri, "mlflow") == "store"
+
+
+def test_a_failed_migration_of_the_store_s_tables_is_named_not_a_traceback(monkeypatch, tmp_path):
+    from alembic.util.exc import CommandError
+
+    def migrating(uri, name, database):
+        raise CommandError("Online migration expected to match one row when updating 'a' to 'b' in 'alembic_version'")
+
+    monkeypatch.setattr(tracking, "_open_store", migrating)
+    with pytest.raises(TrackingError, match=r"mlflow.tracking_uri = 'sqlite:///.*' .*\(CommandError: Online migration"):
+        use_tracking(Settings(mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")))

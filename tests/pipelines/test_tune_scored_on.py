@@ -309,3 +309,17 @@ def test_a_worker_that_ended_first_is_brought_up_to_the_study_s_best_by_a_tune_o
     assert json.loads(settings.model.params_file.read_text())["best_trial"] == best.number
     assert "5 trial(s) in all" in said
     assert {".o.json.lock", ".tuned.json.lock"} <= {p.name for p in tmp_path.glob(".*.lock")}  # saved in turn
+
+
+def test_a_tune_of_no_trial_of_a_study_that_is_not_there_is_refused_and_creates_none(settings):
+    # a mistyped --study with --trials 0 must not leave an empty study behind
+    with pytest.raises(tune.TuneError) as refused:
+        tune.run(settings, 0, "scored-onn", Console(record=True))
+    assert "--study must name a study" in str(refused.value) and "got 'scored-onn'" in str(refused.value)
+    assert "it has no study yet" in str(refused.value)
+    assert not settings.model.params_file.exists()
+
+    _run(settings, None, trials=1)
+    with pytest.raises(tune.TuneError, match="'scored-onn', and the studies there are 'scored-on'"):
+        tune.run(settings, 0, "scored-onn", Console(record=True))
+    assert optuna.get_all_study_names(tune.study_storage(settings.tune.storage)) == [STUDY]
