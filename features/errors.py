@@ -11,20 +11,26 @@ _ending: list[bool] = []  # one entry per failing run being ended (ending_failed
 
 
 def shown(value: object) -> str:
-    """A value as it came in, for a message: a numpy scalar as its Python value (``330503.5``, not
-    ``np.float64(330503.5)``), an object or list (of a JSON request, a nested Parquet cell) as JSON
-    of at most 80 characters, anything else as its repr (``'2025Q5'``)."""
+    """A value as it came in, for a message, in at most 80 characters (a request's 50 MB county code
+    was sent back whole): a numpy scalar as its Python value (``330503.5``, not
+    ``np.float64(330503.5)``), an object or list (of a JSON request, a nested Parquet cell) as JSON,
+    anything else as its repr (``'2025Q5'``)."""
     import numpy as np  # not at import: the command line loads this module before any job
 
     if isinstance(value, np.generic):
-        return repr(value.item())
+        value = value.item()
     if isinstance(value, dict | list):
         try:
             text = json.dumps(value, ensure_ascii=False, default=str)
         except ValueError:  # a circular structure: only from a Python caller
-            return repr(value)[:80]
-        return text if len(text) <= 80 else text[:77] + "..."
-    return repr(value)
+            text = repr(value)
+    else:
+        text = repr(value)
+    if len(text) <= 80:
+        return text
+    if isinstance(value, int):  # its size is what is wrong with it
+        return f"{text[:30]}...{text[-10:]} ({len(text.lstrip('-'))} digits)"
+    return text[:77] + "..."
 
 
 class BeltcastError(Exception):

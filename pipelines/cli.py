@@ -15,10 +15,10 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from features.errors import BeltcastError, Terminated, ending_run
 from pipelines.config import Settings, load_settings
+from pipelines.terminal import printable
 
 _ended_with: list[int] = []  # the status of the ``beltcast`` command's job, once it has ended
 
@@ -157,7 +157,7 @@ def _from_mlflow(err: Exception) -> bool:
 
 
 def _fail(message: str) -> NoReturn:
-    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # "[tune]" is text, not markup
+    errors.print(f"[red]error:[/red] {printable(message)}", highlight=False)  # "[tune]" is text, not markup
     raise typer.Exit(code=1)
 
 
@@ -305,12 +305,23 @@ def serve(
             " MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT).",
         ),
     ] = None,
+    allowed_hosts: Annotated[
+        str | None,
+        typer.Option(
+            help="Host names requests may address (the Host header), comma-separated; * for any. Default: the"
+            " loopback names for a server on 127.0.0.1, any host for a server bound elsewhere.",
+        ),
+    ] = None,
 ) -> None:
     """Serve models:/county-belt@champion over REST (the MLflow scoring server)."""
     from pipelines import serve as job
 
+    if not host.strip():
+        raise typer.BadParameter(
+            "must be an address or host name; got '' (0.0.0.0 listens on every IPv4 interface)", param_hint="--host"
+        )
     with _reported():
-        job.run(_settings(config), host, port, workers, console, timeout)  # becomes the server: no return
+        job.run(_settings(config), host, port, workers, console, timeout, allowed_hosts)  # becomes the server
 
 
 @app.command("report")
@@ -436,7 +447,7 @@ def _usage_error(err: Exception, argv: list[str] | None) -> NoReturn:
     given = _given(getattr(err, "param", None), words)
     if given is not None and "got " not in message:  # the parser's own conversion does not say what came in
         message += f"; got {given!r}"
-    errors.print(f"[red]error:[/red] {escape(where + message)}", highlight=False)
+    errors.print(f"[red]error:[/red] {printable(where + message)}", highlight=False)
     raise SystemExit(err.exit_code) from None
 
 

@@ -55,6 +55,7 @@ import contextlib
 import csv
 import difflib
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -76,11 +77,15 @@ if TYPE_CHECKING:
 APP = "pipelines.scoring_app:create_app"
 MODEL_URI_VARIABLE = "BELTCAST_SERVE_MODEL_URI"
 MAX_REQUEST_VARIABLE = "BELTCAST_MAX_REQUEST_MB"
+MAX_ROWS_VARIABLE = "BELTCAST_MAX_REQUEST_ROWS"
+ALLOWED_HOSTS_VARIABLE = "BELTCAST_SERVE_ALLOWED_HOSTS"  # set by main for its workers
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+HIDDEN_PATHS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")  # FastAPI's pages: not served
 TIMEOUT_VARIABLE = "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT"  # MLflow's: seconds before a request gets 504
 MAX_DEPTH = 64
 STARTUP_FAILURE = 3  # uvicorn's exit status for a server that could not start
-JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 OPEN, CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
+QUOTE, BACKSLASH = ord('"'), ord("\\")
 # MLflow's error messages that print the request before the cause: prefix -> the separator after the dump
 DUMPED_REQUEST = {
     "Failed to predict data '": "'. \nError: ",
@@ -94,22 +99,78 @@ NAMED_COLUMNS = 20  # the unknown columns of a request an error names; it counts
 ROW_CHECK_BYTES = 4 * 2**20  # a refused body up to this size also gets the model's own bad rows named
 
 
-def nesting_depth(body: bytes) -> int:
-    """Deepest ``[``/``{`` nesting of a JSON body (brackets inside strings do not count)."""
-    structure = np.frombuffer(JSON_STRING.sub(b'""', body), dtype=np.uint8)
-    step = np.isin(structure, OPEN).astype(np.int64) - np.isin(structure, CLOSE).astype(np.int64)
-    return int(np.cumsum(step).max(initial=0))
+def nesting_depth(body: bytes, chunk: int = 2**18) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON body (brackets inside strings do not count), read
+    ``chunk`` bytes at a time: memory bounded whatever the body (a regular expression over its
+    strings took 115 bytes of memory per byte of a long string). A ``"`` ends or starts a string
+    unless an odd number of backslashes comes before it."""
+    depth = deepest = 0
+    in_string, backslashes = False, 0  # carried from one chunk to the next
+    for start in range(0, len(body), chunk):
+        part = np.frombuffer(body, dtype=np.uint8, count=min(chunk, len(body) - start), offset=start)
+        quote = part == QUOTE
+        is_backslash = part == BACKSLASH
+        if is_backslash.any() or backslashes:
+            at = np.arange(len(part), dtype=np.int32)
+            last_other = np.maximum.accumulate(np.where(is_backslash, -1, at))  # the last non-backslash so far
+            run = np.where(last_other < 0, at + 1 + backslashes, at - last_other)  # backslashes ending here
+            quote[1:] &= run[:-1] % 2 == 0  # ... ending just before
+            quote[0] &= backslashes % 2 == 0
+            backslashes = int(run[-1])
+        inside = np.logical_xor.accumulate(quote) ^ in_string  # a closing quote is outside, which is no bracket
+        step = (part == OPEN[0]).view(np.int8) + (part == OPEN[1]).view(np.int8)
+        step -= (part == CLOSE[0]).view(np.int8) + (part == CLOSE[1]).view(np.int8)
+        step[inside] = 0
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        deepest = max(deepest, int(levels.max(initial=depth)))
+        depth, in_string = int(levels[-1]), bool(inside[-1])
+    return deepest
 
 
 def max_request_bytes() -> int:
-    text = os.environ.get(MAX_REQUEST_VARIABLE, "256")
+    text = os.environ.get(MAX_REQUEST_VARIABLE, "64")
     try:
         megabytes = float(text)
     except ValueError:
         raise ValueError(f"{MAX_REQUEST_VARIABLE} must be a number of megabytes; got {text!r}") from None
-    if megabytes <= 0:
-        raise ValueError(f"{MAX_REQUEST_VARIABLE} must be positive; got {text!r}")
+    if not 0 < megabytes < math.inf:
+        raise ValueError(f"{MAX_REQUEST_VARIABLE} must be a positive number of megabytes; got {text!r}")
     return int(megabytes * 2**20)
+
+
+def max_request_rows() -> int:
+    """The most rows a request may have (``BELTCAST_MAX_REQUEST_ROWS``, 100,000): a body within the
+    size limit may still hold far more (a Parquet body of 8 KB held a million rows, which took the
+    worker minutes after its 504), and larger batches are ``beltcast score``'s."""
+    text = os.environ.get(MAX_ROWS_VARIABLE, "100000")
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_ROWS_VARIABLE} must be a whole number of rows, at least 1; got {text!r}")
+    return int(text)
+
+
+def too_many_rows(rows: int, limit: int) -> tuple[int, str] | None:
+    """The 413 of a request of more than ``limit`` rows, or None."""
+    if rows <= limit:
+        return None
+    return (
+        413,
+        f"the request has {rows:,} rows; the server takes at most {limit:,} per request ({MAX_ROWS_VARIABLE}):"
+        " send it in parts, or score large batches with `beltcast score` or `mlflow.pyfunc.load_model`",
+    )
+
+
+def request_rows(request: dict) -> int:
+    """The rows of a JSON request in any of :data:`FRAME_FORMATS` (0 for another form, which MLflow
+    refuses): a table's rows, or the longest column of a dict of columns."""
+    for form in FRAME_FORMATS:
+        table = request.get(form)
+        if form == "dataframe_split" and isinstance(table, dict):
+            table = table.get("data")
+        if isinstance(table, list):
+            return len(table)
+        if isinstance(table, dict):
+            return max((len(values) for values in table.values() if isinstance(values, list)), default=1)
+    return 0
 
 
 def model_headers(uri: str) -> list[tuple[bytes, bytes]]:
@@ -126,6 +187,14 @@ def nearest(name: object, known: list[str]) -> str | None:
     """The name in ``known`` nearest to ``name`` (difflib's, at a similarity of 0.6 or more), or None."""
     close = difflib.get_close_matches(str(name), known, n=1)
     return close[0] if close else None
+
+
+class TooMany(Exception):
+    """A request of more rows than the server takes: its answer (:func:`too_many_rows`)."""
+
+    def __init__(self, problem: tuple[int, str]):
+        super().__init__(problem[1])
+        self.problem = problem
 
 
 class RepeatedKey(Exception):
@@ -164,9 +233,21 @@ def json_request(body: bytes) -> dict | None:
     """
     try:
         request = json.loads(body, object_pairs_hook=_object_of_unique_keys)
-    except ValueError:  # a UnicodeDecodeError too
+    except ValueError as err:  # a UnicodeDecodeError too
+        if "integer string conversion" in str(err):  # MLflow's reading would fail the same way, as a 500
+            raise TooLongNumber(str(err)) from None
         return None
     return request if isinstance(request, dict) else None
+
+
+class TooLongNumber(ValueError):
+    """A JSON request holds an integer of more digits than Python reads (``sys.get_int_max_str_digits``)."""
+
+    def __str__(self) -> str:
+        return (
+            f"a number of the request has more than {sys.get_int_max_str_digits():,} digits, more than Python"
+            " reads; expected numbers a model input can hold"
+        )
 
 
 def unknown_params(request: dict, accepted: list[str]) -> str | None:
@@ -254,8 +335,10 @@ def _with_nearest(name: object, known: list[str]) -> str:
 
 
 def _shown(value: object) -> str:
-    """A request's value as an error message shows it: text quoted, anything else as JSON."""
-    return repr(value) if isinstance(value, (str, bytes)) else json.dumps(value, default=str)[:80]
+    """A request's value as an error message shows it: text quoted, anything else as JSON, in at
+    most 80 characters."""
+    text = repr(value) if isinstance(value, (str, bytes)) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def not_numbers(frame: Frame, numbers: list[str]) -> list[RowProblem]:
@@ -346,6 +429,17 @@ def parquet_schema(body: bytes):
         return None
 
 
+def parquet_rows(body: bytes) -> int:
+    """The rows a Parquet body's footer declares (0 for a body that is no Parquet: MLflow names it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(pa.BufferReader(body)).num_rows
+    except (pa.ArrowException, OSError):
+        return 0
+
+
 def parquet_frame(body: bytes, schema) -> Frame:
     """The table of a Parquet body of ``schema`` (:func:`parquet_schema`). Its columns are the
     table's; a column's cells are read only when asked for, and only a column of no number type
@@ -419,11 +513,29 @@ class RequestGuard:
     row_check : callable or None, default=None
         The model's own check of a request's rows (``ForecastBundle.request_problems``): a
         request refused for values that are no number also names the rows the model would refuse.
+    max_rows : int, default=100_000
+        The most rows a request may have; a request of more gets 413 before it is read.
+    allowed_hosts : list of str or None, default=None
+        The host names (or addresses) a request's ``Host`` header may name, without its port; a
+        request naming another gets 403. None: any.
     """
 
-    def __init__(self, app, max_bytes: int, params=(), headers=(), inputs=(), numbers=(), row_check=None):
+    def __init__(
+        self,
+        app,
+        max_bytes: int,
+        params=(),
+        headers=(),
+        inputs=(),
+        numbers=(),
+        row_check=None,
+        max_rows=100_000,
+        allowed_hosts=None,
+    ):
         self.app = app
+        self.allowed_hosts = None if allowed_hosts is None else [host.lower() for host in allowed_hosts]
         self.max_bytes = max_bytes
+        self.max_rows = max_rows
         self.params = list(params)
         self.headers = list(headers)
         self.inputs = list(inputs)
@@ -431,6 +543,9 @@ class RequestGuard:
         self.row_check = row_check
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and (refused := self._refused(scope)) is not None:
+            await _reply(send, *refused)
+            return
         if scope["type"] != "http" or scope.get("path") != "/invocations":
             await self.app(scope, receive, send)
             return
@@ -455,27 +570,55 @@ class RequestGuard:
 
         await self.app(scope, replay, _plain_errors(send))
 
+    def _refused(self, scope) -> tuple[int, str] | None:
+        """The answer to a request addressed to a host the server does not answer to (a page of
+        another site that a browser sends to the loopback server under its own name, DNS
+        rebinding), or to one of FastAPI's pages, which the server does not publish; else None."""
+        if scope.get("path") in HIDDEN_PATHS:
+            return 404, f"the server answers /ping, /health, /version and /invocations; got {scope['path']}"
+        if self.allowed_hosts is None:
+            return None
+        host = request_host(scope)
+        if host is None or host in self.allowed_hosts:
+            return None
+        return (
+            403,
+            f"the request is addressed to host {_shown(host)}, which this server does not answer to (it answers"
+            f" {', '.join(self.allowed_hosts)}); expected one of those in the Host header, or a server started"
+            " with `beltcast serve --allowed-hosts` naming it",
+        )
+
     def _checked(self, scope, body: bytes) -> tuple[bytes, dict, tuple[int, str] | None]:
         """The body and scope MLflow is given (a CSV body as its JSON), and what is wrong with the body, or None."""
         if _is_csv(scope):  # its JSON is one level of rows: no nesting to check
-            body, problem = _csv_as_json(body)
+            body, problem = _csv_as_json(body, self.max_rows)
             if problem is not None:
                 return body, scope, problem
             scope = {**scope, "headers": _json_headers(scope, len(body))}
+        elif _content_type(scope) == PARQUET:
+            problem = too_many_rows(parquet_rows(body), self.max_rows)  # from its footer, before it is read
+            if problem is not None:
+                return body, scope, problem
         elif nesting_depth(body) > MAX_DEPTH:
             return body, scope, (400, f"the JSON body is nested deeper than {MAX_DEPTH} levels")
         check = self._parquet_problem if _content_type(scope) == PARQUET else self._json_problem
-        wrong = check(body)
+        try:
+            wrong = check(body)
+        except TooMany as many:
+            return body, scope, many.problem
         return body, scope, None if wrong is None else (400, wrong)
 
     def _json_problem(self, body: bytes) -> str | None:
         """What is wrong with a JSON body's parameters or columns that MLflow would let through."""
         try:
             request = json_request(body)
-        except RepeatedKey as repeated:
-            return str(repeated)
+        except (RepeatedKey, TooLongNumber) as wrong:
+            return str(wrong)
         if request is None:
             return None
+        many = too_many_rows(request_rows(request), self.max_rows)
+        if many is not None:
+            raise TooMany(many)
         wrong = unknown_params(request, self.params)
         frame = frame_of(request) if self.inputs else None
         if wrong is not None or frame is None:
@@ -539,6 +682,32 @@ class RequestGuard:
                 return b"".join(chunks), None
 
 
+def request_host(scope) -> str | None:
+    """The host a request is addressed to (its ``Host`` header without the port; an IPv6 address
+    without its brackets), lower case; None when it names none."""
+    value = dict(scope.get("headers") or []).get(b"host")
+    if not value:
+        return None
+    host = value.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def allowed_hosts(host: str, given: str | None) -> list[str] | None:
+    """The hosts the server answers to: ``given`` (comma-separated; ``*``: any), else, for a server
+    bound to the loopback interface, its names (``localhost``, ``127.0.0.1``, ``::1``), and any for a
+    server bound elsewhere (reachable under names it cannot know: put it behind a proxy that checks)."""
+    if given is not None:
+        names = [name.strip().lower().strip("[]") for name in given.split(",") if name.strip()]
+        return None if "*" in names else names
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    return [*dict.fromkeys([host.lower().strip("[]"), *LOOPBACK_NAMES])] if loopback else None
+
+
 def _content_type(scope) -> bytes:
     """The media type of a request, lower case, without parameters."""
     return dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -553,8 +722,9 @@ def _json_headers(scope, length: int) -> list[tuple[bytes, bytes]]:
     return [*kept, (b"content-type", b"application/json"), (b"content-length", str(length).encode())]
 
 
-def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
-    """A CSV body as the JSON ``dataframe_split`` body it means, or the problem with it."""
+def _csv_as_json(body: bytes, max_rows: int = 100_000) -> tuple[bytes, tuple[int, str] | None]:
+    """A CSV body as the JSON ``dataframe_split`` body it means, or the problem with it. Only an
+    empty cell is missing: text such as ``NaN`` or ``NULL`` in a what-if column is no number."""
     import pandas as pd
 
     try:
@@ -577,7 +747,13 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
             f" got {fields} in data row {row} (line {line})",
         )
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"county_code": str, "as_of": str}, index_col=False)
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype={"county_code": str, "as_of": str},
+            index_col=False,
+            keep_default_na=False,
+            na_values=[""],
+        )
     except (ValueError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         return b"", (
@@ -587,6 +763,9 @@ def _csv_as_json(body: bytes) -> tuple[bytes, tuple[int, str] | None]:
     # a column of no name (the row index pandas' to_csv writes, a trailing comma) is none of the
     # model's inputs: left out, as MLflow leaves out the columns it does not take
     frame = frame.iloc[:, [i for i, name in enumerate(header) if name.strip()]]
+    many = too_many_rows(len(frame), max_rows)
+    if many is not None:
+        return b"", many
     # numbers as Python parses them (full precision; inf as Infinity, which the model then refuses
     # with its domain), text as text, an empty cell as null
     rows = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
@@ -749,7 +928,18 @@ def create_app():
         params = [] if schema is None else [spec.name for spec in schema.params]
         inputs, numbers = model_inputs(model)
         app = scoring_server.init(model)
-        guard = RequestGuard(app, max_request_bytes(), params, model_headers(uri), inputs, numbers, row_check(model))
+        hosts = os.environ.get(ALLOWED_HOSTS_VARIABLE)
+        guard = RequestGuard(
+            app,
+            max_request_bytes(),
+            params,
+            model_headers(uri),
+            inputs,
+            numbers,
+            row_check(model),
+            max_request_rows(),
+            None if hosts is None else allowed_hosts("", hosts),
+        )
     except Exception:  # whatever stops the model or the guard loading, the server cannot start
         log.exception("cannot serve %s", uri)
         sys.exit(STARTUP_FAILURE)
@@ -807,7 +997,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--allowed-hosts", default=None, help="Host names requests may address, comma-separated.")
     args = parser.parse_args(argv)
+    if not args.host.strip():
+        parser.error("--host must be an address or host name; got '' (0.0.0.0 listens on every IPv4 interface)")
+    hosts = allowed_hosts(args.host, args.allowed_hosts)
+    os.environ[ALLOWED_HOSTS_VARIABLE] = "*" if hosts is None else ",".join(hosts)  # for the workers
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be within 0..65535; got {args.port}")
     if args.workers < 1:
@@ -824,7 +1019,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error(err.strerror)
         return STARTUP_FAILURE
     urls = ", ".join(url_of(sock) for sock in sockets)
-    log.info("listening on %s; %d worker(s) loading the model (Press CTRL+C to quit)", urls, args.workers)
+    answers = "any host" if hosts is None else "hosts " + ", ".join(hosts)
+    log.info(
+        "listening on %s, answering requests addressed to %s; %d worker(s) loading the model (Press CTRL+C to quit)",
+        urls,
+        answers,
+        args.workers,
+    )
     if args.workers > 1:
         supervisor = Multiprocess(config, sockets=sockets)
         supervisor.run()

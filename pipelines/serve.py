@@ -23,6 +23,7 @@ from rich.console import Console
 from features.errors import BeltcastError
 from pipelines.config import Settings
 from pipelines.scoring_app import MODEL_URI_VARIABLE, TIMEOUT_VARIABLE
+from pipelines.terminal import printable
 from pipelines.tracking import CHAMPION, model_uri, require_champion, use_tracking
 
 SERVING_MODEL_CONFIG = "SERVING_MODEL_CONFIG"  # MLflow's scoring server: the JSON model_config its loader passes
@@ -32,11 +33,12 @@ class ServeError(BeltcastError):
     """There is nothing to serve."""
 
 
-def command(host: str, port: int, workers: int) -> list[str]:
+def command(host: str, port: int, workers: int, allowed_hosts: str | None = None) -> list[str]:
     """The command line of the guarded scoring app under uvicorn (this interpreter's)."""
-    return [
+    line = [
         sys.executable, "-m", "pipelines.scoring_app", "--host", host, "--port", str(port), "--workers", str(workers),
     ]  # fmt: skip
+    return line if allowed_hosts is None else [*line, "--allowed-hosts", allowed_hosts]
 
 
 def champion_uri(settings: Settings) -> str:
@@ -62,10 +64,16 @@ def environment(settings: Settings, uri: str, timeout: int | None = None) -> dic
 
 
 def start(
-    settings: Settings, host: str = "127.0.0.1", port: int = 5000, workers: int = 1, timeout: int | None = None
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    workers: int = 1,
+    timeout: int | None = None,
+    allowed_hosts: str | None = None,
 ) -> subprocess.Popen:
     """Start the server for the champion in the background (for tests and benchmarks)."""
-    return subprocess.Popen(command(host, port, workers), env=environment(settings, champion_uri(settings), timeout))
+    line = command(host, port, workers, allowed_hosts)
+    return subprocess.Popen(line, env=environment(settings, champion_uri(settings), timeout))
 
 
 def wait_until_serving(process: subprocess.Popen, url: str, log: Path, timeout_s: float = 180.0) -> None:
@@ -96,13 +104,19 @@ def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
 
 
 def run(
-    settings: Settings, host: str, port: int, workers: int, console: Console, timeout: int | None = None
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    console: Console,
+    timeout: int | None = None,
+    allowed_hosts: str | None = None,
 ) -> NoReturn:
     """Serve the champion in the foreground: this process becomes the server (``exec``), so
     Ctrl+C, SIGTERM and the exit status are the server's own (3: it could not start)."""
     uri = champion_uri(settings)
-    console.print(f"serve: {uri} (the {CHAMPION}) on http://{host}:{port}/invocations")
-    line = command(host, port, workers)
+    console.print(printable(f"serve: {uri} (the {CHAMPION}) on http://{host}:{port}/invocations"))
+    line = command(host, port, workers, allowed_hosts)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(line[0], line, environment(settings, uri, timeout))

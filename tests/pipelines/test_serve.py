@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -571,6 +572,69 @@ def test_a_json_what_if_of_nan_is_a_400_not_the_forecast_without_it(server):
     ]
 
 
+def test_a_csv_what_if_of_nan_or_null_text_is_a_400_and_only_an_empty_cell_is_none(server):
+    # pandas read "NaN", "NULL" and "N/A" as missing: the forecast came back without the what-if
+    body = (
+        "county_code,as_of,census_manufacturing_share_rel\n"
+        f"{CAOXIAN},{AS_OF},NaN\n{CAOXIAN},{AS_OF},\n{CAOXIAN},{AS_OF},NULL\n{CAOXIAN},{AS_OF},N/A\n"
+    )
+    response = post(server, body.encode(), "text/csv")
+
+    assert response.status_code == 400
+    assert response.json()["message"].splitlines() == [
+        "row 0: census_manufacturing_share_rel must be a number; got 'NaN'",
+        "row 2: census_manufacturing_share_rel must be a number; got 'NULL'",
+        "row 3: census_manufacturing_share_rel must be a number; got 'N/A'",
+    ]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv", "application/vnd.apache.parquet"])
+def test_a_request_of_more_rows_than_the_server_takes_is_a_413_before_it_is_read(server, content_type):
+    # an 8 KB Parquet body of a million rows kept a worker busy for minutes after its 504
+    frame = pd.DataFrame({"county_code": [CAOXIAN] * 100_001, "as_of": [int(AS_OF)] * 100_001})
+    if content_type == "application/json":
+        body = {"dataframe_split": {"columns": list(frame.columns), "data": frame.to_numpy().tolist()}}
+    elif content_type == "text/csv":
+        body = frame.to_csv(index=False).encode()
+    else:
+        body = parquet_of(frame)
+    response = post(server, body, content_type)
+
+    assert response.status_code == 413
+    assert response.json() == {
+        "error_code": "REQUEST_TOO_LARGE",
+        "message": "the request has 100,001 rows; the server takes at most 100,000 per request"
+        " (BELTCAST_MAX_REQUEST_ROWS): send it in parts, or score large batches with `beltcast score` or"
+        " `mlflow.pyfunc.load_model`",
+    }
+    assert forecast(server, ["county_code", "as_of"], [[CAOXIAN, AS_OF]])["county_code"] == CAOXIAN
+
+
+def test_a_long_value_is_shown_cut_short_and_a_number_too_long_to_read_is_a_400(server):
+    # a 50 MB county code came back whole in the 400; a 5,000-digit number was a 500
+    code = "3" * 2**20
+    refused = invoke(server, ["county_code", "as_of"], [[code, AS_OF]])
+    assert refused.status_code == 400 and len(refused.text) < 1000, refused.text[:300]
+    assert "'33333" in refused.json()["message"] and "..." in refused.json()["message"]
+
+    digits = b'{"dataframe_split": {"columns": ["county_code", "as_of"], "data": [["330503", 1' + b"0" * 5000 + b"]]}}"
+    response = post(server, digits, "application/json")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("a number of the request has more than 4,300 digits")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("BELTCAST_MAX_REQUEST_ROWS", "0"), ("BELTCAST_MAX_REQUEST_ROWS", "1e5"), ("BELTCAST_MAX_REQUEST_MB", "inf")],
+)
+def test_a_request_limit_that_is_no_positive_number_is_named(monkeypatch, variable, value):
+    from pipelines.scoring_app import max_request_bytes, max_request_rows
+
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=f"{variable} must be .*; got {value!r}"):
+        max_request_rows() if variable.endswith("ROWS") else max_request_bytes()
+
+
 def test_the_bundle_rejects_an_unknown_column(champion_settings):
     use_tracking(champion_settings)
     model = mlflow.pyfunc.load_model(model_uri(champion_settings.mlflow.registered_model, 1))
@@ -613,6 +677,7 @@ def test_the_server_command_binds_loopback_and_runs_the_guarded_app():
 
     assert command[:3] == [sys.executable, "-m", "pipelines.scoring_app"]
     assert command[3:] == ["--host", "127.0.0.1", "--port", "5000", "--workers", "1"]
+    assert serve.command("0.0.0.0", 80, 2, "a.example")[-2:] == ["--allowed-hosts", "a.example"]
     assert APP == "pipelines.scoring_app:create_app"
 
 
@@ -740,17 +805,58 @@ def test_beltcast_serve_without_a_champion_is_a_clear_error(tmp_path):
 def test_beltcast_serve_binds_loopback_by_default(monkeypatch):
     calls = []
 
-    def fake_run(settings, host, port, workers, console, timeout) -> None:
-        calls.append((host, port, workers, timeout))
+    def fake_run(settings, host, port, workers, console, timeout, allowed_hosts) -> None:
+        calls.append((host, port, workers, timeout, allowed_hosts))
 
     monkeypatch.setattr(serve, "run", fake_run)
 
     result = CliRunner().invoke(cli.app, ["serve"])
 
     assert result.exit_code == 0, result.output
-    assert calls == [("127.0.0.1", 5000, 1, None)]
-    assert CliRunner().invoke(cli.app, ["serve", "--timeout", "300"]).exit_code == 0
-    assert calls[-1] == ("127.0.0.1", 5000, 1, 300)
+    assert calls == [("127.0.0.1", 5000, 1, None, None)]
+    assert CliRunner().invoke(cli.app, ["serve", "--timeout", "300", "--allowed-hosts", "a.example"]).exit_code == 0
+    assert calls[-1] == ("127.0.0.1", 5000, 1, 300, "a.example")
+    empty = CliRunner().invoke(cli.app, ["serve", "--host", ""])  # it listened on every interface, without a word
+    assert empty.exit_code == 2 and "must be an address or host name; got ''" in empty.output
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "given", "expected"),
+    [
+        ("127.0.0.1", None, ["127.0.0.1", "localhost", "::1"]),
+        ("localhost", None, ["localhost", "127.0.0.1", "::1"]),
+        ("::1", None, ["::1", "localhost", "127.0.0.1"]),
+        ("0.0.0.0", None, None),
+        ("10.1.2.3", None, None),
+        ("127.0.0.1", "Forecast.Example, [::1]", ["forecast.example", "::1"]),
+        ("0.0.0.0", "*", None),
+    ],
+)
+def test_a_loopback_server_answers_only_its_own_names_unless_told_others(host, given, expected):
+    from pipelines.scoring_app import allowed_hosts
+
+    assert allowed_hosts(host, given) == expected
+
+
+def test_a_request_addressed_to_another_host_or_to_fastapi_s_pages_is_refused(server):
+    # a page of another site whose name resolves to 127.0.0.1 (DNS rebinding) could read forecasts;
+    # FastAPI's /docs loaded its JavaScript from a CDN
+    body = {"dataframe_split": {"columns": ["county_code", "as_of"], "data": [[CAOXIAN, AS_OF]]}}
+    port = server.rpartition(":")[2]
+    for host in ("evil.example", f"evil.example:{port}"):
+        refused = requests.post(f"{server}/invocations", json=body, headers={"Host": host}, timeout=REQUEST_TIMEOUT_S)
+        assert refused.status_code == 403
+        assert refused.json()["message"].startswith(
+            "the request is addressed to host 'evil.example', which this server does not answer to (it answers"
+            " 127.0.0.1, localhost, ::1)"
+        )
+    for host in (f"localhost:{port}", f"[::1]:{port}", "127.0.0.1"):
+        answered = requests.post(f"{server}/invocations", json=body, headers={"Host": host}, timeout=REQUEST_TIMEOUT_S)
+        assert answered.status_code == 200, (host, answered.text)
+    for page in ("/docs", "/openapi.json", "/redoc"):
+        assert requests.get(f"{server}{page}", timeout=REQUEST_TIMEOUT_S).status_code == 404
+    assert requests.get(f"{server}/ping", timeout=REQUEST_TIMEOUT_S).status_code == 200
 
 
 FUZZ_CASES = {"tried": 0, "status": {}}
@@ -799,6 +905,49 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
     assert nesting_depth(b'{"dataframe_split": {"columns": ["[[[[{{{{"], "data": [["\\"]]]"]]}}') == 4
     assert nesting_depth(b"") == 0
     assert nesting_depth(b"[" * 70) == 70
+
+
+def _depth_by_hand(body: bytes) -> int:
+    """Nesting depth, one character at a time, by :func:`nesting_depth`'s rule: a ``"`` starts or
+    ends a string unless an odd number of backslashes comes before it (in a valid body there are
+    backslashes only in strings; a parser stops at one outside, where the depth so far is right)."""
+    depth = deepest = backslashes = 0
+    in_string = False
+    for character in body.decode():
+        if character == '"' and backslashes % 2 == 0:
+            in_string = not in_string
+        elif character in "[{" and not in_string:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}" and not in_string:
+            depth -= 1
+        backslashes = backslashes + 1 if character == "\\" else 0
+    return deepest
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.text(alphabet='[]{}"\\a', max_size=60), chunk=st.integers(1, 9))
+def test_the_nesting_depth_read_in_chunks_is_the_depth_of_the_whole_body(body, chunk):
+    from pipelines.scoring_app import nesting_depth
+
+    encoded = body.encode()
+    assert nesting_depth(encoded, chunk) == nesting_depth(encoded) == _depth_by_hand(encoded)
+
+
+def test_the_nesting_depth_of_a_long_string_takes_little_memory():
+    # a 50 MB string in a request took the server from 455 MB to 6.4 GB (a regular expression's stack)
+    import tracemalloc
+
+    from pipelines.scoring_app import nesting_depth
+
+    body = b'{"dataframe_split": {"columns": ["county_code"], "data": [["' + b"3" * 20 * 2**20 + b'\\"[["]]}}'
+    tracemalloc.start()
+    try:
+        assert nesting_depth(body) == 4
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MB for a body of {len(body) / 2**20:.0f} MB"
 
 
 def test_a_body_over_the_size_limit_is_a_413(champion_settings, tmp_path, monkeypatch):
