@@ -38,15 +38,24 @@ def atomic_path(target: Path) -> Iterator[Path]:
         raise _cannot_write(target, err) from err
     os.close(handle)
     tmp = Path(name)
-    os.chmod(tmp, usual_file_mode())  # mkstemp makes 0600
     try:
         yield tmp
         try:
+            os.chmod(tmp, mode_of(target))  # mkstemp makes 0600
             os.replace(tmp, target)  # its data is on disk already (_write); the folder's entry next
         except OSError as err:
             raise _cannot_write(target, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def mode_of(target: Path) -> int:
+    """The permission bits a new file replacing ``target`` takes: those of the file there (a
+    ``chmod 600`` output stays private when written again), else the usual ones (:func:`usual_file_mode`)."""
+    try:
+        return target.stat().st_mode & 0o777
+    except OSError:  # no file there yet
+        return usual_file_mode()
 
 
 def durable_replace(source: Path | str, target: Path | str) -> None:
@@ -210,8 +219,55 @@ def write_parquet(frame: pd.DataFrame, target: Path) -> Path:
 
 
 def write_csv(frame: pd.DataFrame, target: Path) -> Path:
-    """Write ``frame`` to UTF-8 CSV atomically."""
-    return write_atomic(target, lambda tmp: frame.to_csv(tmp, index=False, encoding="utf-8"))
+    """Write ``frame`` to UTF-8 CSV atomically (its text cells made :func:`spreadsheet_safe`)."""
+    return write_atomic(target, csv_writer(frame))
+
+
+def csv_writer(frame: pd.DataFrame, encoding: str = "utf-8") -> Callable[[Path], None]:
+    """A writer of ``frame`` as CSV to a path given later (for :func:`write_atomic` and
+    :func:`write_together`), its text cells made :func:`spreadsheet_safe`: every CSV beltcast
+    writes goes through it."""
+
+    def write(tmp: Path) -> None:
+        safe = spreadsheet_safe(frame)
+        safe.to_csv(tmp, index=False, encoding=encoding, lineterminator="\r\n" if _holds_cr(safe) else "\n")
+
+    return write
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads a cell starting so as a formula
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``'`` before every text cell that starts with ``=``, ``+``, ``-``, ``@``, a
+    tab or a carriage return, as OWASP advises against CSV injection: Excel and WPS then show
+    ``=HYPERLINK(...)`` from a metrics file as text instead of running it. Only columns of text are
+    changed (a negative number stays a number); ``frame`` itself is not."""
+    safe = frame
+    for i in (i for i, dtype in enumerate(frame.dtypes) if _of_text(dtype)):
+        column = frame.iloc[:, i]
+        formula = [isinstance(value, str) and value.startswith(FORMULA_STARTS) for value in column]
+        if any(formula):
+            safe = frame.copy() if safe is frame else safe
+            quoted = column.astype(object)  # its other cells as they are: a number stays a number
+            quoted[formula] = "'" + quoted[formula]
+            safe.isetitem(i, quoted)
+    return safe
+
+
+def _holds_cr(frame: pd.DataFrame) -> bool:
+    """Whether a text cell holds a carriage return: Python's csv module quotes a cell for the
+    characters of the line end only, and a spreadsheet starts a new row at a CR outside quotes."""
+    text = (frame.iloc[:, i] for i, dtype in enumerate(frame.dtypes) if _of_text(dtype))
+    return any(isinstance(value, str) and "\r" in value for column in text for value in column)
+
+
+def _of_text(dtype: Any) -> bool:
+    return (
+        pd.api.types.is_object_dtype(dtype)
+        or pd.api.types.is_string_dtype(dtype)
+        or isinstance(dtype, pd.CategoricalDtype)
+    )
 
 
 def write_json(payload: Any, target: Path) -> Path:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from features.codes import CodeHistory
 from features.errors import BeltcastError
+from features.io import write_csv
 from features.periods import QUARTERLY, label, parse_period
 
 NOTE = (
@@ -218,6 +219,4 @@ def write_synthetic(
     if path.suffix.lower() != ".csv":
         raise SyntheticDataError(f"file must be a .csv; got {path.name!r}")
     frame = synthetic_platform_metrics(history, target, first, last, seed, n_counties)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False, encoding="utf-8")
-    return path
+    return write_csv(frame, path)

@@ -27,6 +27,7 @@ from models.plots import calibration_figure, png_writer, pr_figure
 from models.tuning import nested_params
 from pipelines.config import ModelSettings, Settings
 from pipelines.manifest import known_sha256
+from pipelines.terminal import printable
 
 SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "brier")
 
@@ -34,12 +35,12 @@ SHOWN = ("average_precision", "precision_at_50", "recall_at_100", "roc_auc", "br
 def run(settings: Settings, out: Path | None, console: Console, nested_trials: int | None = None) -> dict:
     """Backtest, write the JSON contract and the curves, print the comparison table (with
     ``nested_trials``, LightGBM tuned anew inside each province fold: :func:`emergence_backtest`)."""
-    if out is not None:
-        writable_target(out)  # before minutes of work, not after
+    if out is not None:  # before minutes of work, not after (its curves go in the same folder)
+        writable_target(settings.check_output(out, "--out"))
     panel = load_panel(settings)
     check_folds(panel, settings)
     if tuned_params(settings) is None:
-        console.print(f"backtest: no tuned parameters ({settings.model.params_file}): LightGBM's defaults")
+        console.print(printable(f"backtest: no tuned parameters ({settings.model.params_file}): LightGBM's defaults"))
     report, _ = evaluate(panel, settings, fold_spec(settings), out, console, nested_trials=nested_trials)
     return report
 
@@ -70,7 +71,7 @@ def evaluate(
     if report["emergence"]["comparisons"]:
         console.print(difference_table(report))
     if announce:
-        console.print(f"backtest -> {', '.join(str(p) for p in written)}")
+        console.print(printable(f"backtest -> {', '.join(str(p) for p in written)}"))
     return report, written
 
 

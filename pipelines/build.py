@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from features.codes import CodeHistory
-from features.io import json_text, write_together
+from features.io import csv_writer, json_text, write_together
 from features.labels import BeltRule, Condition
 from features.panel import PanelSpec, build_panel
 from features.periods import QUARTERLY, frequency_of, label, label_of, parse_period, per_year
@@ -45,6 +45,7 @@ from pipelines.config import LabelSettings, PlatformSettings, Settings
 from pipelines.manifest import known_sha256
 from pipelines.master import load_history
 from pipelines.sync import verify_cache
+from pipelines.terminal import printable
 
 Reader = Callable[[Path, CodeHistory, int], SourceTable]
 
@@ -86,13 +87,14 @@ def run(settings: Settings, console: Console, until: str | None = None) -> Build
 
     With ``platform.metrics_file`` set, labels, modes and periods come from the platform's metrics
     (``until`` caps the periods, e.g. ``2025Q3``); otherwise from the public Taobao rosters. The
-    metrics file is read and checked first: a file that labels no period fails before the public
+    raw files' sha256 are checked first (one changed since the sync is named, never read), then
+    the metrics file is read and checked: a file that labels no period fails before the public
     sources are read, and nothing is written."""
+    verify_cache(settings.data.cache_dir)  # a raw file changed since the sync is named, not read
     target = settings.codes.target_vintage
     history = load_history(settings)
     units = history.county_units(target)
     platform = None if settings.platform.metrics_file is None else read_platform(settings, history, until)
-    verify_cache(settings.data.cache_dir)  # a raw file changed since the sync is named, not read
     sources = read_sources(Path(settings.data.cache_dir), history, target)
     if platform is not None:
         panel, modes, rule = platform_panel(settings, platform, units, sources, until)
@@ -347,9 +349,11 @@ def panel_spec(settings: Settings) -> PanelSpec:
 
 def write_outputs(features_dir: Path, panel: pd.DataFrame, summary: dict, sources: list[SourceTable]) -> BuildOutputs:
     """Write the panel, the quality JSON and the unmatched rows together: all three to temporary
-    names first, then renamed one after the other."""
+    names first, then renamed one after the other. The unmatched rows' cells keep their own
+    types (a count of one source in a column of another's text stays a number), so that only
+    text is made safe for spreadsheets (:func:`features.io.csv_writer`)."""
     unmatched = pd.concat(
-        [s.unmatched.astype(str).assign(source=s.name) for s in sources if len(s.unmatched)],
+        [s.unmatched.astype(object).assign(source=s.name) for s in sources if len(s.unmatched)],
         ignore_index=True,
     )
     paths = BuildOutputs(features_dir / "panel.parquet", features_dir / "quality.json", features_dir / "unmatched.csv")
@@ -357,7 +361,7 @@ def write_outputs(features_dir: Path, panel: pd.DataFrame, summary: dict, source
         {
             paths.panel: lambda tmp: panel.to_parquet(tmp, index=False),
             paths.quality: lambda tmp: tmp.write_text(json_text(summary), encoding="utf-8"),
-            paths.unmatched: lambda tmp: unmatched.to_csv(tmp, index=False, encoding="utf-8"),
+            paths.unmatched: csv_writer(unmatched),
         }
     )
     return paths
@@ -376,24 +380,32 @@ def report(
     _print_unmatched(console, sources)
     console.print(_labels(panel))
     if platform := summary.get("platform_metrics"):
-        resolved = platform["codes_resolved_to_another_year"]
-        shown = ", ".join(resolved[:5]) + (", ..." if len(resolved) > 5 else "")
-        console.print(
+        _print_platform(console, platform)
+    console.print(printable(f"belt rule: {summary['belt_rule']}"))
+    console.print(printable(f"mode classes ({summary['modes_of']}): {summary['modes']}"), highlight=False)
+    console.print(printable(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}"))
+    console.print(printable(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}"))
+
+
+def _print_platform(console: Console, platform: dict) -> None:
+    """What the build made of the platform's metrics file (``quality.json``'s ``platform_metrics``),
+    its text printed as it came in (:func:`pipelines.terminal.printable`)."""
+    resolved = platform["codes_resolved_to_another_year"]
+    shown = ", ".join(resolved[:5]) + (", ..." if len(resolved) > 5 else "")
+    console.print(
+        printable(
             f"platform metrics: {platform['rows_read']:,} rows, {' to '.join(platform['periods'])},"
             f" {platform['target_counties']:,} of {platform['target_counties_of']:,} counties (the others have"
             f" no label and no platform features); {len(resolved)} code(s) of another year mapped to this"
             f" year's{f' ({shown})' if resolved else ''}; {platform['rows_unmatched']} row(s) with no county,"
-            " in unmatched.csv",
-            highlight=False,
-        )
-        further = ", ".join(f"{name} ({kind})" for name, kind in platform["further_metrics"].items())
-        console.print(f"platform features besides the belt rule's: {further or 'none'}", highlight=False)
-        if unmapped := platform["unmapped_categories"]:
-            console.print(unmapped_note(unmapped), highlight=False)
-    console.print(f"belt rule: {summary['belt_rule']}")
-    console.print(f"mode classes ({summary['modes_of']}): {summary['modes']}", highlight=False)
-    console.print(f"panel: {len(panel)} rows x {panel.shape[1]} columns -> {outputs.panel}")
-    console.print(f"quality summary -> {outputs.quality}; unmatched rows -> {outputs.unmatched}")
+            " in unmatched.csv"
+        ),
+        highlight=False,
+    )
+    further = ", ".join(f"{name} ({kind})" for name, kind in platform["further_metrics"].items())
+    console.print(printable(f"platform features besides the belt rule's: {further or 'none'}"), highlight=False)
+    if unmapped := platform["unmapped_categories"]:
+        console.print(printable(unmapped_note(unmapped)), highlight=False)
 
 
 def unmapped_note(unmapped: dict[str, float], shown: int = 10) -> str:
@@ -413,11 +425,11 @@ def _print_unmatched(console: Console, sources: list[SourceTable]) -> None:
             continue
         if source.name == "taobao":
             for row in source.unmatched.astype(str).to_dict(orient="records"):
-                console.print(f"  unmatched {source.name}: {row}", highlight=False)
+                console.print(printable(f"  unmatched {source.name}: {row}"), highlight=False)
             continue
         reasons = source.unmatched["reason"].astype(str).str.split(":").str[-1].str.strip()
         for reason, count in reasons.value_counts().items():
-            console.print(f"  unmatched {source.name}: {count} row(s): {reason}", highlight=False)
+            console.print(printable(f"  unmatched {source.name}: {count} row(s): {reason}"), highlight=False)
 
 
 def _coverage(summary: dict, years: range) -> Table:

@@ -13,6 +13,7 @@ import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.errors import ConfigError
+from features.errors import ConfigError, OutputPathError
 
 Year = Annotated[int, Field(ge=1981, le=2100)]
 # The metrics a belt rule can name. Both sets are fixed by code, so a misspelt metric is an error
@@ -320,6 +321,76 @@ class Settings(_Section):
     outputs: OutputSettings = OutputSettings()
     mlflow: MlflowSettings = MlflowSettings()
 
+    @model_validator(mode="after")
+    def _outputs_apart_from_inputs(self) -> Settings:
+        """``model.params_file`` (``tune`` writes it) and ``outputs.dir`` lie outside the folders of
+        :meth:`kept_paths`; the parameters may be the default's name in the store's own folder."""
+        store = next((path for what, path in self.kept_paths() if what == STORE), None)
+        owned = () if store is None else (store / ModelSettings().params_file.name,)
+        try:
+            self.check_output(self.model.params_file, "model.params_file", owned)
+            self.check_output(self.outputs.dir, "outputs.dir")
+        except OutputPathError as err:
+            raise ValueError(str(err)) from err
+        return self
+
+    def kept_paths(self) -> list[tuple[str, Path]]:
+        """The folders (and files) whose contents beltcast reads, each with what it is: the raw
+        data (``[data] cache_dir``), the panel and its siblings (``[data] features_dir``) and the
+        MLflow store's folder (a SQLite database's, ``mlruns`` by default, or a file store's). A
+        store whose folder also holds the working folder or another of these (``sqlite:///mlflow.db``)
+        keeps only its own files there: the database, its journals and its ``artifacts`` folder."""
+        kept = [(RAW, self.data.cache_dir), (FEATURES, self.data.features_dir)]
+        database, folder = _store_of(self.mlflow.tracking_uri)
+        if folder is None:
+            return kept
+        others = [Path.cwd(), self.data.cache_dir, self.data.features_dir, self.outputs.dir]
+        if not any(Path(other).resolve().is_relative_to(folder.resolve()) for other in others):
+            return [*kept, (STORE, folder)]
+        if database is None:
+            return kept
+        names = [database.name, *(database.name + end for end in ("-journal", "-wal", "-shm")), "artifacts"]
+        return [*kept, *((STORE_FILE, folder / name) for name in names)]
+
+    def check_output(self, path: Path, option: str, owned: tuple[Path, ...] = ()) -> Path:
+        """``path`` when it lies outside :meth:`kept_paths`, or is one of the files ``owned`` there;
+        an :class:`OutputPathError` naming ``option``, the path and the folder otherwise (``score
+        --out data/features/panel.csv`` had replaced the panel, ``panel.parquet``, beside its CSV)."""
+        resolved = Path(path).resolve()  # a link into a kept folder is in it
+        if resolved in {Path(file).resolve() for file in owned}:
+            return path
+        for what, kept in self.kept_paths():
+            if resolved.is_relative_to(Path(kept).resolve()):
+                raise OutputPathError(f"{option} must be a path outside {kept}, {what}; got {path}")
+        return path
+
+
+RAW = "the raw-data folder ([data] cache_dir), whose files are checked against their sha256"
+FEATURES = "the features folder ([data] features_dir) of the panel and its siblings"
+STORE = "the MLflow store's folder ([mlflow] tracking_uri)"
+STORE_FILE = "a file of the MLflow store ([mlflow] tracking_uri)"
+
+
+def _store_of(tracking_uri: str) -> tuple[Path | None, Path | None]:
+    """The database file and the folder of a local MLflow store: a SQLite database and its folder,
+    or no file and a file store's folder; ``(None, None)`` for a tracking server or a database
+    elsewhere."""
+    if tracking_uri.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url  # not at import: the command line loads this module first
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            database = make_url(tracking_uri).database
+        except ArgumentError:
+            return None, None
+        return (None, None) if database in (None, "", ":memory:") else (Path(database), Path(database).parent)
+    scheme, _, rest = tracking_uri.partition(":")
+    if not rest or len(scheme) == 1:  # a path (on Windows, C:)
+        return None, Path(tracking_uri)
+    if scheme == "file":
+        return None, Path(unquote(urlsplit(tracking_uri).path))
+    return None, None
+
 
 def load_settings(path: Path | None = None) -> Settings:
     """Read and validate a TOML config file; ``None`` gives the defaults.
@@ -368,7 +439,8 @@ def _describe(err: ValidationError, path: Path) -> str:
         if problem["type"] == "extra_forbidden":
             message += _nearest_key(problem["loc"])
         given = "" if "; got " in message else f"; got {problem.get('input')!r}"  # ours may say what came in
-        problems.append(f"{_key(problem['loc'])}: {message}{given}")
+        where = f"{_key(problem['loc'])}: " if problem["loc"] else ""  # a check of several sections names its keys
+        problems.append(f"{where}{message}{given}")
     return f"config file {path} has {err.error_count()} invalid setting(s): " + " | ".join(problems)
 
 

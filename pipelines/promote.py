@@ -39,6 +39,7 @@ from models.datasets import emergence_transitions
 from pipelines import train
 from pipelines.backtest import check_folds, fold_spec, load_panel
 from pipelines.config import Settings
+from pipelines.terminal import printable
 from pipelines.tracking import (
     CHALLENGER,
     CHAMPION,
@@ -110,8 +111,10 @@ def rollback(settings: Settings, version: str, reason: str | None, console: Cons
         _log_decision(decision)
     reaches = target.tags.get(LAST_PERIOD_TAG)
     console.print(
-        f"promote: {name} champion -> version {target.version} as trained (was {decision.champion or 'none'});"
-        f" it forecasts up to {reaches or 'the newest period of its own panel'}"
+        printable(
+            f"promote: {name} champion -> version {target.version} as trained (was {decision.champion or 'none'});"
+            f" it forecasts up to {reaches or 'the newest period of its own panel'}"
+        )
     )
     return decision
 
@@ -345,9 +348,9 @@ def record(client: MlflowClient, name: str, decision: Decision) -> None:
 
 def _print(console: Console, name: str, decision: Decision) -> None:
     verdict = "promoted to champion" if decision.promoted else "NOT promoted; champion stays"
-    console.print(f"promote: {name} version {decision.challenger} {verdict} ({decision.reason})")
+    console.print(printable(f"promote: {name} version {decision.challenger} {verdict} ({decision.reason})"))
     if decision.refit is not None:
         winner = decision.challenger if decision.promoted else decision.champion
         console.print(f"promote: champion -> version {decision.refit} (version {winner} refitted on the current panel)")
     if decision.figures:
-        console.print(f"promote: figures {decision.figures}", highlight=False)
+        console.print(printable(f"promote: figures {decision.figures}"), highlight=False)

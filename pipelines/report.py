@@ -30,6 +30,7 @@ from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
 from pipelines.score import ScoreError, as_of_period, default_as_of, former, score, trained_on_outcome
+from pipelines.terminal import printable
 from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
 TOP_N = 50
@@ -127,7 +128,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
     """Score with the pinned champion, render the page, write it atomically, log it to a ``report``
     run tagged with the version it shows."""
     if out is not None:
-        check_out(Path(out))
+        check_out(Path(out), settings)
     client = use_tracking(settings, existing=True)
     with start_run("report", nested=mlflow.active_run() is not None):
         context = gather(client, settings, as_of)
@@ -141,14 +142,16 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
         path = Path(out or settings.outputs.dir / f"report_{label_of(context.as_of)}.html")
         write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
         mlflow.log_artifact(str(path), "report")
-    console.print(f"report: {context.name} v{context.version}, as of {label_of(context.as_of)} -> {path}")
+    console.print(printable(f"report: {context.name} v{context.version}, as of {label_of(context.as_of)} -> {path}"))
     return path
 
 
-def check_out(out: Path) -> None:
-    """``--out`` names the HTML page: an ``.html`` path (another file of that name would be replaced)."""
+def check_out(out: Path, settings: Settings) -> None:
+    """``--out`` names the HTML page: an ``.html`` path (another file of that name would be replaced)
+    outside the folders of files beltcast reads (:meth:`~pipelines.config.Settings.check_output`)."""
     if out.suffix.lower() not in (".html", ".htm"):
         raise ScoreError(f"--out must be an .html path (the report is one HTML page); got {out}")
+    settings.check_output(out, "--out")
     writable_target(out)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from features.errors import ConfigError
+from features.errors import ConfigError, DataSyncError
 from features.io import writable_target
 from features.labels import BeltRule, emergence_target
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
@@ -42,6 +42,7 @@ from pipelines.backtest import backtest_files, fold_spec
 from pipelines.config import Settings
 from pipelines.manifest import known_sha256, manifest_hash, read_manifest
 from pipelines.master import load_history
+from pipelines.terminal import printable
 from pipelines.tracking import CHAMPION, frame_hash, last_period, start_run, use_tracking, version_by_alias
 
 
@@ -63,7 +64,7 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     label = period_label(period)
     settings = with_metrics(settings, metrics_file)
     check_outputs(settings, label)
-    if not history_cached(settings):  # a first retrain on this machine: the checks read the code lists
+    if not history_cached(settings):  # a first retrain on this machine, or changed code lists: the checks read them
         sync.run(settings, None, console)
     validate_metrics(settings, label)
     client = use_tracking(settings)
@@ -154,9 +155,16 @@ def period_label(period: str) -> str:
 
 
 def history_cached(settings: Settings) -> bool:
-    """Whether the synced cache holds the code lists :func:`validate_metrics` reads (the sync
-    only fills the raw-data cache: the panel, the champion and the outputs stay as they were)."""
-    return (Path(settings.data.cache_dir) / "areacodes").is_dir()
+    """Whether the synced cache holds the code lists :func:`validate_metrics` reads, with their
+    sha256 (a code list changed since the sync is synced again before it is read, not read as it
+    is; the sync only fills the raw-data cache: the panel, the champion and the outputs stay as
+    they were)."""
+    codes = [entry for entry in read_manifest() if entry.path.startswith("areacodes/")]
+    try:
+        sync.verify_cache(settings.data.cache_dir, codes)
+    except DataSyncError:
+        return False
+    return True
 
 
 def validate_metrics(settings: Settings, period: str) -> None:
@@ -365,5 +373,5 @@ def summary_table(summary: RetrainSummary) -> Table:
         *summary.outputs.items(),
     ]
     for item, value in rows:
-        table.add_row(item, str(value))
+        table.add_row(item, printable(value))  # a cell is markup to rich
     return table

@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from features.errors import BeltcastError
-from features.io import writable_target, write_together
+from features.io import csv_writer, writable_target, write_together
 from features.periods import QUARTERLY, PeriodError, frequency_of, label_of, parse_period
 from features.taxonomy import MODES
 from models.bundle import last_belts
 from pipelines.config import Settings
 from pipelines.manifest import sha256_of
+from pipelines.terminal import printable
 from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, require_champion, start_run, use_tracking
 
 SCORE_COLUMNS = [
@@ -61,7 +62,7 @@ class ScoreOutputs:
 def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: str, console: Console) -> ScoreOutputs:
     """Resolve the champion, score every county, rank, validate, write atomically."""
     if out is not None:
-        check_out(out)
+        check_out(out, settings)
     client = use_tracking(settings, existing=True)
     name = settings.mlflow.registered_model
     champion = require_champion(client, name, ScoreError)
@@ -74,7 +75,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         mlflow.log_params({"as_of": label_of(year), "engine": engine})
         path = out or settings.outputs.dir / f"scores_{label_of(year)}.csv"
         if out is None:
-            check_out(path)  # before scoring, as --out is
+            check_out(path, settings, "outputs.dir")  # before scoring, as --out is
         scores = score(model, uri, year, str(champion.version), engine, config)
         mlflow.set_tags({"output_csv": str(Path(path).resolve()), "output_parquet": str(parquet_of(path).resolve())})
         # two scores of one file take turns: no mixed pair, each logs its own
@@ -112,8 +113,10 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
             )
         )
     console.print(
-        f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
-        f"-> {outputs.csv}, {outputs.parquet}"
+        printable(
+            f"score: {len(scores)} counties as of {label_of(year)} by {name} v{champion.version} "
+            f"-> {outputs.csv}, {outputs.parquet}"
+        )
     )
     return outputs
 
@@ -135,11 +138,15 @@ def parquet_of(csv_path: Path) -> Path:
     return Path(csv_path).with_suffix(".parquet")
 
 
-def check_out(out: Path) -> None:
-    """``--out`` names the CSV; its Parquet twin is written beside it under the same stem."""
+def check_out(out: Path, settings: Settings, option: str = "--out") -> None:
+    """``--out`` names the CSV; its Parquet twin is written beside it under the same stem. Neither
+    may be in a folder of files beltcast reads (:meth:`~pipelines.config.Settings.check_output`):
+    ``--out data/features/panel.csv`` had replaced the panel with the scores' Parquet."""
     out = Path(out)
     if out.suffix.lower() != ".csv":
         raise ScoreError(f"--out must be a .csv path (a .parquet of the same name is written beside it); got {out}")
+    settings.check_output(out, option)
+    settings.check_output(parquet_of(out), f"{option} (its Parquet beside it)")
     writable_target(out)
     writable_target(parquet_of(out))
 
@@ -238,7 +245,7 @@ def write(scores: pd.DataFrame, csv_path: Path, version: str, as_of: int, encodi
     write_together(
         {
             parquet_path: lambda tmp: scores.to_parquet(tmp, index=False),
-            csv_path: lambda tmp: scores.to_csv(tmp, index=False, encoding=encoding),
+            csv_path: csv_writer(scores, encoding),
         }
     )
     return ScoreOutputs(csv_path, parquet_path, version, as_of)
@@ -255,6 +262,7 @@ def top_table(scores: pd.DataFrame, n: int) -> Table:
     for column in ("rank", "county", "province", "p_belt", "mode", "top drivers"):
         table.add_column(column)
     for row in scores.dropna(subset=["rank"]).sort_values("rank").head(n).itertuples():
-        table.add_row(str(row.rank), f"{row.county_name} {row.county_code}{former(row.last_belt)}", row.province,
-                      f"{row.p_belt:.3f}", row.mode, row.top_drivers)  # fmt: skip
+        cells = (str(row.rank), f"{row.county_name} {row.county_code}{former(row.last_belt)}", row.province,
+                 f"{row.p_belt:.3f}", row.mode, row.top_drivers)  # fmt: skip
+        table.add_row(*map(printable, cells))  # a cell is markup to rich
     return table

@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
 from features.errors import DataSyncError
 from features.io import durable_replace, usual_file_mode
 from pipelines.config import Settings
 from pipelines.manifest import ManifestEntry, read_manifest, sha256_of
+from pipelines.terminal import printable
 
 MIRROR_ENV = "BELTCAST_DATA_MIRROR"
 SHARED_MIRROR = Path("../shared/data/raw")
@@ -227,12 +227,12 @@ def _progress(enabled: bool) -> Progress:
 def run(settings: Settings, mirror: Path | None, console: Console) -> SyncReport:
     """The ``data sync`` job: resolve the source, sync, report, fail on any failure."""
     source = resolve_mirror(mirror, settings.data.mirror_dir)
-    console.print(f"data sync: from {source or 'upstream URLs'} into {settings.data.cache_dir}")
+    console.print(printable(f"data sync: from {source or 'upstream URLs'} into {settings.data.cache_dir}"))
     report = sync(settings.data.cache_dir, source, show_progress=console.is_terminal)
     for failure in report.failures:
-        console.print(f"[red]  {escape(str(failure))}[/red]", highlight=False)
+        console.print(f"[red]  {printable(failure)}[/red]", highlight=False)
     for path in report.repaired:
-        console.print(f"  {path}: cached copy was corrupt; replaced by a verified copy")
+        console.print(printable(f"  {path}: cached copy was corrupt; replaced by a verified copy"))
     console.print(f"data sync: {report.summary()}")
     if report.failures:
         raise DataSyncError(f"{len(report.failures)} file(s) failed to sync; see above")

@@ -50,6 +50,7 @@ from pipelines.build import belt_rule, panel_synthetic
 from pipelines.config import PLATFORM_RULE_METRICS, LabelSettings, PlatformSettings, Settings
 from pipelines.manifest import sha256_of
 from pipelines.master import crosswalk_to_target, load_history
+from pipelines.terminal import printable
 from pipelines.tracking import (
     CHALLENGER,
     LAST_PERIOD_TAG,
@@ -104,8 +105,10 @@ def run(
         params = tuned_params(settings)
         if params is None:
             console.print(
-                f"train: no tuned parameters ({settings.model.params_file}): LightGBM's defaults"
-                "; run `beltcast tune` to tune"
+                printable(
+                    f"train: no tuned parameters ({settings.model.params_file}): LightGBM's defaults"
+                    "; run `beltcast tune` to tune"
+                )
             )
         tags = {**params_source(settings, params is not None), **(tags or {})}
         params = params or {}
@@ -200,7 +203,9 @@ def restore_backtest(
             return copy_to_outputs(sorted(local.iterdir()), settings, version, run_id)
         except (MlflowException, OSError, OutputPathError) as err:
             console.print(
-                f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
+                printable(
+                    f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
+                )
             )
             return []
 
@@ -291,9 +296,9 @@ def publish_backtest(staged: list[Path], settings: Settings, console: Console, v
     try:
         published = copy_to_outputs(staged, settings, version, run_id)
     except OutputPathError as err:
-        console.print(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})")
+        console.print(printable(f"train: the backtest's files are in the run, not in {settings.outputs.dir} ({err})"))
         return []
-    console.print(f"backtest -> {', '.join(str(p) for p in published)}")
+    console.print(printable(f"backtest -> {', '.join(str(p) for p in published)}"))
     return published
 
 

@@ -39,6 +39,7 @@ from models.tuning import (
 )
 from pipelines.backtest import check_folds, fold_spec, is_platform, load_panel, params_digest
 from pipelines.config import Settings, TuneSettings
+from pipelines.terminal import printable
 from pipelines.tracking import (
     DATABASE_EXAMPLE,
     TrackingError,
@@ -101,8 +102,10 @@ def run(
         closed = close_dead_trials(study)
         if closed:
             console.print(
-                f"tune: trial(s) {closed} of study {study.study_name!r}, left running by a tune of this machine"
-                " that is gone, are marked failed"
+                printable(
+                    f"tune: trial(s) {closed} of study {study.study_name!r}, left running by a tune of this machine"
+                    " that is gone, are marked failed"
+                )
             )
         fingerprint = record_scored_on(study, scored_on(settings, panel))
         not_reused(study, period, fingerprint, console)
@@ -125,8 +128,10 @@ def run(
                     kept = f"stay as saved in {saved}" if saved.is_file() else "stay"
                     among = f" for {period}" if period is not None else ""
                     console.print(
-                        f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and"
-                        f" these settings; the parameters {kept}"
+                        printable(
+                            f"tune: study {study.study_name!r} has no completed trial{among} scored on this panel and"
+                            f" these settings; the parameters {kept}"
+                        )
                     )
                     return {}
                 briers = calibration_of(study, trial, fingerprint, lambda: calibration_scores(
@@ -139,16 +144,20 @@ def run(
                 log_best(best, settings.model.params_file)
     among = f"of the trials for {period} " if period is not None else ""
     console.print(
-        f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"
-        f"{trial.value:.4f} (trial {trial.number}, by seed: {best['best_ap_by_seed']}); calibration cross-fitted over "
-        f"{best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
-        f" -> {settings.model.params_file}"
+        printable(
+            f"tune: study {study.study_name!r}, {len(study.trials)} trial(s) in all; best inner-fold AP {among}"
+            f"{trial.value:.4f} (trial {trial.number}, by seed: {best['best_ap_by_seed']}); calibration cross-fitted"
+            f" over {best['params']['calibration_folds']} folds (inner-fold Brier {_briers(briers)})"
+            f" -> {settings.model.params_file}"
+        )
     )
     if kept is not None:
         other, copy = kept
         console.print(
-            f"tune: these replace the parameters of study {other} that `train` would have used; those are"
-            f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
+            printable(
+                f"tune: these replace the parameters of study {other} that `train` would have used; those are"
+                f" kept in {copy} (copy it over {settings.model.params_file} to train with them again)"
+            )
         )
     return best
 
@@ -554,9 +563,11 @@ def not_reused(study: optuna.Study, period: str | None, fingerprint: str, consol
     )
     among = f" for {period}" if period is not None else ""
     console.print(
-        f"tune: {len(others)} trial(s){among} of study {study.study_name!r} were scored on other data or settings"
-        f" (changed since the newest: {changed}); they are not reused, the best is chosen among the trials"
-        " scored on this panel and these settings"
+        printable(
+            f"tune: {len(others)} trial(s){among} of study {study.study_name!r} were scored on other data or settings"
+            f" (changed since the newest: {changed}); they are not reused, the best is chosen among the trials"
+            " scored on this panel and these settings"
+        )
     )
 
 
@@ -605,7 +616,9 @@ def enqueue_incumbent(
     params = completed(space, params)
     if not within(space, params):
         if console is not None:
-            console.print(f"tune: the previous best parameters {params} lie outside the search space; not re-scored")
+            console.print(
+                printable(f"tune: the previous best parameters {params} lie outside the search space; not re-scored")
+            )
         return
     study.enqueue_trial(params, user_attrs={"incumbent": True})
 

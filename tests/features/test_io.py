@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from features.errors import OutputPathError
-from features.io import atomic_path, write_atomic, write_csv, write_json, write_parquet
+from features.io import atomic_path, spreadsheet_safe, write_atomic, write_csv, write_json, write_parquet
 
 
 def test_a_writer_failing_midway_leaves_the_old_file(tmp_path):
@@ -78,6 +78,57 @@ def test_writes_replace_whole_files_with_the_usual_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert csv.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_file_written_again_keeps_the_permission_bits_it_was_given(tmp_path):
+    from features.io import write_together
+
+    # os.replace of a new temporary file turned a chmod 600 output into 644
+    private, together = tmp_path / "scores.csv", tmp_path / "scores.parquet"
+    for path in (private, together):
+        path.write_text("old\n")
+        path.chmod(0o600)
+    write_csv(pd.DataFrame({"county_code": ["371721"]}), private)
+    write_together({together: lambda tmp: tmp.write_text("new\n")})
+    assert private.stat().st_mode & 0o777 == 0o600 and together.stat().st_mode & 0o777 == 0o600
+    assert together.read_text() == "new\n"
+    shared = tmp_path / "shared.json"
+    shared.write_text("{}\n")
+    shared.chmod(0o664)
+    write_json({"曹县": 1}, shared)
+    assert shared.stat().st_mode & 0o777 == 0o664
+
+
+FORMULAS = ['=HYPERLINK("https://evil.example","x")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3", "\t=1+1", "\r=1+1"]
+
+
+def test_text_cells_that_start_like_a_formula_are_written_with_a_leading_quote(tmp_path):
+    # a category of =HYPERLINK(...) from a metrics file ran as a formula in the CSV opened in Excel or WPS
+    frame = pd.DataFrame(
+        {
+            "category": [*FORMULAS, "女装", "a=b"],
+            "county_code": pd.Series(["371721"] * 8, dtype="string"),
+            "gmv_cny": [-2.5, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+            "row": [-1, 2, 3, 4, 5, 6, 7, 8],
+        }
+    )
+    before = frame.copy()
+    path = write_csv(frame, tmp_path / "unmatched.csv")
+    written = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert written["category"].tolist() == [*(f"'{f}" for f in FORMULAS), "女装", "a=b"]
+    assert written["gmv_cny"].tolist()[:2] == ["-2.5", "-1.0"] and written["row"].tolist()[0] == "-1"
+    assert written["county_code"].tolist() == ["371721"] * 8
+    assert '\n"\'\r=1+1",' in path.read_bytes().decode("utf-8")  # quoted: no new row at its CR
+    pd.testing.assert_frame_equal(frame, before)  # the frame itself, and a Parquet of it, keep the values
+
+
+def test_only_text_cells_are_made_safe_and_a_number_in_a_column_of_text_stays_a_number():
+    frame = pd.DataFrame({"mixed": ["-3", -3, None], "kind": pd.Categorical(["=1", "b", "=1"])})
+    safe = spreadsheet_safe(frame)
+    assert safe["mixed"].tolist()[:2] == ["'-3", -3] and pd.isna(safe["mixed"].iloc[2])
+    assert safe["kind"].tolist() == ["'=1", "b", "'=1"]
+    numbers = pd.DataFrame({"p": [-0.5]})
+    assert spreadsheet_safe(numbers) is numbers
 
 
 def test_files_written_together_are_all_replaced_or_none(tmp_path):

@@ -23,7 +23,7 @@ from features.codes import load_code_history
 from features.errors import BeltcastError, DataSyncError, OutputPathError, SourceFormatError
 from features.io import writable_target, write_atomic
 from features.panel import ID_COLUMNS
-from pipelines import backtest, build, promote, score, tune
+from pipelines import backtest, build, promote, report, score, tune
 from pipelines.backtest import check_params, load_panel, tuned_params
 from pipelines.config import DataSettings, MlflowSettings, ModelSettings, PlatformSettings, Settings, TuneSettings
 from pipelines.promote import PromotionError
@@ -103,6 +103,53 @@ def test_score_out_must_name_a_csv(tmp_path, name):
     with pytest.raises(ScoreError, match=f"--out must be a .csv path .*; got {tmp_path / name}"):
         score.run(settings, None, tmp_path / name, "pandas", QUIET)
     assert not (tmp_path / "mlflow.db").exists()  # refused before the store was opened
+
+
+def _kept(tmp_path: Path) -> Settings:
+    """Settings whose raw data, features and MLflow store are folders of ``tmp_path``, each holding a file."""
+    for folder, name in (("raw/areacodes", "result.csv"), ("features", "panel.parquet"), ("mlruns", "mlflow.db")):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / name).write_text("kept", encoding="utf-8")
+    return Settings(
+        data=DataSettings(cache_dir=tmp_path / "raw", features_dir=tmp_path / "features"),
+        model=ModelSettings(params_file=tmp_path / "mlruns" / "tuned_params.json"),
+        mlflow=MlflowSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("out", "folder"),
+    [
+        (
+            "features/panel.csv",
+            r"features, the features folder \(\[data\] features_dir\) of the panel and its siblings",
+        ),
+        ("raw/areacodes/result.csv", r"raw, the raw-data folder \(\[data\] cache_dir\), whose files are checked"),
+        ("mlruns/scores.csv", r"mlruns, the MLflow store's folder \(\[mlflow\] tracking_uri\)"),
+        ("linked/scores.csv", r"features, the features folder"),  # a link into the folder is in it
+    ],
+)
+def test_score_refuses_an_out_among_the_files_beltcast_reads_and_keeps_them(tmp_path, out, folder):
+    # score --out data/features/panel.csv replaced the panel with the scores' Parquet beside the CSV,
+    # and --out data/raw/areacodes/result.csv a sha-checked raw file
+    settings = _kept(tmp_path)
+    (tmp_path / "linked").symlink_to(tmp_path / "features", target_is_directory=True)
+    with pytest.raises(
+        OutputPathError, match=rf"^--out must be a path outside {tmp_path}/{folder}.*; got {tmp_path}/{out}$"
+    ):
+        score.run(settings, None, tmp_path / out, "pandas", QUIET)
+    kept = [tmp_path / "raw" / "areacodes" / "result.csv", tmp_path / "features" / "panel.parquet"]
+    assert [path.read_text(encoding="utf-8") for path in kept] == ["kept", "kept"]
+    assert sorted(p.name for p in (tmp_path / "mlruns").iterdir()) == ["mlflow.db"]  # refused before the store opened
+
+
+def test_backtest_and_report_refuse_an_out_among_the_files_beltcast_reads(tmp_path):
+    settings = _kept(tmp_path)
+    with pytest.raises(OutputPathError, match=rf"^--out must be a path outside {tmp_path}/features, the features"):
+        backtest.run(settings, tmp_path / "features" / "quality.json", QUIET)  # not "panel ... cannot be read"
+    with pytest.raises(OutputPathError, match=rf"^--out must be a path outside {tmp_path}/mlruns, the MLflow store"):
+        report.run(settings, None, tmp_path / "mlruns" / "artifacts" / "report.html", QUIET)
+    assert sorted(p.name for p in (tmp_path / "mlruns").iterdir()) == ["mlflow.db"]
 
 
 def _model(tmp_path: Path, params_file: Path | None) -> Settings:
@@ -286,6 +333,22 @@ def test_build_names_a_raw_file_cut_short_since_the_sync_and_writes_nothing(raw_
     assert not features.exists() or not any(features.iterdir())
 
 
+@pytest.mark.realdata
+def test_build_names_a_changed_code_list_by_its_checksum_before_reading_it(raw_dir, tmp_path):
+    # the code lists were read before the raw files were checked: a tampered result.csv came out as
+    # "missing column(s) ['代码']", not as a file changed since the sync
+    cache = tmp_path / "raw"
+    shutil.copytree(raw_dir, cache)
+    codes = cache / "areacodes" / "result.csv"
+    codes.write_text(codes.read_text(encoding="utf-8").replace("代码", "代碼", 1), encoding="utf-8")
+    settings = Settings(data=DataSettings(cache_dir=cache, features_dir=tmp_path / "features"))
+    with pytest.raises(
+        DataSyncError, match=rf"^the raw-data cache does not match the manifest: {codes}: sha256 mismatch"
+    ):
+        build.run(settings, QUIET)
+    assert not (tmp_path / "features").exists()
+
+
 @pytest.mark.parametrize(
     ("uri", "database"),
     [
@@ -364,8 +427,10 @@ def _fold_panel(folder: Path) -> None:
 def test_folds_the_panel_cannot_fill_are_named_before_any_work_and_nothing_is_written(tmp_path, section, message):
     # before, sklearn's "Cannot have number of splits n_splits=40 greater than the number of
     # groups" (or worse, a JSON of no temporal fold written beside the last backtest's curves)
-    _fold_panel(tmp_path)
-    settings = Settings.model_validate({"data": {"features_dir": str(tmp_path)}, **section})
+    features = tmp_path / "features"
+    features.mkdir()
+    _fold_panel(features)
+    settings = Settings.model_validate({"data": {"features_dir": str(features)}, **section})
     out = tmp_path / "backtest.json"
     out.write_text("the last backtest", encoding="utf-8")
     with pytest.raises(BeltcastError, match=message):
@@ -374,7 +439,8 @@ def test_folds_the_panel_cannot_fill_are_named_before_any_work_and_nothing_is_wr
         with pytest.raises(BeltcastError, match=message):
             tune.run(settings, 1, None, QUIET)
     assert out.read_text(encoding="utf-8") == "the last backtest"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["backtest.json", "panel.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backtest.json", "features"]
+    assert sorted(p.name for p in features.iterdir()) == ["panel.parquet"]
 
 
 def test_folds_the_panel_can_fill_pass_the_check(tmp_path):

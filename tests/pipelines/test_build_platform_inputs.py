@@ -4,13 +4,16 @@ public sources are read and before anything is written. Every metrics file here 
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 import pytest
 from rich.console import Console
 
 from features.codes import CodeHistory, CodeRecord
 from features.labels import BeltRule, Condition, LabelError
-from features.platform import PlatformMetrics, PlatformMetricsError
+from features.platform import PlatformMetrics, PlatformMetricsError, read_platform_metrics
+from features.sources.base import SourceTable
 from pipelines import build
 from pipelines.config import DataSettings, PlatformSettings, Settings
 
@@ -120,17 +123,18 @@ def test_a_rule_metric_the_platform_does_not_compute_is_an_error_not_a_key_error
         build.platform_labels(synthetic_metrics(quarters("2023Q1", 11)), rule, "metrics_synthetic.csv")
 
 
-def test_build_fails_before_reading_the_sources_and_keeps_the_panel(tmp_path, monkeypatch):
+@pytest.mark.realdata
+def test_build_fails_before_reading_the_sources_and_keeps_the_panel(raw_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(build, "load_history", lambda settings: two_county_history())
+    monkeypatch.setattr(build, "read_sources", lambda *args: pytest.fail("the public sources were read"))
     metrics = write_synthetic_metrics(tmp_path / "platform_metrics_synthetic.csv", quarters("2025Q1", 3))
     features = tmp_path / "features"
     features.mkdir()
     (features / "panel.parquet").write_bytes(b"the good panel")
     settings = Settings(
-        data=DataSettings(cache_dir=tmp_path / "no_raw_data", features_dir=features),
+        data=DataSettings(cache_dir=raw_dir, features_dir=features),  # verified first, as every build's
         platform=PlatformSettings(metrics_file=metrics),
     )
-    # the raw cache is empty: reading a public source would fail with another error
     with pytest.raises(PlatformMetricsError, match=r"must label at least one quarter: .*got 3 quarter\(s\)"):
         build.run(settings, QUIET)
     assert (features / "panel.parquet").read_bytes() == b"the good panel"
@@ -144,3 +148,38 @@ def test_the_categories_of_no_mode_are_named_the_largest_first():
         "categories that map to no mode (12, share of categorised GMV): 杂项0 (30.0%), 杂项1 (15.0%),"
     )
     assert "杂项9 (3.0%) and 2 more; their GMV names no county's mode: add keywords for them to" in note
+
+
+def test_categories_of_no_mode_print_as_text_not_as_markup_or_escape_sequences():
+    # a category [/x] stopped the build with a MarkupError after its outputs were written; [link=...]
+    # was a link, and an escape sequence reached the terminal
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=400)
+    categories = {"[/x]": 0.5, "[link=https://evil.example]click[/link]": 0.3, "\x1b[2J茶叶": 0.2}
+    platform = {"rows_read": 3, "periods": ["2025Q1", "2025Q3"], "target_counties": 2, "target_counties_of": 2,
+                "codes_resolved_to_another_year": [], "rows_unmatched": 0, "further_metrics": {},
+                "unmapped_categories": categories}  # fmt: skip
+    build._print_platform(console, platform)
+    printed = console.file.getvalue()
+    assert "[/x] (50.0%), [link=https://evil.example]click[/link] (30.0%), \\x1b[2J茶叶 (20.0%); their" in printed
+    assert "\x1b" not in printed
+
+
+def test_unmatched_rows_are_written_for_spreadsheets_with_text_as_text_and_numbers_as_numbers(tmp_path):
+    # a category of =HYPERLINK(...) in a row of no county ran as a formula in unmatched.csv opened in
+    # Excel or WPS; the reader strips a leading tab, and the cell is made safe either way
+    path = tmp_path / "platform_metrics_synthetic.csv"
+    path.write_text(
+        "county_code,period,category,gmv_cny,active_merchants,refund_rate\n371721,2025Q1,女装,5,1,0.1\n"
+        '441900,2025Q1,"=HYPERLINK(""https://evil.example"",""x"")",5,1,-0.5\n441900,2025Q1,"\t=1+1",7,2,-2\n'
+        "441900,2025Q1,-2+3,7,2,0\n",
+        encoding="utf-8",
+    )
+    metrics = read_platform_metrics(path, two_county_history(), intensive=["refund_rate"])
+    panel = pd.DataFrame({"county_code": ["371721"], "as_of": [2025 * 4]})
+    outputs = build.write_outputs(
+        tmp_path / "features", panel, {}, [SourceTable("platform", pd.DataFrame(), metrics.unmatched, {})]
+    )
+    written = pd.read_csv(outputs.unmatched, dtype=str, keep_default_na=False)
+    assert written["category"].tolist() == ['\'=HYPERLINK("https://evil.example","x")', "'=1+1", "'-2+3"]
+    assert written["refund_rate"].tolist() == ["-0.5", "-2.0", "0.0"] and written["row"].tolist() == ["2", "3", "4"]
+    assert written["county_code"].tolist() == ["441900"] * 3 and set(written["source"]) == {"platform"}

@@ -116,6 +116,47 @@ def test_a_value_of_the_right_type_but_no_sense_names_the_key(tmp_path, text, me
         load_settings(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[model]\nparams_file = "data/raw/areacodes/result.csv"\n',
+            r"model\.params_file must be a path outside data/raw, the raw-data folder \(\[data\] cache_dir\),"
+            r" whose files are checked against their sha256; got data/raw/areacodes/result\.csv$",
+        ),
+        ('[model]\nparams_file = "data/features/panel.parquet"\n', r"outside data/features, the features folder"),
+        ('[model]\nparams_file = "mlruns/mlflow.db"\n', r"outside mlruns, the MLflow store's folder"),
+        ('[model]\nparams_file = "mlruns/artifacts/tuned_params.json"\n', r"outside mlruns, the MLflow store's"),
+        ('[outputs]\ndir = "data/features/outputs"\n', r": outputs\.dir must be a path outside data/features, the"),
+        ('[mlflow]\ntracking_uri = "sqlite:///mlflow.db"\n[model]\nparams_file = "mlflow.db"\n',
+         r"model\.params_file must be a path outside mlflow\.db, a file of the MLflow store"),
+    ],
+)  # fmt: skip
+def test_a_configured_output_among_the_files_beltcast_reads_is_refused_naming_the_key(tmp_path, text, message):
+    # tune --trials 0 with params_file = "data/raw/areacodes/result.csv" replaced a raw file with JSON
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",  # params_file mlruns/tuned_params.json, in the store's folder mlruns: the default
+        '[model]\nparams_file = "mlruns/demo/tuned_params.json"\n'  # the README's demo
+        '[mlflow]\ntracking_uri = "sqlite:///mlruns/demo/mlflow.db"\n',
+        '[mlflow]\ntracking_uri = "sqlite:///mlflow.db"\n[model]\nparams_file = "tuned_params.json"\n',
+        '[mlflow]\ntracking_uri = "http://mlflow.internal:5000"\n[model]\nparams_file = "mlruns/x.json"\n',
+    ],
+)
+def test_the_default_layout_and_a_store_beside_the_project_keep_their_parameters(tmp_path, text):
+    path = tmp_path / "beltcast.toml"
+    path.write_text(text, encoding="utf-8")
+    settings = load_settings(path)
+    settings.check_output(settings.outputs.dir / "scores_2020.csv", "--out")
+
+
 def test_a_config_path_that_is_a_directory_says_so(tmp_path):
     with pytest.raises(ConfigError, match=rf"config file {tmp_path} is a directory; expected a TOML file"):
         load_settings(tmp_path)

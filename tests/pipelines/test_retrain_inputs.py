@@ -3,6 +3,8 @@ step runs. The metrics files are SYNTHETIC (made-up values on two real county co
 
 from __future__ import annotations
 
+import shutil
+
 import optuna
 import pandas as pd
 import pytest
@@ -57,6 +59,18 @@ def test_a_first_retrain_syncs_the_code_lists_before_checking_the_file(settings,
     with pytest.raises(PlatformMetricsError, match="must cover 5 provinces"):  # synced: not again before them
         retrain.run(settings, "2025Q3", eleven_quarters, QUIET)
     assert calls == ["sync"]
+
+
+@pytest.mark.realdata
+def test_code_lists_changed_since_the_sync_are_synced_again_before_the_checks_read_them(raw_dir, tmp_path):
+    # the checks read a tampered result.csv as it was: "missing column(s)", not a file to sync again
+    cache = tmp_path / "raw"
+    shutil.copytree(raw_dir / "areacodes", cache / "areacodes")
+    settings = Settings(data=DataSettings(cache_dir=cache))
+    assert retrain.history_cached(settings)
+    codes = cache / "areacodes" / "result.csv"
+    codes.write_text(codes.read_text(encoding="utf-8").replace("代码", "代碼", 1), encoding="utf-8")
+    assert not retrain.history_cached(settings)
 
 
 @pytest.mark.parametrize("where", ["outputs", "features", "params"])

@@ -323,3 +323,10 @@ def test_a_tune_of_no_trial_of_a_study_that_is_not_there_is_refused_and_creates_
     with pytest.raises(tune.TuneError, match="'scored-onn', and the studies there are 'scored-on'"):
         tune.run(settings, 0, "scored-onn", Console(record=True))
     assert optuna.get_all_study_names(tune.study_storage(settings.tune.storage)) == [STUDY]
+
+
+def test_a_study_name_that_looks_like_markup_is_printed_as_it_came(settings):
+    # "[/x]" stopped tune with rich's MarkupError once its trials had run
+    console = Console(record=True, width=400)
+    tune.run(settings, 1, "[/x]", console)
+    assert "tune: study '[/x]', 1 trial(s) in all" in console.export_text()
