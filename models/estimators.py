@@ -226,6 +226,11 @@ class LGBMEmergence(_FrameEstimator):
                 f"sigmoid calibration needs at least 2 rows of each class (y = 0 and y = 1); got {minority}"
                 " of the rarer; fit with calibration=None or on more rows"
             )
+        if not hasattr(estimator, "decision_function"):  # LightGBM before 4.7, outside pyproject's range
+            raise ModelInputError(
+                f"the calibration is fitted on the booster's raw score, which LightGBM {lgb.__version__} does not"
+                " give its classifier (LGBMClassifier.decision_function, from 4.7); install lightgbm>=4.7,<5"
+            )
         self.calibration_folds_ = min(self.calibration_folds, minority)
         folds = StratifiedKFold(self.calibration_folds_, shuffle=True, random_state=self.random_state)
         calibrated = CalibratedClassifierCV(estimator, method="sigmoid", cv=folds, ensemble=False)

@@ -373,3 +373,13 @@ def test_exposure_signs_name_the_exposure_features():
     columns = ["belts_within_50km_share", "villages_within_200km_share", "belts_same_province_share",
                "dist_nearest_belt_km_rel", "dist_capital_km", "census_manufacturing_share_rel"]  # fmt: skip
     assert exposure_signs(columns) == (1, 1, 1, -1, 0, 0)
+
+
+def test_a_lightgbm_without_the_raw_score_the_calibration_is_fitted_on_is_named(monkeypatch):
+    # before 4.7 scikit-learn fitted the sigmoid on predict_proba, which the bundle applies to the raw score
+    import lightgbm as lgb
+
+    monkeypatch.delattr(lgb.LGBMClassifier, "decision_function")
+    X = pd.DataFrame({"a": np.arange(40.0)})
+    with pytest.raises(ModelInputError, match=r"LGBMClassifier.decision_function, from 4.7\); install lightgbm>=4.7"):
+        LGBMEmergence(linear_margin_C=None, n_estimators=5).fit(X, np.arange(40) % 2)
