@@ -12,7 +12,7 @@ import html
 import json
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import mlflow
@@ -116,6 +116,7 @@ class ReportContext:
     trained_up_to: int | None = None  # the newest label, when the outcome of ``as_of`` was trained on
     data_notes: list[str] = field(default_factory=list)
     synthetic: bool = False  # trained on platform metrics marked synthetic
+    belt_rule: str = ""  # the belt rule in words (:func:`belt_rule_text`)
 
 
 SYNTHETIC_WARNING = (
@@ -182,6 +183,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         data_notes=data_notes(bundle.snapshot, bundle.features, bundle.meta, year, labels_of, backtest),
         horizon=bundle.meta.get("horizon"),
         synthetic=bool(bundle.meta.get("synthetic_metrics")),
+        belt_rule=belt_rule_text(bundle.meta, "quarter" if frequency_of(year) == QUARTERLY else "year"),
         trained_up_to=trained_on_outcome(model, year),
         metrics={
             k: v
@@ -208,17 +210,8 @@ def data_notes(
     rows = snapshot[snapshot["as_of"] == as_of]
     unit = "quarter" if frequency_of(as_of) == QUARTERLY else "year"
     notes = [SYNTHETIC_WARNING] if meta.get("synthetic_metrics") else []
-    if rule := meta.get("belt_rule"):
-        conditions = [
-            f"{RULE_METRIC_WORDS.get(c['metric'], c['metric'])} {OP_WORDS.get(c['op'], c['op'])}"
-            f" {_number(c['threshold'])}"
-            for c in rule
-        ]
-        needed = meta.get("min_met", len(conditions))
-        notes.append(
-            f"A county counts as a belt in a {unit} when {conditions[0]}." if len(conditions) == 1
-            else f"A county counts as a belt in a {unit} when at least {needed} of these hold: {'; '.join(conditions)}."
-        )  # fmt: skip
+    if rule := belt_rule_text(meta, unit):
+        notes.append(rule)
     if labels_of is not None and labels_of < as_of:
         villages = [f for f in features if f.startswith("villages_")]  # all 0 on a platform's panel
         nearby = "belts and Taobao villages" if villages and rows[villages].fillna(0).ne(0).any().any() else "belts"
@@ -249,6 +242,22 @@ def data_notes(
             ' on ...".'
         )
     return notes
+
+
+def belt_rule_text(meta: dict, unit: str) -> str:
+    """The model's belt rule in words ("" when the model records none)."""
+    rule = meta.get("belt_rule")
+    if not rule:
+        return ""
+    conditions = [
+        f"{RULE_METRIC_WORDS.get(c['metric'], c['metric'])} {OP_WORDS.get(c['op'], c['op'])} {_number(c['threshold'])}"
+        for c in rule
+    ]
+    needed = meta.get("min_met", len(conditions))
+    return (
+        f"A county counts as a belt in a {unit} when {conditions[0]}." if len(conditions) == 1
+        else f"A county counts as a belt in a {unit} when at least {needed} of these hold: {'; '.join(conditions)}."
+    )  # fmt: skip
 
 
 def _gap_entries(rows: pd.DataFrame, features: list[str]) -> list[str]:
@@ -352,7 +361,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             + _mode_column_text(context.mode_weight)
             + DRIVERS_TEXT
             + _former_text(top),
-            _table(top),
+            _table(top, context.mode_weight),
             "top-candidates",
         ),
         _section(
@@ -363,10 +372,15 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             "county-map",
         ),
         _section(
-            "Mode mix of the top candidates",
-            "The development mode each top candidate would most likely follow. "
+            "Mode mix of the top candidates" if context.mode_weight != 0 else "Mode mix",
+            (
+                "The development mode each top candidate would most likely follow. "
+                if context.mode_weight != 0
+                else "The modes' frequencies among the labelled belts, which every county is given: no county's"
+                " own mode is forecast. "
+            )
             + _mode_weight_text(context.mode_weight),
-            _mode_mix(top),
+            _mode_mix(top) if context.mode_weight != 0 else _mode_frequencies(scores),
             "mode-mix",
         ),
         _section(
@@ -403,8 +417,57 @@ def _header(context: ReportContext) -> str:
         f"<header><h1>E-commerce industrial belts: {_page_kind(context)} as of {label_of(context.as_of)}</h1>"
         f"<p>{context.name} version {html.escape(context.version)} · generated {generated}</p>"
         + (f'<p class="synthetic"><strong>{html.escape(SYNTHETIC_WARNING)}</strong></p>' if context.synthetic else "")
-        + f"<p>{html.escape(_reading(context))}</p></header>"
+        + f"<p>{html.escape(_reading(context))}</p>"
+        + _read_first(context, datetime.now(UTC).date())
+        + "</header>"
     )
+
+
+def _read_first(context: ReportContext, today: date) -> str:
+    """What a strategist must know before acting on the ranking: the period forecast and whether it
+    is already past, the belt rule, how often the top of the ranking was right in the backtest,
+    and what the page cannot tell (modes, belt exposure without labels)."""
+    as_of = context.as_of
+    target = as_of + (context.horizon or 1)
+    points = [f"The forecast is of {label_of(target)}: whether a county becomes a belt by then."]
+    if period_end(target) < today and context.trained_up_to is None:
+        labels = f" from labels of {label_of(context.labels_of)}" if context.labels_of is not None else ""
+        points.append(
+            f"{label_of(target)} is over: this page forecasts a period already past{labels}, with the data the"
+            " model has. For a decision about the coming quarters, retrain it on recent platform metrics"
+            " (`beltcast retrain`) and report again."
+        )
+    if context.belt_rule:
+        points.append(context.belt_rule)
+    newest = context.backtest.get("emergence", {}).get("models", {}).get("lightgbm", {})
+    if {"precision_at_25", "precision_at_50", "base_rate"} <= set(newest):
+        fold = fold_words(context.metrics.get("newest_fold", "?"))
+        points.append(
+            f"How often the top was right ({fold}): {round(newest['precision_at_25'] * 25)} of the top 25 and"
+            f" {round(newest['precision_at_50'] * 50)} of the top 50 became belts, where"
+            f" {newest['base_rate']:.1%} of all counties did. Read the ranking as a short list to look into:"
+            " counties a few places apart are interchangeable, and p_belt is shown to 2 decimals for that reason."
+        )
+    if context.labels_of is None:
+        points.append(
+            f"No belt label is known as of {label_of(as_of)}: the belt-exposure indicators (belts and villages"
+            " nearby, the nearest belt) are unknown too, so this ranking rests on the other indicators alone."
+        )
+    if context.mode_weight == 0:
+        points.append(
+            "No mode is forecast for each county: the mode model did not predict modes better than their"
+            f' frequencies among the labelled belts, so the mode column reads "{NO_MODE}" (see Mode mix).'
+        )
+    items = "".join(f"<li>{html.escape(point)}</li>" for point in points)
+    return f'<div class="read-first"><h2 id="read-first">Read this first</h2><ul>{items}</ul></div>'
+
+
+def period_end(index: int) -> date:
+    """The last day of a period (a year, or a quarter)."""
+    if frequency_of(index) == QUARTERLY:
+        year, quarter = divmod(index, 4)
+        return date(year, 3 * quarter + 3, 30 if quarter in (1, 2) else 31)
+    return date(index, 12, 31)
 
 
 def _page_kind(context: ReportContext) -> str:
@@ -447,17 +510,25 @@ def _section(title: str, intro: str, body: str, anchor: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{lead}{body}</section>'
 
 
-def _table(top: pd.DataFrame) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("rank", "county", "province", "p_belt", "mode", "top drivers"))
+NO_MODE = "not forecast"
+
+
+def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
+    headers = ("rank", "county", "prefecture", "province", "p_belt", "mode", "top drivers")
+    head = "".join(f'<th scope="col">{h}</th>' for h in headers)
     rows = "".join(
-        f"<tr><td>{int(r.rank)}</td><td>{html.escape(r.county_name)} <small>{r.county_code}</small>"
-        f"{html.escape(former(r.last_belt))}</td>"
-        f"<td>{html.escape(r.province)}</td><td>{r.p_belt:.3f}</td>"
-        f"<td>{html.escape(MODE_NAMES.get(r.mode, r.mode))}</td>"
+        f'<tr><td>{int(r.rank)}</td><td><span lang="zh-Hans">{html.escape(r.county_name)}</span>'
+        f" <small>{r.county_code}</small>{html.escape(former(r.last_belt))}</td>"
+        f'<td lang="zh-Hans">{html.escape(str(getattr(r, "prefecture", "") or ""))}</td>'
+        f'<td lang="zh-Hans">{html.escape(r.province)}</td><td>{r.p_belt:.2f}</td>'
+        f"<td>{html.escape(NO_MODE if mode_weight == 0 else MODE_NAMES.get(r.mode, r.mode))}</td>"
         f"<td>{html.escape(r.top_drivers)}</td></tr>"
         for r in top.itertuples()
     )
-    return f'<table class="ranked"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    caption = f"The {len(top)} candidates ranked highest, by p_belt"
+    return (
+        f'<table class="ranked"><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    )
 
 
 def _mode_mix(top: pd.DataFrame) -> str:
@@ -468,7 +539,23 @@ def _mode_mix(top: pd.DataFrame) -> str:
         f'<td><div class="bar" style="width:{300 * n / total:.0f}px"></div></td></tr>'
         for mode, n in counts.items()
     )
-    return f'<table class="mode-mix"><tbody>{rows}</tbody></table>'
+    head = '<tr><th scope="col">mode</th><th scope="col">top candidates</th><th scope="col"></th></tr>'
+    return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
+def _mode_frequencies(scores: pd.DataFrame) -> str:
+    """The modes' probabilities every county is given when the mode model's weight is 0."""
+    candidates = scores[scores["rank"].notna()]
+    if candidates.empty or not all(f"p_{mode}" in scores for mode in MODES):
+        return ""
+    first = candidates.iloc[0]
+    rows = "".join(
+        f"<tr><td>{html.escape(MODE_NAMES[mode])}</td><td>{first[f'p_{mode}']:.1%}</td>"
+        f'<td><div class="bar" style="width:{300 * first[f"p_{mode}"]:.0f}px"></div></td></tr>'
+        for mode in MODES
+    )
+    head = '<tr><th scope="col">mode</th><th scope="col">frequency</th><th scope="col"></th></tr>'
+    return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
 def _mode_weight_text(weight: float | None) -> str:
@@ -487,7 +574,10 @@ DRIVERS_TEXT = (
     " Top drivers are the (up to three) indicators that raise the county's p_belt most (the trees' SHAP"
     " contributions, plus the linear margin's terms where the model has one), each with the county's value (most"
     ' of them against the median county of the period) and the period of any data older than it; "no data on'
-    ' ..." is a gap the trees learned from.'
+    ' ..." is a gap the trees learned from. "Points" are percentage points of a share (manufacturing jobs +30'
+    " points: a share of jobs in manufacturing 30 points above the median county's); a share of all belts in"
+    " the same province or prefecture is the same for every county there, so it speaks for the place, not"
+    " the county; CO2 emissions and night lights stand for industrial and economic activity."
 )
 
 
@@ -658,7 +748,7 @@ def _mode_backtest(report: dict, weight: float | None = None) -> str:
 
 
 def _grid(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="baselines"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -695,20 +785,29 @@ def _images(figures: dict[str, str], keys: tuple[str, ...]) -> str:
 def _lineage(context: ReportContext) -> str:
     rows = [("model", f"models:/{context.name}/{context.version}"), ("MLflow run", context.run_id)]
     rows += list(context.lineage.items())
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in rows)
+    body = "".join(
+        f'<tr><th scope="row">{html.escape(k)}</th><td><code>{html.escape(str(v))}</code></td></tr>' for k, v in rows
+    )
     return f'<table class="lineage">{body}</table>'
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
+body{font-family:system-ui,"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif;
+margin:2rem auto;max-width:1100px;color:#222}
+:lang(zh-Hans){font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif}
+.read-first{border:2px solid #b35806;padding:.2rem 1rem;margin:1rem 0}.read-first h2{margin-top:.6rem;border:0}
+caption{text-align:left;font-weight:600;padding:.25rem 0}
 h1{font-size:1.6rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9rem}
 td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
-.ranked td:nth-child(4){text-align:right;font-variant-numeric:tabular-nums}
+.ranked td:nth-child(5){text-align:right;font-variant-numeric:tabular-nums}
 .county-map{width:100%;max-width:960px;height:auto}.legend{font-size:.8rem;margin:.5rem 0}
 .swatch{display:inline-block;width:14px;height:10px;margin:0 3px 0 10px;border:1px solid #ccc}
 .bar{background:#2171b5;height:10px}.figures{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0}figure img{max-width:520px}code{font-size:.8rem;word-break:break-all}
+@page{size:A4;margin:12mm}
+@media print{body{margin:0;max-width:none;font-size:10pt}figure img{max-width:100%}tr{break-inside:avoid}
+h2{break-after:avoid}}
 """
 
 

@@ -103,5 +103,5 @@ def test_the_interval_with_provinces_resampled_has_a_column_when_the_backtest_ga
     models = {"lightgbm": {"average_precision": 0.155, "average_precision_ci": [0.103, 0.244],
                            "average_precision_ci_clustered": [0.088, 0.259], "precision_at_50": 0.2}}  # fmt: skip
     page = _baselines({"emergence": {"models": models}})
-    assert "<th>AP interval, provinces resampled</th>" in page
+    assert '<th scope="col">AP interval, provinces resampled</th>' in page
     assert "<tr><td>lightgbm</td><td>0.155 [0.103, 0.244]</td><td>[0.088, 0.259]</td><td>0.20</td>" in page
