@@ -365,6 +365,13 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             "top-candidates",
         ),
         _section(
+            "By province",
+            f"The {BY_PROVINCE_N} candidates ranked highest in each province (ranks are national), for a"
+            " strategist who covers a region; provinces in the order of their best-ranked candidate.",
+            _by_province(scores),
+            "by-province",
+        ),
+        _section(
             "Map",
             "Every candidate county coloured by p_belt (quantile classes of the candidates), the counties that are"
             " belts already in a colour of their own; hover for the county and its forecast.",
@@ -529,6 +536,29 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
     return (
         f'<table class="ranked"><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
+
+
+BY_PROVINCE_N = 10
+
+
+def _by_province(scores: pd.DataFrame) -> str:
+    """Each province's :data:`BY_PROVINCE_N` best-ranked candidates, in a ``<details>`` of its own."""
+    candidates = scores.dropna(subset=["rank"]).sort_values("rank")
+    blocks = []
+    for province, rows in candidates.groupby("province", sort=False):
+        head = "".join(f'<th scope="col">{h}</th>' for h in ("rank", "county", "prefecture", "p_belt"))
+        body = "".join(
+            f'<tr><td>{int(r.rank)}</td><td><span lang="zh-Hans">{html.escape(r.county_name)}</span>'
+            f' <small>{r.county_code}</small></td><td lang="zh-Hans">{html.escape(str(r.prefecture or ""))}</td>'
+            f"<td>{r.p_belt:.2f}</td></tr>"
+            for r in rows.head(BY_PROVINCE_N).itertuples()
+        )
+        blocks.append(
+            f'<details><summary><span lang="zh-Hans">{html.escape(str(province))}</span>: {len(rows)} candidates,'
+            f" best rank {int(rows['rank'].iloc[0])}</summary>"
+            f'<table class="province"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></details>'
+        )
+    return "".join(blocks)
 
 
 def _mode_mix(top: pd.DataFrame) -> str:
@@ -773,8 +803,8 @@ def _share(metrics: dict, key: str) -> str:
 
 def _images(figures: dict[str, str], keys: tuple[str, ...]) -> str:
     parts = [
-        f'<figure><img alt="{html.escape(FIGURE_CAPTIONS[key])}" src="{figures[key]}">'
-        f"<figcaption>{html.escape(FIGURE_CAPTIONS[key])}</figcaption></figure>"
+        f'<figure><img alt="{html.escape(FIGURE_CAPTIONS[key].split(":")[0])} (chart; described below)"'
+        f' src="{figures[key]}"><figcaption>{html.escape(FIGURE_CAPTIONS[key])}</figcaption></figure>'
         if key in figures
         else f"<p>({html.escape(FIGURE_CAPTIONS[key].split(':')[0])}: not available for this run)</p>"
         for key in keys
@@ -806,6 +836,7 @@ td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical
 .bar{background:#2171b5;height:10px}.figures{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0}figure img{max-width:520px}code{font-size:.8rem;word-break:break-all}
 @page{size:A4;margin:12mm}
+details{margin:.2rem 0}summary{cursor:pointer}
 @media print{body{margin:0;max-width:none;font-size:10pt}figure img{max-width:100%}tr{break-inside:avoid}
 h2{break-after:avoid}}
 """

@@ -32,7 +32,11 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     assert 'id="top-candidates"' in text and 'id="county-map"' in text
     assert len(re.findall(r'<path d="M[^"]+" fill="#[0-9a-f]{6}" data-code="\d{6}"', text)) >= 2800
     for figure in ("pr_curve", "calibration_curve", "feature_importance", "shap_summary"):
-        assert f'alt="{html.escape(report.FIGURE_CAPTIONS[figure])}" src="data:image/png;base64,' in text
+        caption = report.FIGURE_CAPTIONS[figure]  # a short alt text: a screen reader then reads the caption once
+        assert (
+            f'alt="{html.escape(caption.split(":")[0])} (chart; described below)" src="data:image/png;base64,' in text
+        )
+        assert f"<figcaption>{html.escape(caption)}</figcaption>" in text
     assert "models:/county-belt/1" in text
     caveats = text[text.index('id="data-caveats"') :]
     assert "The newest labels are of 2016" in caveats and "the newest data are of 2017" in caveats  # CO2 ends 2017
@@ -54,13 +58,17 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     for model in ("lightgbm", "logistic", "spatial_neighbors", "prior"):  # every model of the tables in words
         assert f"<li><b>{model}</b>: " in guide
     assert re.search(r"<b>P@50</b>: of the 50 counties ranked highest, the share that became belts \(LightGBM", guide)
-    top = text[text.index('id="top-candidates"') : text.index('id="county-map"')]
+    top = text[text.index('id="top-candidates"') : text.index('id="by-province"')]
     if "mode model&#x27;s weight is 0" in text:  # then no county's mode is forecast, and the column says so
         assert "<td>not forecast</td>" in top and "(industrial transformation)</td>" not in top
         assert "平台+产业转型 (industrial transformation)" in text[text.index('id="mode-mix"') :]
     else:
         assert "平台+产业转型 (industrial transformation)" in top
     assert "<td>industrial_transformation</td>" not in top
+    # every province's best candidates, for a strategist who covers a region
+    provinces = text[text.index('id="by-province"') : text.index('id="county-map"')]
+    assert provinces.count("<details>") >= 30
+    assert re.search(r'<summary><span lang="zh-Hans">河北省</span>: \d+ candidates, best rank 1</summary>', provinces)
     # read first: the period forecast, and how often the top was right; then a table a screen reader can follow
     first = text[text.index('id="read-first"') : text.index('id="top-candidates"')]
     assert "The forecast is of 2021: whether a county becomes a belt by then." in first
