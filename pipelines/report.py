@@ -410,7 +410,10 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         _section(
             "Data and caveats",
             "What the forecast rests on, and where it is thin.",
-            "<ul>" + "".join(f"<li>{html.escape(note)}</li>" for note in context.data_notes) + "</ul>",
+            "<ul>"
+            + "".join(f"<li>{html.escape(note)}</li>" for note in context.data_notes)
+            + "</ul>"
+            + _no_forecast(topo, scores),
             "data-caveats",
         ),
         _section("Model and data lineage", "", _lineage(context), "lineage"),
@@ -536,6 +539,32 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
     return (
         f'<table class="ranked"><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
+
+
+CITIES_WITHOUT_COUNTIES = ("441900", "442000", "460400", "620200")  # 东莞, 中山, 儋州, 嘉峪关
+
+
+def _no_forecast(topo: TopoMap, scores: pd.DataFrame) -> str:
+    """The map's areas (grey) that have no forecast, by name and code, folded: areas whose code is no
+    county of the panel (the prefecture-level cities without counties, development zones and other
+    areas of the map's 2021 divisions) and counties whose forecast could not be made."""
+    forecast = set(scores.loc[scores["p_belt"].notna(), "county_code"].astype(str))
+    areas = {
+        str(g.get("properties", {}).get("CODE", "")): str(g.get("properties", {}).get("NAME", ""))
+        for g in topo.objects["county"]["geometries"]
+    }
+    missing = sorted(code for code in areas if code not in forecast)
+    if not missing:
+        return ""
+    cities = [f"{areas[code]} {code}" for code in missing if code in CITIES_WITHOUT_COUNTIES]
+    named = "; ".join(f"{areas[code]} {code}" for code in missing)
+    lead = (
+        f"The map's {len(missing)} areas with no forecast (grey): areas whose code is no county of the panel"
+        + (f", among them the prefecture-level cities without counties ({', '.join(cities)})" if cities else "")
+        + ", development zones and other areas of the map's divisions, and any county whose forecast could not"
+        " be made"
+    )
+    return f'<details><summary>{html.escape(lead)}</summary><p lang="zh-Hans">{html.escape(named)}</p></details>'
 
 
 BY_PROVINCE_N = 10
