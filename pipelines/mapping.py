@@ -27,6 +27,8 @@ PALETTE = (
 )
 MISSING = "#e0e0e0"
 BELT = "#e6891f"  # a county that is a belt already: its p_belt is not a forecast of a new belt
+BELT_OUTLINE, TOP_OUTLINE = "#000000", "#d7301f"  # belts, and the candidates of the report's table, outlined
+TOP_OUTLINED = 50  # the ranks outlined: the report's table
 
 
 class TopoMap:
@@ -84,15 +86,21 @@ def _absolute(arc: list[list[int]], transform: dict) -> np.ndarray:
     return quantised * np.asarray(transform["scale"]) + np.asarray(transform["translate"])
 
 
-def county_svg(topo: TopoMap, fills: dict[str, str], labels: dict[str, str], title: str) -> str:
+def county_svg(
+    topo: TopoMap, fills: dict[str, str], labels: dict[str, str], title: str, outlines: dict[str, str] | None = None
+) -> str:
     """The county map: fill by ``fills`` (county code -> colour; others grey), ``<title>``
-    tooltips by ``labels``; province borders on top."""
-    counties = []
+    tooltips by ``labels``; ``outlines`` (county code -> colour) drawn over the counties, so that
+    they are told apart without colour too (in greyscale, on paper); province borders on top."""
+    counties, outlined = [], []
     for geometry in topo.objects["county"]["geometries"]:
         code = str(geometry.get("properties", {}).get("CODE", ""))
         fill = fills.get(code, MISSING)
         tip = html.escape(labels.get(code, f"{code}: no forecast (not a county of the panel's code list)"))
-        counties.append(f'<path d="{topo.path(geometry)}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
+        path = topo.path(geometry)
+        counties.append(f'<path d="{path}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
+        if outlines and code in outlines:
+            outlined.append(f'<path d="{path}" fill="none" stroke="{outlines[code]}" stroke-width="0.7"/>')
     provinces = [
         f'<path d="{topo.path(g)}" fill="none" stroke="#555" stroke-width="0.6"/>'
         for g in topo.objects.get("province", {}).get("geometries", [])
@@ -100,7 +108,8 @@ def county_svg(topo: TopoMap, fills: dict[str, str], labels: dict[str, str], tit
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {topo.width:.0f} {topo.height:.0f}" '
         f'role="img" aria-label="{html.escape(title)}" class="county-map">'
-        f'<g stroke="#fff" stroke-width="0.15">{"".join(counties)}</g><g>{"".join(provinces)}</g></svg>'
+        f'<g stroke="#fff" stroke-width="0.15">{"".join(counties)}</g><g>{"".join(provinces)}</g>'
+        f'<g pointer-events="none">{"".join(outlined)}</g></svg>'
     )
 
 
@@ -129,7 +138,13 @@ def legend(colour: Callable[[float], str], unscored: int | None = None, unmapped
         f'<span class="swatch" style="background:{PALETTE[i]}"></span>{bounds[i]:.3f}–{bounds[i + 1]:.3f}'
         for i in range(len(PALETTE))
     ]
-    cells.append(f'<span class="swatch" style="background:{BELT}"></span>already a belt')
+    cells.append(
+        f'<span class="swatch" style="background:{BELT};border:2px solid {BELT_OUTLINE}"></span>already a belt'
+    )
+    cells.append(
+        f'<span class="swatch" style="background:#fff;border:2px solid {TOP_OUTLINE}"></span>'
+        f"outlined in red: the {TOP_OUTLINED} candidates ranked highest"
+    )
     missing = "no forecast"
     if unscored:
         missing += (
@@ -164,4 +179,6 @@ def county_map_html(topo: TopoMap, scores) -> str:
     shapes = {str(g.get("properties", {}).get("CODE", "")) for g in topo.objects["county"]["geometries"]}
     unscored = len(shapes - set(fills)) + sum(1 for code in shapes & set(fills) if fills[code] == MISSING)
     unmapped = len(set(fills) - shapes)
-    return county_svg(topo, fills, labels, "County map of p_belt") + legend(colour, unscored, unmapped)
+    top = scores["rank"].le(TOP_OUTLINED).fillna(False).to_numpy(dtype=bool)
+    outlines = {code: BELT_OUTLINE for code in codes[belt]} | {code: TOP_OUTLINE for code in codes[top]}
+    return county_svg(topo, fills, labels, "County map of p_belt", outlines) + legend(colour, unscored, unmapped)

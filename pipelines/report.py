@@ -374,7 +374,8 @@ def render(context: ReportContext, topo: TopoMap) -> str:
         _section(
             "Map",
             "Every candidate county coloured by p_belt (quantile classes of the candidates), the counties that are"
-            " belts already in a colour of their own; hover for the county and its forecast.",
+            " belts already in a colour of their own and outlined in black, the 50 candidates of the table outlined"
+            " in red; hover for the county and its forecast.",
             county_map_html(topo, scores),
             "county-map",
         ),

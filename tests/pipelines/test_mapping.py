@@ -71,3 +71,16 @@ def test_the_legend_counts_the_areas_without_a_forecast_and_the_counties_without
 
     assert "no forecast (1 areas of the map that are not counties of the panel's code list" in legend  # 110101
     assert "1 scored counties have no shape on the map" in legend
+
+
+def test_belts_and_the_table_s_candidates_are_outlined_so_that_greyscale_tells_them_apart():
+    # on paper or in greyscale the belts' orange and the paler blues looked alike (contrast 1.09)
+    from pipelines.mapping import BELT_OUTLINE, TOP_OUTLINE
+
+    page = county_map_html(TopoMap(TOPOLOGY), _two_counties([0.9, 0.1], [True, False]))
+    outlines = page.split('<g pointer-events="none">')[1].split("</g>")[0]
+    assert outlines.count(f'stroke="{BELT_OUTLINE}"') == 1 and outlines.count(f'stroke="{TOP_OUTLINE}"') == 1
+    legend = page.split('class="legend"')[1]
+    assert (
+        "outlined in red: the 50 candidates ranked highest" in legend and f"border:2px solid {BELT_OUTLINE}" in legend
+    )
