@@ -117,6 +117,7 @@ class ReportContext:
     data_notes: list[str] = field(default_factory=list)
     synthetic: bool = False  # trained on platform metrics marked synthetic
     belt_rule: str = ""  # the belt rule in words (:func:`belt_rule_text`)
+    gaps: list[tuple[str, list[str]]] = field(default_factory=list)  # (indicators, county codes) (:func:`gap_counties`)
 
 
 SYNTHETIC_WARNING = (
@@ -184,6 +185,7 @@ def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) ->
         horizon=bundle.meta.get("horizon"),
         synthetic=bool(bundle.meta.get("synthetic_metrics")),
         belt_rule=belt_rule_text(bundle.meta, "quarter" if frequency_of(year) == QUARTERLY else "year"),
+        gaps=gap_counties(bundle.snapshot[bundle.snapshot["as_of"] == year], bundle.features),
         trained_up_to=trained_on_outcome(model, year),
         metrics={
             k: v
@@ -264,12 +266,22 @@ def _gap_entries(rows: pd.DataFrame, features: list[str]) -> list[str]:
     """Every feature with a gap, once, the features missing for the same counties together, the
     largest gaps first: ``prefecture GDP, ... for 32``; more than three features of one source as
     ``15 indicators from Census``."""
+    return [f"{named} for {len(codes):,}" for named, codes in _gap_groups(rows, features)]
+
+
+def gap_counties(rows: pd.DataFrame, features: list[str]) -> list[tuple[str, list[str]]]:
+    """The counties of :func:`_gap_entries`' groups that lack some but not all counties' data: the
+    indicators in words, and the county codes."""
+    return [(named, codes) for named, codes in _gap_groups(rows, features) if 0 < len(codes) < len(rows)]
+
+
+def _gap_groups(rows: pd.DataFrame, features: list[str]) -> list[tuple[str, list[str]]]:
     missing = rows[features].isna()
     together: dict[tuple, list[str]] = {}
     for feature in features:
         together.setdefault(tuple(missing.index[missing[feature]]), []).append(feature)
     sources = feature_sources(features, staleness_columns(rows))
-    entries = []
+    groups = []
     for counties, group in sorted(together.items(), key=lambda item: -len(item[0])):
         by_source: dict[str | None, list[str]] = {}
         for feature in group:
@@ -278,8 +290,9 @@ def _gap_entries(rows: pd.DataFrame, features: list[str]) -> list[str]:
             f"{len(some)} indicators from {source}" if source and len(some) > 3 else ", ".join(map(feature_name, some))
             for source, some in by_source.items()
         ]
-        entries.append(f"{', '.join(parts)} for {len(counties):,}")
-    return entries
+        codes = rows.loc[list(counties), "county_code"] if "county_code" in rows else list(counties)
+        groups.append((", ".join(parts), [str(code) for code in codes]))
+    return groups
 
 
 def _dated_sources(features: list[str], rows: pd.DataFrame) -> dict[str, list[str]]:
@@ -414,6 +427,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             "<ul>"
             + "".join(f"<li>{html.escape(note)}</li>" for note in context.data_notes)
             + "</ul>"
+            + _gap_lists(context.gaps, scores)
             + _no_forecast(topo, scores),
             "data-caveats",
         ),
@@ -543,6 +557,20 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
 
 
 CITIES_WITHOUT_COUNTIES = ("441900", "442000", "460400", "620200")  # 东莞, 中山, 儋州, 嘉峪关
+
+
+def _gap_lists(gaps: list[tuple[str, list[str]]], scores: pd.DataFrame) -> str:
+    """The counties that lack an indicator's data, by name, folded (the notes above give counts)."""
+    if not gaps:
+        return ""
+    names = dict(zip(scores["county_code"].astype(str), scores["county_name"].astype(str), strict=True))
+    items = "".join(
+        f'<li>{html.escape(named)}: <span lang="zh-Hans">'
+        + html.escape("; ".join(f"{names.get(code, '')} {code}".strip() for code in sorted(codes)))
+        + "</span></li>"
+        for named, codes in gaps
+    )
+    return f"<details><summary>The counties with no data, by indicator</summary><ul>{items}</ul></details>"
 
 
 def _no_forecast(topo: TopoMap, scores: pd.DataFrame) -> str:

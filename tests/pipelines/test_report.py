@@ -41,6 +41,9 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     caveats = text[text.index('id="data-caveats"') :]
     assert "The newest labels are of 2016" in caveats and "the newest data are of 2017" in caveats  # CO2 ends 2017
     assert re.search(r"No data, out of 2,844 counties: [^<]*CO2 emissions for \d+", caveats)  # CEADs lacks some
+    named = re.search(r"<li>[^<:]*CO2 emissions: <span lang=\"zh-Hans\">([^<]+)</span></li>", caveats)  # by name
+    count = re.search(r"CO2 emissions for (\d+)", caveats)
+    assert named and len(named.group(1).split("; ")) == int(count.group(1))
     assert re.search(  # the grey of the map, by name: 东莞 is no county of the panel
         r"<summary>The map&#x27;s \d+ areas with no forecast \(grey\): [^<]*cities without counties \(东莞市 441900,"
         r" 中山市 442000, 儋州市 460400, 嘉峪关市 620200\)",
