@@ -24,6 +24,15 @@ What the reader handles explicitly:
 * **Partly covered targets**: a target county some of whose 2010 predecessors have no row
   (秦淮区 320104 without 白下区, ...) keeps the sum of the rows there are; CEADs may have
   folded the missing district into its neighbour. They are listed in the notes.
+
+Where the file is silent (153 of the 2,844 counties of 2020 have no value): it has no row for
+Tibet (74 counties), none for 37 of the 120 autonomous counties outside it (围场满族蒙古族自治县,
+秀山, 酉阳 and 彭水, 大通, ...: looked up by code and by name, absent from the file, not a failed
+match; the 83 others are there), the districts of 佳木斯, 开封 and 三亚 are held only by their
+city-proper aggregates (not spread, above), and the units carved out after 2010 from a county
+that kept its code (新吴区, 龙华区, 观山湖区, ...) get nothing of it, as a partial transfer does
+(:func:`~features.codes.harmonise`). Those counties' CO₂ features are missing, which the trees
+read as missing and the report lists by name.
 """
 
 from __future__ import annotations
