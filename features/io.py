@@ -92,23 +92,25 @@ def _sync_folder(folder: Path) -> None:
         os.close(handle)
 
 
-def writable_target(target: Path) -> Path:
-    """``target`` as a path a file can be written to; a clear :class:`OutputPathError` otherwise.
+def writable_target(target: Path, field: str = "") -> Path:
+    """``target`` as a path a file can be written to; a clear :class:`OutputPathError` otherwise,
+    naming ``field`` (the option or setting the path came from, ``--out`` or ``outputs.dir``) first.
 
     Jobs call it on an output path before they compute. It creates nothing: the folders a
     missing parent needs are made when the file is written (:func:`atomic_path`), so a job that
     fails before it writes leaves no empty folder behind. A missing folder is writable when its
     nearest existing ancestor is a folder this user may create folders in."""
     target = Path(target)
+    named = f"{field}: output" if field else "output"
     if target.is_dir():
-        raise OutputPathError(f"output {target} is a directory; expected a file path")
+        raise OutputPathError(f"{named} {target} is a directory; expected a file path")
     existing = next((folder for folder in target.absolute().parents if folder.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise OutputPathError(f"output {target}: {existing} is a file, not a folder; expected a file path in a folder")
+        raise OutputPathError(f"{named} {target}: {existing} is a file, not a folder; expected a file path in a folder")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         missing = "" if existing == target.absolute().parent else f" (to create {target.parent} in)"
         raise OutputPathError(
-            f"output {target}: its folder {existing}{missing} is not writable; expected a writable folder"
+            f"{named} {target}: its folder {existing}{missing} is not writable; expected a writable folder"
         )
     return target
 

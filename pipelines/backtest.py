@@ -36,7 +36,7 @@ def run(settings: Settings, out: Path | None, console: Console, nested_trials: i
     """Backtest, write the JSON contract and the curves, print the comparison table (with
     ``nested_trials``, LightGBM tuned anew inside each province fold: :func:`emergence_backtest`)."""
     if out is not None:  # before minutes of work, not after (its curves go in the same folder)
-        writable_target(settings.check_output(out, "--out"))
+        writable_target(settings.check_output(out, "--out"), "--out")
     panel = load_panel(settings)
     check_folds(panel, settings)
     if tuned_params(settings) is None:

@@ -197,7 +197,14 @@ def features_build(config: ConfigOption = None) -> None:
 @app.command("backtest")
 def backtest(
     config: ConfigOption = None,
-    out: Annotated[str | None, typer.Option(callback=_file_of(".json"), help="A .json path of the results.")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            callback=_file_of(".json"),
+            metavar="FILE.json",
+            help="A .json path of the results; default backtest.json in the folder outputs.dir (default outputs/).",
+        ),
+    ] = None,
     nested_trials: Annotated[
         int | None,
         typer.Option(
@@ -274,10 +281,20 @@ def score(
     ] = None,
     out: Annotated[
         str | None,
-        typer.Option(callback=_file_of(".csv"), help="A .csv path (a .parquet of the same name is written beside it)."),
+        typer.Option(
+            callback=_file_of(".csv"),
+            metavar="FILE.csv",
+            help="A .csv path (a .parquet of the same name is written beside it); default"
+            " scores_<period>.csv in the folder outputs.dir (default outputs/).",
+        ),
     ] = None,
     engine: Annotated[
-        str, typer.Option(callback=_one_of("pandas", "spark"), help="pandas, or spark (mlflow.pyfunc.spark_udf).")
+        str,
+        typer.Option(
+            callback=_one_of("pandas", "spark"),
+            metavar="pandas|spark",
+            help="pandas, or spark (mlflow.pyfunc.spark_udf).",
+        ),
     ] = "pandas",
 ) -> None:
     """Score every county with the champion; ranked CSV and Parquet."""
@@ -330,7 +347,14 @@ def report(
     as_of: Annotated[
         str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
     ] = None,
-    out: Annotated[str | None, typer.Option(callback=_file_of(".html", ".htm"), help="HTML path.")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option(
+            callback=_file_of(".html", ".htm"),
+            metavar="FILE.html",
+            help="An .html path; default report_<period>.html in the folder outputs.dir (default outputs/).",
+        ),
+    ] = None,
 ) -> None:
     """Self-contained HTML report: top candidates, county map, curves, drivers, lineage."""
     from pipelines import report as job

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import SourceFormatError
+from pipelines.score import former
 
 WIDTH_PX = 960.0
 PALETTE = (
@@ -96,7 +97,10 @@ def county_svg(
     for geometry in topo.objects["county"]["geometries"]:
         code = str(geometry.get("properties", {}).get("CODE", ""))
         fill = fills.get(code, MISSING)
-        tip = html.escape(labels.get(code, f"{code}: no forecast (not a county of the panel's code list)"))
+        name = str(geometry.get("properties", {}).get("NAME", "") or "")
+        tip = html.escape(
+            labels.get(code, f"{name} {code}: no forecast (not a county of the panel's code list)".lstrip())
+        )
         path = topo.path(geometry)
         counties.append(f'<path d="{path}" fill="{fill}" data-code="{code}"><title>{tip}</title></path>')
         if outlines and code in outlines:
@@ -157,6 +161,11 @@ def legend(colour: Callable[[float], str], unscored: int | None = None, unmapped
     return '<div class="legend">' + " ".join(cells) + "</div>"
 
 
+def shown_p(p: float) -> str:
+    """``p_belt`` as the page shows it, to 2 decimals (``< 0.01`` below 0.005, not a 0)."""
+    return "no forecast" if pd.isna(p) else ("< 0.01" if p < 0.005 else f"{p:.2f}")
+
+
 def county_map_html(topo: TopoMap, scores) -> str:
     """The ``p_belt`` map of a scores table, with its legend: candidates (counties with a rank)
     coloured by quantile classes of the candidates' ``p_belt``, belts in a colour of their own."""
@@ -172,8 +181,12 @@ def county_map_html(topo: TopoMap, scores) -> str:
     }
     labels = {  # names repeat (鼓楼区 in 福州 and 南京...): the code and prefecture tell them apart
         row.county_code: f"{row.county_name} {row.county_code} ({row.prefecture}, {row.province})"
-        + f" p_belt {row.p_belt:.3f}"
-        + (" · already a belt" if pd.isna(row.rank) else f" · rank {int(row.rank)}")
+        + f" p_belt {shown_p(row.p_belt)}"
+        + (
+            " · already a belt"
+            if pd.isna(row.rank)
+            else f" · rank {int(row.rank)}{former(getattr(row, 'last_belt', ''))}"
+        )
         for row in scores.itertuples()
     }
     shapes = {str(g.get("properties", {}).get("CODE", "")) for g in topo.objects["county"]["geometries"]}

@@ -29,7 +29,7 @@ from models.plots import fold_words
 from pipelines.backtest import same_ranking
 from pipelines.config import Settings
 from pipelines.mapping import TopoMap, county_map_html
-from pipelines.score import ScoreError, as_of_period, default_as_of, former, score, trained_on_outcome
+from pipelines.score import NO_MODE, ScoreError, as_of_period, default_as_of, former, score, trained_on_outcome
 from pipelines.terminal import printable
 from pipelines.tracking import load_pinned, model_uri, require_champion, start_run, use_tracking
 
@@ -140,21 +140,23 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, console: 
         )  # fmt: skip
         mlflow.log_param("as_of", label_of(context.as_of))
         topo = TopoMap.read(Path(settings.data.cache_dir) / "tudigong" / "counties-geo.topojson")
-        page = render(context, topo)
         path = Path(out or settings.outputs.dir / f"report_{label_of(context.as_of)}.html")
+        if out is None:
+            check_out(path, settings, "outputs.dir")  # named as the setting it came from
+        page = render(context, topo)
         write_atomic(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
         mlflow.log_artifact(str(path), "report")
     console.print(printable(f"report: {context.name} v{context.version}, as of {label_of(context.as_of)} -> {path}"))
     return path
 
 
-def check_out(out: Path, settings: Settings) -> None:
+def check_out(out: Path, settings: Settings, option: str = "--out") -> None:
     """``--out`` names the HTML page: an ``.html`` path (another file of that name would be replaced)
     outside the folders of files beltcast reads (:meth:`~pipelines.config.Settings.check_output`)."""
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ScoreError(f"--out must be an .html path (the report is one HTML page); got {out}")
-    settings.check_output(out, "--out")
-    writable_target(out)
+        raise ScoreError(f"{option} must be an .html path (the report is one HTML page); got {out}")
+    settings.check_output(out, option)
+    writable_target(out, option)
 
 
 def gather(client: MlflowClient, settings: Settings, as_of: int | str | None) -> ReportContext:
@@ -397,8 +399,10 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             (
                 "The development mode each top candidate would most likely follow. "
                 if context.mode_weight != 0
-                else "The modes' frequencies among the labelled belts, which every county is given: no county's"
-                " own mode is forecast. "
+                else "The modes' frequencies among the labelled belts: every county without a labelled mode is"
+                " given them and the most frequent mode, so no county's own mode is forecast (a belt whose"
+                " villages' products name a mode keeps that mode; the scores' mode_source column says which"
+                " is which). "
             )
             + _mode_weight_text(context.mode_weight),
             _mode_mix(top) if context.mode_weight != 0 else _mode_frequencies(scores),
@@ -454,13 +458,14 @@ def _read_first(context: ReportContext, today: date) -> str:
     and what the page cannot tell (modes, belt exposure without labels)."""
     as_of = context.as_of
     target = as_of + (context.horizon or 1)
-    points = [f"The forecast is of {label_of(target)}: whether a county becomes a belt by then."]
+    kind = "forecast" if context.trained_up_to is None else "in-sample check"
+    points = [f"The {kind} is of {label_of(target)}: whether a county becomes a belt by then."]
     if period_end(target) < today and context.trained_up_to is None:
         labels = f" from labels of {label_of(context.labels_of)}" if context.labels_of is not None else ""
         points.append(
             f"{label_of(target)} is over: this page forecasts a period already past{labels}, with the data the"
             " model has. For a decision about the coming quarters, retrain it on recent platform metrics"
-            " (`beltcast retrain`) and report again."
+            " (beltcast retrain) and report again."
         )
     if context.belt_rule:
         points.append(context.belt_rule)
@@ -470,7 +475,8 @@ def _read_first(context: ReportContext, today: date) -> str:
         points.append(
             f"How often the top was right ({fold}): {round(newest['precision_at_25'] * 25)} of the top 25 and"
             f" {round(newest['precision_at_50'] * 50)} of the top 50 became belts, where"
-            f" {newest['base_rate']:.1%} of all counties did. Read the ranking as a short list to look into:"
+            f" {newest['base_rate']:.1%} of the counties that were not belts did. Read the ranking as a short list"
+            " to look into:"
             " counties a few places apart are interchangeable, and p_belt is shown to 2 decimals for that reason."
         )
     if context.labels_of is None:
@@ -524,7 +530,8 @@ def _reading(context: ReportContext) -> str:
         else ""
     )
     return (
-        f"p_belt is the probability that a county becomes a belt within {horizon} {unit}(s) of {as_of}, calibrated"
+        f"p_belt is the probability that a county becomes a belt within {horizon} {unit}{'s' * (horizon != 1)} of"
+        f" {as_of}, calibrated"
         f" to the rate at which counties became belts in the {unit}s the model was trained on: where that rate"
         f" moves, p_belt is off in level, not in order, so read it as a ranking first. {status}{seen}"
     )
@@ -535,9 +542,6 @@ def _section(title: str, intro: str, body: str, anchor: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{lead}{body}</section>'
 
 
-NO_MODE = "not forecast"
-
-
 def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
     headers = ("rank", "county", "prefecture", "province", "p_belt", "mode", "top drivers")
     head = "".join(f'<th scope="col">{h}</th>' for h in headers)
@@ -546,7 +550,7 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
         f" <small>{r.county_code}</small>{html.escape(former(r.last_belt))}</td>"
         f'<td lang="zh-Hans">{html.escape(str(getattr(r, "prefecture", "") or ""))}</td>'
         f'<td lang="zh-Hans">{html.escape(r.province)}</td><td>{r.p_belt:.2f}</td>'
-        f"<td>{html.escape(NO_MODE if mode_weight == 0 else MODE_NAMES.get(r.mode, r.mode))}</td>"
+        f"<td>{html.escape(NO_MODE) if _no_mode(r, mode_weight) else _mode_html(r.mode)}</td>"
         f"<td>{html.escape(r.top_drivers)}</td></tr>"
         for r in top.itertuples()
     )
@@ -554,6 +558,13 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
     return (
         f'<table class="ranked"><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
+
+
+def _no_mode(row, mode_weight: float | None) -> bool:
+    """Whether a row's mode is the training frequencies' (no forecast of its own): by the scores'
+    ``mode_source``, or by the mode model's weight for scores without it."""
+    source = getattr(row, "mode_source", None)
+    return source == "frequencies" if isinstance(source, str) else mode_weight == 0
 
 
 CITIES_WITHOUT_COUNTIES = ("441900", "442000", "460400", "620200")  # 东莞, 中山, 儋州, 嘉峪关
@@ -607,7 +618,8 @@ def _by_province(scores: pd.DataFrame) -> str:
         head = "".join(f'<th scope="col">{h}</th>' for h in ("rank", "county", "prefecture", "p_belt"))
         body = "".join(
             f'<tr><td>{int(r.rank)}</td><td><span lang="zh-Hans">{html.escape(r.county_name)}</span>'
-            f' <small>{r.county_code}</small></td><td lang="zh-Hans">{html.escape(str(r.prefecture or ""))}</td>'
+            f" <small>{r.county_code}</small>{html.escape(former(r.last_belt))}</td>"
+            f'<td lang="zh-Hans">{html.escape(str(r.prefecture or ""))}</td>'
             f"<td>{r.p_belt:.2f}</td></tr>"
             for r in rows.head(BY_PROVINCE_N).itertuples()
         )
@@ -619,15 +631,26 @@ def _by_province(scores: pd.DataFrame) -> str:
     return "".join(blocks)
 
 
+BAR_HEADER = '<th scope="col"><span class="sr">bar</span></th>'  # named for a screen reader, not shown
+
+
+def _mode_html(mode: str) -> str:
+    """A mode's name, its Chinese part marked as such (``<span lang="zh-Hans">平台+产业转型</span>
+    (industrial transformation)``)."""
+    name = MODE_NAMES.get(mode, mode)
+    chinese, _, english = name.partition(" (")
+    return f'<span lang="zh-Hans">{html.escape(chinese)}</span>' + (f" ({html.escape(english)}" if english else "")
+
+
 def _mode_mix(top: pd.DataFrame) -> str:
     counts = top["mode"].value_counts().reindex(list(MODES), fill_value=0)
     total = max(int(counts.sum()), 1)
     rows = "".join(
-        f"<tr><td>{html.escape(MODE_NAMES[mode])}</td><td>{n}</td>"
+        f"<tr><td>{_mode_html(mode)}</td><td>{n}</td>"
         f'<td><div class="bar" style="width:{300 * n / total:.0f}px"></div></td></tr>'
         for mode, n in counts.items()
     )
-    head = '<tr><th scope="col">mode</th><th scope="col">top candidates</th><th scope="col"></th></tr>'
+    head = f'<tr><th scope="col">mode</th><th scope="col">top candidates</th>{BAR_HEADER}</tr>'
     return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
@@ -638,11 +661,11 @@ def _mode_frequencies(scores: pd.DataFrame) -> str:
         return ""
     first = candidates.iloc[0]
     rows = "".join(
-        f"<tr><td>{html.escape(MODE_NAMES[mode])}</td><td>{first[f'p_{mode}']:.1%}</td>"
+        f"<tr><td>{_mode_html(mode)}</td><td>{first[f'p_{mode}']:.1%}</td>"
         f'<td><div class="bar" style="width:{300 * first[f"p_{mode}"]:.0f}px"></div></td></tr>'
         for mode in MODES
     )
-    head = '<tr><th scope="col">mode</th><th scope="col">frequency</th><th scope="col"></th></tr>'
+    head = f'<tr><th scope="col">mode</th><th scope="col">frequency</th>{BAR_HEADER}</tr>'
     return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
 
 
@@ -653,7 +676,8 @@ def _mode_weight_text(weight: float | None) -> str:
         return (
             "The mode model's weight is 0: in the cross-validation inside its training data, its features did "
             "not predict modes better than the modes' training frequencies (or there were too few belts or "
-            "modes to try), so every county gets those frequencies and the most frequent mode."
+            "modes to try), so every county without a labelled mode gets those frequencies and the most frequent"
+            " mode."
         )
     return f"Mode probabilities weigh the mode model {weight:.2f} against the modes' training frequencies."
 
@@ -684,8 +708,8 @@ def _former_text(top: pd.DataFrame) -> str:
 def _mode_column_text(weight: float | None) -> str:
     if weight == 0:
         return (
-            "The mode column is the same for every county: the modes' training frequencies (see the mode mix"
-            " below), not a forecast of each county's mode."
+            f'The mode column reads "{NO_MODE}": the mode model did not predict modes better than the modes\''
+            " frequencies among the labelled belts (see Mode mix below), so no candidate's own mode is forecast."
         )
     return "The mode is the development mode the county would most likely follow."
 
@@ -895,8 +919,9 @@ td,th{padding:.25rem .5rem;border-bottom:1px solid #eee;text-align:left;vertical
 figure{margin:0}figure img{max-width:520px}code{font-size:.8rem;word-break:break-all}
 @page{size:A4;margin:12mm}
 details{margin:.2rem 0}summary{cursor:pointer}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}
 @media print{body{margin:0;max-width:none;font-size:10pt}figure img{max-width:100%}tr{break-inside:avoid}
-h2{break-after:avoid}}
+h2{break-after:avoid}details::details-content{content-visibility:visible}}
 """
 
 

@@ -102,17 +102,17 @@ def check_outputs(settings: Settings, period: str) -> None:
     and the study tuned, which a retrain with no trials would then train on."""
     features, outputs = settings.data.features_dir, settings.outputs.dir
     scores = outputs / f"scores_{period}.csv"
-    for path in (
-        features / "panel.parquet",  # build.write_outputs
-        features / "quality.json",
-        features / "unmatched.csv",
-        settings.model.params_file,
-        *backtest_files(outputs / "backtest.json"),
-        scores,
-        score.parquet_of(scores),
-        outputs / f"report_{period}.html",
+    for path, setting in (
+        (features / "panel.parquet", "data.features_dir"),  # build.write_outputs
+        (features / "quality.json", "data.features_dir"),
+        (features / "unmatched.csv", "data.features_dir"),
+        (settings.model.params_file, "model.params_file"),
+        *((path, "outputs.dir") for path in backtest_files(outputs / "backtest.json")),
+        (scores, "outputs.dir"),
+        (score.parquet_of(scores), "outputs.dir"),
+        (outputs / f"report_{period}.html", "outputs.dir"),
     ):
-        writable_target(path)
+        writable_target(path, setting)
 
 
 def not_before_champion(client, settings: Settings, period: str) -> None:

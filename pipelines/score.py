@@ -29,8 +29,10 @@ from pipelines.tracking import file_lock, load_pinned, lock_beside, model_uri, r
 
 SCORE_COLUMNS = [
     "county_code", "county_name", "province", "prefecture", "as_of", "p_belt", "rank", "is_belt",
-    "mode", *(f"p_{m}" for m in MODES), "top_drivers", "model_version", "in_sample", "last_belt",
+    "mode", "mode_source", *(f"p_{m}" for m in MODES), "top_drivers", "model_version", "in_sample", "last_belt",
 ]  # fmt: skip
+MODE_SOURCES = ("label", "model", "frequencies")  # what a row's mode is (:func:`mode_sources`)
+NO_MODE = "not forecast"  # a row's mode where it is the training frequencies' (shown so in tables)
 
 SCORE_SCHEMA = pa.DataFrameSchema(
     {
@@ -41,6 +43,7 @@ SCORE_SCHEMA = pa.DataFrameSchema(
         "model_version": pa.Column(str),
         "in_sample": pa.Column(bool),
         "last_belt": pa.Column(str),
+        "mode_source": pa.Column(str, pa.Check.isin(MODE_SOURCES)),
     },
 )
 
@@ -92,7 +95,7 @@ def run(settings: Settings, as_of: int | str | None, out: Path | None, engine: s
         console.print(
             "score: the mode columns are the modes' training frequencies for every county (the mode model's weight"
             " is 0: it did not beat them in cross-validation), not a forecast of each county's mode; a belt with a"
-            " labelled mode is given that label"
+            " labelled mode is given that label (the column mode_source says which)"
         )
     seen = trained_on_outcome(model, year)
     if seen is not None:
@@ -147,8 +150,8 @@ def check_out(out: Path, settings: Settings, option: str = "--out") -> None:
         raise ScoreError(f"--out must be a .csv path (a .parquet of the same name is written beside it); got {out}")
     settings.check_output(out, option)
     settings.check_output(parquet_of(out), f"{option} (its Parquet beside it)")
-    writable_target(out)
-    writable_target(parquet_of(out))
+    writable_target(out, option)
+    writable_target(parquet_of(out), f"{option} (its Parquet beside it)")
 
 
 def as_of_period(as_of: int | str) -> int:
@@ -210,7 +213,8 @@ def score(
     if "last_belt" not in forecast.columns:  # a champion logged before the forecast had it
         before = last_belt(model.unwrap_python_model().bundle.snapshot, as_of)
         forecast = forecast.assign(last_belt=forecast["county_code"].map(before).fillna("").astype(str))
-    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample))
+    sources = mode_sources(forecast, model.unwrap_python_model().bundle, as_of)
+    ranked = rank(forecast.assign(model_version=version, in_sample=in_sample, mode_source=sources))
     if frequency_of(as_of) == QUARTERLY:
         ranked["as_of"] = label_of(as_of)
     return ranked
@@ -222,6 +226,20 @@ def last_belt(snapshot: pd.DataFrame, as_of: int) -> pd.Series:
     snapshot, so that a champion logged before the forecast had the column is scored with it too."""
     now = (snapshot["as_of"] == as_of).to_numpy()
     return pd.Series(last_belts(snapshot)[now], index=snapshot["county_code"].to_numpy()[now], dtype=object)
+
+
+def mode_sources(forecast: pd.DataFrame, bundle, as_of: int) -> pd.Series:
+    """What each row's ``mode`` is: ``label``, a belt's mode from its villages' products (the
+    ``p_*`` columns stay the model's); ``frequencies``, the most frequent mode of the training
+    belts, given to every county when the mode model's weight is 0 (no county's own mode is
+    forecast); else ``model``, the mode model's forecast. A job filtering the file by mode can tell
+    a forecast from a default."""
+    snapshot = bundle.snapshot
+    now = snapshot[snapshot["as_of"] == as_of]
+    labels = now.set_index("county_code")["mode"] if "mode" in now.columns else pd.Series(dtype=object)
+    labelled = forecast["is_belt"].fillna(False).astype(bool) & forecast["county_code"].map(labels).isin(MODES)
+    default = "frequencies" if float(getattr(bundle, "mode_weight", 1.0)) == 0.0 else "model"
+    return pd.Series(labelled.map({True: "label", False: default}).astype(str), index=forecast.index)
 
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:
@@ -262,7 +280,8 @@ def top_table(scores: pd.DataFrame, n: int) -> Table:
     for column in ("rank", "county", "province", "p_belt", "mode", "top drivers"):
         table.add_column(column)
     for row in scores.dropna(subset=["rank"]).sort_values("rank").head(n).itertuples():
+        mode = NO_MODE if row.mode_source == "frequencies" else row.mode
         cells = (str(row.rank), f"{row.county_name} {row.county_code}{former(row.last_belt)}", row.province,
-                 f"{row.p_belt:.3f}", row.mode, row.top_drivers)  # fmt: skip
+                 f"{row.p_belt:.3f}", mode, row.top_drivers)  # fmt: skip
         table.add_row(*map(printable, cells))  # a cell is markup to rich
     return table

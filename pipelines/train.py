@@ -223,7 +223,7 @@ def train_and_register(
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
     for path in backtest_files(settings.outputs.dir / "backtest.json"):  # written after the version is registered
-        writable_target(path)
+        writable_target(path, "outputs.dir")
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()

@@ -91,7 +91,7 @@ def run(
         data.X, data.y, data.periods, data.groups, spec,
         settings.tune.inner_folds, settings.model.seed, n_seeds=settings.tune.seeds,
     )  # fmt: skip
-    writable_target(settings.model.params_file)  # before the trials, not after them
+    writable_target(settings.model.params_file, "model.params_file")  # before the trials, not after them
     use_tracking(settings)
     features = list(data.X.columns)
     # a retrain's top-up of its period's trials is counted and run by one process at a time

@@ -52,7 +52,7 @@ def test_an_output_path_under_a_file_is_named_and_the_file_kept(tmp_path):
 
 def test_backtest_refuses_a_directory_out_before_reading_the_panel(tmp_path):
     settings = Settings(data=DataSettings(features_dir=tmp_path / "no-panel-here"))
-    with pytest.raises(OutputPathError, match=r"is a directory"):  # not "panel ... does not exist"
+    with pytest.raises(OutputPathError, match=r"^--out: output .* is a directory"):  # not "panel ... does not exist"
         backtest.run(settings, tmp_path, QUIET)
 
 

@@ -39,8 +39,8 @@ def _two_counties(p_belt: list[float], is_belt: list) -> pd.DataFrame:
 def test_a_county_of_unknown_status_is_shown_with_its_rank():
     """Platform metrics cover some counties only: the others have no known status (NA)."""
     page = county_map_html(TopoMap(TOPOLOGY), _two_counties([0.4, 0.1], [True, pd.NA]))
-    assert "东城区 110101 (北京市, 北京市) p_belt 0.400 · already a belt" in page
-    assert "西城区 110102 (北京市, 北京市) p_belt 0.100 · rank 1" in page
+    assert "东城区 110101 (北京市, 北京市) p_belt 0.40 · already a belt" in page
+    assert "西城区 110102 (北京市, 北京市) p_belt 0.10 · rank 1" in page
 
 
 def test_belts_have_a_colour_of_their_own_and_the_classes_are_of_the_candidates():

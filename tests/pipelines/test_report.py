@@ -12,6 +12,8 @@ from rich.console import Console
 
 from pipelines import report
 
+MODE_HTML = '<span lang="zh-Hans">平台+产业转型</span> (industrial transformation)'
+
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
@@ -69,14 +71,24 @@ def test_report_has_the_table_the_map_and_the_curves(page):
     top = text[text.index('id="top-candidates"') : text.index('id="by-province"')]
     if "mode model&#x27;s weight is 0" in text:  # then no county's mode is forecast, and the column says so
         assert "<td>not forecast</td>" in top and "(industrial transformation)</td>" not in top
-        assert "平台+产业转型 (industrial transformation)" in text[text.index('id="mode-mix"') :]
+        assert MODE_HTML in text[text.index('id="mode-mix"') :]
+        assert "The mode column reads &quot;not forecast&quot;" in top and "mode column is the same" not in top
     else:
-        assert "平台+产业转型 (industrial transformation)" in top
+        assert MODE_HTML in top
     assert "<td>industrial_transformation</td>" not in top
     # every province's best candidates, for a strategist who covers a region
     provinces = text[text.index('id="by-province"') : text.index('id="county-map"')]
     assert provinces.count("<details>") >= 30
     assert re.search(r'<summary><span lang="zh-Hans">河北省</span>: \d+ candidates, best rank 1</summary>', provinces)
+    # a belt of an earlier roster is marked wherever it is listed: in its province's table and on the map
+    assert "<small>330503</small> (a belt in 2015)</td>" in provinces
+    county_map = text[text.index('id="county-map"') : text.index('id="mode-mix"')]
+    assert re.search(
+        r"<title>南浔区 330503 \(湖州市, 浙江省\) p_belt 0\.\d\d · rank \d+ \(a belt in 2015\)</title>", county_map
+    )
+    assert re.search(r"<title>东莞市 441900: no forecast", county_map)  # the grey areas named too
+    # folded sections print unfolded: a printed page keeps the province tables and the lists
+    assert "@media print{" in text and "details::details-content{content-visibility:visible}" in text
     # read first: the period forecast, and how often the top was right; then a table a screen reader can follow
     first = text[text.index('id="read-first"') : text.index('id="top-candidates"')]
     assert "The forecast is of 2021: whether a county becomes a belt by then." in first

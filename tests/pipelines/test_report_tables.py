@@ -76,11 +76,14 @@ def _context(is_belt: list, rank: list, labels_of: int | None, as_of: int = 2020
 
 def test_the_page_says_what_p_belt_and_the_belt_status_are():
     said = _reading(_context([True, False, None], [None, 1, 2], 2016))
-    assert "p_belt is the probability that a county becomes a belt within 1 year(s) of 2020" in said
+    assert "p_belt is the probability that a county becomes a belt within 1 year of 2020" in said
     assert "the newest labels known as of 2020, those of 2016: 1 counties were belts then" in said
     assert "2 candidates are ranked, 1 of them of unknown status" in said
     assert "No belt label is known as of 2013" in _reading(_context([None], [1], None, as_of=2013))
-    assert "within 1 quarter(s) of 2025Q3" in _reading(_context([False], [1], 8101, as_of=8102))
+    assert "within 1 quarter of 2025Q3" in _reading(_context([False], [1], 8101, as_of=8102))
+    assert "within 2 quarters of 2025Q3" in _reading(
+        ReportContext(**{**_context([False], [1], 8101, as_of=8102).__dict__, "horizon": 2})
+    )
     assert "in-sample" not in said
     trained = ReportContext(**{**_context([False], [1], 2016, as_of=2015).__dict__, "trained_up_to": 2016})
     assert "this page is an in-sample check, not a forecast" in _reading(trained)

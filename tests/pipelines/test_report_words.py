@@ -52,7 +52,7 @@ def test_the_page_says_first_which_period_it_forecasts_and_when_that_period_is_p
     assert past[1].startswith("2021 is over: this page forecasts a period already past from labels of 2016")
     assert past[2] == "A county counts as a belt in a year when x."
     assert past[3].startswith("How often the top was right (new belts of 2016): 9 of the top 25 and 10 of the top 50")
-    assert "where 1.8% of all counties did" in past[3]
+    assert "where 1.8% of the counties that were not belts did" in past[3]
 
     current = _read_first_of(2026 * 4 + 3, "2026-12-05", labels_of=2026 * 4 + 2)  # as of 2026Q4: of 2027Q1
     assert current[0] == "The forecast is of 2027Q1: whether a county becomes a belt by then."

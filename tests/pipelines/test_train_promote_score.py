@@ -334,6 +334,14 @@ def test_score_writes_one_row_per_county_ranked(champion_settings, client, tmp_p
     returning = written[written["last_belt"] != ""].set_index("county_code")
     assert returning.loc["330503", "last_belt"] == "2015" and pd.notna(returning.loc["330503", "rank"])
     assert len(returning) == 12 and returning["rank"].notna().all()  # the 12 belts of 2015 in no roster of 2016
+    # the mode model's weight is 0 on the public data: no candidate's mode is a forecast, and the file says so
+    by_source = scores.groupby("mode_source")
+    assert set(scores.loc[scores["rank"].notna(), "mode_source"]) == {"frequencies"}
+    assert by_source.size()["label"] > 0 and scores.loc[scores["mode_source"] == "label", "is_belt"].all()
+    quyang = scores.set_index("county_code").loc[
+        "130634"
+    ]  # 曲阳县, a belt of stone carving: its label, not the model's
+    assert quyang["mode_source"] == "label" and quyang["mode"] == "cultural_heritage"
     candidates = scores.dropna(subset=["rank"])
     assert candidates["rank"].tolist() == list(range(1, len(candidates) + 1))  # the file starts with the short list
     assert scores["rank"].iloc[: len(candidates)].notna().all()
@@ -384,8 +392,16 @@ def test_score_checks_its_default_output_folder_before_scoring(champion_settings
     )
     monkeypatch.setattr(score, "score", lambda *args: pytest.fail("scored before the output path was checked"))
 
-    with pytest.raises(OutputPathError, match=rf"output {blocker}/scores_2020.csv: {blocker} is a file, not a folder"):
+    with pytest.raises(
+        OutputPathError, match=rf"^outputs.dir: output {blocker}/scores_2020.csv: {blocker} is a file, not a folder"
+    ):
         score.run(settings, None, None, "pandas", QUIET)
+    assert blocker.read_text(encoding="utf-8") == "kept"
+    from pipelines import report
+
+    monkeypatch.setattr(report, "render", lambda *args: pytest.fail("rendered before the output path was checked"))
+    with pytest.raises(OutputPathError, match=rf"^outputs.dir: output {blocker}/report_2020.html: {blocker} is a file"):
+        report.run(settings, None, None, QUIET)
     assert blocker.read_text(encoding="utf-8") == "kept"
 
 
@@ -411,6 +427,25 @@ def test_a_year_before_any_label_says_the_ranking_lacks_belt_exposure(champion_s
     assert "the belt-exposure indicators (belts and villages nearby, the nearest belt) are unknown too" in text
     # on the public data the mode model's weight is 0: the mode columns are no per-county forecast, and say so
     assert "score: the mode columns are the modes' training frequencies for every county" in text
+
+
+def test_mode_source_tells_a_label_a_forecast_and_the_training_frequencies_apart():
+    from types import SimpleNamespace
+
+    # SYNTHETIC snapshot: a labelled belt, a belt without a label, a candidate
+    snapshot = pd.DataFrame(
+        {"county_code": ["000001", "000002", "000003"], "as_of": 2020, "mode": ["cultural_heritage", None, None]}
+    )
+    forecast = pd.DataFrame(
+        {"county_code": ["000001", "000002", "000003"], "is_belt": pd.array([True, True, False], dtype="boolean")}
+    )
+    forecast.index = [7, 8, 9]  # the forecast's own index is kept
+    weighted = score.mode_sources(forecast, SimpleNamespace(snapshot=snapshot, mode_weight=0.4), 2020)
+    assert weighted.tolist() == ["label", "model", "model"] and weighted.index.tolist() == [7, 8, 9]
+    unweighted = score.mode_sources(forecast, SimpleNamespace(snapshot=snapshot, mode_weight=0.0), 2020)
+    assert unweighted.tolist() == ["label", "frequencies", "frequencies"]
+    later = score.mode_sources(forecast, SimpleNamespace(snapshot=snapshot, mode_weight=0.0), 2021)
+    assert later.tolist() == ["frequencies"] * 3  # no label known as of another period
 
 
 def test_last_belt_names_the_newest_labelled_period_a_county_no_belt_now_was_one():
