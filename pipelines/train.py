@@ -193,10 +193,11 @@ def reuse(client: MlflowClient, settings: Settings, version, alias: str | None =
 
 
 def restore_backtest(
-    client: MlflowClient, settings: Settings, version: str, run_id: str, console: Console
+    client: MlflowClient, settings: Settings, version: str, run_id: str, console: Console, job: str = "train"
 ) -> list[Path]:
-    """Put the backtest files of a reused version's run back in the outputs folder, so that
-    ``backtest.json`` and the curves there describe the version ``train`` points to."""
+    """Put the backtest files of a version's run back in the outputs folder, so that
+    ``backtest.json`` and the curves there describe the version ``train`` points to (a reused
+    one), or the kept champion ``promote`` serves when that is a refit on the current panel."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = Path(client.download_artifacts(run_id, "backtest", tmp))
@@ -204,7 +205,8 @@ def restore_backtest(
         except (MlflowException, OSError, OutputPathError) as err:
             console.print(
                 printable(
-                    f"train: the reused run's backtest files cannot be restored ({err}); outputs left as they are"
+                    f"{job}: the backtest files of version {version}'s run cannot be restored ({err}); outputs"
+                    " left as they are"
                 )
             )
             return []

@@ -286,9 +286,18 @@ def test_a_kept_champion_is_refitted_on_a_changed_panel(champion_settings, clien
         assert rejected["promotion_decision"] == "rejected"
         assert rejected["promotion_champion_now"] == decision.refit  # the champion kept, refitted
         assert rejected["promotion_champion_refit_of"] == str(old.version)
+        backtest_json = changed.outputs.dir / "backtest.json"
+        assert json.loads(backtest_json.read_text())["model"]["version"] == decision.refit  # the refit wrote it
+        # the same train and promote again (a retrain re-run): train puts the rejected challenger's
+        # backtest back, and the kept refit's promote its own, so the outputs end as the first time
+        assert train.run(changed, QUIET).reused
+        assert json.loads(backtest_json.read_text())["model"]["version"] == challenger.version
         again = promote.run(changed, False, None, QUIET)
         assert again.refit is None and again.figures["source"].startswith("version tags")
         assert str(version_by_alias(client, "county-belt", "champion").version) == decision.refit
+        assert json.loads(backtest_json.read_text())["model"] == {
+            "name": "county-belt", "version": decision.refit, "run_id": refit.run_id,
+        }  # fmt: skip
 
         # features rebuilt, no train: the challenger is the champion, both fitted on the old panel
         for alias in ("champion", "challenger"):
