@@ -185,6 +185,7 @@ def read_platform_metrics(
     limit_name: str = "as_of_limit",
     intensive: Sequence[str] = (),
     split_weights: pd.Series | None = None,
+    path_name: str = "",
 ) -> PlatformMetrics:
     """Read a platform-metrics file (CSV or Parquet), validate every row, harmonise its codes.
 
@@ -209,6 +210,9 @@ def read_platform_metrics(
         share) on a merge and copied on a split. ``gmv_cny`` and ``active_merchants`` are counts.
     split_weights : Series, optional
         Target code -> weight (e.g. area) dividing counts on a split; default equal parts.
+    path_name : str, optional
+        The option or setting ``path`` came from (``"--metrics"``, ``"[platform] metrics_file"``),
+        named first when the file is missing, a folder or of another suffix.
 
     Returns
     -------
@@ -224,7 +228,7 @@ def read_platform_metrics(
     """
     path = Path(path)
     _check_vintages(history, target, code_vintage)
-    raw = _read_file(path)
+    raw = _read_file(path, path_name)
     table, frequency, is_synthetic = _validated(raw, path, history, target, (as_of_limit, limit_name), intensive)
     vintage = target if code_vintage is None else code_vintage
     extras = [c for c in table.columns if c not in (*FRAME_COLUMNS, ROW)]
@@ -258,14 +262,20 @@ def _check_vintages(history: CodeHistory, target: int, code_vintage: int | None)
             )
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path, path_name: str = "") -> pd.DataFrame:
     kind = SUFFIXES.get(path.suffix.lower())
+    named = f"{path_name} {path}" if path_name else str(path)
     if path.is_dir():
-        raise PlatformMetricsError(f"{path}: must be a .csv or .parquet file; got a folder")
+        raise PlatformMetricsError(f"{named}: must be a .csv or .parquet file; got a folder")
     if kind is None:
-        raise PlatformMetricsError(f"{path}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
+        raise PlatformMetricsError(f"{named}: file suffix must be one of {sorted(SUFFIXES)}; got {path.suffix!r}")
     if not path.is_file():
-        raise PlatformMetricsError(f"{path}: file is missing")
+        raise PlatformMetricsError(f"{named}: file is missing; expected the platform metrics file (CSV or Parquet)")
+    if workbook := _workbook(path):
+        raise PlatformMetricsError(
+            f"{path}: must be a {kind.upper()} file; got an Excel workbook ({workbook}) named .{path.suffix[1:]}:"
+            " save it as CSV UTF-8 (Excel: File > Save As > CSV UTF-8; WPS: 另存为 CSV)"
+        )
     header = _csv_header(path) if kind == "csv" else None
     if header and header[0].strip().lower().startswith("sep="):
         raise PlatformMetricsError(
@@ -283,6 +293,17 @@ def _read_file(path: Path) -> pd.DataFrame:
     if raw.empty:
         raise PlatformMetricsError(f"{path}: must hold at least one data row; got only the header")
     return raw
+
+
+WORKBOOK_MAGIC = {b"PK\x03\x04": "xlsx", b"\xd0\xcf\x11\xe0": "xls"}  # a zip (xlsx), an OLE file (xls)
+
+
+def _workbook(path: Path) -> str | None:
+    """``xlsx`` or ``xls`` when the file's first bytes are a workbook's, else None (a workbook
+    renamed ``.csv`` would otherwise be blamed on its encoding)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return WORKBOOK_MAGIC.get(head)
 
 
 def _csv_header(path: Path) -> list[str] | None:

@@ -174,8 +174,9 @@ def read_platform(settings: Settings, history: CodeHistory, until: str | None) -
     """The platform metrics up to ``until``, validated, with the periods they label (at least one)."""
     path = settings.platform.metrics_file
     metrics = read_platform_metrics(
-        path, history, settings.codes.target_vintage, as_of_limit=until, intensive=settings.platform.intensive
-    )
+        path, history, settings.codes.target_vintage, as_of_limit=until, intensive=settings.platform.intensive,
+        path_name="[platform] metrics_file",
+    )  # fmt: skip
     labels = platform_labels(metrics, belt_rule(settings.platform), path, settings.platform.min_coverage)
     return PlatformInputs(metrics, labels, load_taxonomy())
 

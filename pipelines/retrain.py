@@ -66,7 +66,7 @@ def run(settings: Settings, period: str, metrics_file: Path | None, console: Con
     check_outputs(settings, label)
     if not history_cached(settings):  # a first retrain on this machine, or changed code lists: the checks read them
         sync.run(settings, None, console)
-    validate_metrics(settings, label)
+    validate_metrics(settings, label, "--metrics" if metrics_file is not None else "[platform] metrics_file")
     client = use_tracking(settings)
     not_before_champion(client, settings, label)
     summary = RetrainSummary(period=label, old_champion=_version(client, settings))
@@ -167,7 +167,7 @@ def history_cached(settings: Settings) -> bool:
     return True
 
 
-def validate_metrics(settings: Settings, period: str) -> None:
+def validate_metrics(settings: Settings, period: str, path_name: str = "[platform] metrics_file") -> None:
     """Read and validate the metrics file for ``period`` before any step runs.
 
     Every row is checked and none may be after ``period``; the file must be of ``period``'s
@@ -188,8 +188,9 @@ def validate_metrics(settings: Settings, period: str) -> None:
     history = load_history(settings)
     target = settings.codes.target_vintage
     metrics = read_platform_metrics(
-        path, history, target, as_of_limit=period, limit_name="--period", intensive=settings.platform.intensive
-    )
+        path, history, target, as_of_limit=period, limit_name="--period", intensive=settings.platform.intensive,
+        path_name=path_name,
+    )  # fmt: skip
     check_covered(metrics, period, path)
     rule = build.belt_rule(settings.platform)
     labels = build.platform_labels(metrics, rule, path, settings.platform.min_coverage)

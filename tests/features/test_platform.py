@@ -608,6 +608,19 @@ def test_a_row_of_too_many_fields_is_one_line_naming_it(tmp_path, toy_history):
 def test_a_missing_file_is_an_error(tmp_path, toy_history):
     with pytest.raises(PlatformMetricsError, match=r"absent\.csv: file is missing"):
         read_platform_metrics(tmp_path / "absent.csv", toy_history)
+    # named as the setting it came from: a config's path is no option the user typed
+    with pytest.raises(PlatformMetricsError, match=r"^\[platform\] metrics_file .*absent\.csv: file is missing"):
+        read_platform_metrics(tmp_path / "absent.csv", toy_history, path_name="[platform] metrics_file")
+
+
+@pytest.mark.parametrize(("magic", "kind"), [(b"PK\x03\x04", "xlsx"), (b"\xd0\xcf\x11\xe0", "xls")])
+def test_a_workbook_renamed_csv_is_named_a_workbook_not_an_encoding(tmp_path, toy_history, magic, kind):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(magic + bytes(range(256)) * 4)  # SYNTHETIC: a workbook's first bytes, then anything
+    with pytest.raises(
+        PlatformMetricsError, match=rf"metrics\.csv: must be a CSV file; got an Excel workbook \({kind}\)"
+    ):
+        read_platform_metrics(path, toy_history)
 
 
 def test_a_bad_synthetic_flag_is_an_error(tmp_path, toy_history):
