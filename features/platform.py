@@ -415,6 +415,44 @@ def _first(flags: pd.Series) -> int:
     return int(flags.idxmax())
 
 
+LISTED_ROWS = 10  # the further rows of one problem an error lists; it counts the others
+
+
+def _also(flags: pd.Series) -> str:
+    """The other rows ``flags`` marks, after the first that the message names: ``; also data rows
+    21, 31 and 4 more``, so that an export with one kind of problem in many rows is mended in one go."""
+    rows = [int(i) + 1 for i in flags.index[flags.to_numpy(dtype=bool)][1:]]
+    if not rows:
+        return ""
+    listed = ", ".join(map(str, rows[:LISTED_ROWS]))
+    more = f" and {len(rows) - LISTED_ROWS} more" if len(rows) > LISTED_ROWS else ""
+    return f"; also data row{'s' * (len(rows) > 1)} {listed}{more}"
+
+
+class _Problems:
+    """The problems of independent checks of one file, raised together: a file with bad codes in
+    some rows and bad values in others is named whole at once, not one check per run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.messages = path, []
+
+    def attempt(self, check, *args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except PlatformMetricsError as err:
+            self.messages.append(str(err))
+            return None
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise PlatformMetricsError(self.messages[0])
+        if self.messages:
+            listed = "".join(f"\n- {message}" for message in self.messages)
+            raise PlatformMetricsError(
+                f"{self.path}: {len(self.messages)} problems, each named with the first row it is in:{listed}"
+            )
+
+
 def _validated(
     raw: pd.DataFrame,
     path: Path,
@@ -425,15 +463,18 @@ def _validated(
 ) -> tuple[pd.DataFrame, str, bool]:
     """The checked table (``row``, ``county_code``, ``period`` as int, ``category``, metrics),
     its frequency and whether it is marked synthetic; ``limit`` is ``as_of_limit`` and its name."""
-    codes = _codes(raw, path, history, target)
-    frequency, periods = _periods(raw, path)
-    _check_future(raw, path, periods, frequency, *limit)
-    extras = _extra_metrics(raw, intensive, path)
+    extras = _extra_metrics(raw, intensive, path)  # the file's layout first: the rows' checks need it
+    problems = _Problems(path)
+    codes = problems.attempt(_codes, raw, path, history, target)
+    frequency, periods = problems.attempt(_periods, raw, path) or (None, None)
+    if periods is not None:
+        problems.attempt(_check_future, raw, path, periods, frequency, *limit)
     metrics = {
-        c: _numbers(raw, c, path, required=c in REQUIRED, signed=c in intensive, whole=c in COUNTS)
+        c: problems.attempt(_numbers, raw, c, path, required=c in REQUIRED, signed=c in intensive, whole=c in COUNTS)
         for c in ("gmv_cny", "active_merchants", *extras)
     }
-    is_synthetic = _synthetic_flag(raw, path)
+    is_synthetic = problems.attempt(_synthetic_flag, raw, path)
+    problems.raise_any()
     table = pd.DataFrame(
         {ROW: raw.index + 1, "county_code": codes, "period": periods, CATEGORY: _categories(raw), **metrics},
         index=raw.index,
@@ -459,7 +500,7 @@ def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> 
         i = _first(malformed)
         raise PlatformMetricsError(
             f"county_code {shown(raw.at[i, 'county_code'])} must be 6 digits 0-9; "
-            f"got {len(codes.at[i])} characters ({_where(path, i)})"
+            f"got {len(codes.at[i])} characters ({_where(path, i)}){_also(malformed)}"
         )
     known = {
         code: code in CITIES_WITHOUT_COUNTIES or history.nearest_year(code, target) is not None
@@ -475,7 +516,7 @@ def _codes(raw: pd.DataFrame, path: Path, history: CodeHistory, target: int) -> 
         )
         raise PlatformMetricsError(
             f"county_code {codes.at[i]!r} must be a county-level code of some year of the code history; "
-            f"got {what} ({_where(path, i)})"
+            f"got {what} ({_where(path, i)}){_also(unknown)}"
         )
     return codes.astype(object)
 
@@ -488,7 +529,7 @@ def _periods(raw: pd.DataFrame, path: Path) -> tuple[str, pd.Series]:
         i = _first(bad)
         raise PlatformMetricsError(
             f"period must look like 2025 (annual) or 2025Q3 (quarterly), with a year in "
-            f"{YEARS[0]}..{YEARS[-1]}; got {shown(raw.at[i, 'period'])} ({_where(path, i)})"
+            f"{YEARS[0]}..{YEARS[-1]}; got {shown(raw.at[i, 'period'])} ({_where(path, i)}){_also(bad)}"
         )
     kinds = text.map(lambda value: parsed[value][0])
     frequency = kinds.iloc[0]
@@ -497,7 +538,7 @@ def _periods(raw: pd.DataFrame, path: Path) -> tuple[str, pd.Series]:
         i, first = _first(mixed), kinds.index[0]
         raise PlatformMetricsError(
             f"period must be {frequency} in every row, like {text.at[first]!r} in {_where(path, first)}; "
-            f"got {kinds.at[i]} {text.at[i]!r} ({_where(path, i)})"
+            f"got {kinds.at[i]} {text.at[i]!r} ({_where(path, i)}){_also(mixed)}"
         )
     return frequency, text.map(lambda value: parsed[value][1]).astype("int64")
 
@@ -522,7 +563,7 @@ def _check_future(
         i = _first(late)
         raise PlatformMetricsError(
             f"period must not be after {limit_name} {as_of_limit!r} (no data from the future); "
-            f"got {shown(raw.at[i, 'period'])} ({_where(path, i)})"
+            f"got {shown(raw.at[i, 'period'])} ({_where(path, i)}){_also(late)}"
         )
 
 
@@ -603,13 +644,14 @@ def _numbers(
         got = "an empty cell" if empty.at[i] else shown(raw.at[i, column])
         low_text = f"{low:.0e}" if signed else "0"
         raise PlatformMetricsError(
-            f"{column} must be a number from {low_text} to {LARGEST:.0e}; got {got} ({_where(path, i)})"
+            f"{column} must be a number from {low_text} to {LARGEST:.0e}; got {got} ({_where(path, i)}){_also(invalid)}"
         )
     fraction = values.notna() & (values != values.round())
     if whole and fraction.any():
         i = _first(fraction)
         raise PlatformMetricsError(
             f"{column} must be a whole number (a count); got {shown(raw.at[i, column])} ({_where(path, i)})"
+            + _also(fraction)
         )
     return values
 
@@ -630,6 +672,7 @@ def _synthetic_flag(raw: pd.DataFrame, path: Path) -> bool:
         i = _first(flags.isna())
         raise PlatformMetricsError(
             f"{SYNTHETIC_FLAG} must be true or false; got {shown(raw.at[i, SYNTHETIC_FLAG])} ({_where(path, i)})"
+            + _also(flags.isna())
         )
     return bool(flags.astype(bool).any())
 

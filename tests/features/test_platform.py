@@ -770,3 +770,35 @@ def test_a_folder_is_named_as_one(tmp_path, toy_history):
     for folder in (tmp_path, tmp_path / "export.csv"):
         with pytest.raises(PlatformMetricsError, match=r"got a folder$"):
             read_platform_metrics(folder, toy_history)
+
+
+def test_every_row_of_a_problem_and_every_problem_of_the_rows_are_named_at_once(tmp_path, toy_history):
+    # SYNTHETIC rows: three 5-digit codes, a negative GMV, a period written 2025-Q3, among good rows
+    rows = [GOOD] * 60
+    for i in (10, 20, 30):
+        rows[i] = "37172,2024Q1,1e7,10"
+    rows[40] = "371721,2024Q2,-5,10"
+    rows[50] = "371721,2025-Q3,1e7,10"
+    path = write(tmp_path, rows)
+    with pytest.raises(PlatformMetricsError) as caught:
+        read_platform_metrics(path, toy_history)
+    said = str(caught.value)
+    assert said.startswith(f"{path}: 3 problems, each named with the first row it is in:\n- ")
+    lines = said.splitlines()[1:]
+    assert lines[0].startswith("- county_code '37172' must be 6 digits 0-9; got 5 characters (data row 11, line 12")
+    assert lines[0].endswith("; also data rows 21, 31")
+    assert (
+        lines[1].startswith("- period must look like 2025 (annual) or 2025Q3") and "(data row 51, line 52" in lines[1]
+    )
+    assert lines[2].startswith("- gmv_cny must be a number from 0 to 1e+15; got '-5' (data row 41, line 42")
+
+
+def test_one_problem_in_many_rows_lists_ten_and_counts_the_others(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD, *["371721,2024Q1,abc,10"] * 13])
+    with pytest.raises(PlatformMetricsError) as caught:
+        read_platform_metrics(path, toy_history)
+    said = str(caught.value)
+    assert "\n" not in said  # one problem: one line, as before
+    assert said.endswith(
+        "(data row 2, line 3 of " + str(path) + "); also data rows 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more"
+    )
