@@ -87,7 +87,7 @@ from features.codes import CodeHistory, harmonise, is_county_level
 from features.errors import CountyCodeError, SourceFormatError, shown
 from features.labels import BeltRule, Condition
 from features.periods import ANNUAL, QUARTERLY, PeriodError, label, parse_period, per_year
-from features.taxonomy import MODES, ModeTaxonomy
+from features.taxonomy import MODES, ModeTaxonomy, load_taxonomy
 
 REQUIRED = ("county_code", "period", "gmv_cny", "active_merchants")
 COUNTS = ("active_merchants",)  # whole numbers: a fraction is a column of another metric, or an export slip
@@ -290,6 +290,8 @@ def _read_file(path: Path, path_name: str = "") -> pd.DataFrame:
     missing = [column for column in REQUIRED if column not in raw.columns]
     if missing:
         raise PlatformMetricsError(f"{path}: missing required column(s) {missing}; found columns {list(raw.columns)}")
+    if kind == "csv":
+        _check_not_gbk(raw, path)
     if raw.empty:
         raise PlatformMetricsError(f"{path}: must hold at least one data row; got only the header")
     return raw
@@ -304,6 +306,46 @@ def _workbook(path: Path) -> str | None:
     with open(path, "rb") as handle:
         head = handle.read(4)
     return WORKBOOK_MAGIC.get(head)
+
+
+CJK = re.compile(r"[\u3400-\u9fff]")
+NOT_GBK_TEXT = re.compile(r"[^0-9\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")  # Chinese, digits, CJK punctuation
+
+
+def gbk_misread(text: str) -> str | None:
+    """The Chinese text ``text`` is when it is GBK bytes read as UTF-8, else None. Most GBK text is
+    no valid UTF-8 and fails to decode; a few words are (鞋 is ``D0 AC``, read as ``Ь``; 女装 as
+    ``Ůװ``), and a file of only such words passes as UTF-8. Text with Chinese or an ASCII letter
+    in it is taken as it is (``café`` reads as GBK too, as ``caf茅``), as is one whose GBK reading
+    is not all Chinese."""
+    if text.isascii() or CJK.search(text) or re.search(r"[A-Za-z]", text):
+        return None
+    try:
+        chinese = text.encode("utf-8").decode("gbk")
+    except UnicodeError:
+        return None
+    return chinese if CJK.search(chinese) and not NOT_GBK_TEXT.search(chinese) else None
+
+
+def _check_not_gbk(raw: pd.DataFrame, path: Path) -> None:
+    """No category that is GBK read as UTF-8 (:func:`gbk_misread`) and, so read, a category of the
+    mode taxonomy (鞋): the encoding error of a file whose GBK bytes happen to be valid UTF-8, named
+    as the undecodable ones are, not later as categories that map to no mode."""
+    if CATEGORY not in raw.columns:
+        return
+
+    taxonomy = load_taxonomy()
+    text = _text(raw[CATEGORY])
+    misread = {value: gbk_misread(value) for value in text.unique() if value}
+    misread = {value: chinese for value, chinese in misread.items() if chinese and taxonomy.mode_of(chinese)}
+    bad = text.map(misread).notna()
+    if bad.any():
+        i = _first(bad)
+        raise PlatformMetricsError(
+            f"{path}: must be UTF-8 encoded (re-save it as UTF-8; Excel and WPS may save Chinese text as GBK);"
+            f" got {CATEGORY} {shown(raw.at[i, CATEGORY])}, which is GBK for {misread[text.at[i]]!r} read as UTF-8"
+            f" ({_where(path, i)}){_also(bad)}"
+        )
 
 
 def _csv_header(path: Path) -> list[str] | None:

@@ -802,3 +802,26 @@ def test_one_problem_in_many_rows_lists_ten_and_counts_the_others(tmp_path, toy_
     assert said.endswith(
         "(data row 2, line 3 of " + str(path) + "); also data rows 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 and 2 more"
     )
+
+
+def test_gbk_text_that_happens_to_be_valid_utf8_is_named_an_encoding_error(tmp_path, toy_history):
+    # 鞋 and 女装 in GBK are valid UTF-8 bytes (Ь, Ůװ): a file of only such words decodes
+    path = tmp_path / "metrics.csv"
+    lines = [HEADER + ",category", "371721,2024Q1,1e7,10,鞋", "371721,2024Q2,1e7,10,女装", "371721,2024Q3,1e7,10,鞋"]
+    path.write_bytes("\n".join(lines).encode("gbk") + b"\n")
+    with pytest.raises(
+        PlatformMetricsError,
+        match=r"must be UTF-8 encoded .*got category 'Ь', which is GBK for '鞋' read as UTF-8 \(data row 1, line 2 of"
+        r" .*\); also data rows 2, 3$",
+    ):
+        read_platform_metrics(path, toy_history)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")  # the same file in UTF-8 is read
+    assert set(read_platform_metrics(path, toy_history).frame["category"]) == {"鞋", "女装"}
+
+
+def test_text_of_other_scripts_is_not_taken_for_gbk():
+    from features.platform import gbk_misread
+
+    assert gbk_misread("Ь") == "鞋" and gbk_misread("Ůװ") == "女装"
+    for text in ("café", "Müller", "shoes", "女装", "T恤", "3C数码", ""):  # café reads as GBK caf茅: not all Chinese
+        assert gbk_misread(text) is None
