@@ -273,8 +273,9 @@ def _read_file(path: Path, path_name: str = "") -> pd.DataFrame:
         raise PlatformMetricsError(f"{named}: file is missing; expected the platform metrics file (CSV or Parquet)")
     if workbook := _workbook(path):
         raise PlatformMetricsError(
-            f"{path}: must be a {kind.upper()} file; got an Excel workbook ({workbook}) named .{path.suffix[1:]}:"
-            " save it as CSV UTF-8 (Excel: File > Save As > CSV UTF-8; WPS: 另存为 CSV)"
+            f"{path}: must be a {kind.upper()} file; got an Excel workbook ({workbook}) named {path.suffix}: save"
+            " it as CSV UTF-8 (Excel: File > Save As > CSV UTF-8; WPS: 另存为 CSV)"
+            + (" and give the .csv file" if kind != "csv" else "")
         )
     header = _csv_header(path) if kind == "csv" else None
     if header and header[0].strip().lower().startswith("sep="):
@@ -309,7 +310,8 @@ def _workbook(path: Path) -> str | None:
 
 
 CJK = re.compile(r"[\u3400-\u9fff]")
-NOT_GBK_TEXT = re.compile(r"[^0-9\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")  # Chinese, digits, CJK punctuation
+# Chinese, CJK and full-width punctuation, and ASCII but letters (鞋/女装, 女装 鞋, 鞋(女))
+NOT_GBK_TEXT = re.compile(r"[^\x20-\x40\x5b-\x60\x7b-\x7e\u3000-\u303f\u3400-\u9fff\uff00-\uffef]")
 
 
 def gbk_misread(text: str) -> str | None:
@@ -414,7 +416,7 @@ def _check_no_line_breaks(raw: pd.DataFrame, path: Path) -> None:
             raise PlatformMetricsError(
                 f"{str(column).strip()} must hold no line break; got {cell[:60]!r} ({_where(path, i)}, running over"
                 f' {lines} lines): a quote (") opened in it and closed {lines - 1} line(s) later joins those lines'
-                " into one cell; remove the stray quote or close it on its own line"
+                " into one cell; remove the stray quote or close it on its own line" + _also(broken)
             )
 
 
@@ -729,7 +731,7 @@ def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
         given = tuple(str(raw.at[i, c]).strip() for c in keys)
         raise PlatformMetricsError(
             f"({', '.join(keys)}) must be unique; got {given} again ({_where(path, i)}), "
-            f"already in {_where(path, first)}"
+            f"already in {_where(path, first)}{_also(repeated)}"
         )
     if CATEGORY not in raw.columns:
         return
@@ -745,7 +747,7 @@ def _check_unique(table: pd.DataFrame, raw: pd.DataFrame, path: Path) -> None:
             f"{CATEGORY} must be given in every row of a county and period or in none (a row without it reads"
             f" as the county's total, which its parts would be added to; name a remainder's {CATEGORY}, e.g."
             f" 其他); got {given} without a {CATEGORY} ({_where(path, i)}) and with"
-            f" {shown(raw.at[other, CATEGORY])} ({_where(path, other)})"
+            f" {shown(raw.at[other, CATEGORY])} ({_where(path, other)}){_also(both)}"
         )
 
 

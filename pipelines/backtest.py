@@ -37,6 +37,9 @@ def run(settings: Settings, out: Path | None, console: Console, nested_trials: i
     ``nested_trials``, LightGBM tuned anew inside each province fold: :func:`emergence_backtest`)."""
     if out is not None:  # before minutes of work, not after (its curves go in the same folder)
         writable_target(settings.check_output(out, "--out"), "--out")
+    else:
+        for path in backtest_files(settings.outputs.dir / "backtest.json"):
+            writable_target(path, "outputs.dir")
     panel = load_panel(settings)
     check_folds(panel, settings)
     if tuned_params(settings) is None:

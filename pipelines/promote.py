@@ -135,10 +135,19 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
     if not _fitted_on(winner, panel_sha256):
         served = refit(settings, winner, console)
         decision = replace(decision, refit=served)
-    elif not decision.promoted and winner.tags.get("refit_of"):
-        # the kept champion is a refit on this panel: the outputs' backtest stays its own, as the
-        # promote that refitted it left it, not the rejected challenger's that train put back
-        train.restore_backtest(client, settings, served, winner.run_id, console, "promote")
+    # the kept champion is a refit on this panel: the outputs' backtest stays its own, as the
+    # promote that refitted it left it, not the rejected challenger's that train put back
+    elif (
+        not decision.promoted
+        and winner.tags.get("refit_of")
+        and train.restore_backtest(client, settings, served, winner.run_id, console, "promote")
+    ):
+        console.print(
+            printable(
+                f"promote: {settings.outputs.dir / 'backtest.json'} and its curves are again those of"
+                f" version {served}, the champion kept"
+            )
+        )
     if decision.challenger != decision.champion or decision.refit is not None:
         record(client, name, decision)  # "already the champion", and nothing refitted: the record stays
     if str(winner.version) == str(challenger.version) and served != str(challenger.version):

@@ -823,5 +823,14 @@ def test_text_of_other_scripts_is_not_taken_for_gbk():
     from features.platform import gbk_misread
 
     assert gbk_misread("Ь") == "鞋" and gbk_misread("Ůװ") == "女装"
-    for text in ("café", "Müller", "shoes", "女装", "T恤", "3C数码", ""):  # café reads as GBK caf茅: not all Chinese
+    for chinese in ("鞋/女装", "女装 鞋", "鞋(女)", "女装-鞋"):  # with ASCII punctuation between
+        assert gbk_misread(chinese.encode("gbk").decode("utf-8")) == chinese
+    for text in ("café", "Müller", "shoes", "女装", "T恤", "3C数码", ""):  # an ASCII letter, Chinese, or ASCII only
         assert gbk_misread(text) is None
+    assert "ࠡࠡ".encode().decode("gbk") == "酄∴牎" and gbk_misread("ࠡࠡ") is None  # ∴ is no Chinese text
+
+
+def test_a_row_repeated_many_times_names_every_repeat(tmp_path, toy_history):
+    path = write(tmp_path, [GOOD] * 4)
+    with pytest.raises(PlatformMetricsError, match=r"already in data row 1, line 2 of .*; also data rows 3, 4$"):
+        read_platform_metrics(path, toy_history)

@@ -25,7 +25,15 @@ from features.io import writable_target, write_atomic
 from features.panel import ID_COLUMNS
 from pipelines import backtest, build, promote, report, score, tune
 from pipelines.backtest import check_params, load_panel, tuned_params
-from pipelines.config import DataSettings, MlflowSettings, ModelSettings, PlatformSettings, Settings, TuneSettings
+from pipelines.config import (
+    DataSettings,
+    MlflowSettings,
+    ModelSettings,
+    OutputSettings,
+    PlatformSettings,
+    Settings,
+    TuneSettings,
+)
 from pipelines.promote import PromotionError
 from pipelines.score import ScoreError
 from pipelines.tracking import TrackingError, sqlite_file, use_tracking
@@ -54,6 +62,17 @@ def test_backtest_refuses_a_directory_out_before_reading_the_panel(tmp_path):
     settings = Settings(data=DataSettings(features_dir=tmp_path / "no-panel-here"))
     with pytest.raises(OutputPathError, match=r"^--out: output .* is a directory"):  # not "panel ... does not exist"
         backtest.run(settings, tmp_path, QUIET)
+
+
+def test_backtest_refuses_an_outputs_dir_under_a_file_before_reading_the_panel(tmp_path):
+    blocker = tmp_path / "outputs"
+    blocker.write_text("kept", encoding="utf-8")
+    settings = Settings(
+        data=DataSettings(features_dir=tmp_path / "no-panel-here"), outputs=OutputSettings(dir=blocker / "x")
+    )
+    with pytest.raises(OutputPathError, match=r"^outputs.dir: output .*backtest.json: .* is a file, not a folder"):
+        backtest.run(settings, None, QUIET)
+    assert blocker.read_text(encoding="utf-8") == "kept"
 
 
 def test_a_job_failing_before_it_writes_leaves_no_folder_it_would_have_made(tmp_path):
