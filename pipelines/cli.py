@@ -67,7 +67,7 @@ for _stream in (console, errors):
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file; defaults apply to what it omits."),
+    typer.Option("--config", "-c", metavar="FILE.toml", help="TOML config file; defaults apply to what it omits."),
 ]
 
 
@@ -277,7 +277,10 @@ def promote(
 def score(
     config: ConfigOption = None,
     as_of: Annotated[
-        str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
+        str | None,
+        typer.Option(
+            callback=_period, metavar="YEAR|QUARTER", help="As-of period (2020, or 2025Q3); default the newest."
+        ),
     ] = None,
     out: Annotated[
         str | None,
@@ -345,7 +348,10 @@ def serve(
 def report(
     config: ConfigOption = None,
     as_of: Annotated[
-        str | None, typer.Option(callback=_period, help="As-of period (2020, or 2025Q3); default the newest.")
+        str | None,
+        typer.Option(
+            callback=_period, metavar="YEAR|QUARTER", help="As-of period (2020, or 2025Q3); default the newest."
+        ),
     ] = None,
     out: Annotated[
         str | None,

@@ -271,6 +271,22 @@ def test_the_help_states_the_ranges():
     assert "1..65535" in result.output and "at least 1" in result.output
 
 
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("score", ("FILE.csv", "scores_<period>.csv in the folder outputs.dir", "pandas|spark", "YEAR|QUARTER")),
+        ("report", ("FILE.html", "report_<period>.html in the folder outputs.dir", "YEAR|QUARTER", "FILE.toml")),
+        ("backtest", ("FILE.json", "backtest.json in the folder outputs.dir")),
+    ],
+)
+def test_the_help_states_the_default_outputs_and_the_choices(command, shown):
+    result = CliRunner().invoke(cli.app, [command, "--help"], terminal_width=200)
+
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert all(part in text for part in shown), text
+
+
 def test_a_job_error_is_one_line_on_stderr_in_a_log(tmp_path):
     # a log: stdout and stderr are files, not a terminal; the message is longer than the log width
     deep = tmp_path / ("d" * 150) / "mlruns" / "mlflow.db"
