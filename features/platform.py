@@ -335,11 +335,11 @@ def _check_not_gbk(raw: pd.DataFrame, path: Path) -> None:
     as the undecodable ones are, not later as categories that map to no mode."""
     if CATEGORY not in raw.columns:
         return
-
-    taxonomy = load_taxonomy()
     text = _text(raw[CATEGORY])
-    misread = {value: gbk_misread(value) for value in text.unique() if value}
-    misread = {value: chinese for value, chinese in misread.items() if chinese and taxonomy.mode_of(chinese)}
+    misread = {value: chinese for value in text.unique() if value and (chinese := gbk_misread(value))}
+    if misread:  # rare: the taxonomy is read only then
+        taxonomy = load_taxonomy()
+        misread = {value: chinese for value, chinese in misread.items() if taxonomy.mode_of(chinese)}
     bad = text.map(misread).notna()
     if bad.any():
         i = _first(bad)

@@ -38,8 +38,7 @@ def run(settings: Settings, out: Path | None, console: Console, nested_trials: i
     if out is not None:  # before minutes of work, not after (its curves go in the same folder)
         writable_target(settings.check_output(out, "--out"), "--out")
     else:
-        for path in backtest_files(settings.outputs.dir / "backtest.json"):
-            writable_target(path, "outputs.dir")
+        check_default_outputs(settings)
     panel = load_panel(settings)
     check_folds(panel, settings)
     if tuned_params(settings) is None:
@@ -380,6 +379,13 @@ def plot_writers(result: BacktestResult, out: Path) -> dict[Path, Callable[[Path
         pr_png: png_writer(pr_figure(result.predictions, newest)),
         calibration_png: png_writer(calibration_figure(result.predictions, newest, bins=10)),
     }
+
+
+def check_default_outputs(settings: Settings) -> None:
+    """The backtest's files in ``outputs.dir`` (:func:`backtest_files`) can be written, named so
+    when they cannot: checked before the work, not after it."""
+    for path in backtest_files(settings.outputs.dir / "backtest.json"):
+        writable_target(path, "outputs.dir")
 
 
 def backtest_files(out: Path) -> list[Path]:

@@ -117,6 +117,12 @@ def _period(value: str | None) -> str | None:
     return value
 
 
+AsOfOption = Annotated[
+    str | None,
+    typer.Option(callback=_period, metavar="YEAR|QUARTER", help="As-of period (2020, or 2025Q3); default the newest."),
+]
+
+
 def _one_of(*choices: str):
     """A callback refusing a value not among ``choices``, naming them and what was given."""
 
@@ -276,12 +282,7 @@ def promote(
 @app.command("score")
 def score(
     config: ConfigOption = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            callback=_period, metavar="YEAR|QUARTER", help="As-of period (2020, or 2025Q3); default the newest."
-        ),
-    ] = None,
+    as_of: AsOfOption = None,
     out: Annotated[
         str | None,
         typer.Option(
@@ -347,12 +348,7 @@ def serve(
 @app.command("report")
 def report(
     config: ConfigOption = None,
-    as_of: Annotated[
-        str | None,
-        typer.Option(
-            callback=_period, metavar="YEAR|QUARTER", help="As-of period (2020, or 2025Q3); default the newest."
-        ),
-    ] = None,
+    as_of: AsOfOption = None,
     out: Annotated[
         str | None,
         typer.Option(

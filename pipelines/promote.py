@@ -135,13 +135,12 @@ def _promote(client: MlflowClient, settings: Settings, force: bool, reason: str 
     if not _fitted_on(winner, panel_sha256):
         served = refit(settings, winner, console)
         decision = replace(decision, refit=served)
-    # the kept champion is a refit on this panel: the outputs' backtest stays its own, as the
-    # promote that refitted it left it, not the rejected challenger's that train put back
     elif (
         not decision.promoted
         and winner.tags.get("refit_of")
         and train.restore_backtest(client, settings, served, winner.run_id, console, "promote")
-    ):
+    ):  # a kept champion that is a refit on this panel: the outputs' backtest stays its own, as the
+        # promote that refitted it left it, not the rejected challenger's that train put back
         console.print(
             printable(
                 f"promote: {settings.outputs.dir / 'backtest.json'} and its curves are again those of"

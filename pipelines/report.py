@@ -376,7 +376,7 @@ def render(context: ReportContext, topo: TopoMap) -> str:
             + _mode_column_text(context.mode_weight)
             + DRIVERS_TEXT
             + _former_text(top),
-            _table(top, context.mode_weight),
+            _table(top),
             "top-candidates",
         ),
         _section(
@@ -542,7 +542,7 @@ def _section(title: str, intro: str, body: str, anchor: str) -> str:
     return f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{lead}{body}</section>'
 
 
-def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
+def _table(top: pd.DataFrame) -> str:
     headers = ("rank", "county", "prefecture", "province", "p_belt", "mode", "top drivers")
     head = "".join(f'<th scope="col">{h}</th>' for h in headers)
     rows = "".join(
@@ -550,7 +550,7 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
         f" <small>{r.county_code}</small>{html.escape(former(r.last_belt))}</td>"
         f'<td lang="zh-Hans">{html.escape(str(getattr(r, "prefecture", "") or ""))}</td>'
         f'<td lang="zh-Hans">{html.escape(r.province)}</td><td>{r.p_belt:.2f}</td>'
-        f"<td>{html.escape(NO_MODE) if _no_mode(r, mode_weight) else _mode_html(r.mode)}</td>"
+        f"<td>{html.escape(NO_MODE) if r.mode_source == 'frequencies' else _mode_html(r.mode)}</td>"
         f"<td>{html.escape(r.top_drivers)}</td></tr>"
         for r in top.itertuples()
     )
@@ -558,13 +558,6 @@ def _table(top: pd.DataFrame, mode_weight: float | None = None) -> str:
     return (
         f'<table class="ranked"><caption>{caption}</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
     )
-
-
-def _no_mode(row, mode_weight: float | None) -> bool:
-    """Whether a row's mode is the training frequencies' (no forecast of its own): by the scores'
-    ``mode_source``, or by the mode model's weight for scores without it."""
-    source = getattr(row, "mode_source", None)
-    return source == "frequencies" if isinstance(source, str) else mode_weight == 0
 
 
 CITIES_WITHOUT_COUNTIES = ("441900", "442000", "460400", "620200")  # 东莞, 中山, 儋州, 嘉峪关
@@ -642,16 +635,21 @@ def _mode_html(mode: str) -> str:
     return f'<span lang="zh-Hans">{html.escape(chinese)}</span>' + (f" ({html.escape(english)}" if english else "")
 
 
+def _mode_table(column: str, cells: dict[str, tuple[str, float]]) -> str:
+    """One row per mode: its name, ``column``'s cell and a bar of the share (0..1) beside it."""
+    rows = "".join(
+        f"<tr><td>{_mode_html(mode)}</td><td>{text}</td>"
+        f'<td><div class="bar" style="width:{300 * share:.0f}px"></div></td></tr>'
+        for mode, (text, share) in cells.items()
+    )
+    head = f'<tr><th scope="col">mode</th><th scope="col">{column}</th>{BAR_HEADER}</tr>'
+    return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+
+
 def _mode_mix(top: pd.DataFrame) -> str:
     counts = top["mode"].value_counts().reindex(list(MODES), fill_value=0)
     total = max(int(counts.sum()), 1)
-    rows = "".join(
-        f"<tr><td>{_mode_html(mode)}</td><td>{n}</td>"
-        f'<td><div class="bar" style="width:{300 * n / total:.0f}px"></div></td></tr>'
-        for mode, n in counts.items()
-    )
-    head = f'<tr><th scope="col">mode</th><th scope="col">top candidates</th>{BAR_HEADER}</tr>'
-    return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+    return _mode_table("top candidates", {mode: (str(n), n / total) for mode, n in counts.items()})
 
 
 def _mode_frequencies(scores: pd.DataFrame) -> str:
@@ -660,13 +658,7 @@ def _mode_frequencies(scores: pd.DataFrame) -> str:
     if candidates.empty or not all(f"p_{mode}" in scores for mode in MODES):
         return ""
     first = candidates.iloc[0]
-    rows = "".join(
-        f"<tr><td>{_mode_html(mode)}</td><td>{first[f'p_{mode}']:.1%}</td>"
-        f'<td><div class="bar" style="width:{300 * first[f"p_{mode}"]:.0f}px"></div></td></tr>'
-        for mode in MODES
-    )
-    head = f'<tr><th scope="col">mode</th><th scope="col">frequency</th>{BAR_HEADER}</tr>'
-    return f'<table class="mode-mix"><thead>{head}</thead><tbody>{rows}</tbody></table>'
+    return _mode_table("frequency", {mode: (f"{first[f'p_{mode}']:.1%}", first[f"p_{mode}"]) for mode in MODES})
 
 
 def _mode_weight_text(weight: float | None) -> str:

@@ -238,8 +238,8 @@ def mode_sources(forecast: pd.DataFrame, bundle, as_of: int) -> pd.Series:
     now = snapshot[snapshot["as_of"] == as_of]
     labels = now.set_index("county_code")["mode"] if "mode" in now.columns else pd.Series(dtype=object)
     labelled = forecast["is_belt"].fillna(False).astype(bool) & forecast["county_code"].map(labels).isin(MODES)
-    default = "frequencies" if float(getattr(bundle, "mode_weight", 1.0)) == 0.0 else "model"
-    return pd.Series(labelled.map({True: "label", False: default}).astype(str), index=forecast.index)
+    default = "frequencies" if float(bundle.mode_weight) == 0.0 else "model"
+    return labelled.map({True: "label", False: default}).astype(str)
 
 
 def rank(forecast: pd.DataFrame) -> pd.DataFrame:

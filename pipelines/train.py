@@ -26,7 +26,7 @@ import features
 import models
 from features.codes import retired_codes
 from features.errors import OutputPathError
-from features.io import json_text, writable_target, write_csv, write_together
+from features.io import json_text, write_csv, write_together
 from features.panel import feature_columns
 from features.periods import label_of
 from models.backtest import FoldSpec
@@ -36,7 +36,7 @@ from models.datasets import emergence_transitions, mode_rows
 from models.plots import importance_bars, shap_summary
 from models.served import BUNDLE_ARTIFACT, MODEL_CONFIG, input_example, signature
 from pipelines.backtest import (
-    backtest_files,
+    check_default_outputs,
     check_folds,
     evaluate,
     fold_spec,
@@ -224,8 +224,7 @@ def train_and_register(
     extra_tags: dict[str, str] | None = None,
 ) -> TrainOutcome:
     """Backtest, fit, log and register in one (possibly nested) MLflow run; point ``alias`` at it."""
-    for path in backtest_files(settings.outputs.dir / "backtest.json"):  # written after the version is registered
-        writable_target(path, "outputs.dir")
+    check_default_outputs(settings)  # written after the version is registered
     lineage = lineage_tags(settings, frame_hash(panel), spec.to_dict())
     lineage[LAST_PERIOD_TAG] = label_of(int(panel["as_of"].max()))  # promote and retrain never go back past it
     lineage["belt_rule"] = belt_rule(labelled_by(settings)).describe()
